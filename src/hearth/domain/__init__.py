@@ -1,0 +1,36 @@
+"""Value types and errors with stable codes. Imports nothing outside the standard library."""
+
+from hearth.domain import errors
+from hearth.domain.errors import ErrorCode, HearthError, IntegrityError, Issue
+from hearth.domain.types import (
+    ID_PATTERN,
+    Action,
+    Clock,
+    Outcome,
+    Principal,
+    PrincipalKind,
+    Random,
+    ResourceRef,
+    Secret,
+    SystemClock,
+    SystemRandom,
+)
+
+__all__ = [
+    "ID_PATTERN",
+    "Action",
+    "Clock",
+    "ErrorCode",
+    "HearthError",
+    "IntegrityError",
+    "Issue",
+    "Outcome",
+    "Principal",
+    "PrincipalKind",
+    "Random",
+    "ResourceRef",
+    "Secret",
+    "SystemClock",
+    "SystemRandom",
+    "errors",
+]

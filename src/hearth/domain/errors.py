@@ -1,0 +1,156 @@
+"""Errors with stable codes.
+
+Every failure Hearth reports carries a code such as ``HRT-0301`` that never changes meaning, an
+HTTP status and a FHIR ``IssueType`` (R4 valueset-issue-type). The message is written for the
+person reading it and never contains PHI: it names what was wrong with the request, not the
+values in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ErrorCode",
+    "HearthError",
+    "IntegrityError",
+    "Issue",
+    "ALL_CODES",
+    "by_code",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """A stable error code with its HTTP status and FHIR issue type."""
+
+    code: str
+    status: int
+    issue: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """One problem found in a request, for an OperationOutcome ``issue`` entry.
+
+    ``expression`` is a FHIRPath-like location (``Patient.name[0].given``); it names elements,
+    never values, so it is safe to echo back and to log.
+    """
+
+    code: ErrorCode
+    diagnostics: str
+    expression: str | None = None
+    severity: str = "error"
+
+
+class HearthError(Exception):
+    """The base of every error Hearth raises on purpose.
+
+    ``detail`` is shown to the client; it must not contain PHI or secrets.
+    """
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        detail: str | None = None,
+        *,
+        issues: tuple[Issue, ...] = (),
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.code = code
+        self.detail = detail or code.title
+        self.issues = issues
+        self.headers = headers or {}
+        super().__init__(f"{code.code}: {self.detail}")
+
+    @property
+    def status(self) -> int:
+        return self.code.status
+
+
+class IntegrityError(HearthError):
+    """A sealed blob, MAC, signature or chain did not verify.
+
+    Deliberately opaque (pyca/cryptography's ``InvalidTag`` model): every failure looks the same
+    to the caller, so a probe learns nothing about which check failed.
+    """
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(INTEGRITY_FAILED, detail)
+
+
+ALL_CODES: list[ErrorCode] = []
+_BY_CODE: dict[str, ErrorCode] = {}
+
+
+def _code(code: str, status: int, issue: str, title: str) -> ErrorCode:
+    ec = ErrorCode(code, status, issue, title)
+    ALL_CODES.append(ec)
+    _BY_CODE.setdefault(code, ec)
+    return ec
+
+
+def by_code(code: str) -> ErrorCode:
+    return _BY_CODE[code]
+
+
+# 01xx: request syntax and transport
+MALFORMED_JSON = _code("HRT-0101", 400, "structure", "The request body is not valid JSON.")
+UNSUPPORTED_MEDIA_TYPE = _code(
+    "HRT-0102", 415, "not-supported", "Send application/fhir+json or application/json."
+)
+PAYLOAD_TOO_LARGE = _code("HRT-0103", 413, "too-costly", "The request body exceeds the limit.")
+NESTING_TOO_DEEP = _code("HRT-0104", 400, "structure", "The JSON nests too deeply.")
+BAD_ID = _code(
+    "HRT-0105", 400, "value", "Resource ids are 1 to 64 characters of A-Z a-z 0-9 - and ."
+)
+UNKNOWN_RESOURCE_TYPE = _code("HRT-0106", 404, "not-supported", "Unknown resource type.")
+METHOD_NOT_ALLOWED = _code("HRT-0107", 405, "not-supported", "Method not allowed here.")
+NOT_ACCEPTABLE = _code("HRT-0108", 406, "not-supported", "Only FHIR JSON can be returned.")
+BAD_REQUEST = _code("HRT-0109", 400, "invalid", "The request is malformed.")
+ROUTE_NOT_FOUND = _code("HRT-0110", 404, "not-found", "No such endpoint.")
+ARRAY_TOO_LONG = _code("HRT-0111", 400, "too-costly", "A JSON array is longer than allowed.")
+BAD_VERSION_ID = _code("HRT-0112", 400, "value", "Version ids are positive integers.")
+BAD_PARAMETER = _code("HRT-0113", 400, "invalid", "A request parameter is not valid.")
+
+# 02xx: resource content
+INVALID_RESOURCE = _code("HRT-0201", 400, "structure", "The resource is not valid FHIR R4.")
+TYPE_MISMATCH = _code(
+    "HRT-0202", 400, "invalid", "The resource type in the body does not match the URL."
+)
+ID_MISMATCH = _code("HRT-0203", 400, "invalid", "The id in the body does not match the URL.")
+UNKNOWN_ELEMENT = _code("HRT-0204", 400, "structure", "Unknown element.")
+WRONG_TYPE = _code("HRT-0205", 400, "value", "An element has the wrong type.")
+CARDINALITY = _code("HRT-0206", 400, "structure", "An element occurs the wrong number of times.")
+REQUIRED_MISSING = _code("HRT-0207", 400, "required", "A required element is missing.")
+BAD_REFERENCE = _code("HRT-0208", 400, "value", "A reference is malformed.")
+BAD_PATCH = _code("HRT-0209", 400, "invalid", "The JSON Patch document is not valid.")
+PATCH_FAILED = _code("HRT-0210", 422, "processing", "The JSON Patch could not be applied.")
+BUSINESS_RULE = _code("HRT-0211", 422, "business-rule", "The resource breaks a rule of FHIR R4.")
+MISSING_RESOURCE_TYPE = _code("HRT-0212", 400, "required", "The body has no resourceType.")
+BAD_PRIMITIVE = _code("HRT-0213", 400, "value", "A primitive value is not in the allowed format.")
+
+# 03xx: versions and preconditions
+NOT_FOUND = _code("HRT-0301", 404, "not-found", "Resource not found.")
+GONE = _code("HRT-0302", 410, "deleted", "The resource has been deleted.")
+VERSION_CONFLICT = _code(
+    "HRT-0303", 412, "conflict", "The resource has changed since the version you sent in If-Match."
+)
+BAD_IF_MATCH = _code("HRT-0304", 400, "invalid", "If-Match must be a weak ETag such as W/\"3\".")
+VERSION_NOT_FOUND = _code("HRT-0305", 404, "not-found", "That version of the resource was not found.")
+CONFLICT = _code("HRT-0306", 409, "conflict", "The write conflicts with a concurrent change.")
+
+# 04xx: authentication and authorization
+UNAUTHENTICATED = _code("HRT-0401", 401, "login", "Authentication is required.")
+FORBIDDEN = _code("HRT-0402", 403, "forbidden", "You are not allowed to do this.")
+TLS_REQUIRED = _code("HRT-0403", 400, "security", "Serve over TLS outside loopback.")
+
+# 05xx: server and safeguards
+INTERNAL = _code("HRT-0501", 500, "exception", "Internal error. The incident has been logged.")
+AUDIT_FAILED = _code(
+    "HRT-0502", 503, "transient", "The audit trail could not be written, so nothing was done."
+)
+INTEGRITY_FAILED = _code("HRT-0503", 500, "exception", "A stored record failed its integrity check.")
+STORAGE_UNAVAILABLE = _code("HRT-0504", 503, "transient", "The database is unavailable.")
+KEY_UNAVAILABLE = _code("HRT-0505", 500, "security", "A required key is not available.")
