@@ -12,6 +12,7 @@ from hearth.domain.types import (
     Random,
     ResourceRef,
     Secret,
+    StoredResource,
     SystemClock,
     SystemRandom,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Random",
     "ResourceRef",
     "Secret",
+    "StoredResource",
     "SystemClock",
     "SystemRandom",
     "errors",

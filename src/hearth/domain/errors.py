@@ -113,6 +113,7 @@ ROUTE_NOT_FOUND = _code("HRT-0110", 404, "not-found", "No such endpoint.")
 ARRAY_TOO_LONG = _code("HRT-0111", 400, "too-costly", "A JSON array is longer than allowed.")
 BAD_VERSION_ID = _code("HRT-0112", 400, "value", "Version ids are positive integers.")
 BAD_PARAMETER = _code("HRT-0113", 400, "invalid", "A request parameter is not valid.")
+NOT_IMPLEMENTED = _code("HRT-0114", 501, "not-supported", "This interaction is not supported yet.")
 
 # 02xx: resource content
 INVALID_RESOURCE = _code("HRT-0201", 400, "structure", "The resource is not valid FHIR R4.")
@@ -137,8 +138,10 @@ GONE = _code("HRT-0302", 410, "deleted", "The resource has been deleted.")
 VERSION_CONFLICT = _code(
     "HRT-0303", 412, "conflict", "The resource has changed since the version you sent in If-Match."
 )
-BAD_IF_MATCH = _code("HRT-0304", 400, "invalid", "If-Match must be a weak ETag such as W/\"3\".")
-VERSION_NOT_FOUND = _code("HRT-0305", 404, "not-found", "That version of the resource was not found.")
+BAD_IF_MATCH = _code("HRT-0304", 400, "invalid", 'If-Match must be a weak ETag such as W/"3".')
+VERSION_NOT_FOUND = _code(
+    "HRT-0305", 404, "not-found", "That version of the resource was not found."
+)
 CONFLICT = _code("HRT-0306", 409, "conflict", "The write conflicts with a concurrent change.")
 
 # 04xx: authentication and authorization
@@ -151,6 +154,8 @@ INTERNAL = _code("HRT-0501", 500, "exception", "Internal error. The incident has
 AUDIT_FAILED = _code(
     "HRT-0502", 503, "transient", "The audit trail could not be written, so nothing was done."
 )
-INTEGRITY_FAILED = _code("HRT-0503", 500, "exception", "A stored record failed its integrity check.")
+INTEGRITY_FAILED = _code(
+    "HRT-0503", 500, "exception", "A stored record failed its integrity check."
+)
 STORAGE_UNAVAILABLE = _code("HRT-0504", 503, "transient", "The database is unavailable.")
 KEY_UNAVAILABLE = _code("HRT-0505", 500, "security", "A required key is not available.")

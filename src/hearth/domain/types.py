@@ -6,7 +6,7 @@ import enum
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 __all__ = [
     "Action",
@@ -17,6 +17,7 @@ __all__ = [
     "Random",
     "ResourceRef",
     "Secret",
+    "StoredResource",
     "SystemClock",
     "SystemRandom",
     "ID_PATTERN",
@@ -145,3 +146,24 @@ class SystemRandom:
         import secrets
 
         return secrets.token_bytes(n)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResource:
+    """One resource version as it leaves the gate: opened, verified and allowed."""
+
+    res_type: str
+    res_id: str
+    version: int
+    seq: int
+    last_updated: datetime
+    deleted: bool
+    resource: dict[str, Any] | None  # None for a deletion (tombstone)
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def ref(self) -> ResourceRef:
+        return ResourceRef(self.res_type, self.res_id, self.version)

@@ -1,1 +1,38 @@
-"""TODO docstring."""
+"""The gate and what lies behind it: the repository bound to a principal, audit, SQL storage.
+
+Adapters never import this package (import-linter enforces it); ``hearth.wiring`` builds its
+objects and services receive them.
+"""
+
+from hearth.storage.audit import AuditTrail
+from hearth.storage.identity import ApiTokenStore, TokenGrant
+from hearth.storage.repository import (
+    IntegrityObserver,
+    RecordRepository,
+    WriteBatch,
+    from_us,
+    to_us,
+)
+from hearth.storage.system import (
+    KeyInfo,
+    SystemRepository,
+    VersionFinding,
+    initialise_store,
+    load_wrapped_keys,
+)
+
+__all__ = [
+    "ApiTokenStore",
+    "AuditTrail",
+    "IntegrityObserver",
+    "KeyInfo",
+    "RecordRepository",
+    "SystemRepository",
+    "TokenGrant",
+    "VersionFinding",
+    "WriteBatch",
+    "from_us",
+    "initialise_store",
+    "load_wrapped_keys",
+    "to_us",
+]

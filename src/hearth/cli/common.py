@@ -1,0 +1,103 @@
+"""What every command shares: the instance home, error reporting, progress bars, JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from hearth.domain import HearthError
+from hearth.settings import load_settings
+from hearth.wiring import Container
+
+__all__ = ["RichProgress", "State", "container", "emit_json", "fail", "handle_errors", "pass_state"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class State:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("HEARTH_HOME", "var"))
+
+
+def fail(message: str, code: int = 1) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn errors into a plain message and a non-zero exit; never a stack trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except HearthError as exc:
+            fail(f"{exc.detail} [{exc.code.code}]")
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for the operator
+            incident = uuid.uuid4().hex[:12]
+            fail(f"internal error ({type(exc).__name__}, incident {incident})")
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+@contextmanager
+def container(state: State) -> Iterator[Container]:
+    c = Container(load_settings(state.home))
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+class RichProgress:
+    """A progress bar on stderr (hidden when stderr is not a terminal or in --json mode)."""
+
+    def __init__(self, *, enabled: bool = True) -> None:
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+            disable=not enabled or not sys.stderr.isatty(),
+        )
+        self._task: Any = None
+
+    def start(self, label: str, total: int | None) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task(label, total=total)
+
+    def advance(self, n: int = 1) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def finish(self) -> None:
+        self._bar.stop()
+        self._task = None

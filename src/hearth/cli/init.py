@@ -1,0 +1,72 @@
+"""``hearth init``: create an instance."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from hearth.cli.common import State, emit_json, handle_errors, pass_state
+from hearth.domain import Secret
+from hearth.wiring import init_instance
+
+
+@click.command("init")
+@click.option("--database", "database_url", help="Database URL (default: SQLite in HOME/data).")
+@click.option(
+    "--key-source",
+    type=click.Choice(["file", "passphrase"]),
+    default="file",
+    show_default=True,
+    help="Where the key-encryption key comes from (passphrase: HEARTH_KEY_PASSPHRASE).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Key file location (default HOME/keys/kek.key; keep it outside HOME in production).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", is_flag=True, help="Print only the admin token.")
+@pass_state
+@handle_errors
+def command(
+    state: State,
+    database_url: str | None,
+    key_source: str,
+    key_file: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Create a Hearth instance: config, keys, database schema and an admin token.
+
+    \b
+    Examples:
+      hearth --home ./var init
+      hearth --home /srv/hearth init --database postgresql://hearth@db/hearth \\
+          --key-file /etc/hearth/kek.key
+    """
+    passphrase = os.environ.get("HEARTH_KEY_PASSPHRASE")
+    result = init_instance(
+        state.home,
+        database_url=database_url or os.environ.get("HEARTH_DATABASE_URL"),
+        key_source=key_source,
+        key_file=key_file,
+        passphrase=Secret(passphrase) if passphrase else None,
+    )
+    if as_json:
+        emit_json(
+            {
+                "home": str(result.home),
+                "base_url": result.base_url,
+                "admin_token": result.admin_token,
+                "database": result.database,
+            }
+        )
+        return
+    if quiet:
+        return
+    click.echo(f"Created a Hearth instance in {result.home} ({result.database}).")
+    click.echo(f"FHIR base URL once served: {result.base_url}")
+    click.echo("Administrator API token (shown once, store it safely):")
+    click.echo(f"  {result.admin_token}")

@@ -1,0 +1,111 @@
+"""``hearth keys``: the key ring."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
+from hearth.wiring import KEY_PURPOSES, rewrap_keys
+
+
+@click.group("keys")
+def command() -> None:
+    """Manage the data, MAC and signing keys and the key-encryption key."""
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@handle_errors
+def list_keys(state: State, as_json: bool) -> None:
+    """List keys with their state and how many stored rows use each."""
+    with container(state) as c:
+        keys = c.system_repository("keys").list_keys()
+    rows = [
+        {
+            "id": k.key_id,
+            "purpose": k.purpose,
+            "state": k.state,
+            "created": datetime.fromtimestamp(k.created_us / 1e6, UTC).isoformat(),
+            "rows_using": k.in_use,
+        }
+        for k in keys
+    ]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        used = "" if r["rows_using"] is None else f"  used by {r['rows_using']} rows"
+        click.echo(f"{r['id']:>4}  {r['purpose']:<11} {r['state']:<13} {r['created']}{used}")
+
+
+@command.command("rotate")
+@click.option(
+    "--purpose",
+    "purposes",
+    multiple=True,
+    type=click.Choice(KEY_PURPOSES),
+    help="Which keys (default: data and mac).",
+)
+@pass_state
+@handle_errors
+def rotate(state: State, purposes: tuple[str, ...]) -> None:
+    """Create new active keys; new writes use them, old versions stay readable.
+
+    \b
+    Example:
+      hearth --home ./var keys rotate
+      hearth --home ./var keys rotate --purpose audit-sign
+    """
+    with container(state) as c:
+        created = c.rotate_keys(purposes or ("data", "mac"), operator="cli")
+    click.echo(f"New active keys: {', '.join(str(k) for k in created)}.")
+
+
+@command.command("reseal")
+@click.argument("key_id", type=int)
+@pass_state
+@handle_errors
+def reseal(state: State, key_id: int) -> None:
+    """Re-seal every version sealed with KEY_ID under the active data key."""
+    with container(state) as c:
+        progress = RichProgress()
+        progress.start("re-sealing", None)
+        count = c.system_repository("keys", operator="cli").reseal(
+            key_id, on_row=lambda _seq: progress.advance()
+        )
+        progress.finish()
+    click.echo(f"Re-sealed {count} versions.")
+
+
+@command.command("retire")
+@click.argument("key_id", type=int)
+@pass_state
+@handle_errors
+def retire(state: State, key_id: int) -> None:
+    """Destroy a rotated-out key; refused while any stored row still needs it."""
+    with container(state) as c:
+        c.system_repository("keys", operator="cli").retire(key_id)
+    click.echo(f"Key {key_id} retired.")
+
+
+@command.command("rewrap")
+@click.option(
+    "--new-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Where to create the new key-encryption key (must not exist).",
+)
+@pass_state
+@handle_errors
+def rewrap(state: State, new_key_file: Path) -> None:
+    """Rotate the key-encryption key: re-wrap every key under a new key file.
+
+    Afterwards point keys.file in hearth.toml at the new file and keep the old one offline
+    until you have verified the instance opens.
+    """
+    count = rewrap_keys(state.home, new_key_file)
+    click.echo(f"Re-wrapped {count} keys under {new_key_file}. Now set keys.file to it.")

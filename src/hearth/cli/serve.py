@@ -1,0 +1,96 @@
+"""``hearth serve``: serve the FHIR API."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import uvicorn
+
+from hearth.cli.common import State, fail, handle_errors, pass_state
+from hearth.settings import load_settings
+from hearth.web.app import create_app
+from hearth.wiring import Container, issue_admin_credential
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@click.command("serve")
+@click.option("--host", help="Address to bind (default from hearth.toml, 127.0.0.1).")
+@click.option("--port", type=int, help="Port (default from hearth.toml, 8080).")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--issue-admin-credential",
+    is_flag=True,
+    help="Print a fresh administrator token (valid 12 hours) before serving.",
+)
+@click.option("--log-level", default="info", show_default=True)
+@pass_state
+@handle_errors
+def command(
+    state: State,
+    host: str | None,
+    port: int | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    issue_admin_credential: bool,
+    log_level: str,
+) -> None:
+    """Serve the FHIR API; refuses a non-loopback address without TLS.
+
+    \b
+    Examples:
+      hearth --home ./var serve
+      hearth --home ./var serve --host 0.0.0.0 --port 443 --tls-cert cert.pem --tls-key key.pem
+    """
+    settings = load_settings(state.home)
+    host = host or settings.host
+    port = port or settings.port
+    tls_cert = tls_cert or settings.tls_cert
+    tls_key = tls_key or settings.tls_key
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together.")
+    if not is_loopback(host) and tls_cert is None:
+        fail(
+            f"refusing to serve PHI on {host} without TLS: pass --tls-cert and --tls-key, "
+            "or bind 127.0.0.1.",
+            2,
+        )
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    container = Container(settings)
+    scheme = "https" if tls_cert else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    base_url = f"{scheme}://{shown_host}:{port}/fhir"
+    if issue_admin_credential:
+        token = issue_admin_credential_for(container)
+        click.echo(f"Hearth is serving at {base_url}")
+        click.echo(f"One-time administrator token (valid 12 hours): {token}")
+    else:
+        click.echo(f"Hearth is serving at {base_url}")
+    app = create_app(container, allowed_hosts=[host])
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+        access_log=False,  # uvicorn's access log prints query strings; ours does not
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,
+    )
+
+
+def issue_admin_credential_for(container: Container) -> str:
+    return issue_admin_credential(container, ttl=timedelta(hours=12))

@@ -1,0 +1,60 @@
+"""Bundles the server returns: history (R4 http.html#history) and, later, searchset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["BundleEntry", "history_bundle", "http_date"]
+
+
+def http_date(ts: datetime) -> str:
+    """RFC 9110 section 5.6.7 IMF-fixdate, for Last-Modified."""
+    return ts.astimezone(UTC).strftime("%a, %d %b %Y %H:%M:%S GMT")
+
+
+@dataclass(frozen=True, slots=True)
+class BundleEntry:
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: datetime
+    resource: dict[str, Any] | None
+    method: str  # POST, PUT, PATCH or DELETE: what created this version
+
+
+def history_bundle(
+    base: str,
+    entries: Iterable[BundleEntry],
+    *,
+    total: int,
+    self_link: str,
+    next_link: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    out: list[dict[str, Any]] = []
+    for e in entries:
+        url = f"{e.res_type}/{e.res_id}"
+        entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
+        if e.resource is not None:
+            entry["resource"] = e.resource
+        entry["request"] = {"method": e.method, "url": url if e.method != "POST" else e.res_type}
+        entry["response"] = {
+            "status": {"POST": "201 Created", "DELETE": "204 No Content"}.get(e.method, "200 OK"),
+            "etag": f'W/"{e.version}"',
+            "lastModified": e.last_updated.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+        out.append(entry)
+    links = [{"relation": "self", "url": self_link}]
+    if next_link is not None:
+        links.append({"relation": "next", "url": next_link})
+    return {
+        "resourceType": "Bundle",
+        "type": "history",
+        "meta": {"lastUpdated": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+        "total": total,
+        "link": links,
+        "entry": out,
+    }

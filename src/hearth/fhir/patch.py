@@ -1,0 +1,54 @@
+"""FHIR JSON Patch (R4 http.html#patch): RFC 6902 via the ``jsonpatch`` library.
+
+A patch may not change ``resourceType`` or ``id``, and the result must still be a valid
+resource; the caller validates it before it is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jsonpatch
+import jsonpointer
+
+from hearth.domain import HearthError, errors
+
+__all__ = ["apply_json_patch", "parse_json_patch"]
+
+_OPS = frozenset({"add", "remove", "replace", "move", "copy", "test"})
+
+
+def parse_json_patch(document: object) -> list[dict[str, Any]]:
+    """Check the shape of a JSON Patch document (RFC 6902 section 4) without applying it."""
+    if not isinstance(document, list) or not document:
+        raise HearthError(errors.BAD_PATCH, "A JSON Patch is a non-empty array of operations.")
+    ops: list[dict[str, Any]] = []
+    for index, op in enumerate(document):
+        if not isinstance(op, dict) or op.get("op") not in _OPS:
+            raise HearthError(errors.BAD_PATCH, f"Operation {index} has no valid 'op'.")
+        if not isinstance(op.get("path"), str):
+            raise HearthError(errors.BAD_PATCH, f"Operation {index} has no 'path'.")
+        if op["op"] in ("add", "replace", "test") and "value" not in op:
+            raise HearthError(errors.BAD_PATCH, f"Operation {index} needs a 'value'.")
+        if op["op"] in ("move", "copy") and not isinstance(op.get("from"), str):
+            raise HearthError(errors.BAD_PATCH, f"Operation {index} needs a 'from'.")
+        for key in ("path", "from"):
+            if key in op and op[key].split("/")[1:2] in (["id"], ["resourceType"]):
+                raise HearthError(
+                    errors.BAD_PATCH, f"Operation {index} may not change id or resourceType."
+                )
+        ops.append(op)
+    return ops
+
+
+def apply_json_patch(resource: Mapping[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        result = jsonpatch.JsonPatch(ops).apply(dict(resource))
+    except jsonpatch.JsonPatchTestFailed:
+        raise HearthError(errors.PATCH_FAILED, "A 'test' operation did not match.") from None
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException):
+        raise HearthError(errors.PATCH_FAILED) from None
+    if not isinstance(result, dict):
+        raise HearthError(errors.PATCH_FAILED)
+    return result

@@ -1,0 +1,98 @@
+"""The access decision point: ``AccessPolicy.decide`` answers allow or deny, nothing else.
+
+Deny by default. Until the authorization model (roles, scopes, compartments, masks) lands,
+``RolePolicy`` grants each role an explicit set of (resource type, action) pairs; a principal with
+no role that grants the pair is denied. An action this module does not know is denied.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hearth.domain import Action, Principal
+
+__all__ = [
+    "ALL_TYPES",
+    "AccessPolicy",
+    "Decision",
+    "Denial",
+    "Grant",
+    "RolePolicy",
+    "bootstrap_roles",
+]
+
+ALL_TYPES = "*"
+_KNOWN_ACTIONS = frozenset(Action)
+
+
+class Denial(enum.StrEnum):
+    """Why a request was denied; decides between 403 (forbidden) and 404 (do not leak)."""
+
+    FORBIDDEN = "forbidden"  # the principal may never do this to this type
+    OUT_OF_SCOPE = "out-of-scope"  # this particular resource is outside the principal's reach
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    allowed: bool
+    denial: Denial | None = None
+    reason: str = ""
+
+    @classmethod
+    def allow(cls, reason: str = "") -> Decision:
+        return cls(True, None, reason)
+
+    @classmethod
+    def deny(cls, denial: Denial, reason: str) -> Decision:
+        return cls(False, denial, reason)
+
+
+class AccessPolicy(Protocol):
+    def decide(
+        self,
+        principal: Principal,
+        action: Action,
+        res_type: str,
+        resource: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Decide one action on one type, or on one resource when ``resource`` is given."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    res_type: str  # a resource type or ALL_TYPES
+    actions: frozenset[Action]
+
+
+class RolePolicy:
+    """Grants by role; everything not granted is denied."""
+
+    def __init__(self, roles: Mapping[str, tuple[Grant, ...]]) -> None:
+        self._roles = dict(roles)
+
+    def decide(
+        self,
+        principal: Principal,
+        action: Action,
+        res_type: str,
+        resource: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        if action not in _KNOWN_ACTIONS:  # fail closed on anything unrecognised
+            return Decision.deny(Denial.FORBIDDEN, "unknown action")
+        for role in sorted(principal.roles):
+            for grant in self._roles.get(role, ()):
+                if action in grant.actions and grant.res_type in (ALL_TYPES, res_type):
+                    return Decision.allow(f"role {role}")
+        return Decision.deny(Denial.FORBIDDEN, "no role grants this")
+
+
+def bootstrap_roles() -> dict[str, tuple[Grant, ...]]:
+    """The one role the foundation ships: the bootstrap administrator, with full access.
+
+    The authorization model replaces this with the default role set (physician, nurse, ...).
+    """
+    return {"bootstrap-admin": (Grant(ALL_TYPES, frozenset(Action)),)}

@@ -1,0 +1,156 @@
+"""FHIR interactions on resources (R4 http.html): validate, then pass through the gate.
+
+``RecordService`` holds the FHIR rules that sit above storage: what a create may contain, that
+an update's body matches its URL, how a JSON Patch applies, which page of history comes next.
+Every byte of PHI it touches comes from or goes to the ``RecordRepository`` it was given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hearth.domain import ID_PATTERN, HearthError, Issue, StoredResource, errors
+from hearth.fhir.bundle import BundleEntry
+from hearth.fhir.definitions import is_resource_type
+from hearth.fhir.patch import apply_json_patch, parse_json_patch
+from hearth.fhir.validation import validate_resource
+from hearth.storage import RecordRepository
+
+__all__ = ["HistoryPage", "RecordService", "check_id", "check_type"]
+
+Validator = Callable[..., None]
+
+
+def check_type(res_type: str) -> str:
+    if not is_resource_type(res_type):
+        raise HearthError(errors.UNKNOWN_RESOURCE_TYPE)
+    return res_type
+
+
+def check_id(res_id: str) -> str:
+    if not ID_PATTERN.fullmatch(res_id):
+        raise HearthError(errors.BAD_ID)
+    return res_id
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    entries: list[BundleEntry]
+    total: int
+    next_before_seq: int | None
+
+
+def _entry(stored: StoredResource) -> BundleEntry:
+    if stored.deleted:
+        method = "DELETE"
+    elif stored.version == 1:
+        method = "POST"
+    else:
+        method = "PUT"
+    return BundleEntry(
+        stored.res_type,
+        stored.res_id,
+        stored.version,
+        stored.last_updated,
+        stored.resource,
+        method,
+    )
+
+
+class RecordService:
+    """The FHIR REST interactions for one principal, over the repository bound to them."""
+
+    def __init__(self, repo: RecordRepository, *, validate: Validator = validate_resource) -> None:
+        self._repo = repo
+        self._validate = validate
+
+    def _checked(self, res_type: str, resource: Mapping[str, Any]) -> dict[str, Any]:
+        body_type = resource.get("resourceType")
+        if body_type is None:
+            raise HearthError(errors.MISSING_RESOURCE_TYPE)
+        if body_type != res_type:
+            raise HearthError(errors.TYPE_MISMATCH)
+        self._validate(resource, resource_type=res_type)
+        return dict(resource)
+
+    def create(self, res_type: str, resource: Mapping[str, Any]) -> StoredResource:
+        """Create (R4 http.html#create): any id in the body is ignored; the server assigns one."""
+        check_type(res_type)
+        body = self._checked(res_type, resource)
+        body.pop("id", None)
+        return self._repo.create(body)
+
+    def read(self, res_type: str, res_id: str) -> StoredResource:
+        return self._repo.read(check_type(res_type), check_id(res_id))
+
+    def vread(self, res_type: str, res_id: str, version: str) -> StoredResource:
+        if not version.isdigit() or int(version) < 1 or len(version) > 9:
+            raise HearthError(errors.BAD_VERSION_ID)
+        return self._repo.vread(check_type(res_type), check_id(res_id), int(version))
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: Mapping[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> tuple[StoredResource, bool]:
+        """Update or update-as-create (R4 http.html#update): the body's id must match the URL."""
+        check_type(res_type)
+        check_id(res_id)
+        body = self._checked(res_type, resource)
+        if body.get("id") != res_id:
+            raise HearthError(
+                errors.ID_MISMATCH,
+                issues=(Issue(errors.ID_MISMATCH, errors.ID_MISMATCH.title, f"{res_type}.id"),),
+            )
+        return self._repo.update(res_type, res_id, body, if_match=if_match)
+
+    def patch(
+        self,
+        res_type: str,
+        res_id: str,
+        document: object,
+        *,
+        if_match: int | None = None,
+    ) -> StoredResource:
+        """JSON Patch (R4 http.html#patch); the patched resource is validated before storing."""
+        check_type(res_type)
+        check_id(res_id)
+        ops = parse_json_patch(document)
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            patched = apply_json_patch(current, ops)
+            return self._checked(res_type, patched)
+
+        return self._repo.update_with(res_type, res_id, change, if_match=if_match)
+
+    def delete(self, res_type: str, res_id: str) -> StoredResource | None:
+        return self._repo.delete(check_type(res_type), check_id(res_id))
+
+    def history(
+        self,
+        *,
+        res_type: str | None,
+        res_id: str | None,
+        since: datetime | None,
+        before_seq: int | None,
+        count: int,
+    ) -> HistoryPage:
+        """Instance, type or system history, newest first (R4 http.html#history)."""
+        if res_type is not None:
+            check_type(res_type)
+        if res_id is not None:
+            check_id(res_id)
+        rows, total = self._repo.history(
+            res_type=res_type, res_id=res_id, since=since, before_seq=before_seq, count=count + 1
+        )
+        more = len(rows) > count
+        rows = rows[:count]
+        return HistoryPage(
+            [_entry(r) for r in rows], total, rows[-1].seq if more and rows else None
+        )

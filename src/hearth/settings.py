@@ -1,0 +1,163 @@
+"""Typed settings for one Hearth instance, read from ``HOME/hearth.toml`` and the environment.
+
+An instance's home holds ``hearth.toml``, ``data/`` (the SQLite database, unless another engine
+is configured) and, by default, ``keys/`` (the key-encryption key). Keys live apart from data so
+that copying ``data/`` never copies the keys; in production point ``keys.file`` outside the
+home, or use a passphrase from the environment, or an external KMS.
+
+Environment overrides: ``HEARTH_DATABASE_URL``, ``HEARTH_KEY_PASSPHRASE``.
+Secrets are ``Secret`` values: ``repr(settings)`` never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hearth.domain import HearthError, Secret, errors
+
+__all__ = ["CONFIG_FILE", "KeySource", "Limits", "Settings", "load_settings", "render_config"]
+
+CONFIG_FILE = "hearth.toml"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one request may cost (ASVS 2.4.1, 5.2.1)."""
+
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_json_depth: int = 64
+    max_json_array: int = 10_000
+    default_page_size: int = 50
+    max_page_size: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where the key-encryption key comes from: ``file``, ``passphrase`` or ``kms:NAME``."""
+
+    kind: str = "file"
+    file: Path | None = None
+    passphrase: Secret | None = None
+    salt_hex: str | None = None
+    kms: str | None = None  # entry point name in the ``hearth.kek`` group
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    home: Path
+    instance_id: str
+    database_url: Secret
+    keys: KeySource
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_base_url: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    limits: Limits = field(default_factory=Limits)
+    audit_checkpoint_every: int = 1000
+
+    @property
+    def engine(self) -> str:
+        return self.database_url.reveal().split(":", 1)[0].split("+", 1)[0]
+
+
+def _resolve(home: Path, value: str) -> Path:
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else home / path
+
+
+def _sqlite_url(home: Path, url: str) -> str:
+    """Resolve a relative SQLite path against the instance home, not the working directory."""
+    match = re.fullmatch(r"sqlite(\+pysqlite)?:///(?!/)(.+)", url)
+    if match and not match.group(2).startswith(":memory:"):
+        return f"sqlite:///{(home / match.group(2)).resolve()}"
+    return url
+
+
+def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    config_path = home / CONFIG_FILE
+    try:
+        raw: dict[str, Any] = tomllib.loads(config_path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise HearthError(
+            errors.BAD_PARAMETER,
+            f"No Hearth instance at {home}: run `hearth --home {home} init` first.",
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HearthError(errors.BAD_PARAMETER, f"{config_path} is not valid TOML: {exc}") from None
+    database = raw.get("database", {})
+    keys = raw.get("keys", {})
+    server = raw.get("server", {})
+    limits = raw.get("limits", {})
+    url = env.get("HEARTH_DATABASE_URL") or database.get("url") or "sqlite:///data/hearth.db"
+    kind = str(keys.get("source", "file"))
+    passphrase = env.get("HEARTH_KEY_PASSPHRASE")
+    key_source = KeySource(
+        kind="kms" if kind.startswith("kms:") else kind,
+        file=_resolve(home, keys.get("file", "keys/kek.key")) if kind == "file" else None,
+        passphrase=Secret(passphrase) if passphrase else None,
+        salt_hex=keys.get("salt"),
+        kms=kind.removeprefix("kms:") if kind.startswith("kms:") else None,
+    )
+    if key_source.kind not in ("file", "passphrase", "kms"):
+        raise HearthError(errors.BAD_PARAMETER, "keys.source is file, passphrase or kms:NAME.")
+    tls = server.get("tls", {})
+    return Settings(
+        home=home,
+        instance_id=str(raw.get("instance_id", "")),
+        database_url=Secret(_sqlite_url(home, url)),
+        keys=key_source,
+        host=str(server.get("host", "127.0.0.1")),
+        port=int(server.get("port", 8080)),
+        public_base_url=server.get("public_base_url"),
+        tls_cert=_resolve(home, tls["cert"]) if "cert" in tls else None,
+        tls_key=_resolve(home, tls["key"]) if "key" in tls else None,
+        limits=Limits(**{k: int(v) for k, v in limits.items() if k in Limits.__dataclass_fields__}),
+    )
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(
+    *,
+    instance_id: str,
+    database_url: str | None,
+    key_source: str,
+    key_file: str | None,
+    salt_hex: str | None,
+) -> str:
+    """The ``hearth.toml`` that ``hearth init`` writes. Never contains a secret."""
+    lines = [
+        "# Hearth instance configuration. See docs/operations.md for every setting.",
+        f"instance_id = {_toml_string(instance_id)}",
+        "",
+        "[database]",
+        "# SQLite by default; relative paths are inside this instance's home.",
+        "# HEARTH_DATABASE_URL overrides this (use it for credentials).",
+        f"url = {_toml_string(database_url or 'sqlite:///data/hearth.db')}",
+        "",
+        "[keys]",
+        "# file: a 32-byte key file, mode 0600, never inside data/. In production keep it",
+        "# outside this home. passphrase: HEARTH_KEY_PASSPHRASE. kms:NAME: an external KMS.",
+        f"source = {_toml_string(key_source)}",
+    ]
+    if key_file is not None:
+        lines.append(f"file = {_toml_string(key_file)}")
+    if salt_hex is not None:
+        lines.append(f"salt = {_toml_string(salt_hex)}")
+    lines += [
+        "",
+        "[server]",
+        'host = "127.0.0.1"',
+        "port = 8080",
+        "",
+    ]
+    return "\n".join(lines)

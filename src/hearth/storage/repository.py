@@ -1,0 +1,554 @@
+"""The gate: every read and write of PHI passes through a repository bound to a principal.
+
+A ``RecordRepository`` decides (through the access policy), seals and opens (through the key
+ring), checks each version's MAC on the way out, and audits every call, success and failure. A
+change and its audit entry commit in one transaction; a read's entry is group-committed and
+durable before the read returns. Denials and failures are audited in their own transaction, so
+they are recorded even though the change they refused rolls back.
+
+Out-of-scope reads answer "not found" (Medplum, HAPI): a principal learns nothing about records
+outside their reach, not even that they exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from hearth.audit import AuditRecord
+from hearth.crypto import KeyRing
+from hearth.domain import (
+    Action,
+    Clock,
+    HearthError,
+    IntegrityError,
+    Outcome,
+    Principal,
+    Random,
+    ResourceRef,
+    StoredResource,
+    errors,
+)
+from hearth.security import AccessPolicy, Decision, Denial
+from hearth.storage.audit import AuditTrail
+from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
+
+__all__ = [
+    "IntegrityObserver",
+    "RecordRepository",
+    "WriteBatch",
+    "from_us",
+    "to_us",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+#: Called with the damaged row's identity when a stored version fails to open or verify.
+IntegrityObserver = Callable[[str, str, int, int], None]
+
+
+def to_us(ts: datetime) -> int:
+    delta = ts.astimezone(UTC) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
+def instant(ts: datetime) -> str:
+    """FHIR ``instant`` with microseconds, in UTC (R4 datatypes.html#instant)."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def patient_of(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -> str | None:
+    """The id of the patient a resource is about, when it names one directly (for the audit)."""
+    if res_type == "Patient":
+        return res_id
+    if not resource:
+        return None
+    for field in ("subject", "patient", "beneficiary"):
+        value = resource.get(field)
+        if isinstance(value, dict):
+            reference = value.get("reference")
+            if isinstance(reference, str) and reference.startswith("Patient/"):
+                return reference.removeprefix("Patient/").split("/", 1)[0]
+    return None
+
+
+class RecordRepository:
+    """Resources, seen and changed by one principal. Build it only through ``wiring``."""
+
+    def __init__(
+        self,
+        *,
+        principal: Principal,
+        policy: AccessPolicy,
+        store: SqlStore,
+        keyring: KeyRing,
+        audit: AuditTrail,
+        clock: Clock,
+        random: Random,
+        request_id: str | None = None,
+        on_integrity_failure: IntegrityObserver | None = None,
+    ) -> None:
+        self.principal = principal
+        self._policy = policy
+        self._store = store
+        self._keys = keyring
+        self._audit = audit
+        self._clock = clock
+        self._random = random
+        self._request = request_id
+        self._on_integrity_failure = on_integrity_failure
+        # Inside a write batch the writer lock is held, so failures cannot be audited in a
+        # transaction of their own until it ends; they wait here (see ``batch``).
+        self._deferred: list[AuditRecord] | None = None
+
+    # -- audit and decisions ----------------------------------------------------------------
+    def _record(
+        self,
+        action: Action | str,
+        outcome: Outcome,
+        *,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        version: int | None = None,
+        patient: str | None = None,
+        code: str | None = None,
+        detail: bytes | None = None,
+    ) -> AuditRecord:
+        p = self.principal
+        return AuditRecord(
+            ts=self._clock.now(),
+            actor=p.subject,
+            actor_kind=p.kind.value,
+            action=str(action),
+            outcome=outcome,
+            res_type=res_type,
+            res_id=res_id,
+            version=version,
+            patient=patient,
+            purpose=p.purpose_of_use,
+            source=p.source,
+            session=p.session,
+            request=self._request,
+            code=code,
+            detail=detail,
+        )
+
+    def _fail(
+        self,
+        action: Action,
+        error: HearthError,
+        *,
+        res_type: str | None,
+        res_id: str | None = None,
+        version: int | None = None,
+        outcome: Outcome | None = None,
+        detail: bytes | None = None,
+    ) -> HearthError:
+        """Audit a refused or failed call in its own transaction, then hand back the error."""
+        if outcome is None:
+            outcome = {
+                errors.FORBIDDEN.code: Outcome.DENIED,
+                errors.NOT_FOUND.code: Outcome.NOT_FOUND,
+                errors.GONE.code: Outcome.NOT_FOUND,
+                errors.VERSION_NOT_FOUND.code: Outcome.NOT_FOUND,
+            }.get(error.code.code, Outcome.INVALID if error.status < 500 else Outcome.ERROR)
+        record = self._record(
+            action,
+            outcome,
+            res_type=res_type,
+            res_id=res_id,
+            version=version,
+            code=error.code.code,
+            detail=detail,
+        )
+        if self._deferred is not None:
+            self._deferred.append(record)
+        else:
+            self._audit.record(record)
+        return error
+
+    def _check(
+        self,
+        action: Action,
+        res_type: str,
+        resource: Mapping[str, Any] | None = None,
+        *,
+        res_id: str | None = None,
+    ) -> None:
+        """Ask the policy; on deny, audit the denial and raise (403, or 404 when out of scope)."""
+        decision: Decision = self._policy.decide(self.principal, action, res_type, resource)
+        if decision.allowed:
+            return
+        if decision.denial is Denial.OUT_OF_SCOPE and not action.is_write:
+            error = HearthError(errors.NOT_FOUND)
+            raise self._fail(
+                action, error, res_type=res_type, res_id=res_id, outcome=Outcome.DENIED
+            )
+        raise self._fail(action, HearthError(errors.FORBIDDEN), res_type=res_type, res_id=res_id)
+
+    # -- opening ------------------------------------------------------------------------------
+    def _open(self, row: VersionRow) -> StoredResource:
+        """Open a stored version and verify its MAC; raise ``IntegrityError`` on any mismatch."""
+        body: bytes | None = None
+        try:
+            if not row.deleted:
+                if row.body is None:
+                    raise IntegrityError()
+                body = self._keys.open(
+                    row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
+                )
+            self._keys.verify_mac(
+                row.mac,
+                mac_key_id=row.mac_key_id,
+                seq=row.seq,
+                res_type=row.res_type,
+                res_id=row.res_id,
+                version=row.version,
+                deleted=row.deleted,
+                ts_us=row.ts_us,
+                body=body,
+            )
+        except IntegrityError:
+            if self._on_integrity_failure is not None:
+                self._on_integrity_failure(row.res_type, row.res_id, row.version, row.seq)
+            raise
+        resource = orjson.loads(body) if body is not None else None
+        return StoredResource(
+            row.res_type,
+            row.res_id,
+            row.version,
+            row.seq,
+            from_us(row.ts_us),
+            row.deleted,
+            resource,
+        )
+
+    def _open_or_fail(self, action: Action, row: VersionRow) -> StoredResource:
+        try:
+            return self._open(row)
+        except IntegrityError as exc:
+            raise self._fail(
+                action, exc, res_type=row.res_type, res_id=row.res_id, version=row.version
+            ) from None
+
+    # -- reads ----------------------------------------------------------------------------------
+    def read(self, res_type: str, res_id: str) -> StoredResource:
+        """Read the current version (FHIR R4 http.html#read)."""
+        self._check(Action.READ, res_type, res_id=res_id)
+        with self._store.read() as conn:
+            row = self._store.current(conn, res_type, res_id)
+        return self._disclose(Action.READ, res_type, res_id, row)
+
+    def vread(self, res_type: str, res_id: str, version: int) -> StoredResource:
+        """Read one version (FHIR R4 http.html#vread)."""
+        self._check(Action.VREAD, res_type, res_id=res_id)
+        with self._store.read() as conn:
+            row = self._store.version(conn, res_type, res_id, version)
+        return self._disclose(Action.VREAD, res_type, res_id, row, version=version)
+
+    def _disclose(
+        self,
+        action: Action,
+        res_type: str,
+        res_id: str,
+        row: VersionRow | None,
+        *,
+        version: int | None = None,
+    ) -> StoredResource:
+        if row is None:
+            code = errors.VERSION_NOT_FOUND if version is not None else errors.NOT_FOUND
+            raise self._fail(action, HearthError(code), res_type=res_type, res_id=res_id)
+        stored = self._open_or_fail(action, row)
+        if stored.deleted:
+            raise self._fail(
+                action,
+                HearthError(errors.GONE, headers={"ETag": stored.etag}),
+                res_type=res_type,
+                res_id=res_id,
+                version=stored.version,
+            )
+        self._check(action, res_type, stored.resource, res_id=res_id)
+        self._audit.record(
+            self._record(
+                action,
+                Outcome.SUCCESS,
+                res_type=res_type,
+                res_id=res_id,
+                version=stored.version,
+                patient=patient_of(res_type, res_id, stored.resource),
+            )
+        )
+        return stored
+
+    def history(
+        self,
+        *,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        since: datetime | None = None,
+        before_seq: int | None = None,
+        count: int = 50,
+    ) -> tuple[list[StoredResource], int]:
+        """Versions newest first, with the total (FHIR R4 http.html#history).
+
+        Returns the page and the total number of versions matched.
+        """
+        self._check(Action.HISTORY, res_type or "*", res_id=res_id)
+        since_us = to_us(since) if since is not None else None
+        with self._store.read() as conn:
+            rows = self._store.history(
+                conn,
+                res_type=res_type,
+                res_id=res_id,
+                since_us=since_us,
+                before_seq=before_seq,
+                limit=count,
+            )
+            total = self._store.count_history(
+                conn, res_type=res_type, res_id=res_id, since_us=since_us
+            )
+        page: list[StoredResource] = []
+        for row in rows:
+            stored = self._open_or_fail(Action.HISTORY, row)
+            decision = self._policy.decide(
+                self.principal, Action.HISTORY, row.res_type, stored.resource
+            )
+            if decision.allowed:
+                page.append(stored)
+        patient = patient_of(res_type, res_id, None) if res_type and res_id else None
+        self._audit.record(
+            self._record(
+                Action.HISTORY, Outcome.SUCCESS, res_type=res_type, res_id=res_id, patient=patient
+            )
+        )
+        return page, total
+
+    # -- writes ---------------------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[WriteBatch]:
+        """Several writes in one transaction, all or nothing, with their audit entries.
+
+        Successful writes are audited inside the transaction. A refusal or failure aborts the
+        transaction; its audit entry is then written in a transaction of its own.
+        """
+        if self._deferred is not None:
+            raise RuntimeError("write batches do not nest")
+        deferred: list[AuditRecord] = []
+        self._deferred = deferred
+        try:
+            with self._store.write() as conn:
+                batch = WriteBatch(self, conn)
+                yield batch
+                self._audit.append_in(conn, batch.audit_records)
+        finally:
+            self._deferred = None
+            for record in deferred:
+                self._audit.record(record)
+
+    def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
+        with self.batch() as batch:
+            return batch.create(resource, res_id=res_id)
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> tuple[StoredResource, bool]:
+        with self.batch() as batch:
+            return batch.update(res_type, res_id, resource, if_match=if_match)
+
+    def update_with(
+        self,
+        res_type: str,
+        res_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        action: Action = Action.PATCH,
+        if_match: int | None = None,
+    ) -> StoredResource:
+        with self.batch() as batch:
+            return batch.update_with(res_type, res_id, change, action=action, if_match=if_match)
+
+    def delete(self, res_type: str, res_id: str) -> StoredResource | None:
+        with self.batch() as batch:
+            return batch.delete(res_type, res_id)
+
+    def new_id(self) -> str:
+        return str(uuid.UUID(bytes=self._random.token_bytes(16), version=4))
+
+
+class WriteBatch:
+    """Writes inside one transaction of a ``RecordRepository``; see ``RecordRepository.batch``."""
+
+    def __init__(self, repo: RecordRepository, conn: Connection) -> None:
+        self._repo = repo
+        self._conn = conn
+        self.audit_records: list[AuditRecord] = []
+
+    def _current(self, action: Action, res_type: str, res_id: str) -> StoredResource | None:
+        repo = self._repo
+        row = repo._store.current(self._conn, res_type, res_id)
+        return None if row is None else repo._open_or_fail(action, row)
+
+    def _append(
+        self,
+        action: Action,
+        res_type: str,
+        res_id: str,
+        version: int,
+        resource: dict[str, Any] | None,
+    ) -> StoredResource:
+        repo = self._repo
+        keys = repo._keys
+        now = repo._clock.now()
+        ts_us = to_us(now)
+        seq = repo._store.next_seq(self._conn, VERSION_SEQ)
+        body: bytes | None = None
+        sealed: bytes | None = None
+        if resource is not None:
+            meta = {
+                k: v
+                for k, v in (resource.get("meta") or {}).items()
+                if k not in ("versionId", "lastUpdated")
+            }
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = instant(now)
+            resource = {**resource, "id": res_id, "meta": meta}
+            body = orjson.dumps(resource)
+            sealed = keys.seal(
+                body, aad=ResourceRef(res_type, res_id).aad(version), random=repo._random
+            )
+        deleted = resource is None
+        tag = keys.mac(
+            seq=seq,
+            res_type=res_type,
+            res_id=res_id,
+            version=version,
+            deleted=deleted,
+            ts_us=ts_us,
+            body=body,
+        )
+        repo._store.insert_version(
+            self._conn,
+            VersionRow(
+                seq=seq,
+                res_type=res_type,
+                res_id=res_id,
+                version=version,
+                ts_us=ts_us,
+                deleted=deleted,
+                key_id=keys.data_key_id if sealed is not None else None,
+                body=sealed,
+                mac_key_id=keys.mac_key_id,
+                mac=tag,
+            ),
+        )
+        self.audit_records.append(
+            repo._record(
+                action,
+                Outcome.SUCCESS,
+                res_type=res_type,
+                res_id=res_id,
+                version=version,
+                patient=patient_of(res_type, res_id, resource),
+            )
+        )
+        return StoredResource(res_type, res_id, version, seq, from_us(ts_us), deleted, resource)
+
+    def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
+        """Create (FHIR R4 http.html#create): the server assigns a random id."""
+        repo = self._repo
+        res_type = str(resource["resourceType"])
+        repo._check(Action.CREATE, res_type, resource)
+        new_id = res_id or repo.new_id()
+        if res_id is not None and repo._store.current_version_number(self._conn, res_type, res_id):
+            raise repo._fail(
+                Action.CREATE, HearthError(errors.CONFLICT), res_type=res_type, res_id=res_id
+            )
+        return self._append(Action.CREATE, res_type, new_id, 1, resource)
+
+    def update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> tuple[StoredResource, bool]:
+        """Update, or update-as-create with a client id (FHIR R4 http.html#update)."""
+        repo = self._repo
+        repo._check(Action.UPDATE, res_type, res_id=res_id)
+        current = self._current(Action.UPDATE, res_type, res_id)
+        if if_match is not None and (current is None or current.version != if_match):
+            raise repo._fail(
+                Action.UPDATE,
+                HearthError(errors.VERSION_CONFLICT),
+                res_type=res_type,
+                res_id=res_id,
+            )
+        if current is None:
+            repo._check(Action.CREATE, res_type, resource, res_id=res_id)
+            return self._append(Action.CREATE, res_type, res_id, 1, resource), True
+        if current.resource is not None:
+            repo._check(Action.UPDATE, res_type, current.resource, res_id=res_id)
+        repo._check(Action.UPDATE, res_type, resource, res_id=res_id)
+        return self._append(Action.UPDATE, res_type, res_id, current.version + 1, resource), False
+
+    def update_with(
+        self,
+        res_type: str,
+        res_id: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        action: Action = Action.PATCH,
+        if_match: int | None = None,
+    ) -> StoredResource:
+        """Read-modify-write under the writer lock (JSON Patch, FHIR R4 http.html#patch)."""
+        repo = self._repo
+        repo._check(action, res_type, res_id=res_id)
+        current = self._current(action, res_type, res_id)
+        if current is None:
+            raise repo._fail(
+                action, HearthError(errors.NOT_FOUND), res_type=res_type, res_id=res_id
+            )
+        if current.resource is None:
+            raise repo._fail(action, HearthError(errors.GONE), res_type=res_type, res_id=res_id)
+        if if_match is not None and current.version != if_match:
+            raise repo._fail(
+                action, HearthError(errors.VERSION_CONFLICT), res_type=res_type, res_id=res_id
+            )
+        repo._check(action, res_type, current.resource, res_id=res_id)
+        try:
+            changed = change(current.resource)
+        except HearthError as error:
+            raise repo._fail(action, error, res_type=res_type, res_id=res_id) from None
+        repo._check(action, res_type, changed, res_id=res_id)
+        return self._append(action, res_type, res_id, current.version + 1, changed)
+
+    def delete(self, res_type: str, res_id: str) -> StoredResource | None:
+        """Delete: append a tombstone version (FHIR R4 http.html#delete). Idempotent."""
+        repo = self._repo
+        repo._check(Action.DELETE, res_type, res_id=res_id)
+        current = self._current(Action.DELETE, res_type, res_id)
+        if current is None or current.deleted:
+            self.audit_records.append(
+                repo._record(Action.DELETE, Outcome.NOT_FOUND, res_type=res_type, res_id=res_id)
+            )
+            return None
+        repo._check(Action.DELETE, res_type, current.resource, res_id=res_id)
+        stored = self._append(Action.DELETE, res_type, res_id, current.version + 1, None)
+        return replace(stored, resource=None)

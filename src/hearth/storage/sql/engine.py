@@ -1,0 +1,106 @@
+"""Engines for the three supported databases, configured for durability and for Hearth's locks.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (every commit is fsynced) and write
+transactions begin with ``BEGIN IMMEDIATE``, so a writer takes the write lock up front instead of
+failing to upgrade a read lock halfway through. Reads use a separate pool of connections that
+begin deferred transactions and never block the writer in WAL mode.
+
+PostgreSQL runs through psycopg 3; MariaDB/MySQL through PyMySQL with ``utf8mb4`` and
+``READ COMMITTED``. On both, writers serialise on the row lock of the gap-free counter they must
+increment (see ``store.SqlStore.next_seq``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from hearth.domain import HearthError, errors
+
+__all__ = ["Database", "normalise_url", "open_database"]
+
+
+def normalise_url(url: str) -> URL:
+    """Pin each engine's driver: ``postgresql://`` means psycopg 3, ``mariadb://`` PyMySQL."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend in {"mysql", "mariadb"}:
+        query = dict(parsed.query)
+        query.setdefault("charset", "utf8mb4")
+        return parsed.set(drivername=f"{backend}+pymysql", query=query)
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise HearthError(errors.BAD_PARAMETER, "Supported databases: sqlite, postgresql, mariadb.")
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """A pair of engines: ``write`` for transactions that change data, ``read`` for the rest."""
+
+    url: URL
+    write: Engine
+    read: Engine
+
+    @property
+    def dialect(self) -> str:
+        return self.write.dialect.name
+
+    def dispose(self) -> None:
+        self.write.dispose()
+        if self.read is not self.write:
+            self.read.dispose()
+
+
+def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int) -> Engine:
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own transaction
+        # handling would otherwise start transactions lazily and deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def open_database(url: str, *, pool_size: int = 16) -> Database:
+    parsed = normalise_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        write = _sqlite_engine(parsed, immediate=True, pool_size=2)
+        read = _sqlite_engine(parsed, immediate=False, pool_size=pool_size)
+        return Database(parsed, write, read)
+    options: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
+    if backend in {"mysql", "mariadb"}:
+        options["isolation_level"] = "READ COMMITTED"
+        options["pool_recycle"] = 3600
+    engine = create_engine(parsed, pool_pre_ping=True, **options)
+    return Database(parsed, engine, engine)

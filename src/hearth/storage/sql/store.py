@@ -1,0 +1,520 @@
+"""SQL access for the repository and the services: every statement Hearth runs lives here.
+
+Nothing here decides, seals or audits; the repository (the gate) does that and calls these
+functions inside the transactions it owns. All statements are parameterised (ASVS 1.2.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy.exc import OperationalError
+
+from hearth.domain import HearthError, errors
+from hearth.storage.sql import tables as t
+from hearth.storage.sql.engine import Database
+
+__all__ = [
+    "AuditHeadRow",
+    "AuditRow",
+    "CheckpointRow",
+    "KeyRow",
+    "SqlStore",
+    "TokenRow",
+    "VersionRow",
+]
+
+VERSION_SEQ = "version"
+AUDIT_SEQ = "audit"
+KEY_SEQ = "key"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    seq: int
+    res_type: str
+    res_id: str
+    version: int
+    ts_us: int
+    deleted: bool
+    key_id: int | None
+    body: bytes | None
+    mac_key_id: int
+    mac: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    seq: int
+    ts_us: int
+    actor: str
+    action: str
+    outcome: str
+    res_type: str | None
+    res_id: str | None
+    patient: str | None
+    detail_key_id: int | None
+    body: bytes
+    prev_hash: bytes
+    hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditHeadRow:
+    seq: int
+    hash: bytes
+    key_id: int
+    signature: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    seq: int
+    ts_us: int
+    hash: bytes
+    key_id: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    key_id: int
+    purpose: str
+    state: str
+    wrapped: bytes | None
+    kek_id: str
+    created_us: int
+    rotated_us: int | None
+    retired_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    token_id: str
+    subject: str
+    roles: str
+    digest: bytes
+    created_us: int
+    expires_us: int | None
+    revoked_us: int | None
+    label: str
+
+
+_V = t.resource_version
+_C = t.resource_current
+_A = t.audit_entry
+
+
+def _version(row: object) -> VersionRow:
+    m = row._mapping  # type: ignore[attr-defined]
+    return VersionRow(
+        seq=m["seq"],
+        res_type=m["res_type"],
+        res_id=m["res_id"],
+        version=m["version"],
+        ts_us=m["ts_us"],
+        deleted=bool(m["deleted"]),
+        key_id=m["key_id"],
+        body=bytes(m["body"]) if m["body"] is not None else None,
+        mac_key_id=m["mac_key_id"],
+        mac=bytes(m["mac"]),
+    )
+
+
+class SqlStore:
+    """Statements over one database. Transactions are context managers yielding a Connection."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- transactions ---------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A read-write transaction, committed when the block ends without an exception."""
+        try:
+            with self.db.write.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        try:
+            with self.db.read.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
+
+    # -- counters -------------------------------------------------------------------------
+    def next_seq(self, conn: Connection, name: str, n: int = 1) -> int:
+        """Reserve ``n`` numbers of a gap-free sequence; returns the first.
+
+        The row lock taken here is held until the transaction ends, which serialises writers
+        and makes the sequence gap-free: a rolled-back transaction returns its numbers.
+        """
+        current = conn.execute(
+            select(t.counter.c.value).where(t.counter.c.name == name).with_for_update()
+        ).scalar_one()
+        conn.execute(update(t.counter).where(t.counter.c.name == name).values(value=current + n))
+        return int(current) + 1
+
+    def peek_seq(self, conn: Connection, name: str) -> int:
+        return int(
+            conn.execute(select(t.counter.c.value).where(t.counter.c.name == name)).scalar_one()
+        )
+
+    def init_counters(self, conn: Connection) -> None:
+        conn.execute(
+            insert(t.counter),
+            [
+                {"name": VERSION_SEQ, "value": 0},
+                {"name": AUDIT_SEQ, "value": 0},
+                {"name": KEY_SEQ, "value": 0},
+            ],
+        )
+
+    # -- instance metadata ----------------------------------------------------------------
+    def meta(self, conn: Connection) -> dict[str, str]:
+        rows = conn.execute(select(t.instance_meta.c.name, t.instance_meta.c.value))
+        return {name: value for name, value in rows.tuples()}  # noqa: C416 - rows has .keys()
+
+    def set_meta(self, conn: Connection, name: str, value: str) -> None:
+        done = conn.execute(
+            update(t.instance_meta).where(t.instance_meta.c.name == name).values(value=value)
+        )
+        if done.rowcount == 0:
+            conn.execute(insert(t.instance_meta).values(name=name, value=value))
+
+    # -- keys -----------------------------------------------------------------------------
+    def keys(self, conn: Connection) -> list[KeyRow]:
+        rows = conn.execute(select(t.crypto_key).order_by(t.crypto_key.c.key_id))
+        return [
+            KeyRow(
+                key_id=r.key_id,
+                purpose=r.purpose,
+                state=r.state,
+                wrapped=bytes(r.wrapped) if r.wrapped is not None else None,
+                kek_id=r.kek_id,
+                created_us=r.created_us,
+                rotated_us=r.rotated_us,
+                retired_us=r.retired_us,
+            )
+            for r in rows
+        ]
+
+    def insert_key(self, conn: Connection, row: KeyRow) -> None:
+        conn.execute(
+            insert(t.crypto_key).values(
+                key_id=row.key_id,
+                purpose=row.purpose,
+                state=row.state,
+                wrapped=row.wrapped,
+                kek_id=row.kek_id,
+                created_us=row.created_us,
+                rotated_us=row.rotated_us,
+                retired_us=row.retired_us,
+            )
+        )
+
+    def update_key(
+        self,
+        conn: Connection,
+        key_id: int,
+        *,
+        state: str,
+        wrapped: bytes | None,
+        kek_id: str,
+        rotated_us: int | None = None,
+        retired_us: int | None = None,
+    ) -> None:
+        values: dict[str, object] = {"state": state, "wrapped": wrapped, "kek_id": kek_id}
+        if rotated_us is not None:
+            values["rotated_us"] = rotated_us
+        if retired_us is not None:
+            values["retired_us"] = retired_us
+        conn.execute(update(t.crypto_key).where(t.crypto_key.c.key_id == key_id).values(values))
+
+    def rows_using_key(self, conn: Connection, key_id: int) -> int:
+        """How many stored rows still need ``key_id`` (sealed bodies, MACs, audit details)."""
+        versions = conn.execute(
+            select(func.count())
+            .select_from(_V)
+            .where(or_(_V.c.key_id == key_id, _V.c.mac_key_id == key_id))
+        ).scalar_one()
+        audit = conn.execute(
+            select(func.count()).select_from(_A).where(_A.c.detail_key_id == key_id)
+        ).scalar_one()
+        return int(versions) + int(audit)
+
+    def versions_sealed_with(
+        self, conn: Connection, key_id: int, *, after_seq: int, limit: int
+    ) -> list[VersionRow]:
+        rows = conn.execute(
+            select(_V)
+            .where(_V.c.key_id == key_id, _V.c.seq > after_seq)
+            .order_by(_V.c.seq)
+            .limit(limit)
+        )
+        return [_version(r) for r in rows]
+
+    def reseal_version(self, conn: Connection, seq: int, *, key_id: int, body: bytes) -> None:
+        conn.execute(update(_V).where(_V.c.seq == seq).values(key_id=key_id, body=body))
+
+    # -- resource versions ----------------------------------------------------------------
+    def current(self, conn: Connection, res_type: str, res_id: str) -> VersionRow | None:
+        row = conn.execute(
+            select(_V)
+            .select_from(_C.join(_V, _V.c.seq == _C.c.seq))
+            .where(_C.c.res_type == res_type, _C.c.res_id == res_id)
+        ).first()
+        return _version(row) if row is not None else None
+
+    def current_version_number(self, conn: Connection, res_type: str, res_id: str) -> int | None:
+        value = conn.execute(
+            select(_C.c.version).where(_C.c.res_type == res_type, _C.c.res_id == res_id)
+        ).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    def version(
+        self, conn: Connection, res_type: str, res_id: str, version: int
+    ) -> VersionRow | None:
+        row = conn.execute(
+            select(_V).where(
+                _V.c.res_type == res_type, _V.c.res_id == res_id, _V.c.version == version
+            )
+        ).first()
+        return _version(row) if row is not None else None
+
+    def insert_version(self, conn: Connection, row: VersionRow) -> None:
+        conn.execute(
+            insert(_V).values(
+                seq=row.seq,
+                res_type=row.res_type,
+                res_id=row.res_id,
+                version=row.version,
+                ts_us=row.ts_us,
+                deleted=row.deleted,
+                key_id=row.key_id,
+                body=row.body,
+                mac_key_id=row.mac_key_id,
+                mac=row.mac,
+            )
+        )
+        values = {
+            "version": row.version,
+            "seq": row.seq,
+            "deleted": row.deleted,
+            "ts_us": row.ts_us,
+        }
+        done = conn.execute(
+            update(_C)
+            .where(_C.c.res_type == row.res_type, _C.c.res_id == row.res_id)
+            .values(values)
+        )
+        if done.rowcount == 0:
+            conn.execute(insert(_C).values(res_type=row.res_type, res_id=row.res_id, **values))
+
+    def history(
+        self,
+        conn: Connection,
+        *,
+        res_type: str | None,
+        res_id: str | None,
+        since_us: int | None,
+        before_seq: int | None,
+        limit: int,
+    ) -> list[VersionRow]:
+        """Versions newest first (FHIR R4 http.html#history), paged by ``seq``."""
+        conditions = []
+        if res_type is not None:
+            conditions.append(_V.c.res_type == res_type)
+        if res_id is not None:
+            conditions.append(_V.c.res_id == res_id)
+        if since_us is not None:
+            conditions.append(_V.c.ts_us >= since_us)
+        if before_seq is not None:
+            conditions.append(_V.c.seq < before_seq)
+        rows = conn.execute(
+            select(_V).where(and_(*conditions)).order_by(_V.c.seq.desc()).limit(limit)
+        )
+        return [_version(r) for r in rows]
+
+    def count_history(
+        self, conn: Connection, *, res_type: str | None, res_id: str | None, since_us: int | None
+    ) -> int:
+        conditions = []
+        if res_type is not None:
+            conditions.append(_V.c.res_type == res_type)
+        if res_id is not None:
+            conditions.append(_V.c.res_id == res_id)
+        if since_us is not None:
+            conditions.append(_V.c.ts_us >= since_us)
+        return int(
+            conn.execute(select(func.count()).select_from(_V).where(and_(*conditions))).scalar_one()
+        )
+
+    def iter_versions(
+        self, conn: Connection, *, after_seq: int = 0, batch: int = 2000
+    ) -> Iterator[VersionRow]:
+        """Every version in ``seq`` order, in batches so memory stays bounded."""
+        last = after_seq
+        while True:
+            rows = conn.execute(
+                select(_V).where(_V.c.seq > last).order_by(_V.c.seq).limit(batch)
+            ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield _version(r)
+            last = rows[-1].seq
+
+    def current_pointers(self, conn: Connection) -> Iterator[tuple[str, str, int, int, bool]]:
+        rows = conn.execute(
+            select(_C.c.res_type, _C.c.res_id, _C.c.version, _C.c.seq, _C.c.deleted)
+        )
+        for r in rows:
+            yield r.res_type, r.res_id, r.version, r.seq, bool(r.deleted)
+
+    def max_versions(self, conn: Connection) -> Iterator[tuple[str, str, int, int]]:
+        rows = conn.execute(
+            select(_V.c.res_type, _V.c.res_id, func.max(_V.c.version), func.max(_V.c.seq)).group_by(
+                _V.c.res_type, _V.c.res_id
+            )
+        )
+        for r in rows:
+            yield r[0], r[1], int(r[2]), int(r[3])
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit_head(self, conn: Connection, *, for_update: bool) -> AuditHeadRow | None:
+        query = select(t.audit_head).where(t.audit_head.c.id == 1)
+        if for_update:
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            return None
+        signature = bytes(row.signature) if row.signature is not None else None
+        return AuditHeadRow(row.seq, bytes(row.hash), row.key_id, signature)
+
+    def init_audit_head(self, conn: Connection, genesis: bytes, key_id: int) -> None:
+        conn.execute(
+            insert(t.audit_head).values(id=1, seq=0, hash=genesis, key_id=key_id, signature=None)
+        )
+
+    def set_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
+        conn.execute(
+            update(t.audit_head)
+            .where(t.audit_head.c.id == 1)
+            .values(seq=head.seq, hash=head.hash, key_id=head.key_id, signature=head.signature)
+        )
+
+    def insert_audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
+        conn.execute(
+            insert(_A),
+            [
+                {
+                    "seq": r.seq,
+                    "ts_us": r.ts_us,
+                    "actor": r.actor,
+                    "action": r.action,
+                    "outcome": r.outcome,
+                    "res_type": r.res_type,
+                    "res_id": r.res_id,
+                    "patient": r.patient,
+                    "detail_key_id": r.detail_key_id,
+                    "body": r.body,
+                    "prev_hash": r.prev_hash,
+                    "hash": r.hash,
+                }
+                for r in rows
+            ],
+        )
+
+    def insert_checkpoint(self, conn: Connection, row: CheckpointRow) -> None:
+        conn.execute(
+            insert(t.audit_checkpoint).values(
+                seq=row.seq,
+                ts_us=row.ts_us,
+                hash=row.hash,
+                key_id=row.key_id,
+                signature=row.signature,
+            )
+        )
+
+    def checkpoints(self, conn: Connection) -> list[CheckpointRow]:
+        rows = conn.execute(select(t.audit_checkpoint).order_by(t.audit_checkpoint.c.seq))
+        return [
+            CheckpointRow(r.seq, r.ts_us, bytes(r.hash), r.key_id, bytes(r.signature)) for r in rows
+        ]
+
+    def iter_audit(self, conn: Connection, *, batch: int = 5000) -> Iterator[AuditRow]:
+        last = 0
+        while True:
+            rows = conn.execute(
+                select(_A).where(_A.c.seq > last).order_by(_A.c.seq).limit(batch)
+            ).all()
+            if not rows:
+                return
+            for r in rows:
+                yield AuditRow(
+                    seq=r.seq,
+                    ts_us=r.ts_us,
+                    actor=r.actor,
+                    action=r.action,
+                    outcome=r.outcome,
+                    res_type=r.res_type,
+                    res_id=r.res_id,
+                    patient=r.patient,
+                    detail_key_id=r.detail_key_id,
+                    body=bytes(r.body),
+                    prev_hash=bytes(r.prev_hash),
+                    hash=bytes(r.hash),
+                )
+            last = rows[-1].seq
+
+    def count_audit(self, conn: Connection) -> int:
+        return int(conn.execute(select(func.count()).select_from(_A)).scalar_one())
+
+    # -- bootstrap API tokens -------------------------------------------------------------
+    def insert_token(self, conn: Connection, row: TokenRow) -> None:
+        conn.execute(
+            insert(t.api_token).values(
+                token_id=row.token_id,
+                subject=row.subject,
+                roles=row.roles,
+                digest=row.digest,
+                created_us=row.created_us,
+                expires_us=row.expires_us,
+                revoked_us=row.revoked_us,
+                label=row.label,
+            )
+        )
+
+    def token(self, conn: Connection, token_id: str) -> TokenRow | None:
+        r = conn.execute(select(t.api_token).where(t.api_token.c.token_id == token_id)).first()
+        if r is None:
+            return None
+        return TokenRow(
+            r.token_id,
+            r.subject,
+            r.roles,
+            bytes(r.digest),
+            r.created_us,
+            r.expires_us,
+            r.revoked_us,
+            r.label,
+        )
+
+    def revoke_tokens(self, conn: Connection, *, subject: str, now_us: int) -> int:
+        done = conn.execute(
+            update(t.api_token)
+            .where(t.api_token.c.subject == subject, t.api_token.c.revoked_us.is_(None))
+            .values(revoked_us=now_us)
+        )
+        return int(done.rowcount)
+
+    # -- maintenance ------------------------------------------------------------------------
+    def is_empty(self, conn: Connection) -> bool:
+        return conn.execute(select(_V.c.seq).limit(1)).first() is None

@@ -1,0 +1,459 @@
+"""The system repository: unrestricted access for initialisation, key management and scans.
+
+It is deliberately loud: built only by ``wiring.Container.system_repository`` with a stated
+purpose, every operation it performs on data is audited under a ``system:`` principal, and it
+never returns a resource to an adapter, only findings, counts and identifiers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from hearth.audit import (
+    AuditRecord,
+    ChainFinding,
+    SignedPoint,
+    StoredEntry,
+    genesis_hash,
+    verify_chain,
+)
+from hearth.crypto import (
+    KeyEncryptionKey,
+    KeyPurpose,
+    KeyRing,
+    KeyState,
+    WrappedKey,
+    new_wrapped_key,
+    rewrap,
+)
+from hearth.domain import Clock, HearthError, IntegrityError, Outcome, Random, ResourceRef, errors
+from hearth.storage.audit import AuditTrail
+from hearth.storage.repository import to_us
+from hearth.storage.sql.store import KEY_SEQ, VERSION_SEQ, KeyRow, SqlStore
+
+__all__ = [
+    "KeyInfo",
+    "SystemRepository",
+    "VersionFinding",
+    "initialise_store",
+    "load_wrapped_keys",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionFinding:
+    """A damaged or missing version, named so an operator can find and repair it."""
+
+    seq: int
+    res_type: str | None
+    res_id: str | None
+    version: int | None
+    problem: str
+
+    def __str__(self) -> str:
+        where = (
+            f"{self.res_type}/{self.res_id}/_history/{self.version}"
+            if self.res_type
+            else "(unknown resource)"
+        )
+        return f"version seq {self.seq} {where}: {self.problem}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: int
+    purpose: str
+    state: str
+    created_us: int
+    in_use: int | None = None
+
+
+def load_wrapped_keys(store: SqlStore) -> list[WrappedKey]:
+    with store.read() as conn:
+        rows = store.keys(conn)
+    return [
+        WrappedKey(r.key_id, KeyPurpose(r.purpose), KeyState(r.state), r.wrapped, r.kek_id)
+        for r in rows
+    ]
+
+
+def initialise_store(
+    store: SqlStore, kek: KeyEncryptionKey, *, instance_id: str, clock: Clock, random: Random
+) -> None:
+    """Seed a freshly migrated database: counters, one key per purpose, the audit genesis."""
+    now_us = to_us(clock.now())
+    with store.write() as conn:
+        if store.meta(conn):
+            raise HearthError(errors.BAD_PARAMETER, "This database already holds an instance.")
+        store.init_counters(conn)
+        sign_key_id = 0
+        for purpose in KeyPurpose:
+            key_id = store.next_seq(conn, KEY_SEQ)
+            wrapped = new_wrapped_key(kek, key_id=key_id, purpose=purpose, random=random)
+            store.insert_key(
+                conn,
+                KeyRow(
+                    key_id,
+                    purpose.value,
+                    KeyState.ACTIVE.value,
+                    wrapped.wrapped,
+                    kek.kek_id,
+                    now_us,
+                    None,
+                    None,
+                ),
+            )
+            if purpose is KeyPurpose.AUDIT_SIGN:
+                sign_key_id = key_id
+        store.set_meta(conn, "instance_id", instance_id)
+        store.set_meta(conn, "created_us", str(now_us))
+        store.init_audit_head(conn, genesis_hash(instance_id), sign_key_id)
+
+
+class SystemRepository:
+    """Unrestricted operations, each audited under ``system:<purpose>``."""
+
+    def __init__(
+        self,
+        *,
+        purpose: str,
+        store: SqlStore,
+        keyring: KeyRing,
+        audit: AuditTrail,
+        clock: Clock,
+        random: Random,
+        operator: str | None = None,
+    ) -> None:
+        self.actor = f"system:{purpose}"
+        self._operator = operator
+        self._store = store
+        self._keys = keyring
+        self._audit = audit
+        self._clock = clock
+        self._random = random
+
+    def record(
+        self,
+        action: str,
+        outcome: Outcome,
+        *,
+        code: str | None = None,
+        res_type: str | None = None,
+        res_id: str | None = None,
+        version: int | None = None,
+    ) -> None:
+        """Audit one system operation (group-committed, durable on return)."""
+        self._audit.record(
+            AuditRecord(
+                ts=self._clock.now(),
+                actor=self.actor,
+                actor_kind="system",
+                action=action,
+                outcome=outcome,
+                res_type=res_type,
+                res_id=res_id,
+                version=version,
+                session=self._operator,
+                code=code,
+            )
+        )
+
+    # -- integrity ------------------------------------------------------------------------
+    def version_count(self) -> int:
+        with self._store.read() as conn:
+            return self._store.peek_seq(conn, VERSION_SEQ)
+
+    def scan_versions(
+        self, *, after_seq: int = 0, on_row: Callable[[int], None] | None = None
+    ) -> Iterator[VersionFinding]:
+        """Open every version after ``after_seq`` and check its MAC and place in the sequence."""
+        with self._store.read() as conn:
+            high = self._store.peek_seq(conn, VERSION_SEQ)
+            expected = after_seq + 1
+            per_resource: dict[tuple[str, str], int] = {}
+            for row in self._store.iter_versions(conn, after_seq=after_seq):
+                if on_row is not None:
+                    on_row(row.seq)
+                if row.seq > expected:
+                    for missing in range(expected, row.seq):
+                        yield VersionFinding(missing, None, None, None, "row is missing")
+                expected = row.seq + 1
+                body: bytes | None = None
+                try:
+                    if not row.deleted:
+                        if row.body is None:
+                            raise IntegrityError()
+                        body = self._keys.open(
+                            row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
+                        )
+                except IntegrityError:
+                    yield VersionFinding(
+                        row.seq,
+                        row.res_type,
+                        row.res_id,
+                        row.version,
+                        "sealed body does not open (edited body, id or version number)",
+                    )
+                    continue
+                try:
+                    self._keys.verify_mac(
+                        row.mac,
+                        mac_key_id=row.mac_key_id,
+                        seq=row.seq,
+                        res_type=row.res_type,
+                        res_id=row.res_id,
+                        version=row.version,
+                        deleted=row.deleted,
+                        ts_us=row.ts_us,
+                        body=body,
+                    )
+                except IntegrityError:
+                    yield VersionFinding(
+                        row.seq,
+                        row.res_type,
+                        row.res_id,
+                        row.version,
+                        "MAC does not match (edited MAC, time, deletion flag or sequence)",
+                    )
+                key = (row.res_type, row.res_id)
+                previous = per_resource.get(key, 0)
+                if after_seq == 0 and row.version != previous + 1:
+                    yield VersionFinding(
+                        row.seq,
+                        row.res_type,
+                        row.res_id,
+                        row.version,
+                        f"version number follows {previous}",
+                    )
+                per_resource[key] = row.version
+            if expected <= high:
+                for missing in range(expected, high + 1):
+                    yield VersionFinding(missing, None, None, None, "row is missing")
+
+    def check_current_pointers(self) -> Iterator[VersionFinding]:
+        """Every resource's current pointer names its newest version, and nothing else."""
+        with self._store.read() as conn:
+            newest = {(t, i): (v, s) for t, i, v, s in self._store.max_versions(conn)}
+            for res_type, res_id, version, seq, _deleted in self._store.current_pointers(conn):
+                expected = newest.pop((res_type, res_id), None)
+                if expected is None:
+                    yield VersionFinding(
+                        seq, res_type, res_id, version, "current pointer names no stored version"
+                    )
+                elif expected != (version, seq):
+                    yield VersionFinding(
+                        seq,
+                        res_type,
+                        res_id,
+                        version,
+                        f"current pointer is not the newest version ({expected[0]})",
+                    )
+            for (res_type, res_id), (version, seq) in newest.items():
+                yield VersionFinding(
+                    seq, res_type, res_id, version, "resource has no current pointer"
+                )
+
+    def verify_audit_chain(
+        self, *, on_entry: Callable[[int], None] | None = None
+    ) -> Iterator[ChainFinding]:
+        with self._store.read() as conn:
+            meta = self._store.meta(conn)
+            head = self._store.audit_head(conn, for_update=False)
+            checkpoints = self._store.checkpoints(conn)
+            signed_head = (
+                SignedPoint(head.seq, head.hash, head.key_id, head.signature)
+                if head is not None and head.signature is not None
+                else None
+            )
+            entries = (
+                StoredEntry(
+                    r.seq,
+                    r.body,
+                    r.prev_hash,
+                    r.hash,
+                    {
+                        "actor": r.actor,
+                        "action": r.action,
+                        "outcome": r.outcome,
+                        "type": r.res_type,
+                        "id": r.res_id,
+                        "patient": r.patient,
+                    },
+                )
+                for r in self._store.iter_audit(conn)
+            )
+            yield from verify_chain(
+                entries,
+                genesis=genesis_hash(meta.get("instance_id", "")),
+                head=signed_head,
+                checkpoints=[
+                    SignedPoint(c.seq, c.hash, c.key_id, c.signature) for c in checkpoints
+                ],
+                check_signature=self._check_signature,
+                on_entry=on_entry,
+            )
+
+    def audit_length(self) -> int:
+        with self._store.read() as conn:
+            head = self._store.audit_head(conn, for_update=False)
+        return head.seq if head is not None else 0
+
+    def _check_signature(self, key_id: int, signature: bytes, message: bytes) -> bool:
+        try:
+            self._keys.verifier(key_id).verify(signature, message)
+        except IntegrityError:
+            return False
+        return True
+
+    # -- keys -------------------------------------------------------------------------------
+    def list_keys(self) -> list[KeyInfo]:
+        with self._store.read() as conn:
+            rows = self._store.keys(conn)
+            return [
+                KeyInfo(
+                    r.key_id,
+                    r.purpose,
+                    r.state,
+                    r.created_us,
+                    self._store.rows_using_key(conn, r.key_id)
+                    if r.purpose in (KeyPurpose.DATA, KeyPurpose.MAC)
+                    else None,
+                )
+                for r in rows
+            ]
+
+    def rotate(self, kek: KeyEncryptionKey, purposes: tuple[KeyPurpose, ...]) -> list[int]:
+        """Make a new active key for each purpose; the old ones stay for reading (decrypt-only).
+
+        Blind-index keys are not rotated here: every index row would have to be rebuilt.
+        """
+        now_us = to_us(self._clock.now())
+        created: list[int] = []
+        with self._store.write() as conn:
+            for row in self._store.keys(conn):
+                if KeyPurpose(row.purpose) in purposes and row.state == KeyState.ACTIVE.value:
+                    self._store.update_key(
+                        conn,
+                        row.key_id,
+                        state=KeyState.DECRYPT_ONLY.value,
+                        wrapped=row.wrapped,
+                        kek_id=row.kek_id,
+                        rotated_us=now_us,
+                    )
+            for purpose in purposes:
+                key_id = self._store.next_seq(conn, KEY_SEQ)
+                wrapped = new_wrapped_key(kek, key_id=key_id, purpose=purpose, random=self._random)
+                self._store.insert_key(
+                    conn,
+                    KeyRow(
+                        key_id,
+                        purpose.value,
+                        KeyState.ACTIVE.value,
+                        wrapped.wrapped,
+                        kek.kek_id,
+                        now_us,
+                        None,
+                        None,
+                    ),
+                )
+                created.append(key_id)
+        self.record("keys.rotate", Outcome.SUCCESS)
+        return created
+
+    def reseal(self, key_id: int, *, on_row: Callable[[int], None] | None = None) -> int:
+        """Re-seal every version sealed with ``key_id`` under the active data key.
+
+        MACs cover the plaintext, so they do not change; each body is opened and checked first.
+        """
+        if key_id == self._keys.data_key_id:
+            raise HearthError(errors.BAD_PARAMETER, "That is the active data key; rotate first.")
+        done = 0
+        after = 0
+        while True:
+            with self._store.write() as conn:
+                rows = self._store.versions_sealed_with(conn, key_id, after_seq=after, limit=500)
+                if not rows:
+                    break
+                for row in rows:
+                    if row.body is None:  # a row with a key id always has a sealed body
+                        raise IntegrityError()
+                    aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
+                    body = self._keys.open(row.body, aad=aad)
+                    self._keys.verify_mac(
+                        row.mac,
+                        mac_key_id=row.mac_key_id,
+                        seq=row.seq,
+                        res_type=row.res_type,
+                        res_id=row.res_id,
+                        version=row.version,
+                        deleted=row.deleted,
+                        ts_us=row.ts_us,
+                        body=body,
+                    )
+                    sealed = self._keys.seal(body, aad=aad, random=self._random)
+                    self._store.reseal_version(
+                        conn, row.seq, key_id=self._keys.data_key_id, body=sealed
+                    )
+                    done += 1
+                    if on_row is not None:
+                        on_row(row.seq)
+                after = rows[-1].seq
+        self.record("keys.reseal", Outcome.SUCCESS)
+        return done
+
+    def retire(self, key_id: int) -> None:
+        """Destroy a rotated-out key once no stored row needs it."""
+        now_us = to_us(self._clock.now())
+        with self._store.write() as conn:
+            rows = {r.key_id: r for r in self._store.keys(conn)}
+            row = rows.get(key_id)
+            if row is None:
+                raise HearthError(errors.BAD_PARAMETER, f"No key {key_id}.")
+            if row.state != KeyState.DECRYPT_ONLY.value:
+                raise HearthError(
+                    errors.BAD_PARAMETER,
+                    f"Key {key_id} is {row.state}; only rotated-out keys retire.",
+                )
+            if row.purpose == KeyPurpose.AUDIT_SIGN.value:
+                raise HearthError(
+                    errors.BAD_PARAMETER,
+                    "Audit signing keys are kept so that old checkpoints stay verifiable.",
+                )
+            in_use = self._store.rows_using_key(conn, key_id)
+            if in_use:
+                raise HearthError(
+                    errors.BAD_PARAMETER,
+                    f"Key {key_id} still protects {in_use} stored rows. `hearth keys reseal "
+                    f"{key_id}` moves resource versions to the active key; audit entries keep "
+                    "theirs for as long as they are retained.",
+                )
+            self._store.update_key(
+                conn,
+                key_id,
+                state=KeyState.RETIRED.value,
+                wrapped=None,
+                kek_id=row.kek_id,
+                retired_us=now_us,
+            )
+        self.record("keys.retire", Outcome.SUCCESS)
+
+    def rewrap_all(self, old: KeyEncryptionKey, new: KeyEncryptionKey) -> int:
+        """Re-wrap every key under a new key-encryption key (KEK rotation)."""
+        count = 0
+        with self._store.write() as conn:
+            for row in self._store.keys(conn):
+                key = WrappedKey(
+                    row.key_id,
+                    KeyPurpose(row.purpose),
+                    KeyState(row.state),
+                    row.wrapped,
+                    row.kek_id,
+                )
+                fresh = rewrap(key, old, new, self._random)
+                self._store.update_key(
+                    conn, row.key_id, state=row.state, wrapped=fresh.wrapped, kek_id=new.kek_id
+                )
+                count += 1
+        self.record("keys.rewrap", Outcome.SUCCESS)
+        return count

@@ -1,0 +1,78 @@
+"""The ASGI application: FHIR REST under ``/fhir``, with errors rendered as OperationOutcome."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from hearth.domain import HearthError, errors
+from hearth.web.fhir import fhir_routes
+from hearth.web.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from hearth.web.responses import error_response
+from hearth.wiring import Container
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("hearth.web")
+
+_LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+async def _hearth_error(request: Request, exc: Exception) -> Response:
+    if not isinstance(exc, HearthError):  # pragma: no cover - Starlette dispatches by type
+        return await _unexpected(request, exc)
+    return error_response(exc, pretty=request.query_params.get("_pretty") == "true")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 400
+    code = {404: errors.ROUTE_NOT_FOUND, 405: errors.METHOD_NOT_ALLOWED}.get(
+        status, errors.BAD_REQUEST
+    )
+    return error_response(HearthError(code))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The exception's text may quote data (a KeyError names its key), so the log gets the
+    # incident id, the type and where it happened, never the message.
+    incident = uuid.uuid4().hex[:12]
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    log.error("incident %s: %s at %s", incident, type(exc).__name__, where)
+    return error_response(HearthError(errors.INTERNAL, f"Internal error (incident {incident})."))
+
+
+def create_app(container: Container, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        container.close()
+
+    hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
+    return Starlette(
+        routes=fhir_routes(container),
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(SecurityHeadersMiddleware),
+            # Only the host names this server is known by: defeats DNS rebinding and keeps
+            # forged Host headers out of the links we build.
+            Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
+        ],
+        exception_handlers={
+            HearthError: _hearth_error,
+            HTTPException: _http_error,
+            Exception: _unexpected,
+        },
+        lifespan=lifespan,
+    )

@@ -1,0 +1,240 @@
+"""FHIR R4 REST routes (http.html). Each handler parses, calls one service, renders.
+
+Authentication, the service call and nothing else run in one worker thread per request, so a
+request costs one thread hop. Every handler that touches PHI goes through ``RecordService``,
+which only reaches data through the repository bound to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from hearth import __version__
+from hearth.domain import HearthError, Principal, StoredResource, errors
+from hearth.fhir.bundle import history_bundle, http_date
+from hearth.fhir.capability import ServerFeatures, capability_statement
+from hearth.fhir.definitions import RESOURCE_TYPES
+from hearth.fhir.outcome import informational_outcome
+from hearth.services.records import RecordService, check_type
+from hearth.web.requests import (
+    check_accept,
+    client_address,
+    parse_count,
+    parse_if_match,
+    parse_instant,
+    prefer_return,
+    pretty,
+    read_json_body,
+)
+from hearth.web.responses import fhir_response
+from hearth.wiring import Container
+
+__all__ = ["fhir_routes"]
+
+T = TypeVar("T")
+
+
+class FhirApi:
+    def __init__(self, container: Container) -> None:
+        self.c = container
+        self.limits = container.settings.limits
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def base(self, request: Request) -> str:
+        configured = self.c.settings.public_base_url
+        if configured:
+            return configured.rstrip("/")
+        return str(request.base_url).rstrip("/") + "/fhir"
+
+    def _principal(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        return self.c.authenticator.authenticate_bearer(
+            token.strip() if scheme.lower() == "bearer" else None,
+            source=client_address(request),
+        )
+
+    async def call(self, request: Request, work: Callable[[RecordService, Principal], T]) -> T:
+        """Authenticate and run ``work`` with the caller's service, in one worker thread."""
+        check_accept(request)
+        request_id = request.scope.get("state", {}).get("request_id")
+
+        def run() -> T:
+            principal = self._principal(request)
+            return work(self.c.records(principal, request_id=request_id), principal)
+
+        return await run_in_threadpool(run)
+
+    def resource_response(
+        self,
+        request: Request,
+        stored: StoredResource,
+        *,
+        status: int = 200,
+        location: bool = False,
+    ) -> Response:
+        headers = {
+            "ETag": stored.etag,
+            "Last-Modified": http_date(stored.last_updated),
+        }
+        if location:
+            headers["Location"] = (
+                f"{self.base(request)}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"
+            )
+        preference = prefer_return(request) if request.method != "GET" else "representation"
+        if preference == "minimal":
+            return fhir_response(None, status=status, headers=headers)
+        if preference == "OperationOutcome":
+            body = informational_outcome("The interaction succeeded.")
+            return fhir_response(body, status=status, headers=headers, pretty=pretty(request))
+        return fhir_response(
+            stored.resource, status=status, headers=headers, pretty=pretty(request)
+        )
+
+    # -- metadata -------------------------------------------------------------------------------
+    async def metadata(self, request: Request) -> Response:
+        """The CapabilityStatement (R4 http.html#capabilities); needs no authentication."""
+        check_accept(request)
+        statement = capability_statement(
+            base_url=self.base(request),
+            software_version=__version__,
+            resource_types=RESOURCE_TYPES,
+            features=ServerFeatures(
+                security_description=(
+                    "Every request needs a bearer token. PHI is sealed at rest and every access "
+                    "is audited."
+                )
+            ),
+            date=datetime.now(UTC),
+        )
+        return fhir_response(statement, pretty=pretty(request))
+
+    # -- instance level -------------------------------------------------------------------------
+    async def read(self, request: Request) -> Response:
+        res_type, res_id = request.path_params["type"], request.path_params["id"]
+        stored = await self.call(request, lambda svc, _p: svc.read(res_type, res_id))
+        return self.resource_response(request, stored)
+
+    async def vread(self, request: Request) -> Response:
+        p = request.path_params
+        stored = await self.call(request, lambda svc, _p: svc.vread(p["type"], p["id"], p["vid"]))
+        return self.resource_response(request, stored)
+
+    async def update(self, request: Request) -> Response:
+        res_type, res_id = request.path_params["type"], request.path_params["id"]
+        check_type(res_type)
+        body = await read_json_body(request, self.limits)
+        if_match = parse_if_match(request)
+        stored, created = await self.call(
+            request, lambda svc, _p: svc.update(res_type, res_id, body, if_match=if_match)
+        )
+        return self.resource_response(
+            request, stored, status=201 if created else 200, location=created
+        )
+
+    async def patch(self, request: Request) -> Response:
+        res_type, res_id = request.path_params["type"], request.path_params["id"]
+        check_type(res_type)
+        document = await read_json_body(
+            request, self.limits, media_types=frozenset({"application/json-patch+json"})
+        )
+        if_match = parse_if_match(request)
+        stored = await self.call(
+            request, lambda svc, _p: svc.patch(res_type, res_id, document, if_match=if_match)
+        )
+        return self.resource_response(request, stored)
+
+    async def delete(self, request: Request) -> Response:
+        res_type, res_id = request.path_params["type"], request.path_params["id"]
+        stored = await self.call(request, lambda svc, _p: svc.delete(res_type, res_id))
+        headers = {"ETag": stored.etag} if stored is not None else {}
+        return fhir_response(None, status=204, headers=headers)
+
+    # -- type level -------------------------------------------------------------------------
+    async def create(self, request: Request) -> Response:
+        res_type = request.path_params["type"]
+        check_type(res_type)
+        body = await read_json_body(request, self.limits)
+        stored = await self.call(request, lambda svc, _p: svc.create(res_type, body))
+        return self.resource_response(request, stored, status=201, location=True)
+
+    async def search_type(self, request: Request) -> Response:
+        check_type(request.path_params["type"])
+        # Authenticate first: an anonymous caller learns nothing, not even what is missing.
+        await self.call(request, lambda _svc, _p: None)
+        raise HearthError(errors.NOT_IMPLEMENTED)
+
+    # -- history ------------------------------------------------------------------------------
+    async def history(self, request: Request) -> Response:
+        res_type = request.path_params.get("type")
+        res_id = request.path_params.get("id")
+        query = request.query_params
+        allowed = {"_count", "_since", "_page", "_format", "_pretty"}
+        unknown = sorted(set(query) - allowed)
+        if unknown:
+            raise HearthError(errors.BAD_PARAMETER, f"Unsupported history parameter {unknown[0]}.")
+        page_token = query.get("_page")
+
+        def work(svc: RecordService, principal: Principal) -> dict[str, Any]:
+            if page_token is not None:
+                state = self.c.pages.open(principal, page_token)
+                since_raw, before, count = state.get("since"), state.get("before"), state["count"]
+                if state.get("type") != res_type or state.get("id") != res_id:
+                    raise HearthError(errors.BAD_PARAMETER, "The page link is for another list.")
+            else:
+                since_raw, before = query.get("_since"), None
+                count = parse_count(query.get("_count"), self.limits)
+            since = parse_instant(since_raw, "_since")
+            page = svc.history(
+                res_type=res_type, res_id=res_id, since=since, before_seq=before, count=count
+            )
+            path = "/".join(p for p in (res_type, res_id) if p)
+            url = f"{self.base(request)}/{path + '/' if path else ''}_history"
+            next_link = None
+            if page.next_before_seq is not None:
+                token = self.c.pages.issue(
+                    principal,
+                    {
+                        "type": res_type,
+                        "id": res_id,
+                        "since": since_raw,
+                        "before": page.next_before_seq,
+                        "count": count,
+                    },
+                )
+                next_link = f"{url}?_page={token}"
+            return history_bundle(
+                self.base(request),
+                page.entries,
+                total=page.total,
+                self_link=url,
+                next_link=next_link,
+                now=datetime.now(UTC),
+            )
+
+        bundle = await self.call(request, work)
+        return fhir_response(bundle, pretty=pretty(request))
+
+
+def fhir_routes(container: Container) -> list[Route]:
+    api = FhirApi(container)
+    return [
+        Route("/fhir/metadata", api.metadata, methods=["GET"]),
+        Route("/fhir/_history", api.history, methods=["GET"]),
+        Route("/fhir/{type}/_history", api.history, methods=["GET"]),
+        Route("/fhir/{type}/{id}/_history", api.history, methods=["GET"]),
+        Route("/fhir/{type}/{id}/_history/{vid}", api.vread, methods=["GET"]),
+        Route("/fhir/{type}/{id}", api.read, methods=["GET"]),
+        Route("/fhir/{type}/{id}", api.update, methods=["PUT"]),
+        Route("/fhir/{type}/{id}", api.patch, methods=["PATCH"]),
+        Route("/fhir/{type}/{id}", api.delete, methods=["DELETE"]),
+        Route("/fhir/{type}", api.create, methods=["POST"]),
+        Route("/fhir/{type}", api.search_type, methods=["GET"]),
+    ]

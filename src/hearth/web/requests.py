@@ -1,0 +1,125 @@
+"""Parsing what a FHIR request carries: body, preconditions, Prefer, paging and format."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+
+from hearth.domain import HearthError, errors
+from hearth.fhir.jsonbody import parse_json_body, parse_json_value
+from hearth.settings import Limits
+
+__all__ = [
+    "check_accept",
+    "client_address",
+    "pretty",
+    "prefer_return",
+    "read_json_body",
+    "parse_count",
+    "parse_if_match",
+    "parse_instant",
+]
+
+_JSON_TYPES = frozenset({"application/fhir+json", "application/json"})
+_ACCEPTABLE = _JSON_TYPES | {"*/*", "application/*", "application/json+fhir"}
+_FORMATS = frozenset({"json", "application/json", "application/fhir+json", "application/json+fhir"})
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The raw body, refusing more than the configured limit before reading it all (413)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise HearthError(errors.BAD_REQUEST, "Content-Length is not a number.")
+        if int(length) > limits.max_body_bytes:
+            raise HearthError(errors.PAYLOAD_TOO_LARGE)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            raise HearthError(errors.PAYLOAD_TOO_LARGE)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_body(
+    request: Request, limits: Limits, *, media_types: frozenset[str] = _JSON_TYPES
+) -> Any:
+    media = _media_type(request.headers.get("content-type", ""))
+    if media not in media_types:
+        raise HearthError(errors.UNSUPPORTED_MEDIA_TYPE)
+    raw = await read_body(request, limits)
+    if media == "application/json-patch+json":
+        return parse_json_value(
+            raw, max_depth=limits.max_json_depth, max_array=limits.max_json_array
+        )
+    return parse_json_body(raw, max_depth=limits.max_json_depth, max_array=limits.max_json_array)
+
+
+def check_accept(request: Request) -> None:
+    """Content negotiation (R4 http.html#mime-type): only FHIR JSON is produced (406 otherwise)."""
+    fmt = request.query_params.get("_format")
+    if fmt is not None and _media_type(fmt) not in _FORMATS:
+        raise HearthError(errors.NOT_ACCEPTABLE)
+    accept = request.headers.get("accept")
+    if not accept or fmt is not None:
+        return
+    offered = {_media_type(part) for part in accept.split(",")}
+    if not offered & _ACCEPTABLE:
+        raise HearthError(errors.NOT_ACCEPTABLE)
+
+
+def pretty(request: Request) -> bool:
+    return request.query_params.get("_pretty") == "true"
+
+
+def prefer_return(request: Request) -> str:
+    """``Prefer: return=minimal|representation|OperationOutcome`` (R4 http.html#ops)."""
+    for part in request.headers.get("prefer", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "return":
+            return value.strip().strip('"')
+    return "representation"
+
+
+def parse_if_match(request: Request) -> int | None:
+    """``If-Match: W/"3"`` names the version an update expects (R4 http.html#concurrency)."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    tag = value.strip().removeprefix("W/").strip('"')
+    if not tag.isdigit() or len(tag) > 9:
+        raise HearthError(errors.BAD_IF_MATCH)
+    return int(tag)
+
+
+def parse_count(raw: str | None, limits: Limits) -> int:
+    if raw is None:
+        return limits.default_page_size
+    if not raw.isdigit():
+        raise HearthError(errors.BAD_PARAMETER, "_count must be a non-negative integer.")
+    return max(1, min(int(raw), limits.max_page_size))
+
+
+def parse_instant(raw: str | None, name: str) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise HearthError(errors.BAD_PARAMETER, f"{name} must be a FHIR instant.") from None
+    if value.tzinfo is None:
+        raise HearthError(errors.BAD_PARAMETER, f"{name} needs a time zone.")
+    return value.astimezone(UTC)
+
+
+def client_address(request: Request) -> str | None:
+    # X-Forwarded-For is not trusted: a client could claim any address (ASVS 4.1.3).
+    return request.client.host if request.client else None
