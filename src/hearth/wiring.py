@@ -23,12 +23,16 @@ from hearth.crypto import (
     create_key_file,
 )
 from hearth.domain import (
+    Alarm,
+    AlarmKind,
+    AlarmRaiser,
     Clock,
     HearthError,
     Principal,
     PrincipalKind,
     Random,
     Secret,
+    Severity,
     SystemClock,
     SystemRandom,
     errors,
@@ -85,6 +89,15 @@ def build_kek(settings: Settings) -> KeyEncryptionKey:
     return kek
 
 
+class LogAlarms:
+    """Alarms written to the ``hearth.alarm`` log (the durable alarm store replaces this)."""
+
+    def raise_alarm(self, alarm: Alarm) -> None:
+        log.getChild("alarm").error(
+            "%s %s %s: %s", alarm.severity.value, alarm.kind.value, alarm.subject, alarm.summary
+        )
+
+
 class Container:
     """Everything one Hearth process needs, built once from settings."""
 
@@ -113,6 +126,7 @@ class Container:
             checkpoint_every=settings.audit_checkpoint_every,
         )
         self.policy: AccessPolicy = policy or RolePolicy(bootstrap_roles())
+        self.alarms: AlarmRaiser = LogAlarms()
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         self.authenticator = Authenticator(
             ApiTokenStore(self.store, self.audit, self.clock, self.random)
@@ -192,9 +206,15 @@ class Container:
         return created
 
     def _integrity_failure(self, res_type: str, res_id: str, version: int, seq: int) -> None:
-        # Names the row, never its content. The alarm pipeline hooks in here.
-        log.error(
-            "integrity check failed for %s/%s version %d (seq %d)", res_type, res_id, version, seq
+        # Names the row, never its content.
+        self.alarms.raise_alarm(
+            Alarm(
+                AlarmKind.INTEGRITY_MISMATCH,
+                Severity.CRITICAL,
+                f"{res_type}/{res_id}",
+                "A stored version failed its integrity check when it was read.",
+                {"version": str(version), "seq": str(seq)},
+            )
         )
 
     def close(self) -> None:

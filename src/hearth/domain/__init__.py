@@ -1,6 +1,7 @@
 """Value types and errors with stable codes. Imports nothing outside the standard library."""
 
 from hearth.domain import errors
+from hearth.domain.alarms import Alarm, AlarmKind, AlarmRaiser, Severity
 from hearth.domain.errors import ErrorCode, HearthError, IntegrityError, Issue
 from hearth.domain.types import (
     ID_PATTERN,
@@ -18,6 +19,10 @@ from hearth.domain.types import (
 )
 
 __all__ = [
+    "Alarm",
+    "AlarmKind",
+    "AlarmRaiser",
+    "Severity",
     "ID_PATTERN",
     "Action",
     "Clock",
