@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 from hearth.audit import AuditRecord, checkpoint_message, sealed_aad, sequence
 from hearth.crypto import KeyRing, sealed_key_id
@@ -61,9 +62,20 @@ class AuditTrail:
 
     # -- in the caller's transaction --------------------------------------------------------
     def append_in(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
-        """Append ``records`` inside ``conn``'s transaction; they commit or roll back with it."""
+        """Append ``records`` inside ``conn``'s transaction; they commit or roll back with it.
+
+        Any database failure becomes ``AUDIT_FAILED``, which aborts the caller's transaction:
+        a change whose audit entry cannot be written is not made (fail closed).
+        """
         if not records:
             return
+        try:
+            self._append(conn, records)
+        except DBAPIError as exc:
+            log.error("audit append failed: %s", type(exc).__name__)
+            raise HearthError(errors.AUDIT_FAILED) from exc
+
+    def _append(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
         head = self._store.audit_head(conn, for_update=True)
         if head is None:
             raise HearthError(errors.AUDIT_FAILED, "The audit chain is not initialised.")

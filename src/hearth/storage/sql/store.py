@@ -179,7 +179,7 @@ class SqlStore:
     # -- instance metadata ----------------------------------------------------------------
     def meta(self, conn: Connection) -> dict[str, str]:
         rows = conn.execute(select(t.instance_meta.c.name, t.instance_meta.c.value))
-        return {name: value for name, value in rows.tuples()}  # noqa: C416 - rows has .keys()
+        return {name: value for name, value in rows}  # noqa: C416 - dict(rows) sees .keys()
 
     def set_meta(self, conn: Connection, name: str, value: str) -> None:
         done = conn.execute(

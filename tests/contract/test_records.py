@@ -1,0 +1,181 @@
+"""The storage contract: every engine must behave the same through the repository gate."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+
+from hearth.domain import HearthError, errors
+from tests.support import Instance, admin, nobody
+
+pytestmark = pytest.mark.engines
+
+
+def patient(family: str = "Contract") -> dict[str, object]:
+    return {"resourceType": "Patient", "name": [{"family": family}], "active": True}
+
+
+def raw(instance: Instance, sql: str, **params: object) -> list[tuple[object, ...]]:
+    with instance.container.db.write.begin() as conn:
+        result = conn.execute(text(sql), params)
+        return [tuple(r) for r in result] if result.returns_rows else []
+
+
+def test_create_read_update_delete_history(instance: Instance) -> None:
+    records = instance.container.records(admin())
+    created = records.create("Patient", patient())
+    assert created.version == 1
+    assert created.resource is not None
+    assert created.resource["meta"]["versionId"] == "1"
+    read = records.read("Patient", created.res_id)
+    assert read.resource == created.resource
+
+    body = {**patient("Second"), "id": created.res_id}
+    updated, was_created = records.update("Patient", created.res_id, body, if_match=1)
+    assert (updated.version, was_created) == (2, False)
+
+    with pytest.raises(HearthError) as stale:
+        records.update("Patient", created.res_id, body, if_match=1)
+    assert stale.value.code is errors.VERSION_CONFLICT
+
+    assert records.vread("Patient", created.res_id, "1").resource == created.resource
+    deleted = records.delete("Patient", created.res_id)
+    assert deleted is not None
+    assert deleted.version == 3
+    with pytest.raises(HearthError) as gone:
+        records.read("Patient", created.res_id)
+    assert gone.value.code is errors.GONE
+    assert records.delete("Patient", created.res_id) is None  # idempotent
+
+    page = records.history(
+        res_type="Patient", res_id=created.res_id, since=None, before_seq=None, count=10
+    )
+    assert [e.version for e in page.entries] == [3, 2, 1]
+    assert [e.method for e in page.entries] == ["DELETE", "PUT", "POST"]
+    assert page.total == 3
+
+
+def test_update_as_create_with_client_id(instance: Instance) -> None:
+    records = instance.container.records(admin())
+    stored, created = records.update(
+        "Patient", "client-chosen-1", {**patient(), "id": "client-chosen-1"}
+    )
+    assert created
+    assert stored.res_id == "client-chosen-1"
+    with pytest.raises(HearthError) as exc:
+        records.update("Patient", "other-id", {**patient(), "id": "client-chosen-1"})
+    assert exc.value.code is errors.ID_MISMATCH
+
+
+def test_json_patch(instance: Instance) -> None:
+    records = instance.container.records(admin())
+    created = records.create("Patient", patient())
+    patched = records.patch(
+        "Patient", created.res_id, [{"op": "replace", "path": "/active", "value": False}]
+    )
+    assert patched.version == 2
+    assert patched.resource is not None
+    assert patched.resource["active"] is False
+    with pytest.raises(HearthError) as exc:
+        records.patch("Patient", created.res_id, [{"op": "test", "path": "/active", "value": True}])
+    assert exc.value.code is errors.PATCH_FAILED
+
+
+def test_sequence_is_gap_free_across_rollbacks(instance: Instance) -> None:
+    repo = instance.container.repository(admin())
+    repo.create(patient())
+    with pytest.raises(RuntimeError), repo.batch() as batch:
+        batch.create(patient())
+        raise RuntimeError("abort the transaction")
+    repo.create(patient())
+    seqs = [r[0] for r in raw(instance, "SELECT seq FROM resource_version ORDER BY seq")]
+    assert seqs == [1, 2]
+
+
+def test_batch_is_atomic(instance: Instance) -> None:
+    repo = instance.container.repository(admin())
+    with pytest.raises(HearthError), repo.batch() as batch:
+        for n in range(10):
+            batch.create(patient(f"Batch{n}"))
+        batch.update("Patient", "missing", {**patient(), "id": "missing"}, if_match=4)
+    assert raw(instance, "SELECT count(*) FROM resource_version") == [(0,)]
+
+
+def test_concurrent_writers_keep_the_sequence_dense(instance: Instance) -> None:
+    errors_seen: list[BaseException] = []
+
+    def writer() -> None:
+        repo = instance.container.repository(admin())
+        try:
+            for _ in range(10):
+                repo.create(patient())
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors_seen.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors_seen
+    seqs = [r[0] for r in raw(instance, "SELECT seq FROM resource_version ORDER BY seq")]
+    assert seqs == list(range(1, 41))
+
+
+def test_every_call_is_audited_success_and_failure(instance: Instance) -> None:
+    c = instance.container
+    before = raw(instance, "SELECT count(*) FROM audit_entry")[0][0]
+    created = c.records(admin()).create("Patient", patient())
+    c.records(admin()).read("Patient", created.res_id)
+    with pytest.raises(HearthError):
+        c.records(admin()).read("Patient", "no-such-id")
+    with pytest.raises(HearthError) as denied:
+        c.records(nobody()).read("Patient", created.res_id)
+    assert denied.value.code is errors.FORBIDDEN
+    rows = raw(
+        instance,
+        "SELECT actor, action, outcome, res_id FROM audit_entry WHERE seq > :n ORDER BY seq",
+        n=before,
+    )
+    assert rows == [
+        ("admin", "create", "success", created.res_id),
+        ("admin", "read", "success", created.res_id),
+        ("admin", "read", "not-found", "no-such-id"),
+        ("mallory", "read", "denied", created.res_id),
+    ]
+
+
+def test_denied_write_stores_nothing_and_is_audited(instance: Instance) -> None:
+    with pytest.raises(HearthError) as exc:
+        instance.container.records(nobody()).create("Patient", patient())
+    assert exc.value.code is errors.FORBIDDEN
+    assert raw(instance, "SELECT count(*) FROM resource_version") == [(0,)]
+    assert ("create", "denied") in raw(instance, "SELECT action, outcome FROM audit_entry")
+
+
+def test_a_failed_audit_write_fails_the_request(instance: Instance) -> None:
+    """Fail closed: with the audit table unwritable, neither reads nor writes succeed."""
+    c = instance.container
+    created = c.records(admin()).create("Patient", patient())
+    raw(instance, "DROP TABLE audit_checkpoint")  # harmless: only every 1000th entry needs it
+    raw(instance, "ALTER TABLE audit_entry RENAME TO audit_entry_gone")
+    try:
+        with pytest.raises(HearthError) as read_error:
+            c.records(admin()).read("Patient", created.res_id)
+        assert read_error.value.code is errors.AUDIT_FAILED
+        with pytest.raises(HearthError) as write_error:
+            c.records(admin()).create("Patient", patient("NotStored"))
+        assert write_error.value.code is errors.AUDIT_FAILED
+    finally:
+        raw(instance, "ALTER TABLE audit_entry_gone RENAME TO audit_entry")
+    assert raw(instance, "SELECT count(*) FROM resource_version") == [(1,)]
+
+
+def test_bodies_and_indexes_hold_no_plaintext(instance: Instance) -> None:
+    marker = "Zyxwvumarker"
+    instance.container.records(admin()).create("Patient", patient(marker))
+    for table, column in (("resource_version", "body"), ("audit_entry", "body")):
+        for (value,) in raw(instance, f"SELECT {column} FROM {table}"):
+            assert marker.encode() not in bytes(value)  # type: ignore[arg-type]
