@@ -159,3 +159,39 @@ INTEGRITY_FAILED = _code(
 )
 STORAGE_UNAVAILABLE = _code("HRT-0504", 503, "transient", "The database is unavailable.")
 KEY_UNAVAILABLE = _code("HRT-0505", 500, "security", "A required key is not available.")
+
+# 08xx: backups and backup targets
+BACKUP_INVALID = _code(
+    "HRT-0801", 500, "exception", "A backup failed verification; it must not be restored."
+)
+BACKUP_FORMAT = _code(
+    "HRT-0802", 400, "not-supported", "The backup object is not in a format this Hearth reads."
+)
+BACKUP_NO_IDENTITY = _code(
+    "HRT-0803", 500, "security", "No backup identity given opens this backup."
+)
+BACKUP_ARGUMENT = _code("HRT-0804", 400, "invalid", "The backup request is not consistent.")
+TARGET_UNAVAILABLE = _code(
+    "HRT-0810", 503, "transient", "The backup target is not reachable or not mounted."
+)
+TARGET_OBJECT_EXISTS = _code(
+    "HRT-0811", 409, "conflict", "The backup target already holds a different object of that name."
+)
+TARGET_OBJECT_NOT_FOUND = _code("HRT-0812", 404, "not-found", "No such object on the target.")
+TARGET_OBJECT_LOCKED = _code(
+    "HRT-0813", 409, "conflict", "The object is under retention and cannot be deleted yet."
+)
+TARGET_READBACK_MISMATCH = _code(
+    "HRT-0814",
+    500,
+    "exception",
+    "The object read back from the target differs from what was written.",
+)
+TARGET_HOST_KEY_MISMATCH = _code(
+    "HRT-0815", 500, "security", "The SFTP server's host key is not the configured one."
+)
+TARGET_IMMUTABILITY_UNSUPPORTED = _code(
+    "HRT-0816", 400, "not-supported", "This backup target cannot make objects immutable."
+)
+TARGET_BAD_NAME = _code("HRT-0817", 400, "value", "Backup object names are lower-case paths.")
+TARGET_FAILED = _code("HRT-0818", 502, "exception", "The backup target refused the operation.")

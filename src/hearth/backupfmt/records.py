@@ -1,0 +1,225 @@
+"""The plaintext of a segment: one table's rows as length-prefixed frames (format version 1).
+
+Layout, before compression and encryption::
+
+    magic    "HEARTH-SEGMENT" 0x00 0x01          (16 bytes; the last byte is the version)
+    header   u32be n, n bytes of canonical JSON {"columns": [...], "table": "..."}
+    row*     u32be n (n >= 1), n bytes: one value per column, in column order
+    trailer  u32be 0, u64be row count            (nothing may follow)
+
+A value is a tag byte and its body: 0x00 null, 0x01 false, 0x02 true, 0x03 i64be integer,
+0x04 f64be float, 0x05 u32be length + UTF-8 text, 0x06 u32be length + bytes. The trailer makes
+the plaintext self-delimiting, so a stream cut at a frame boundary is still caught even before
+the AEAD's final-chunk check.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+from hearth.backupfmt.canonical import canonical_bytes, parse_json_strict
+from hearth.domain import HearthError
+from hearth.domain.errors import BACKUP_ARGUMENT, BACKUP_FORMAT
+
+__all__ = [
+    "MAGIC",
+    "MAX_FRAME_BYTES",
+    "RecordDecoder",
+    "RecordEncoder",
+    "Row",
+    "Value",
+]
+
+MAGIC = b"HEARTH-SEGMENT\x00\x01"
+#: No single row may exceed this, so a reader's memory stays bounded on hostile input.
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+Value = None | bool | int | float | str | bytes
+Row = tuple[Value, ...]
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_I64 = struct.Struct(">q")
+_F64 = struct.Struct(">d")
+_NULL, _FALSE, _TRUE, _INT, _FLOAT, _TEXT, _BYTES = range(7)
+
+
+def _table_name_ok(name: str) -> bool:
+    return 0 < len(name) <= 128 and name.isascii() and name.replace("_", "a").isalnum()
+
+
+class RecordEncoder:
+    """Encodes one table's rows into frames; the caller concatenates the returned bytes."""
+
+    __slots__ = ("columns", "rows", "table")
+
+    def __init__(self, table: str, columns: Sequence[str]) -> None:
+        if not _table_name_ok(table) or not columns or not all(map(_table_name_ok, columns)):
+            raise HearthError(BACKUP_ARGUMENT, "Table and column names are ASCII identifiers.")
+        if len(set(columns)) != len(columns):
+            raise HearthError(BACKUP_ARGUMENT, "A column is named twice.")
+        self.table = table
+        self.columns = tuple(columns)
+        self.rows = 0
+
+    def header(self) -> bytes:
+        body = canonical_bytes({"table": self.table, "columns": list(self.columns)})
+        return MAGIC + _U32.pack(len(body)) + body
+
+    def row(self, values: Sequence[Value]) -> bytes:
+        if len(values) != len(self.columns):
+            raise HearthError(BACKUP_ARGUMENT, "A row has the wrong number of values.")
+        parts: list[bytes] = []
+        append = parts.append
+        for value in values:
+            # bool before int: bool is a subclass of int.
+            if value is None:
+                append(b"\x00")
+            elif value is True:
+                append(b"\x02")
+            elif value is False:
+                append(b"\x01")
+            elif isinstance(value, int):
+                try:
+                    append(b"\x03" + _I64.pack(value))
+                except struct.error:
+                    raise HearthError(BACKUP_ARGUMENT, "An integer exceeds 64 bits.") from None
+            elif isinstance(value, bytes):
+                append(b"\x06" + _U32.pack(len(value)) + value)
+            elif isinstance(value, str):
+                data = value.encode("utf-8")
+                append(b"\x05" + _U32.pack(len(data)) + data)
+            elif isinstance(value, float):
+                append(b"\x04" + _F64.pack(value))
+            else:
+                raise HearthError(BACKUP_ARGUMENT, "A row value has an unsupported type.")
+        payload = b"".join(parts)
+        if len(payload) > MAX_FRAME_BYTES:
+            raise HearthError(BACKUP_ARGUMENT, "A row is larger than a segment frame allows.")
+        self.rows += 1
+        return _U32.pack(len(payload)) + payload
+
+    def trailer(self) -> bytes:
+        return _U32.pack(0) + _U64.pack(self.rows)
+
+
+def _decode_row(payload: bytes, ncolumns: int) -> Row:
+    values: list[Value] = []
+    pos = 0
+    end = len(payload)
+    try:
+        while pos < end:
+            tag = payload[pos]
+            pos += 1
+            if tag == _NULL:
+                values.append(None)
+            elif tag == _FALSE:
+                values.append(False)
+            elif tag == _TRUE:
+                values.append(True)
+            elif tag == _INT:
+                values.append(_I64.unpack_from(payload, pos)[0])
+                pos += 8
+            elif tag == _FLOAT:
+                values.append(_F64.unpack_from(payload, pos)[0])
+                pos += 8
+            elif tag in (_TEXT, _BYTES):
+                (n,) = _U32.unpack_from(payload, pos)
+                pos += 4
+                if pos + n > end:
+                    raise HearthError(BACKUP_FORMAT, "A segment value runs past its frame.")
+                raw = payload[pos : pos + n]
+                pos += n
+                values.append(raw.decode("utf-8") if tag == _TEXT else raw)
+            else:
+                raise HearthError(BACKUP_FORMAT, "A segment value has an unknown tag.")
+    except (struct.error, UnicodeDecodeError):
+        raise HearthError(BACKUP_FORMAT, "A segment row is malformed.") from None
+    if len(values) != ncolumns:
+        raise HearthError(BACKUP_FORMAT, "A segment row has the wrong number of values.")
+    return tuple(values)
+
+
+class RecordDecoder:
+    """Incremental decoder: ``feed`` plaintext as it arrives, get whole rows back; ``finish``
+    raises unless the trailer was seen with the right count and nothing followed it."""
+
+    __slots__ = ("_buffer", "_done", "_header_seen", "columns", "plaintext_length", "rows", "table")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._header_seen = False
+        self._done = False
+        self.table = ""
+        self.columns: tuple[str, ...] = ()
+        self.rows = 0
+        self.plaintext_length = 0
+
+    def feed(self, data: bytes) -> list[Row]:
+        self.plaintext_length += len(data)
+        if self._done:
+            if data:
+                raise HearthError(BACKUP_FORMAT, "Data follows the segment trailer.")
+            return []
+        buf = self._buffer
+        buf += data
+        out: list[Row] = []
+        pos = 0
+        if not self._header_seen:
+            if len(buf) < len(MAGIC) + 4:
+                return out
+            if bytes(buf[: len(MAGIC)]) != MAGIC:
+                raise HearthError(BACKUP_FORMAT, "Not a Hearth segment, or an unknown version.")
+            (n,) = _U32.unpack_from(buf, len(MAGIC))
+            if n > 65536:
+                raise HearthError(BACKUP_FORMAT, "The segment header is too large.")
+            start = len(MAGIC) + 4
+            if len(buf) < start + n:
+                return out
+            header = parse_json_strict(bytes(buf[start : start + n]))
+            self._read_header(header)
+            pos = start + n
+        ncolumns = len(self.columns)
+        while len(buf) - pos >= 4:
+            (n,) = _U32.unpack_from(buf, pos)
+            if n == 0:
+                if len(buf) - pos < 12:
+                    break
+                (count,) = _U64.unpack_from(buf, pos + 4)
+                if count != self.rows:
+                    raise HearthError(BACKUP_FORMAT, "The segment trailer's row count is wrong.")
+                if len(buf) - pos > 12:
+                    raise HearthError(BACKUP_FORMAT, "Data follows the segment trailer.")
+                self._done = True
+                pos += 12
+                break
+            if n > MAX_FRAME_BYTES:
+                raise HearthError(BACKUP_FORMAT, "A segment frame is larger than allowed.")
+            if len(buf) - pos - 4 < n:
+                break
+            out.append(_decode_row(bytes(buf[pos + 4 : pos + 4 + n]), ncolumns))
+            self.rows += 1
+            pos += 4 + n
+        del buf[:pos]
+        return out
+
+    def _read_header(self, header: object) -> None:
+        if not isinstance(header, dict) or set(header) != {"table", "columns"}:
+            raise HearthError(BACKUP_FORMAT, "The segment header is malformed.")
+        table, columns = header["table"], header["columns"]
+        if (
+            not isinstance(table, str)
+            or not _table_name_ok(table)
+            or not isinstance(columns, list)
+            or not columns
+            or not all(isinstance(c, str) and _table_name_ok(c) for c in columns)
+        ):
+            raise HearthError(BACKUP_FORMAT, "The segment header is malformed.")
+        self.table = table
+        self.columns = tuple(columns)
+        self._header_seen = True
+
+    def finish(self) -> None:
+        if not self._done:
+            raise HearthError(BACKUP_FORMAT, "The segment ends before its trailer.")
