@@ -34,7 +34,7 @@ def _check(value: object, depth: int) -> None:
                 raise HearthError(BACKUP_FORMAT, "Manifest keys are ASCII strings.")
             _check(item, depth + 1)
         return
-    if isinstance(value, Sequence):
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray | memoryview):
         for item in value:
             _check(item, depth + 1)
         return

@@ -82,7 +82,10 @@ def format_time(moment: datetime) -> str:
 def _parse_time(text: object) -> datetime:
     if not isinstance(text, str) or not _TIME.fullmatch(text):
         raise HearthError(BACKUP_FORMAT, "A manifest time is malformed.")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise HearthError(BACKUP_FORMAT, "A manifest time is not a valid date.") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,8 @@ def format_identity_file(identity: Secret, recipient: str, created: datetime) ->
 def format_recipients_file(recipients: Iterable[str]) -> str:
     """One recipient per line, the form ``age -R`` reads and Hearth's settings accept."""
     items = list(recipients)
+    if not items:
+        raise HearthError(BACKUP_ARGUMENT, "Backups need at least one recipient.")
     for item in items:
         if not RECIPIENT_PATTERN.fullmatch(item):
             raise HearthError(BACKUP_ARGUMENT, "Not an age X25519 recipient.")

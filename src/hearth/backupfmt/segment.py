@@ -291,6 +291,9 @@ class _RecordSink(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
+        if self.error is not None:
+            # A layer between us and the decryptor may retry the write; keep the first error.
+            raise self.error
         try:
             chunk = bytes(data)
             rows = self.decoder.feed(chunk)

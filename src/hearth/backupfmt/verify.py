@@ -408,10 +408,12 @@ def inspect_chain(
         name: _inspect(objects, name, verifier, decryptor=None, previous=None, read_segments=False)
         for name in names
     }
+    # Links are followed between authentic manifests that sit under their own names; one that
+    # is authentic but inconsistent still takes part, so that its chain faults are reported too.
     trusted: dict[str, Manifest] = {}
-    for report in first.values():
+    for name, report in first.items():
         manifest = report.manifest
-        if report.ok and manifest is not None:
+        if manifest is not None and manifest_object_name(manifest.backup_id) == name:
             trusted[manifest.backup_id] = manifest
     claimed: dict[str, list[str]] = {}
     for manifest in trusted.values():
@@ -458,7 +460,7 @@ def inspect_chain(
     for name in names:
         report = first[name]
         manifest = report.manifest
-        if manifest is None or not report.ok:
+        if manifest is None or trusted.get(manifest.backup_id) is not manifest:
             reports.append(report)
             continue
         previous = trusted.get(manifest.previous.backup_id) if manifest.previous else None
