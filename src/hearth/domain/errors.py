@@ -160,6 +160,71 @@ INTEGRITY_FAILED = _code(
 STORAGE_UNAVAILABLE = _code("HRT-0504", 503, "transient", "The database is unavailable.")
 KEY_UNAVAILABLE = _code("HRT-0505", 500, "security", "A required key is not available.")
 
+# 06xx: authentication (authenticators: passwords, TOTP, recovery codes, PINs)
+PASSWORD_TOO_SHORT = _code(
+    "HRT-0601",
+    422,
+    "business-rule",
+    "Choose a longer password: at least 15 characters, or 8 if you also use a second factor.",
+)
+PASSWORD_TOO_LONG = _code(
+    "HRT-0602", 422, "business-rule", "Choose a shorter password: at most 256 characters."
+)
+PASSWORD_BAD_CHARACTER = _code(
+    "HRT-0603",
+    422,
+    "business-rule",
+    "Remove control characters (such as tabs or line breaks) from the password.",
+)
+PASSWORD_BLOCKLISTED = _code(
+    "HRT-0604",
+    422,
+    "business-rule",
+    "Choose another password: this one is common, a simple pattern or known from data breaches.",
+)
+PASSWORD_CONTEXT_WORD = _code(
+    "HRT-0605",
+    422,
+    "business-rule",
+    "Choose another password: it must not be your user name or the service name.",
+)
+AUTHENTICATION_FAILED = _code(
+    "HRT-0606", 401, "login", "Sign-in failed. Check what you entered and try again."
+)
+TOTP_INVALID = _code(
+    "HRT-0607", 401, "login", "The code is not valid. Enter the current code from your app."
+)
+TOTP_REPLAYED = _code(
+    "HRT-0608", 401, "login", "That code was already used. Wait for the next code and enter it."
+)
+RECOVERY_CODE_INVALID = _code(
+    "HRT-0609",
+    401,
+    "login",
+    "The recovery code is not valid or was already used. Enter another of your codes.",
+)
+PIN_FORMAT = _code(
+    "HRT-0610", 422, "business-rule", "Choose a PIN of 6 to 16 digits, with nothing but digits."
+)
+PIN_GUESSABLE = _code(
+    "HRT-0611",
+    422,
+    "business-rule",
+    "Choose a PIN that is not a simple pattern such as 123456, 111111 or 121212.",
+)
+PIN_INVALID = _code(
+    "HRT-0612",
+    401,
+    "login",
+    "The PIN is not correct. Try again; after five wrong PINs you are signed out.",
+)
+TOTP_SECRET_INVALID = _code(
+    "HRT-0613",
+    500,
+    "exception",
+    "A stored TOTP secret is malformed. Reset the user's second factor and enrol again.",
+)
+
 # 08xx: backups and backup targets
 BACKUP_INVALID = _code(
     "HRT-0801", 500, "exception", "A backup failed verification; it must not be restored."
