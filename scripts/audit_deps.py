@@ -39,7 +39,7 @@ def main() -> int:
     command = [
         sys.executable, "-m", "pip_audit", "--strict", "--progress-spinner", "off",
         "--disable-pip", "--no-deps", "-r", "requirements.lock",
-    ]
+    ]  # fmt: skip
     return subprocess.call(command)
 
 
