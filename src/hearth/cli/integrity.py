@@ -28,7 +28,9 @@ def verify(state: State, as_json: bool) -> None:
     """
     with container(state) as c:
         report = verify_integrity(
-            c.system_repository("integrity-verify"), RichProgress(enabled=not as_json)
+            c.system_repository("integrity-verify"),
+            RichProgress(enabled=not as_json),
+            alarms=c.alarms,
         )
     if as_json:
         emit_json(

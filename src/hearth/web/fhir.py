@@ -61,14 +61,26 @@ class FhirApi:
             source=client_address(request),
         )
 
-    async def call(self, request: Request, work: Callable[[RecordService, Principal], T]) -> T:
-        """Authenticate and run ``work`` with the caller's service, in one worker thread."""
+    async def authenticate(self, request: Request) -> Principal:
+        """Who is calling; done before a body is even read, so anonymous callers learn nothing."""
+        check_accept(request)
+        return await run_in_threadpool(self._principal, request)
+
+    async def call(
+        self,
+        request: Request,
+        work: Callable[[RecordService, Principal], T],
+        *,
+        principal: Principal | None = None,
+    ) -> T:
+        """Run ``work`` with the caller's service (authenticating first if not yet done), in one
+        worker thread."""
         check_accept(request)
         request_id = request.scope.get("state", {}).get("request_id")
 
         def run() -> T:
-            principal = self._principal(request)
-            return work(self.c.records(principal, request_id=request_id), principal)
+            who = principal or self._principal(request)
+            return work(self.c.records(who, request_id=request_id), who)
 
         return await run_in_threadpool(run)
 
@@ -129,11 +141,14 @@ class FhirApi:
 
     async def update(self, request: Request) -> Response:
         res_type, res_id = request.path_params["type"], request.path_params["id"]
+        principal = await self.authenticate(request)
         check_type(res_type)
         body = await read_json_body(request, self.limits)
         if_match = parse_if_match(request)
         stored, created = await self.call(
-            request, lambda svc, _p: svc.update(res_type, res_id, body, if_match=if_match)
+            request,
+            lambda svc, _p: svc.update(res_type, res_id, body, if_match=if_match),
+            principal=principal,
         )
         return self.resource_response(
             request, stored, status=201 if created else 200, location=created
@@ -141,13 +156,16 @@ class FhirApi:
 
     async def patch(self, request: Request) -> Response:
         res_type, res_id = request.path_params["type"], request.path_params["id"]
+        principal = await self.authenticate(request)
         check_type(res_type)
         document = await read_json_body(
             request, self.limits, media_types=frozenset({"application/json-patch+json"})
         )
         if_match = parse_if_match(request)
         stored = await self.call(
-            request, lambda svc, _p: svc.patch(res_type, res_id, document, if_match=if_match)
+            request,
+            lambda svc, _p: svc.patch(res_type, res_id, document, if_match=if_match),
+            principal=principal,
         )
         return self.resource_response(request, stored)
 
@@ -160,15 +178,17 @@ class FhirApi:
     # -- type level -------------------------------------------------------------------------
     async def create(self, request: Request) -> Response:
         res_type = request.path_params["type"]
+        principal = await self.authenticate(request)
         check_type(res_type)
         body = await read_json_body(request, self.limits)
-        stored = await self.call(request, lambda svc, _p: svc.create(res_type, body))
+        stored = await self.call(
+            request, lambda svc, _p: svc.create(res_type, body), principal=principal
+        )
         return self.resource_response(request, stored, status=201, location=True)
 
     async def search_type(self, request: Request) -> Response:
+        await self.authenticate(request)
         check_type(request.path_params["type"])
-        # Authenticate first: an anonymous caller learns nothing, not even what is missing.
-        await self.call(request, lambda _svc, _p: None)
         raise HearthError(errors.NOT_IMPLEMENTED)
 
     # -- history ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, true, update
 from sqlalchemy.exc import OperationalError
 
 from hearth.domain import HearthError, errors
@@ -338,7 +338,7 @@ class SqlStore:
         if before_seq is not None:
             conditions.append(_V.c.seq < before_seq)
         rows = conn.execute(
-            select(_V).where(and_(*conditions)).order_by(_V.c.seq.desc()).limit(limit)
+            select(_V).where(and_(true(), *conditions)).order_by(_V.c.seq.desc()).limit(limit)
         )
         return [_version(r) for r in rows]
 
@@ -353,7 +353,9 @@ class SqlStore:
         if since_us is not None:
             conditions.append(_V.c.ts_us >= since_us)
         return int(
-            conn.execute(select(func.count()).select_from(_V).where(and_(*conditions))).scalar_one()
+            conn.execute(
+                select(func.count()).select_from(_V).where(and_(true(), *conditions))
+            ).scalar_one()
         )
 
     def iter_versions(

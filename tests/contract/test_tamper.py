@@ -1,0 +1,212 @@
+"""Direct edits to the database are found and named: integrity verify and audit verify."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from hearth.audit import FindingKind
+from hearth.services.integrity import verify_audit, verify_integrity
+from tests.support import Instance, admin
+
+pytestmark = pytest.mark.engines
+
+
+def sql(instance: Instance, statement: str, **params: object) -> None:
+    with instance.container.db.write.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def seed(instance: Instance, n: int = 6) -> list[str]:
+    records = instance.container.records(admin())
+    ids = []
+    for i in range(n):
+        stored = records.create(
+            "Patient", {"resourceType": "Patient", "name": [{"family": f"T{i}"}]}
+        )
+        ids.append(stored.res_id)
+    records.update("Patient", ids[0], {"resourceType": "Patient", "id": ids[0], "active": True})
+    return ids
+
+
+def integrity(instance: Instance) -> list[str]:
+    report = verify_integrity(instance.container.system_repository("test"))
+    return [str(f) for f in report.version_findings]
+
+
+def test_clean_instance_verifies(instance: Instance) -> None:
+    seed(instance)
+    report = verify_integrity(instance.container.system_repository("test"))
+    assert report.ok, report
+
+
+def test_edited_body_is_found(instance: Instance) -> None:
+    ids = seed(instance)
+    with instance.container.db.write.begin() as conn:
+        body = bytes(
+            conn.execute(text("SELECT body FROM resource_version WHERE seq = 3")).scalar_one()
+        )
+        flipped = body[:-1] + bytes([body[-1] ^ 0x01])
+        conn.execute(text("UPDATE resource_version SET body = :b WHERE seq = 3"), {"b": flipped})
+    findings = integrity(instance)
+    assert len(findings) == 1
+    assert f"seq 3 Patient/{ids[2]}/_history/1: sealed body does not open" in findings[0]
+
+
+def test_edited_mac_is_found(instance: Instance) -> None:
+    ids = seed(instance)
+    sql(instance, "UPDATE resource_version SET mac = :m WHERE seq = 2", m=b"\x00" * 32)
+    findings = integrity(instance)
+    assert len(findings) == 1
+    assert f"seq 2 Patient/{ids[1]}/_history/1: MAC does not match" in findings[0]
+
+
+def test_edited_version_number_is_found(instance: Instance) -> None:
+    ids = seed(instance)
+    sql(instance, "UPDATE resource_version SET version = 5 WHERE seq = 7")
+    sql(instance, "UPDATE resource_current SET version = 5 WHERE seq = 7")
+    findings = integrity(instance)
+    assert any(f"seq 7 Patient/{ids[0]}/_history/5" in f for f in findings), findings
+
+
+def test_deleted_row_is_found(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "DELETE FROM resource_version WHERE seq = 4")
+    findings = integrity(instance)
+    assert "version seq 4 (unknown resource): row is missing" in findings
+    assert any("current pointer names no stored version" in f for f in findings)
+
+
+def test_rows_swapped_between_resources_are_found(instance: Instance) -> None:
+    """A body copied onto another row fails to open: the AAD binds type, id and version."""
+    seed(instance)
+    with instance.container.db.write.begin() as conn:
+        body = conn.execute(text("SELECT body FROM resource_version WHERE seq = 2")).scalar_one()
+        conn.execute(text("UPDATE resource_version SET body = :b WHERE seq = 3"), {"b": body})
+    assert any("seq 3" in f and "does not open" in f for f in integrity(instance))
+
+
+def audit_findings(instance: Instance) -> list[tuple[int, FindingKind]]:
+    report = verify_audit(instance.container.system_repository("test"))
+    return [(f.seq, f.kind) for f in report.findings]
+
+
+def test_audit_chain_verifies(instance: Instance) -> None:
+    seed(instance)
+    assert audit_findings(instance) == []
+
+
+def test_edited_audit_entry_is_named(instance: Instance) -> None:
+    seed(instance)
+    with instance.container.db.write.begin() as conn:
+        body = bytes(conn.execute(text("SELECT body FROM audit_entry WHERE seq = 4")).scalar_one())
+        edited = body.replace(b'"outcome":"success"', b'"outcome":"denied!"')
+        conn.execute(text("UPDATE audit_entry SET body = :b WHERE seq = 4"), {"b": edited})
+    assert (4, FindingKind.EDITED) in audit_findings(instance)
+
+
+def test_edited_audit_column_is_named(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "UPDATE audit_entry SET actor = 'someone-else' WHERE seq = 3")
+    assert audit_findings(instance) == [(3, FindingKind.EDITED)]
+
+
+def test_deleted_audit_entry_is_named(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "DELETE FROM audit_entry WHERE seq = 5")
+    assert (5, FindingKind.DELETED) in audit_findings(instance)
+
+
+def test_truncated_audit_tail_is_named(instance: Instance) -> None:
+    seed(instance)
+    head = instance.container.system_repository("test").audit_length()
+    sql(instance, "DELETE FROM audit_entry WHERE seq >= :s", s=head - 1)
+    assert (head - 1, FindingKind.TRUNCATED) in audit_findings(instance)
+
+
+def test_reordered_audit_entries_are_named(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "UPDATE audit_entry SET seq = 1000 WHERE seq = 3")
+    sql(instance, "UPDATE audit_entry SET seq = 3 WHERE seq = 4")
+    sql(instance, "UPDATE audit_entry SET seq = 4 WHERE seq = 1000")
+    found = audit_findings(instance)
+    assert (3, FindingKind.INSERTED_OR_REORDERED) in found
+    assert (4, FindingKind.INSERTED_OR_REORDERED) in found
+
+
+def test_inserted_audit_entry_is_named(instance: Instance) -> None:
+    seed(instance)
+    with instance.container.db.write.begin() as conn:
+        row = conn.execute(text("SELECT * FROM audit_entry WHERE seq = 2")).mappings().one()
+        conn.execute(text("UPDATE audit_entry SET seq = seq + 1000 WHERE seq >= 3"))
+        conn.execute(text("UPDATE audit_entry SET seq = seq - 999 WHERE seq >= 1003"))
+        values = dict(row)
+        values["seq"] = 3
+        columns = ", ".join(values)
+        conn.execute(
+            text(
+                f"INSERT INTO audit_entry ({columns}) VALUES ({', '.join(':' + k for k in values)})"
+            ),
+            values,
+        )
+    found = audit_findings(instance)
+    assert (3, FindingKind.INSERTED_OR_REORDERED) in found
+
+
+MARKER = "Qwertzmarkerxq"
+
+
+def test_marker_is_nowhere_in_the_raw_database(instance: Instance, tmp_path: Path) -> None:
+    """No plaintext PHI in the database file, its WAL, or a dump of the server database."""
+    c = instance.container
+    records = c.records(admin())
+    stored = records.create(
+        "Patient",
+        {"resourceType": "Patient", "name": [{"family": MARKER, "given": [MARKER + "given"]}]},
+    )
+    records.read("Patient", stored.res_id)
+    url = c.db.url
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        database = Path(str(url.database))
+        files = [p for p in database.parent.iterdir() if p.name.startswith(database.name)]
+        assert any(p.name.endswith("-wal") for p in files)  # the WAL really holds data
+        for path in files:
+            assert MARKER.encode() not in path.read_bytes(), path.name
+        return
+    dump_file = tmp_path / "dump.sql"
+    if backend == "postgresql":
+        tool = shutil.which("pg_dump")
+        assert tool, "pg_dump is required for this test"
+        command = [
+            tool,
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-f",
+            str(dump_file),
+            str(url.database),
+        ]
+    else:
+        tool = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+        assert tool, "mariadb-dump is required for this test"
+        command = [
+            tool,
+            "-h",
+            "127.0.0.1",
+            "-u",
+            "root",
+            "--hex-blob",
+            f"--result-file={dump_file}",
+            str(url.database),
+        ]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    dump = dump_file.read_bytes()
+    assert b"resource_version" in dump
+    assert MARKER.encode() not in dump
+    assert MARKER.encode().hex().encode() not in dump.lower()

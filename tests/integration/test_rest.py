@@ -1,0 +1,174 @@
+"""FHIR REST conventions (R4 http.html), end to end through the ASGI app."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+FHIR = "application/fhir+json"
+
+
+def create(client: TestClient, body: dict[str, object] | None = None) -> dict[str, object]:
+    response = client.post(
+        "/fhir/Patient",
+        content=orjson.dumps(body or {"resourceType": "Patient", "name": [{"family": "Rest"}]}),
+        headers={"Content-Type": FHIR},
+    )
+    assert response.status_code == 201, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+def test_metadata_needs_no_authentication_and_tells_the_truth(client: TestClient) -> None:
+    response = client.get("/fhir/metadata", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/fhir+json; charset=utf-8"
+    statement = response.json()
+    assert statement["fhirVersion"] == "4.0.1"
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    codes = {i["code"] for i in patient["interaction"]}
+    assert {"read", "vread", "update", "patch", "delete", "create", "history-instance"} <= codes
+
+
+def test_phi_routes_require_authentication(client: TestClient) -> None:
+    for method, path in (
+        ("GET", "/fhir/Patient/x"),
+        ("GET", "/fhir/_history"),
+        ("POST", "/fhir/Patient"),
+        ("DELETE", "/fhir/Patient/x"),
+    ):
+        response = client.request(method, path, headers={"Authorization": ""})
+        assert response.status_code == 401, (method, path)
+        assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-0401"
+    bad = client.get("/fhir/Patient/x", headers={"Authorization": "Bearer hrt_nope_nope"})
+    assert bad.status_code == 401
+
+
+def test_create_sets_location_etag_and_last_modified(client: TestClient) -> None:
+    response = client.post(
+        "/fhir/Patient",
+        content=b'{"resourceType":"Patient","id":"ignored","active":true}',
+        headers={"Content-Type": FHIR},
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["id"] != "ignored"
+    assert response.headers["etag"] == 'W/"1"'
+    assert response.headers["location"].endswith(f"/fhir/Patient/{body['id']}/_history/1")
+    assert response.headers["last-modified"].endswith("GMT")
+
+
+def test_if_match_and_stale_versions(client: TestClient) -> None:
+    body = create(client)
+    url = f"/fhir/Patient/{body['id']}"
+    update = {"resourceType": "Patient", "id": body["id"], "active": False}
+    ok = client.put(
+        url, content=orjson.dumps(update), headers={"Content-Type": FHIR, "If-Match": 'W/"1"'}
+    )
+    assert ok.status_code == 200
+    assert ok.headers["etag"] == 'W/"2"'
+    stale = client.put(
+        url, content=orjson.dumps(update), headers={"Content-Type": FHIR, "If-Match": 'W/"1"'}
+    )
+    assert stale.status_code == 412
+    bad = client.put(
+        url, content=orjson.dumps(update), headers={"Content-Type": FHIR, "If-Match": "banana"}
+    )
+    assert bad.status_code == 400
+
+
+def test_update_as_create_returns_201(client: TestClient) -> None:
+    response = client.put(
+        "/fhir/Patient/my-client-id",
+        content=b'{"resourceType":"Patient","id":"my-client-id"}',
+        headers={"Content-Type": FHIR},
+    )
+    assert response.status_code == 201
+    assert response.headers["location"].endswith("/Patient/my-client-id/_history/1")
+
+
+def test_prefer_return_minimal_and_outcome(client: TestClient) -> None:
+    minimal = client.post(
+        "/fhir/Patient",
+        content=b'{"resourceType":"Patient"}',
+        headers={"Content-Type": FHIR, "Prefer": "return=minimal"},
+    )
+    assert minimal.status_code == 201
+    assert minimal.content == b""
+    outcome = client.post(
+        "/fhir/Patient",
+        content=b'{"resourceType":"Patient"}',
+        headers={"Content-Type": FHIR, "Prefer": "return=OperationOutcome"},
+    )
+    assert outcome.json()["resourceType"] == "OperationOutcome"
+
+
+def test_json_patch_and_delete_and_gone(client: TestClient) -> None:
+    body = create(client)
+    url = f"/fhir/Patient/{body['id']}"
+    patched = client.patch(
+        url,
+        content=b'[{"op":"add","path":"/active","value":true}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert patched.status_code == 200
+    assert patched.json()["active"] is True
+    assert client.delete(url).status_code == 204
+    gone = client.get(url)
+    assert gone.status_code == 410
+    assert client.get(f"{url}/_history/2").json()["active"] is True
+
+
+def test_history_paging_with_opaque_links(client: TestClient) -> None:
+    body = create(client)
+    url = f"/fhir/Patient/{body['id']}"
+    for n in range(4):
+        client.put(
+            url,
+            content=orjson.dumps(
+                {"resourceType": "Patient", "id": body["id"], "birthDate": f"190{n}"}
+            ),
+            headers={"Content-Type": FHIR},
+        )
+    first = client.get(f"{url}/_history", params={"_count": "2"}).json()
+    assert first["type"] == "history"
+    assert first["total"] == 5
+    assert [e["response"]["etag"] for e in first["entry"]] == ['W/"5"', 'W/"4"']
+    next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    assert "1903" not in next_url
+    second = client.get(next_url.replace("http://127.0.0.1", "")).json()
+    assert [e["response"]["etag"] for e in second["entry"]] == ['W/"3"', 'W/"2"']
+    tampered = client.get(next_url.replace("http://127.0.0.1", "")[:-3] + "AAA")
+    assert tampered.status_code == 400
+
+
+def test_type_and_system_history(client: TestClient) -> None:
+    create(client)
+    client.post(
+        "/fhir/Basic",
+        content=b'{"resourceType":"Basic","code":{"text":"x"}}',
+        headers={"Content-Type": FHIR},
+    )
+    assert client.get("/fhir/Patient/_history").json()["total"] == 1
+    assert client.get("/fhir/_history").json()["total"] == 2
+
+
+def test_pretty_output(client: TestClient) -> None:
+    body = create(client)
+    pretty = client.get(f"/fhir/Patient/{body['id']}", params={"_pretty": "true"})
+    assert b'\n  "' in pretty.content
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Accept": "application/fhir+xml"}, 406),
+        ({"Accept": "application/fhir+json"}, 200),
+        ({"Accept": "application/json"}, 200),
+        ({"Accept": "*/*"}, 200),
+    ],
+)
+def test_content_negotiation(client: TestClient, headers: dict[str, str], status: int) -> None:
+    assert client.get("/fhir/metadata", headers=headers).status_code == status
+    assert client.get("/fhir/metadata", params={"_format": "xml"}).status_code == 406
