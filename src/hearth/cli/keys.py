@@ -21,7 +21,12 @@ def command() -> None:
 @pass_state
 @handle_errors
 def list_keys(state: State, as_json: bool) -> None:
-    """List keys with their state and how many stored rows use each."""
+    """List keys with their state and how many stored rows use each.
+
+    \b
+    Example:
+      hearth --home ./var keys list --json
+    """
     with container(state) as c:
         keys = c.system_repository("keys").list_keys()
     rows = [
@@ -70,7 +75,12 @@ def rotate(state: State, purposes: tuple[str, ...]) -> None:
 @pass_state
 @handle_errors
 def reseal(state: State, key_id: int) -> None:
-    """Re-seal every version sealed with KEY_ID under the active data key."""
+    """Re-seal every version sealed with KEY_ID under the active data key.
+
+    \b
+    Example:
+      hearth --home ./var keys reseal 1
+    """
     with container(state) as c:
         progress = RichProgress()
         progress.start("re-sealing", None)
@@ -86,7 +96,12 @@ def reseal(state: State, key_id: int) -> None:
 @pass_state
 @handle_errors
 def retire(state: State, key_id: int) -> None:
-    """Destroy a rotated-out key; refused while any stored row still needs it."""
+    """Destroy a rotated-out key; refused while any stored row still needs it.
+
+    \b
+    Example:
+      hearth --home ./var keys retire 1
+    """
     with container(state) as c:
         c.system_repository("keys", operator="cli").retire(key_id)
     click.echo(f"Key {key_id} retired.")
@@ -106,6 +121,10 @@ def rewrap(state: State, new_key_file: Path) -> None:
 
     Afterwards point keys.file in hearth.toml at the new file and keep the old one offline
     until you have verified the instance opens.
+
+    \b
+    Example:
+      hearth --home ./var keys rewrap --new-key-file /etc/hearth/kek-2027.key
     """
     count = rewrap_keys(state.home, new_key_file)
     click.echo(f"Re-wrapped {count} keys under {new_key_file}. Now set keys.file to it.")

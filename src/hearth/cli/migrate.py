@@ -13,6 +13,11 @@ from hearth.wiring import migrate_database
 @pass_state
 @handle_errors
 def command(state: State) -> None:
-    """Apply pending schema migrations (back up first)."""
+    """Apply pending schema migrations (back up first).
+
+    \b
+    Example:
+      hearth --home ./var migrate
+    """
     before, after = migrate_database(load_settings(state.home))
     click.echo(f"Schema at {after} (was {before or 'empty'}).")

@@ -21,7 +21,12 @@ def command() -> None:
 @pass_state
 @handle_errors
 def issue(state: State, subject: str, hours: int) -> None:
-    """Issue a token for SUBJECT with the administrator role; it is shown once."""
+    """Issue a token for SUBJECT with the administrator role; it is shown once.
+
+    \b
+    Example:
+      hearth --home ./var token issue --hours 8
+    """
     with container(state) as c:
         token = c.authenticator.issue_token(
             subject=subject,
@@ -38,7 +43,12 @@ def issue(state: State, subject: str, hours: int) -> None:
 @pass_state
 @handle_errors
 def revoke(state: State, subject: str) -> None:
-    """Revoke every token of SUBJECT at once."""
+    """Revoke every token of SUBJECT at once.
+
+    \b
+    Example:
+      hearth --home ./var token revoke admin
+    """
     with container(state) as c:
         count = c.authenticator.revoke_all(subject, by="cli")
     click.echo(f"Revoked {count} tokens.")

@@ -1,0 +1,231 @@
+"""The command line: every verb as an operator uses it, including its failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+import httpx2 as httpx
+import pytest
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from sqlalchemy import create_engine, text
+
+from hearth.cli import main
+from tests.integration.conftest import free_port
+
+HEARTH = [sys.executable, "-m", "hearth"]
+
+
+def run(home: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    code, out = run(home, "init", "--json")
+    assert code == 0, out
+    return home
+
+
+def test_init_prints_json_with_base_url_and_token(tmp_path: Path) -> None:
+    code, out = run(tmp_path / "h", "init", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["base_url"] == "http://127.0.0.1:8080/fhir"
+    assert result["admin_token"].startswith("hrt_")
+    key = tmp_path / "h" / "keys" / "kek.key"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "h" / "data" / "kek.key").exists()
+
+
+def test_init_refuses_an_existing_instance(home: Path) -> None:
+    code, out = run(home, "init")
+    assert code == 1
+    assert "already holds a Hearth instance" in out
+
+
+def test_commands_without_an_instance_say_what_to_do(tmp_path: Path) -> None:
+    code, out = run(tmp_path / "nothing", "integrity", "verify")
+    assert code == 1
+    assert "hearth --home" in out
+    assert "init" in out
+    assert "Traceback" not in out
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    def leaves(command: click.Command, path: list[str]) -> list[list[str]]:
+        if isinstance(command, click.Group):
+            return [p for name, sub in command.commands.items() for p in leaves(sub, [*path, name])]
+        return [path]
+
+    for path in leaves(main, []):
+        result = CliRunner().invoke(main, [*path, "--help"])
+        assert result.exit_code == 0, path
+        assert "Example" in result.output, path
+
+
+def test_demo_load_then_integrity_and_audit_verify(home: Path) -> None:
+    code, out = run(home, "demo", "load", "--patients", "5")
+    assert code == 0, out
+    assert "Loaded 5 synthetic patients" in out
+    code, out = run(home, "integrity", "verify", "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["ok"] is True
+    assert report["versions"] > 5
+    code, out = run(home, "audit", "verify")
+    assert code == 0
+    assert "intact" in out
+
+
+def test_integrity_verify_exits_non_zero_and_names_the_row(home: Path) -> None:
+    run(home, "demo", "load", "--patients", "2")
+    engine = create_engine(f"sqlite:///{home / 'data' / 'hearth.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE resource_version SET mac = :m WHERE seq = 4"), {"m": b"x" * 32})
+    engine.dispose()
+    code, out = run(home, "integrity", "verify")
+    assert code == 1
+    assert "version seq 4" in out
+    assert "MAC does not match" in out
+
+
+def test_key_rotation_reseal_and_retire(home: Path) -> None:
+    run(home, "demo", "load", "--patients", "2")
+    code, out = run(home, "keys", "list", "--json")
+    keys = json.loads(out)
+    old_data = next(k["id"] for k in keys if k["purpose"] == "data" and k["state"] == "active")
+    code, out = run(home, "keys", "rotate")
+    assert code == 0, out
+    code, out = run(home, "keys", "retire", str(old_data))
+    assert code == 1
+    assert "still protects" in out
+    run(home, "demo", "load", "--patients", "1")  # new writes use the new key
+    code, out = run(home, "keys", "reseal", str(old_data))
+    assert code == 0, out
+    code, out = run(home, "keys", "retire", str(old_data))
+    assert code == 0, out
+    keys = json.loads(run(home, "keys", "list", "--json")[1])
+    assert next(k for k in keys if k["id"] == old_data)["state"] == "retired"
+    assert run(home, "integrity", "verify")[0] == 0
+
+
+def test_kek_rewrap(home: Path, tmp_path: Path) -> None:
+    run(home, "demo", "load", "--patients", "1")
+    new_key = tmp_path / "offsite" / "kek2.key"
+    code, out = run(home, "keys", "rewrap", "--new-key-file", str(new_key))
+    assert code == 0, out
+    config = home / "hearth.toml"
+    config.write_text(config.read_text().replace('file = "keys/kek.key"', f'file = "{new_key}"'))
+    assert run(home, "integrity", "verify")[0] == 0
+    (home / "keys" / "kek.key").unlink()
+    assert run(home, "integrity", "verify")[0] == 0
+
+
+def test_wrong_or_open_key_file_is_refused(home: Path) -> None:
+    key = home / "keys" / "kek.key"
+    key.chmod(0o644)
+    code, out = run(home, "integrity", "verify")
+    assert code == 1
+    assert "chmod 600" in out
+    key.chmod(0o600)
+    key.write_text("00" * 32)
+    code, out = run(home, "integrity", "verify")
+    assert code == 1
+    assert "does not open this instance's keys" in out
+
+
+def test_serve_refuses_a_public_address_without_tls(home: Path) -> None:
+    code, out = run(home, "serve", "--host", "0.0.0.0")  # noqa: S104 - refused, never bound
+    assert code == 2
+    assert "without TLS" in out
+
+
+def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_serve_over_tls_with_a_one_time_admin_credential(home: Path, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *HEARTH,
+            "--home",
+            str(home),
+            "serve",
+            "--port",
+            str(port),
+            "--tls-cert",
+            str(cert),
+            "--tls-key",
+            str(key),
+            "--issue-admin-credential",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline(), process.stdout.readline()]
+        assert f"https://127.0.0.1:{port}/fhir" in lines[0]
+        token = lines[1].rsplit(" ", 1)[1].strip()
+        deadline = time.monotonic() + 15
+        with httpx.Client(
+            verify=ssl.create_default_context(cafile=str(cert)),
+            base_url=f"https://localhost:{port}",
+        ) as http:
+            while True:
+                try:
+                    response = http.get(
+                        "/fhir/Patient/nope", headers={"Authorization": f"Bearer {token}"}
+                    )
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
+        assert response.status_code == 404
+        assert response.headers["strict-transport-security"].startswith("max-age=")
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)

@@ -1,0 +1,117 @@
+"""No PHI in any log: a planted patient name is searched for in everything the server printed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import orjson
+import pytest
+from starlette.testclient import TestClient
+
+from tests.integration.conftest import free_port
+
+MARKER = "Plantedmarkername"
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def exercise(http: httpx.Client | TestClient) -> None:
+    """Successes and failures of every kind, each carrying the marker somewhere in the request."""
+    body = {"resourceType": "Patient", "name": [{"family": MARKER}]}
+    created = http.post("/fhir/Patient", content=orjson.dumps(body), headers=FHIR).json()
+    pid = created["id"]
+    http.get(f"/fhir/Patient/{pid}")
+    http.put(
+        f"/fhir/Patient/{pid}",
+        content=orjson.dumps({**body, "id": pid, "active": True}),
+        headers=FHIR,
+    )
+    http.put(
+        f"/fhir/Patient/{pid}",
+        content=orjson.dumps({**body, "id": pid}),
+        headers={**FHIR, "If-Match": 'W/"1"'},
+    )  # 412
+    http.post(
+        "/fhir/Patient", content=orjson.dumps({**body, "bogus" + MARKER: MARKER}), headers=FHIR
+    )  # invalid
+    http.post(
+        "/fhir/Patient",
+        content=b'{"resourceType":"Patient","name":"' + MARKER.encode(),
+        headers=FHIR,
+    )  # malformed JSON
+    http.post("/fhir/Observation", content=orjson.dumps(body), headers=FHIR)  # type mismatch
+    http.get(f"/fhir/Patient?name={MARKER}")
+    http.get(f"/fhir/Patient/{MARKER}")
+    http.get(f"/fhir/Patient/{pid}/_history?_since={MARKER}")
+    http.patch(
+        f"/fhir/Patient/{pid}",
+        content=orjson.dumps([{"op": "test", "path": "/name/0/family", "value": MARKER + "x"}]),
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    http.get(f"/fhir/Patient/{pid}", headers={"Authorization": f"Bearer hrt_{MARKER}_x"})
+    http.delete(f"/fhir/Patient/{pid}")
+
+
+def test_in_process_logs_hold_no_phi(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG):
+        exercise(client)
+    # The test's own HTTP client logs the URLs it requests; that is the caller, not Hearth.
+    server = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any(r.name.startswith("hearth") for r in server), "nothing logged: proves nothing"
+    for record in server:
+        assert MARKER not in record.getMessage(), record.name
+        assert MARKER not in str(record.args), record.name
+
+
+def test_server_output_holds_no_phi(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    hearth = [sys.executable, "-m", "hearth", "--home", str(home)]
+    subprocess.run([*hearth, "init", "--quiet"], check=True, capture_output=True)
+    port = free_port()
+    log_file = tmp_path / "server.log"
+    with log_file.open("w") as out:
+        process = subprocess.Popen(
+            [
+                *hearth,
+                "serve",
+                "--port",
+                str(port),
+                "--issue-admin-credential",
+                "--log-level",
+                "debug",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            deadline = time.monotonic() + 15
+            token = None
+            while token is None:
+                assert time.monotonic() < deadline, log_file.read_text()
+                for line in log_file.read_text().splitlines():
+                    if "administrator token" in line:
+                        token = line.rsplit(" ", 1)[1]
+                time.sleep(0.1)
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
+            ) as http:
+                while True:
+                    try:
+                        http.get("/fhir/metadata")
+                        break
+                    except httpx.TransportError:
+                        assert time.monotonic() < deadline
+                        time.sleep(0.1)
+                exercise(http)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    output = log_file.read_text()
+    assert "GET /fhir/Patient/:id 200" in output  # the access log ran, without the query string
+    assert MARKER not in output
