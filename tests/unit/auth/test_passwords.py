@@ -234,9 +234,9 @@ def test_default_hasher_uses_default_parameters(random: Any) -> None:
 def test_unknown_user_timing_matches_a_wrong_password(random: Any) -> None:
     """dummy_verify does the work of a real failed verification (no user enumeration).
 
-    Medians of interleaved runs are compared as a ratio with a generous bound; no absolute time
-    is asserted (the machines are shared and noisy). The parameters cost a few milliseconds so
-    that argon2id dominates as it does at the real cost.
+    25 interleaved runs of each are compared as ratios (of the fastest runs and of the medians)
+    with generous bounds; no absolute time is asserted (the machines are shared and noisy). The
+    parameters cost a few milliseconds so that argon2id dominates as it does at the real cost.
     """
     params = Argon2Parameters(time_cost=1, memory_kib=4096, parallelism=1)
     hasher = PasswordHasher(params, ring())
@@ -250,14 +250,21 @@ def test_unknown_user_timing_matches_a_wrong_password(random: Any) -> None:
 
     real: list[float] = []
     dummy: list[float] = []
-    for _ in range(15):
+    # One untimed round first: the first call of each pays for allocations and caches.
+    for _ in range(26):
         for sample, attempt in ((real, known_user), (dummy, unknown_user)):
             start = time.perf_counter()
             with pytest.raises(HearthError):
                 attempt()
             sample.append(time.perf_counter() - start)
-    ratio = statistics.median(dummy) / statistics.median(real)
-    assert 0.5 < ratio < 2.0, ratio
+    del real[0], dummy[0]
+    # The fastest run of each is the least disturbed by other processes on a shared machine:
+    # their ratio is the intrinsic one (0.8 to 1.04 measured under load). Medians are noisier
+    # there (single runs gave 0.64 to 2.7 while other suites ran), so their bound is looser.
+    fastest = min(dummy) / min(real)
+    typical = statistics.median(dummy) / statistics.median(real)
+    assert 0.5 < fastest < 2.0, (fastest, typical)
+    assert 0.25 < typical < 4.0, (fastest, typical)
 
 
 def test_the_base_hasher_takes_secrets_as_they_are(cheap: Argon2Parameters, random: Any) -> None:
