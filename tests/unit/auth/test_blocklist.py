@@ -9,7 +9,6 @@ import json
 import os
 import struct
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
@@ -92,17 +91,6 @@ def test_shipped_list_loads_once() -> None:
 
 def test_lookup_of_non_strings_is_false() -> None:
     assert 12345678 not in shipped_blocklist()
-
-
-def test_lookups_are_fast_enough_to_report() -> None:
-    # Not a timing assertion: it records the figure quoted in docs/design.md when run with -s.
-    blocklist = shipped_blocklist()
-    words = [os.urandom(8).hex() for _ in range(5000)]
-    start = time.perf_counter()
-    for word in words:
-        blocklist.contains_folded(word)
-    per_lookup = (time.perf_counter() - start) / len(words)
-    print(f"blocklist lookup: {per_lookup * 1e6:.1f} us")
 
 
 # -- the format --------------------------------------------------------------------------
