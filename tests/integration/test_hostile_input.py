@@ -85,9 +85,6 @@ def test_body_over_the_limit_is_refused(client: TestClient, sqlite_instance: Ins
     assert stored_versions(sqlite_instance) == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the fhirdefs JSON parser and validator; remove when landed"
-)
 def test_deep_nesting_and_huge_arrays_are_refused(
     client: TestClient, sqlite_instance: Instance
 ) -> None:
@@ -100,9 +97,6 @@ def test_deep_nesting_and_huge_arrays_are_refused(
     assert stored_versions(sqlite_instance) == 0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="needs the fhirdefs JSON parser and validator; remove when landed"
-)
 def test_errors_never_echo_request_values(client: TestClient) -> None:
     secret = "Sensitivemarkervalue"
     response = client.post(
