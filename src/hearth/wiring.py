@@ -37,7 +37,7 @@ from hearth.domain import (
     SystemRandom,
     errors,
 )
-from hearth.security import AccessPolicy, RolePolicy, bootstrap_roles
+from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_roles
 from hearth.services.identity import Authenticator
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
@@ -125,7 +125,8 @@ class Container:
             self.random,
             checkpoint_every=settings.audit_checkpoint_every,
         )
-        self.policy: AccessPolicy = policy or RolePolicy(bootstrap_roles())
+        # Roles decide what a principal may do; granted SMART scopes narrow it further.
+        self.policy: AccessPolicy = policy or ScopedPolicy(RolePolicy(bootstrap_roles()))
         self.alarms: AlarmRaiser = LogAlarms()
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         self.authenticator = Authenticator(

@@ -3,6 +3,7 @@
 from hearth.domain import errors
 from hearth.domain.alarms import Alarm, AlarmKind, AlarmRaiser, Severity
 from hearth.domain.errors import ErrorCode, HearthError, IntegrityError, Issue
+from hearth.domain.scopes import ScopeContext, SmartScope, intersect_scopes, is_resource_scope
 from hearth.domain.types import (
     ID_PATTERN,
     Action,
@@ -35,9 +36,13 @@ __all__ = [
     "PrincipalKind",
     "Random",
     "ResourceRef",
+    "ScopeContext",
     "Secret",
+    "SmartScope",
     "StoredResource",
     "SystemClock",
     "SystemRandom",
     "errors",
+    "intersect_scopes",
+    "is_resource_scope",
 ]

@@ -149,6 +149,47 @@ UNAUTHENTICATED = _code("HRT-0401", 401, "login", "Authentication is required.")
 FORBIDDEN = _code("HRT-0402", 403, "forbidden", "You are not allowed to do this.")
 TLS_REQUIRED = _code("HRT-0403", 400, "security", "Serve over TLS outside loopback.")
 
+# 0420-0449: OAuth 2, SMART App Launch and client certificates. Each maps to one RFC 6749 /
+# RFC 7009 / RFC 7662 error string (hearth.auth.oauth.errors); messages never quote a token.
+OAUTH_INVALID_REQUEST = _code(
+    "HRT-0420", 400, "invalid", "The OAuth request is malformed or lacks a required parameter."
+)
+INVALID_CLIENT = _code("HRT-0421", 401, "login", "Client authentication failed.")
+INVALID_GRANT = _code(
+    "HRT-0422",
+    400,
+    "security",
+    "The authorization code or refresh token is invalid, expired, revoked or not this client's.",
+)
+UNAUTHORIZED_CLIENT = _code(
+    "HRT-0423", 400, "forbidden", "This client is not registered for this grant type."
+)
+UNSUPPORTED_GRANT_TYPE = _code("HRT-0424", 400, "not-supported", "Unsupported grant type.")
+INVALID_SCOPE = _code(
+    "HRT-0425", 400, "invalid", "The requested scope is malformed or not allowed for this client."
+)
+ACCESS_DENIED = _code("HRT-0426", 403, "forbidden", "The authorization request was denied.")
+UNSUPPORTED_RESPONSE_TYPE = _code(
+    "HRT-0427",
+    400,
+    "not-supported",
+    "Only the authorization code flow (response_type=code) is supported.",
+)
+INVALID_REDIRECT = _code(
+    "HRT-0428",
+    400,
+    "security",
+    "Unknown client or unregistered redirect URI: the request cannot be answered safely.",
+)
+CERTIFICATE_REFUSED = _code(
+    "HRT-0429",
+    401,
+    "security",
+    "The client certificate is not accepted (unknown, not mapped, expired or revoked).",
+)
+UNKNOWN_CLIENT = _code("HRT-0430", 404, "not-found", "No such client.")
+INVALID_CLIENT_METADATA = _code("HRT-0431", 400, "invalid", "The client registration is not valid.")
+
 # 05xx: server and safeguards
 INTERNAL = _code("HRT-0501", 500, "exception", "Internal error. The incident has been logged.")
 AUDIT_FAILED = _code(

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from hearth.domain.scopes import SmartScope
+
 __all__ = [
     "Action",
     "Clock",
@@ -59,14 +61,20 @@ class Principal:
     """Who is acting: a unique user, a registered client, or Hearth itself.
 
     ``subject`` is the immutable unique id that every audit entry carries (HIPAA
-    164.312(a)(2)(i)). ``source`` is the network address the request came from.
+    164.312(a)(2)(i)): the user id for a user (also when an app acts for them), the client id
+    for a backend service. ``source`` is the network address the request came from.
     """
 
     subject: str
     kind: PrincipalKind = PrincipalKind.USER
     roles: frozenset[str] = frozenset()
-    scopes: frozenset[str] = frozenset()
+    #: None when the principal acts on its own rights (a console session, a bootstrap token);
+    #: otherwise the SMART scopes it was granted, which limit those rights (SMART-SC-05).
+    scopes: frozenset[SmartScope] | None = None
+    #: The patient in launch context (SMART-LC-03); ``patient/`` scopes reach only this one.
     patient: str | None = None
+    #: The OAuth client acting (for a user's token, the app; for a backend service, itself).
+    client_id: str | None = None
     purpose_of_use: str = "TREAT"
     source: str | None = None
     session: str | None = None

@@ -1,5 +1,6 @@
 """Access decisions. Pure: the repository gate asks, this package answers."""
 
+from hearth.security.compartment import in_patient_compartment
 from hearth.security.policy import (
     ALL_TYPES,
     AccessPolicy,
@@ -9,6 +10,7 @@ from hearth.security.policy import (
     RolePolicy,
     bootstrap_roles,
 )
+from hearth.security.scopes import ScopedPolicy, interaction_for, matches_query, scope_decision
 
 __all__ = [
     "ALL_TYPES",
@@ -17,5 +19,10 @@ __all__ = [
     "Denial",
     "Grant",
     "RolePolicy",
+    "ScopedPolicy",
     "bootstrap_roles",
+    "in_patient_compartment",
+    "interaction_for",
+    "matches_query",
+    "scope_decision",
 ]

@@ -57,8 +57,14 @@ class AccessPolicy(Protocol):
         action: Action,
         res_type: str,
         resource: Mapping[str, Any] | None = None,
+        *,
+        res_id: str | None = None,
     ) -> Decision:
-        """Decide one action on one type, or on one resource when ``resource`` is given."""
+        """Decide one action on one type, or on one resource when ``resource`` is given.
+
+        ``res_id`` names the resource of an instance-level interaction (read, vread, update,
+        delete, instance history) and is None for type and system level ones.
+        """
         ...
 
 
@@ -80,6 +86,8 @@ class RolePolicy:
         action: Action,
         res_type: str,
         resource: Mapping[str, Any] | None = None,
+        *,
+        res_id: str | None = None,
     ) -> Decision:
         if action not in _KNOWN_ACTIONS:  # fail closed on anything unrecognised
             return Decision.deny(Denial.FORBIDDEN, "unknown action")

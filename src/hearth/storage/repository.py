@@ -187,7 +187,9 @@ class RecordRepository:
         res_id: str | None = None,
     ) -> None:
         """Ask the policy; on deny, audit the denial and raise (403, or 404 when out of scope)."""
-        decision: Decision = self._policy.decide(self.principal, action, res_type, resource)
+        decision: Decision = self._policy.decide(
+            self.principal, action, res_type, resource, res_id=res_id
+        )
         if decision.allowed:
             return
         if decision.denial is Denial.OUT_OF_SCOPE and not action.is_write:
@@ -321,8 +323,10 @@ class RecordRepository:
         page: list[StoredResource] = []
         for row in rows:
             stored = self._open_or_fail(Action.HISTORY, row)
+            # The same instance/type level as the call itself: a row of a type history is
+            # judged as a search result (``s``), a row of an instance history as a read (``r``).
             decision = self._policy.decide(
-                self.principal, Action.HISTORY, row.res_type, stored.resource
+                self.principal, Action.HISTORY, row.res_type, stored.resource, res_id=res_id
             )
             if decision.allowed:
                 page.append(stored)
