@@ -5,7 +5,7 @@ is configured) and, by default, ``keys/`` (the key-encryption key). Keys live ap
 that copying ``data/`` never copies the keys; in production point ``keys.file`` outside the
 home, or use a passphrase from the environment, or an external KMS.
 
-Environment overrides: ``HEARTH_DATABASE_URL``, ``HEARTH_KEY_PASSPHRASE``.
+Environment overrides: ``HEARTH_DATABASE_URL``, ``HEARTH_KEY_PASSPHRASE``, ``HEARTH_REDIS_URL``.
 Secrets are ``Secret`` values: ``repr(settings)`` never shows them.
 """
 
@@ -20,7 +20,16 @@ from typing import Any
 
 from hearth.domain import HearthError, Secret, errors
 
-__all__ = ["CONFIG_FILE", "KeySource", "Limits", "Settings", "load_settings", "render_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "AuthSettings",
+    "KeySource",
+    "Limits",
+    "SessionSettings",
+    "Settings",
+    "load_settings",
+    "render_config",
+]
 
 CONFIG_FILE = "hearth.toml"
 
@@ -48,6 +57,50 @@ class KeySource:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Console session timeouts (HIPAA 164.312(a)(2)(iii); NIST SP 800-63B-4 sec. 2.3.3, 5.2).
+
+    ``[sessions]`` in hearth.toml. The defaults are NIST's AAL3 values (X-01): after
+    ``idle_minutes`` without a request the session locks (PIN or security key unlocks it); after
+    ``absolute_hours`` from sign-in it ends whatever happens. ``step_up_minutes`` is how recent a
+    second factor must be before a sensitive action; ``sign_in_minutes`` is how long a started
+    sign-in (password entered, code not yet) stays open. Settings may be stricter than NIST's
+    AAL2 ceilings (1 h idle, 24 h overall), never looser: a looser value fails at start-up.
+    """
+
+    idle_minutes: int = 15
+    absolute_hours: int = 12
+    step_up_minutes: int = 5
+    sign_in_minutes: int = 5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.idle_minutes <= 60:
+            raise ValueError("sessions.idle_minutes must be 1 to 60 (NIST SP 800-63B-4 AAL2)")
+        if not 1 <= self.absolute_hours <= 24:
+            raise ValueError("sessions.absolute_hours must be 1 to 24 (NIST SP 800-63B-4 AAL2)")
+        if not 1 <= self.step_up_minutes <= 60:
+            raise ValueError("sessions.step_up_minutes must be 1 to 60")
+        if not 1 <= self.sign_in_minutes <= 30:
+            raise ValueError("sessions.sign_in_minutes must be 1 to 30")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Sign-in settings (``[auth]`` in hearth.toml).
+
+    ``rp_id`` and ``origins`` are the WebAuthn relying party id and the origins allowed in
+    ceremonies; unset, they follow ``server.public_base_url`` or, on loopback development, the
+    request's own host. ``pepper_file`` holds the password pepper (NIST-PW-14), kept beside the
+    key-encryption key and never in the database.
+    """
+
+    rp_id: str | None = None
+    rp_name: str = "Hearth"
+    origins: tuple[str, ...] = ()
+    pepper_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
     instance_id: str
@@ -60,6 +113,10 @@ class Settings:
     tls_key: Path | None = None
     limits: Limits = field(default_factory=Limits)
     audit_checkpoint_every: int = 1000
+    sessions: SessionSettings = field(default_factory=SessionSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    #: ``[redis] url``: sessions and sign-in throttling shared by several processes.
+    redis_url: Secret | None = None
 
     @property
     def engine(self) -> str:
@@ -108,6 +165,22 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
     if key_source.kind not in ("file", "passphrase", "kms"):
         raise HearthError(errors.BAD_PARAMETER, "keys.source is file, passphrase or kms:NAME.")
     tls = server.get("tls", {})
+    sessions = raw.get("sessions", {})
+    auth = raw.get("auth", {})
+    redis_url = env.get("HEARTH_REDIS_URL") or raw.get("redis", {}).get("url")
+    try:
+        session_settings = SessionSettings(
+            **{k: int(v) for k, v in sessions.items() if k in SessionSettings.__dataclass_fields__}
+        )
+    except ValueError as exc:
+        raise HearthError(errors.BAD_PARAMETER, f"{config_path}: {exc}") from None
+    pepper = auth.get("pepper_file")
+    auth_settings = AuthSettings(
+        rp_id=auth.get("rp_id"),
+        rp_name=str(auth.get("rp_name", "Hearth")),
+        origins=tuple(str(o).rstrip("/") for o in auth.get("origins", ())),
+        pepper_file=_resolve(home, pepper) if pepper else None,
+    )
     return Settings(
         home=home,
         instance_id=str(raw.get("instance_id", "")),
@@ -119,6 +192,9 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         tls_cert=_resolve(home, tls["cert"]) if "cert" in tls else None,
         tls_key=_resolve(home, tls["key"]) if "key" in tls else None,
         limits=Limits(**{k: int(v) for k, v in limits.items() if k in Limits.__dataclass_fields__}),
+        sessions=session_settings,
+        auth=auth_settings,
+        redis_url=Secret(redis_url) if redis_url else None,
     )
 
 
@@ -133,6 +209,7 @@ def render_config(
     key_source: str,
     key_file: str | None,
     salt_hex: str | None,
+    pepper_file: str | None = None,
 ) -> str:
     """The ``hearth.toml`` that ``hearth init`` writes. Never contains a secret."""
     lines = [
@@ -158,6 +235,23 @@ def render_config(
         "[server]",
         'host = "127.0.0.1"',
         "port = 8080",
+        "",
+        "[sessions]",
+        "# Console sessions lock after idle_minutes without activity (a PIN or security key",
+        "# unlocks them) and end absolute_hours after sign-in. See docs/operations.md.",
+        "idle_minutes = 15",
+        "absolute_hours = 12",
+        "",
+        "[auth]",
+        "# The password pepper (NIST SP 800-63B-4 sec. 3.1.1.2): keep it with the key file,",
+        "# never in data/. WebAuthn: rp_id and origins default to server.public_base_url.",
+    ]
+    if pepper_file is not None:
+        lines.append(f"pepper_file = {_toml_string(pepper_file)}")
+    lines += [
+        "",
+        "# [redis]",
+        '# url = "redis://127.0.0.1:6379/0"  # share sessions and sign-in throttling',
         "",
     ]
     return "\n".join(lines)

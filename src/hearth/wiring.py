@@ -7,13 +7,29 @@ way to act without a principal, for initialisation, key management and scans.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
 from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
+from hearth.auth import (
+    DEFAULT_PARAMETERS,
+    RECOVERY_CODE_PARAMETERS,
+    Argon2Parameters,
+    PasswordHasher,
+    PasswordPolicy,
+    PepperRing,
+    PinHasher,
+    PinPolicy,
+    RecoveryCodeHasher,
+)
+from hearth.auth.sessions import SessionTimeouts
+from hearth.auth.throttle import DEFAULT_THROTTLE, ThrottlePolicy
 from hearth.crypto import (
     FileKek,
     KeyEncryptionKey,
@@ -38,9 +54,14 @@ from hearth.domain import (
     errors,
 )
 from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_roles
+from hearth.services.account import AccountService
 from hearth.services.identity import Authenticator
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
+from hearth.services.sessions import SessionService
+from hearth.services.signin import SignInService
+from hearth.services.throttle import SignInThrottle
+from hearth.services.users import SetUpLink, UserService
 from hearth.settings import CONFIG_FILE, Settings, load_settings, render_config
 from hearth.storage import (
     ApiTokenStore,
@@ -50,11 +71,16 @@ from hearth.storage import (
     initialise_store,
     load_wrapped_keys,
 )
+from hearth.storage.accounts import AccountStore
+from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
 from hearth.storage.sql import SqlStore, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
+from hearth.storage.throttle import MemoryCounters, ThrottleCounters
 
 __all__ = [
     "ADMIN_ROLE",
+    "ADMIN_USERNAME",
+    "AdminCredential",
     "KEY_PURPOSES",
     "Container",
     "InitResult",
@@ -68,6 +94,10 @@ log = logging.getLogger("hearth")
 
 ADMIN_ROLE = "bootstrap-admin"
 ADMIN_SUBJECT = "admin"
+#: The administrator account ``hearth init`` creates. It has no credentials until the operator
+#: opens the one-time set-up link (``hearth serve --issue-admin-credential``, ``hearth user
+#: link admin``), so it is not a default account with a default password (ASVS v5.0.0-6.3.2).
+ADMIN_USERNAME = "admin"
 _KEY_REFRESH_SECONDS = 30.0
 
 
@@ -108,7 +138,12 @@ class Container:
         clock: Clock | None = None,
         random: Random | None = None,
         policy: AccessPolicy | None = None,
+        password_parameters: Argon2Parameters | None = None,
+        throttle: ThrottlePolicy | None = None,
+        alarms: AlarmRaiser | None = None,
     ) -> None:
+        """``password_parameters`` and ``throttle`` exist for tests, which need cheap hashes
+        and small limits; production uses the defaults of ``hearth.auth``."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.random: Random = random or SystemRandom()
@@ -127,11 +162,90 @@ class Container:
         )
         # Roles decide what a principal may do; granted SMART scopes narrow it further.
         self.policy: AccessPolicy = policy or ScopedPolicy(RolePolicy(bootstrap_roles()))
-        self.alarms: AlarmRaiser = LogAlarms()
+        self.alarms: AlarmRaiser = alarms or LogAlarms()
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         self.authenticator = Authenticator(
             ApiTokenStore(self.store, self.audit, self.clock, self.random)
         )
+        self._redis: Any = None
+        self._build_auth(password_parameters, throttle or DEFAULT_THROTTLE)
+
+    def _build_auth(self, parameters: Argon2Parameters | None, throttle: ThrottlePolicy) -> None:
+        """Users, sessions, throttling and sign-in (issue 4)."""
+        settings = self.settings
+        peppers = load_pepper(settings.auth.pepper_file)
+        cost = parameters or DEFAULT_PARAMETERS
+        self.passwords = PasswordHasher(cost, peppers)
+        recovery = RecoveryCodeHasher(parameters or RECOVERY_CODE_PARAMETERS, peppers)
+        pins = PinHasher(cost, peppers)
+        self.accounts = AccountStore(self.store, self.audit, self.keyring, self.random)
+        sealer = SessionSealer(self.keyring, self.random)
+        session_store: SessionStore
+        counters: ThrottleCounters
+        if settings.redis_url is not None:
+            from hearth.storage.redis import RedisCounters, RedisSessionStore, connect
+
+            self._redis = connect(settings.redis_url.reveal())
+            session_store = RedisSessionStore(self._redis, settings.instance_id, sealer)
+            counters = RedisCounters(self._redis, settings.instance_id)
+        else:
+            session_store = SqlSessionStore(self.store, sealer)
+            counters = MemoryCounters()
+        s = settings.sessions
+        self.sessions = SessionService(
+            session_store,
+            self.accounts,
+            self.audit,
+            SessionTimeouts(
+                idle=timedelta(minutes=s.idle_minutes),
+                absolute=timedelta(hours=s.absolute_hours),
+                step_up=timedelta(minutes=s.step_up_minutes),
+                sign_in=timedelta(minutes=s.sign_in_minutes),
+            ),
+            self.clock,
+            self.random,
+            self._keyed_hash,
+        )
+        self.throttle = SignInThrottle(
+            counters, throttle, self.alarms, self.clock, self._keyed_hash
+        )
+        admin_roles = frozenset({ADMIN_ROLE})
+        self.signin = SignInService(
+            self.accounts,
+            self.sessions,
+            self.throttle,
+            passwords=self.passwords,
+            recovery_codes=recovery,
+            pins=pins,
+            admin_roles=admin_roles,
+            clock=self.clock,
+            random=self.random,
+        )
+        self.users = UserService(
+            self.accounts,
+            self.sessions,
+            self.authenticator,
+            self.throttle,
+            known_roles=frozenset(bootstrap_roles()),
+            clock=self.clock,
+            random=self.random,
+        )
+        self.account = AccountService(
+            self.accounts,
+            self.sessions,
+            passwords=self.passwords,
+            password_policy=PasswordPolicy(),
+            recovery_codes=recovery,
+            pins=pins,
+            pin_policy=PinPolicy(),
+            admin_roles=admin_roles,
+            clock=self.clock,
+            random=self.random,
+        )
+
+    def _keyed_hash(self, domain: str, value: str) -> str:
+        """HMAC under the instance's blind-index key, domain-separated from every index."""
+        return self.keyring.blind(domain, value).hex()
 
     def _check_schema(self) -> None:
         current, head = current_revision(self.db), head_revision()
@@ -221,6 +335,8 @@ class Container:
     def close(self) -> None:
         self.audit.close()
         self.db.dispose()
+        if self._redis is not None:
+            self._redis.close()
 
 
 class InitResult:
@@ -252,11 +368,17 @@ def init_instance(
     instance_id = random.token_bytes(8).hex()
     salt_hex: str | None = None
     key_file_setting: str | None = None
+    pepper_setting: str | None = None
     if key_source == "file":
         path = key_file or home / "keys" / "kek.key"
         if not path.exists():
             create_key_file(path, random)
         key_file_setting = str(path if key_file is not None else Path("keys/kek.key"))
+        # The password pepper lives beside the key file, never in data/ (NIST-PW-14).
+        pepper_path = path.parent / "pepper.key"
+        if not pepper_path.exists():
+            create_pepper_file(pepper_path, random)
+        pepper_setting = str(pepper_path if key_file is not None else Path("keys/pepper.key"))
     elif key_source == "passphrase":
         if passphrase is None:
             raise HearthError(errors.KEY_UNAVAILABLE, "Set HEARTH_KEY_PASSPHRASE first.")
@@ -268,6 +390,7 @@ def init_instance(
             key_source=key_source,
             key_file=key_file_setting,
             salt_hex=salt_hex,
+            pepper_file=pepper_setting,
         ),
         "utf-8",
     )
@@ -287,8 +410,9 @@ def init_instance(
     db.dispose()
     container = Container(settings, clock=clock, random=random)
     try:
+        admin = ensure_admin_user(container)
         token = container.authenticator.issue_token(
-            subject=ADMIN_SUBJECT,
+            subject=admin,
             roles=frozenset({ADMIN_ROLE}),
             label="created by hearth init",
             ttl=None,
@@ -304,15 +428,72 @@ def init_instance(
     )
 
 
-def issue_admin_credential(container: Container, *, ttl: timedelta | None) -> str:
-    """A fresh one-time-shown administrator token (``hearth serve --issue-admin-credential``)."""
-    return container.authenticator.issue_token(
-        subject=ADMIN_SUBJECT,
+def ensure_admin_user(container: Container) -> str:
+    """The administrator account's user id, creating the account (without credentials) if this
+    instance has none yet."""
+    users = container.users
+    existing = container.accounts.user_by_name(ADMIN_USERNAME)
+    if existing is not None:
+        return existing.user_id
+    info, _ = users.add(
+        ADMIN_USERNAME,
+        roles=frozenset({ADMIN_ROLE}),
+        display_name="Administrator",
+        by="system:init",
+        link_ttl=None,
+    )
+    return info.user_id
+
+
+class AdminCredential:
+    """What ``hearth serve --issue-admin-credential`` prints: an API token for the FHIR API and,
+    while the administrator has no way to sign in to the console yet, a one-time set-up link."""
+
+    def __init__(self, token: str, set_up: SetUpLink | None) -> None:
+        self.token = token
+        self.set_up = set_up
+
+
+def issue_admin_credential(
+    container: Container, *, ttl: timedelta | None, link_ttl: timedelta = timedelta(hours=1)
+) -> AdminCredential:
+    """A fresh one-time-shown administrator token, and a set-up link if one is needed."""
+    admin = ensure_admin_user(container)
+    token = container.authenticator.issue_token(
+        subject=admin,
         roles=frozenset({ADMIN_ROLE}),
         label="issued at serve",
         ttl=ttl,
         by="system:serve",
     )
+    info = container.users.get(ADMIN_USERNAME)
+    can_sign_in = info.keys > 0 or (info.has_password and info.has_totp)
+    link = None
+    if not can_sign_in and info.status == "active":
+        link = container.users.set_up_link(ADMIN_USERNAME, by="system:serve", ttl=link_ttl)
+    return AdminCredential(token, link)
+
+
+def load_pepper(path: Path | None) -> PepperRing | None:
+    """The password pepper from ``[auth] pepper_file`` (64 hex digits), or None."""
+    if path is None:
+        return None
+    try:
+        key = bytes.fromhex(path.read_text("ascii").strip())
+    except (OSError, ValueError):
+        raise HearthError(
+            errors.KEY_UNAVAILABLE, f"The password pepper file {path} is missing or damaged."
+        ) from None
+    key_id = "f" + hashlib.sha256(b"hearth/pepper-id/v1\x00" + key).hexdigest()[:12]
+    return PepperRing({key_id: key}, current=key_id)
+
+
+def create_pepper_file(path: Path, random: Random) -> None:
+    """32 random bytes as hex, mode 0600, in a directory of mode 0700."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(random.token_bytes(32).hex() + "\n")
 
 
 KEY_PURPOSES = tuple(p.value for p in KeyPurpose if p is not KeyPurpose.BLIND)

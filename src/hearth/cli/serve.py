@@ -13,7 +13,7 @@ import uvicorn
 from hearth.cli.common import State, fail, handle_errors, pass_state
 from hearth.settings import load_settings
 from hearth.web.app import create_app
-from hearth.wiring import Container, issue_admin_credential
+from hearth.wiring import AdminCredential, Container, issue_admin_credential
 
 
 def is_loopback(host: str) -> bool:
@@ -33,7 +33,8 @@ def is_loopback(host: str) -> bool:
 @click.option(
     "--issue-admin-credential",
     is_flag=True,
-    help="Print a fresh administrator token (valid 12 hours) before serving.",
+    help="Print a fresh administrator API token (valid 12 hours) and, while the administrator "
+    "cannot sign in to the console yet, a one-time set-up link (valid 1 hour).",
 )
 @click.option("--log-level", default="info", show_default=True)
 @pass_state
@@ -72,12 +73,17 @@ def command(
     scheme = "https" if tls_cert else "http"
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"{scheme}://{shown_host}:{port}/fhir"
-    if issue_admin_credential:
-        token = issue_admin_credential_for(container)
-        click.echo(f"Hearth is serving at {base_url}")
-        click.echo(f"One-time administrator token (valid 12 hours): {token}")
-    else:
-        click.echo(f"Hearth is serving at {base_url}")
+    console = console_url(settings.public_base_url, scheme, host, port)
+    click.echo(f"Hearth is serving at {base_url}")
+    credential = issue_admin_credential_for(container) if issue_admin_credential else None
+    if credential is not None:
+        click.echo(f"One-time administrator token (valid 12 hours): {credential.token}")
+    click.echo(f"Console sign-in: {console}/login")
+    if credential is not None and credential.set_up is not None:
+        click.echo(
+            "Set up the administrator's console sign-in (one use, valid 1 hour): "
+            f"{console}/enrol?token={credential.set_up.token}"
+        )
     app = create_app(container, allowed_hosts=[host])
     uvicorn.run(
         app,
@@ -92,5 +98,14 @@ def command(
     )
 
 
-def issue_admin_credential_for(container: Container) -> str:
+def issue_admin_credential_for(container: Container) -> AdminCredential:
     return issue_admin_credential(container, ttl=timedelta(hours=12))
+
+
+def console_url(public_base_url: str | None, scheme: str, host: str, port: int) -> str:
+    """Where people open the console. On loopback this is ``localhost``, not an address:
+    WebAuthn relying party ids are host names, and browsers refuse IP addresses."""
+    if public_base_url:
+        return public_base_url.rstrip("/").removesuffix("/fhir")
+    shown = "localhost" if is_loopback(host) else (f"[{host}]" if ":" in host else host)
+    return f"{scheme}://{shown}:{port}"

@@ -301,3 +301,77 @@ TARGET_IMMUTABILITY_UNSUPPORTED = _code(
 )
 TARGET_BAD_NAME = _code("HRT-0817", 400, "value", "Backup object names are lower-case paths.")
 TARGET_FAILED = _code("HRT-0818", 502, "exception", "The backup target refused the operation.")
+
+# 07xx: sign-in, sessions and user accounts
+SIGN_IN_REQUIRED = _code("HRT-0701", 401, "login", "Sign in to continue.")
+SESSION_ENDED = _code(
+    "HRT-0702", 401, "login", "Your session has ended. Sign in again to continue."
+)
+SESSION_LOCKED = _code("HRT-0703", 401, "login", "Your session is locked. Unlock it to continue.")
+CSRF_FAILED = _code(
+    "HRT-0704",
+    403,
+    "security",
+    "The form has expired or did not come from this site. Reload the page and try again.",
+)
+STEP_UP_REQUIRED = _code(
+    "HRT-0705", 401, "login", "Confirm it is you (security key or authenticator code) first."
+)
+SIGN_IN_THROTTLED = _code(
+    "HRT-0706", 429, "throttled", "Too many failed attempts. Wait a little, then try again."
+)
+ACCOUNT_LOCKED = _code(
+    "HRT-0707",
+    429,
+    "throttled",
+    "Too many failed sign-ins for this account. Ask an administrator to unlock it.",
+)
+ENROLMENT_INVALID = _code(
+    "HRT-0708",
+    404,
+    "not-found",
+    "This set-up link is not valid, was already used or has expired. Ask an administrator "
+    "for a new one.",
+)
+WEBAUTHN_FAILED = _code(
+    "HRT-0709", 401, "login", "The security key or passkey could not be verified. Try again."
+)
+WEBAUTHN_UV_REQUIRED = _code(
+    "HRT-0710",
+    401,
+    "login",
+    "This account needs a security key or passkey that verifies you with a PIN or biometric.",
+)
+USER_EXISTS = _code("HRT-0711", 409, "duplicate", "A user with that name already exists.")
+USER_NOT_FOUND = _code("HRT-0712", 404, "not-found", "No such user.")
+UNKNOWN_ROLE = _code("HRT-0713", 400, "value", "Unknown role name.")
+BAD_USERNAME = _code(
+    "HRT-0714",
+    400,
+    "value",
+    "User names are 2 to 64 characters: lower-case letters, digits and . _ - @, "
+    "starting with a letter or digit.",
+)
+CREDENTIAL_NOT_FOUND = _code("HRT-0715", 404, "not-found", "No such credential.")
+LAST_CREDENTIAL = _code(
+    "HRT-0716",
+    409,
+    "business-rule",
+    "This is your last way to sign in: add another before removing it.",
+)
+WRONG_USER = _code(
+    "HRT-0717",
+    403,
+    "security",
+    "This locked session belongs to someone else. Sign out and sign in as yourself.",
+)
+PIN_NOT_SET = _code("HRT-0718", 409, "business-rule", "No PIN is set for this account.")
+PIN_LOCKOUT = _code(
+    "HRT-0719",
+    401,
+    "login",
+    "Too many wrong PINs: you have been signed out. Sign in again with your full credentials.",
+)
+PASSWORD_MISMATCH = _code(
+    "HRT-0720", 422, "business-rule", "The two passwords are not the same. Type them again."
+)

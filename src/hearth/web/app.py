@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hearth.domain import HearthError, errors
+from hearth.web.auth import AuthRedirect, auth_routes
+from hearth.web.auth.pages import e, page
 from hearth.web.fhir import fhir_routes
 from hearth.web.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
 from hearth.web.responses import error_response
@@ -30,7 +32,25 @@ _LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
 async def _hearth_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HearthError):  # pragma: no cover - Starlette dispatches by type
         return await _unexpected(request, exc)
+    if not request.url.path.startswith("/fhir"):
+        # The sign-in pages are for people: answer in HTML, with a way back.
+        body = f'<p>{e(exc.detail)}</p><p><a href="/login">Go to sign-in</a></p>'
+        return page("Something went wrong", body, status=exc.status, headers=exc.headers)
     return error_response(exc, pretty=request.query_params.get("_pretty") == "true")
+
+
+async def _auth_redirect(request: Request, exc: Exception) -> Response:
+    """Send a browser to sign in, unlock or step up (``hearth.web.auth.require_user``)."""
+    if not isinstance(exc, AuthRedirect):  # pragma: no cover - Starlette dispatches by type
+        return await _unexpected(request, exc)
+    if exc.bounce:
+        # A navigation from another site carries no SameSite=Strict cookie: ask the browser to
+        # load the same URL again from this site, which does.
+        link = f'<p><a href="{e(exc.location)}">Continue</a></p>'
+        return page("Continuing", link, refresh_to=exc.location)
+    return Response(
+        status_code=303, headers={"location": exc.location, "cache-control": "no-store"}
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -60,8 +80,8 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
         container.close()
 
     hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
-    return Starlette(
-        routes=fhir_routes(container),
+    app = Starlette(
+        routes=fhir_routes(container) + auth_routes(),
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(SecurityHeadersMiddleware),
@@ -70,9 +90,12 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
             Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
         ],
         exception_handlers={
+            AuthRedirect: _auth_redirect,
             HearthError: _hearth_error,
             HTTPException: _http_error,
             Exception: _unexpected,
         },
         lifespan=lifespan,
     )
+    app.state.container = container
+    return app

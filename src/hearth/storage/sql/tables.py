@@ -31,6 +31,11 @@ __all__ = [
     "metadata",
     "resource_current",
     "resource_version",
+    "recovery_code",
+    "user_account",
+    "user_enrolment",
+    "web_session",
+    "webauthn_credential",
 ]
 
 NAMING = {
@@ -168,4 +173,92 @@ api_token = Table(
     Column("expires_us", BigInteger),
     Column("revoked_us", BigInteger),
     Column("label", String(128), nullable=False, default=""),
+)
+
+
+# People who sign in (issue 4). ``user_id`` is random and never changes or gets reused: it is the
+# subject of every audit entry (HIPAA 164.312(a)(2)(i)). ``username`` is what people type. Secrets
+# are stored only as argon2id hashes (passwords, PINs, recovery codes) or sealed under a data key
+# (the TOTP seed, which the server must be able to read: NIST-OTP-03).
+user_account = Table(
+    "user_account",
+    metadata,
+    Column("user_id", String(40), primary_key=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("display_name", String(128), nullable=False),
+    Column("roles", String(512), nullable=False),
+    Column("status", String(16), nullable=False),  # active | disabled
+    Column("created_us", BigInteger, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("locked_us", BigInteger),  # too many failed sign-ins; an administrator unlocks
+    Column("password_hash", String(512)),
+    Column("totp_secret", Blob),  # sealed, AAD bound to the user id
+    Column("totp_last_step", BigInteger),  # RFC 6238 step last accepted: replay refusal
+    Column("pin_hash", String(512)),
+    # The WebAuthn user handle (random, not the user id: W3C WebAuthn sec. 14.6.1).
+    Column("webauthn_handle", Digest, nullable=False, unique=True),
+)
+
+recovery_code = Table(
+    "recovery_code",
+    metadata,
+    Column("user_id", String(40), primary_key=True),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("code_hash", String(512), nullable=False),
+)
+
+# WebAuthn credentials; ``cred_digest`` (SHA-256 of the credential id) is the key, because ids
+# may be up to 1023 bytes, longer than MariaDB allows in an index.
+webauthn_credential = Table(
+    "webauthn_credential",
+    metadata,
+    Column("cred_digest", Digest, primary_key=True),
+    Column("credential_id", Blob, nullable=False),
+    Column("user_id", String(40), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("public_key", Blob, nullable=False),
+    Column("sign_count", BigInteger, nullable=False),
+    Column("transports", String(128), nullable=False),
+    Column("aaguid", String(36), nullable=False),
+    Column("user_verified", Boolean, nullable=False),
+    Column("backup_eligible", Boolean, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("last_used_us", BigInteger),
+    Index(None, "user_id"),
+)
+
+# One-time set-up links (``hearth user add``, ``hearth serve --issue-admin-credential``).
+user_enrolment = Table(
+    "user_enrolment",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("user_id", String(40), nullable=False),
+    Column("digest", Digest, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("used_us", BigInteger),
+    Index(None, "user_id"),
+)
+
+# Console sessions when they live in the database (else in Redis). The key is SHA-256 of the
+# cookie's value, so a copy of this table holds no usable session. ``data`` is the sealed state
+# of a sign-in in progress (the pending second factor, a WebAuthn challenge).
+web_session = Table(
+    "web_session",
+    metadata,
+    Column("id_digest", Digest, primary_key=True),
+    Column("user_id", String(40)),
+    Column("state", String(16), nullable=False),  # pending | active | locked
+    Column("created_us", BigInteger, nullable=False),
+    Column("last_seen_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("auth_us", BigInteger),
+    Column("step_up_us", BigInteger),
+    Column("amr", String(64), nullable=False),
+    Column("csrf", String(64), nullable=False),
+    Column("pin_failures", Integer, nullable=False),
+    Column("data", Blob),
+    Column("source", String(64)),
+    Index(None, "user_id"),
+    Index(None, "expires_us"),
 )

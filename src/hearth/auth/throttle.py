@@ -1,0 +1,86 @@
+"""How failed sign-ins slow an attacker down (NIST SP 800-63B-4 sec. 3.2.2; ASVS v5.0.0-6.3.1).
+
+Two counters are kept for every failed attempt, and both are checked before the next one:
+
+- **per account** (the name typed, whether or not such a user exists, so that throttling says
+  nothing about which names are real): consecutive failures, forgotten after a success
+  (NIST-RL-03). The first few are free, then each failure doubles the wait before the next
+  attempt is even considered, up to a ceiling (NIST-RL-02's "increasing delays"). At
+  ``lock_after`` consecutive failures (at most 100, NIST-RL-01) the account locks until an
+  administrator unlocks it;
+- **per address**: failures from one network address within a window, whatever names they try.
+  The allowance is larger (a clinic's staff share one address behind NAT), then the same
+  doubling applies. When one address fails against ``stuffing_accounts`` distinct names within
+  the window, that is credential stuffing and raises an alarm.
+
+This module only computes; the service that keeps the counters (in Redis or in memory) and
+raises the alarms is ``hearth.services.throttle``. Waiting is not done by sleeping: an attempt
+that comes too early is refused at once with the time left, so an attacker cannot tie up server
+threads, and a refused attempt checks no password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+__all__ = ["DEFAULT_THROTTLE", "ThrottlePolicy"]
+
+
+def _doubling(failures: int, free: int, ceiling: timedelta) -> timedelta:
+    """0 for the first ``free`` failures, then 1 s, 2 s, 4 s, ... up to ``ceiling``."""
+    if failures < free:
+        return timedelta(0)
+    exponent = min(failures - free, 40)
+    return min(timedelta(seconds=2**exponent), ceiling)
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottlePolicy:
+    """The numbers of the module docstring; stricter values are allowed, looser ones are not."""
+
+    account_free: int = 5
+    account_ceiling: timedelta = timedelta(minutes=15)
+    lock_after: int = 100
+    address_free: int = 20
+    address_ceiling: timedelta = timedelta(minutes=15)
+    address_window: timedelta = timedelta(hours=1)
+    #: Consecutive failures on one account that raise a brute-force alarm.
+    brute_force_alarm: int = 10
+    #: Distinct account names failed from one address within the window: credential stuffing.
+    stuffing_accounts: int = 10
+    #: How long a name's failure count is kept after its last failure.
+    account_memory: timedelta = timedelta(days=1)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.lock_after <= 100:
+            raise ValueError("NIST-RL-01: lock after at most 100 consecutive failures")
+        if self.account_free < 0 or self.address_free < 0:
+            raise ValueError("free attempts cannot be negative")
+        if self.brute_force_alarm < 1 or self.stuffing_accounts < 2:
+            raise ValueError("alarm thresholds must be positive")
+
+    def account_delay(self, failures: int) -> timedelta:
+        """How long after the last failure the account accepts its next attempt."""
+        return _doubling(failures, self.account_free, self.account_ceiling)
+
+    def address_delay(self, failures: int) -> timedelta:
+        """How long after the last failure the address may try again."""
+        return _doubling(failures, self.address_free, self.address_ceiling)
+
+    def locks(self, failures: int) -> bool:
+        """Whether ``failures`` consecutive failures lock the account."""
+        return failures >= self.lock_after
+
+    def is_brute_force(self, failures: int) -> bool:
+        """True exactly when the count reaches the alarm threshold and at each multiple of it,
+        so a long attack raises a few alarms, not one per attempt."""
+        return failures > 0 and failures % self.brute_force_alarm == 0
+
+    def is_stuffing(self, distinct_accounts: int) -> bool:
+        """True when one address has now failed against the threshold's number of names, and at
+        each multiple of it."""
+        return distinct_accounts > 0 and distinct_accounts % self.stuffing_accounts == 0
+
+
+DEFAULT_THROTTLE = ThrottlePolicy()

@@ -1,0 +1,280 @@
+"""Sign-in through the pages, and every refusal on the way (issue 4 items 1-4, 6, 7, 10, 11)."""
+
+from __future__ import annotations
+
+import re
+
+from hearth.auth import totp
+from hearth.domain import errors
+from hearth.storage.sql import tables as t
+from tests.integration.auth.conftest import PASSWORD, Instance
+
+COOKIE = "__Host-hearth-session"
+
+
+def audit_actions(site: Instance) -> list[tuple[str, str, str | None]]:
+    site.container.audit.close()  # flush group-committed entries
+    with site.container.store.read() as conn:
+        rows = conn.execute(
+            t.audit_entry.select().with_only_columns(
+                t.audit_entry.c.action, t.audit_entry.c.outcome, t.audit_entry.c.actor
+            )
+        ).all()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def test_enrolment_signs_in_and_shows_ten_recovery_codes(site: Instance) -> None:
+    browser = site.browser()
+    codes = browser.enrol_password(site.add_user("alice"))
+    assert len(codes) == 10
+    assert len(set(codes)) == 10
+    page = browser.get("/")
+    assert page.status_code == 200
+    assert "Welcome, Alice" in page.text
+    assert ("mfa.enrol", "success") in [(a, o) for a, o, _ in audit_actions(site)]
+
+
+def test_session_cookie_is_host_prefixed_secure_httponly_strict(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    browser.get("/login")
+    response = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    for flag in ("Path=/", "Secure", "HttpOnly", "SameSite=Strict"):
+        assert flag in cookie
+    assert "Domain" not in cookie
+    assert "Expires" not in cookie
+    assert "Max-Age" not in cookie
+    session_id = cookie.split(";")[0].split("=", 1)[1]
+    assert len(session_id) == 22  # 128 bits, URL-safe base64
+
+
+def test_sign_in_rotates_the_session_id_and_ignores_a_planted_one(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    planted = "AAAAAAAAAAAAAAAAAAAAAA"
+    browser.client.cookies.set(COOKIE, planted, domain="localhost.local")
+    browser.get("/login")
+    pending = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    pending_id = browser.session_cookie()
+    assert pending.status_code == 303
+    assert pending_id not in (None, planted)
+    browser.get("/login/second-factor")
+    site.clock.advance(seconds=30)
+    done = browser.post("/login/totp", {"code": browser.code()})
+    assert done.status_code == 303
+    final = browser.session_cookie()
+    assert final not in (None, planted, pending_id)
+    # The attacker's planted id and the pending id name nothing.
+    for stale in (planted, pending_id):
+        other = site.browser()
+        other.client.cookies.set(COOKIE, stale, domain="localhost.local")
+        assert other.get("/").status_code == 303
+
+
+def test_unknown_user_and_wrong_password_get_the_same_answer(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    answers = []
+    for name, password in (("alice", "wrong password here"), ("mallory", "wrong password here")):
+        browser.get("/login")
+        response = browser.post("/login", {"username": name, "password": password})
+        body = re.sub(r'value="[^"]*"', "", response.text)
+        answers.append((response.status_code, body))
+    assert answers[0][0] == answers[1][0] == 401
+    assert answers[0][1] == answers[1][1]
+    assert errors.AUTHENTICATION_FAILED.title in answers[0][1]
+    denied = [(a, actor) for a, o, actor in audit_actions(site) if o == "denied"]
+    assert ("auth.sign-in", "unknown") in denied
+    assert any(a == "auth.sign-in" and actor.startswith("usr_") for a, actor in denied)
+
+
+def test_audit_never_holds_a_secret(site: Instance) -> None:
+    browser = site.browser()
+    codes = browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    browser.get("/login")
+    browser.post("/login", {"username": "alice", "password": "a typo'd password 123"})
+    browser.sign_in("alice")
+    site.container.audit.close()
+    with site.container.store.read() as conn:
+        bodies = b"".join(r[0] for r in conn.execute(t.audit_entry.select().with_only_columns(
+            t.audit_entry.c.body)))  # fmt: skip
+    for secret in (PASSWORD, "a typo'd password 123", codes[0], browser.totp_secret or "x"):
+        assert secret.encode() not in bodies
+    assert b"alice" not in bodies  # users are named by id, never by what was typed
+
+
+def test_a_totp_code_works_once(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    site.clock.advance(seconds=30)
+    code = browser.code()
+    browser.get("/login")
+    browser.post("/login", {"username": "alice", "password": PASSWORD})
+    browser.get("/login/second-factor")
+    assert browser.post("/login/totp", {"code": code}).status_code == 303
+    browser.logout()
+    browser.get("/login")
+    browser.post("/login", {"username": "alice", "password": PASSWORD})
+    browser.get("/login/second-factor")
+    replay = browser.post("/login/totp", {"code": code})
+    assert replay.status_code == 401
+    assert errors.TOTP_REPLAYED.title in replay.text
+    wrong = browser.post("/login/totp", {"code": totp.code_at(browser.totp_secret or "", 1)})
+    assert errors.TOTP_INVALID.title in wrong.text
+
+
+def test_a_recovery_code_works_once(site: Instance) -> None:
+    browser = site.browser()
+    codes = browser.enrol_password(site.add_user("alice"))
+    for attempt, expected in ((codes[3], 303), (codes[3], 401)):
+        browser.logout()
+        browser.get("/login")
+        browser.post("/login", {"username": "alice", "password": PASSWORD})
+        browser.get("/login/second-factor")
+        response = browser.post("/login/recovery", {"recovery": attempt.lower()})
+        assert response.status_code == expected
+    assert site.container.users.get("alice").recovery_codes == 9
+
+
+def test_second_factor_without_password_step_is_refused(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    browser.get("/login")
+    response = browser.post("/login/totp", {"code": browser.code()})
+    assert response.status_code == 401
+    assert errors.SESSION_ENDED.title in response.text
+
+
+def test_state_changes_need_the_csrf_token(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    for url, data in (("/lock", {}), ("/logout", {}), ("/account/pin", {"pin": "480917"})):
+        missing = browser.post(url, data, csrf="")
+        assert missing.status_code == 403, url
+        forged = browser.post(url, data, csrf="x" * 22)
+        assert forged.status_code == 403, url
+    # Still signed in: nothing above took effect.
+    assert browser.get("/").status_code == 200
+    other_origin = browser.post("/logout", {}, headers={"Origin": "https://evil.example"})
+    assert other_origin.status_code == 403
+    assert browser.get("/").status_code == 200
+
+
+def test_the_sign_in_form_needs_its_pre_session_token(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    response = browser.client.post(
+        "/login", data={"username": "alice", "password": PASSWORD}, follow_redirects=False
+    )
+    assert response.status_code == 403  # login CSRF: no token, no sign-in
+
+
+def test_idle_session_locks_and_absolute_lifetime_ends_it(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    site.clock.advance(minutes=14, seconds=59)
+    assert browser.get("/").status_code == 200  # activity resets the idle timer
+    site.clock.advance(minutes=14, seconds=59)
+    assert browser.get("/").status_code == 200
+    site.clock.advance(minutes=15)
+    locked = browser.get("/account")
+    assert locked.status_code == 303
+    assert locked.headers["location"].startswith("/unlock?next=/account")
+    assert "is locked" in browser.get("/unlock").text
+    site.clock.advance(hours=12)
+    assert browser.get("/").headers["location"].startswith("/login")
+    actions = [(a, o) for a, o, _ in audit_actions(site)]
+    assert ("session.lock", "success") in actions
+    assert ("session.end", "success") in actions
+
+
+def test_logout_ends_the_session_server_side(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    session_id = browser.session_cookie()
+    browser.logout()
+    replay = site.browser()
+    replay.client.cookies.set(COOKIE, session_id or "", domain="localhost.local")
+    assert replay.get("/").status_code == 303
+
+
+def test_a_set_up_link_works_once_and_expires(site: Instance) -> None:
+    token = site.add_user("alice")
+    site.browser().enrol_password(token)
+    again = site.browser().get(f"/enrol?token={token}")
+    assert again.status_code == 404
+    assert errors.ENROLMENT_INVALID.title.split(".")[0] in again.text
+    late = site.add_user("bob")
+    site.clock.advance(hours=24, seconds=1)
+    assert site.browser().get(f"/enrol?token={late}").status_code == 404
+    assert site.browser().get("/enrol?token=hrt_x_y").status_code == 404
+
+
+def test_set_up_refuses_a_blocklisted_password_and_says_why(site: Instance) -> None:
+    browser = site.browser()
+    token = site.add_user("alice")
+    browser.get(f"/enrol?token={token}")
+    response = browser.post(
+        "/enrol/password", {"token": token, "password": "password1", "confirm": "password1"}
+    )
+    assert response.status_code == 422
+    assert "common and breached" in response.text
+    short = browser.post("/enrol/password", {"token": token, "password": "abc", "confirm": "abc"})
+    assert "longer password" in short.text
+
+
+def test_disabling_a_user_ends_sessions_and_api_tokens_at_once(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    user_id = site.container.users.get("alice").user_id
+    token = site.container.authenticator.issue_token(
+        subject=user_id, roles=frozenset({"bootstrap-admin"}), label="t", ttl=None, by="test"
+    )
+    api = site.browser().client
+    headers = {"Authorization": f"Bearer {token}"}
+    assert api.get("/fhir/Patient/x", headers=headers).status_code == 404
+    ended, revoked = site.container.users.disable("alice", by="test")
+    assert (ended, revoked) == (1, 1)
+    assert browser.get("/").status_code == 303
+    assert api.get("/fhir/Patient/x", headers=headers).status_code == 401
+    browser.get("/login")
+    assert browser.post("/login", {"username": "alice", "password": PASSWORD}).status_code == 401
+
+
+def test_open_redirects_are_refused(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    for target in ("https://evil.example/", "//evil.example", "/\\evil.example"):
+        response = browser.sign_in("alice", next_url=target)
+        assert response.headers["location"] == "/", target
+        browser.logout()
+    response = browser.sign_in("alice", next_url="/account")
+    assert response.headers["location"] == "/account"
+
+
+def test_pages_have_a_strict_csp_and_no_inline_script(site: Instance) -> None:
+    browser = site.browser()
+    for url in ("/login", f"/enrol?token={site.add_user('alice')}"):
+        response = browser.get(url)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp
+        assert "unsafe-inline" not in csp
+        assert "frame-ancestors 'none'" in csp
+        assert response.headers["cache-control"] == "no-store"
+        scripts = re.findall(r"<script[^>]*>(.*?)</script>", response.text, re.S)
+        assert scripts == [""]  # one external script, nothing inline
+        assert " style=" not in response.text
+        assert "http://" not in response.text
+        assert "https://" not in response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        for name in re.findall(r'<input id="([^"]+)"', response.text):
+            assert f'<label for="{name}">' in response.text, name
