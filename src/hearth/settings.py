@@ -43,6 +43,11 @@ class Limits:
     max_json_array: int = 10_000
     default_page_size: int = 50
     max_page_size: int = 1000
+    #: resources a search may open to finish what its index cannot decide (sealed ranges,
+    #: :contains, _sort on a sealed field); past it the search is refused (docs/design.md)
+    search_open_bound: int = 1000
+    #: resources _include, _revinclude and $everything may add to one page
+    search_include_bound: int = 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,11 +62,13 @@ from hearth.services.sessions import SessionService
 from hearth.services.signin import SignInService
 from hearth.services.throttle import SignInThrottle
 from hearth.services.users import SetUpLink, UserService
+from hearth.services.search import SearchService
 from hearth.settings import CONFIG_FILE, Settings, load_settings, render_config
 from hearth.storage import (
     ApiTokenStore,
     AuditTrail,
     RecordRepository,
+    SearchBounds,
     SystemRepository,
     initialise_store,
     load_wrapped_keys,
@@ -282,6 +284,18 @@ class Container:
             random=self.random,
             request_id=request_id,
             on_integrity_failure=self._integrity_failure,
+            bounds=SearchBounds(
+                open=self.settings.limits.search_open_bound,
+                include=self.settings.limits.search_include_bound,
+            ),
+        )
+
+    def search(self, principal: Principal, *, request_id: str | None = None) -> SearchService:
+        return SearchService(
+            self.repository(principal, request_id=request_id),
+            pages=self.pages,
+            limits=self.settings.limits,
+            clock=self.clock,
         )
 
     def records(self, principal: Principal, *, request_id: str | None = None) -> RecordService:

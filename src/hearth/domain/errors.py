@@ -375,3 +375,31 @@ PIN_LOCKOUT = _code(
 PASSWORD_MISMATCH = _code(
     "HRT-0720", 422, "business-rule", "The two passwords are not the same. Type them again."
 )
+# 09xx: search, bundles and conditional interactions
+UNKNOWN_SEARCH_PARAMETER = _code(
+    "HRT-0901", 400, "not-supported", "A search parameter is not known for this resource type."
+)
+UNSUPPORTED_MODIFIER = _code(
+    "HRT-0902", 400, "not-supported", "A search modifier is not supported for this parameter."
+)
+BAD_SEARCH_VALUE = _code("HRT-0903", 400, "value", "A search parameter's value is not valid.")
+SEARCH_TOO_COSTLY = _code(
+    "HRT-0904",
+    400,
+    "too-costly",
+    "The search needs more resources opened than the bound allows; add a more selective parameter.",
+)
+MULTIPLE_MATCHES = _code(
+    "HRT-0905", 412, "multiple-matches", "The condition matches more than one resource."
+)
+BAD_BUNDLE = _code("HRT-0906", 400, "invalid", "The Bundle is not a valid batch or transaction.")
+TRANSACTION_FAILED = _code(
+    "HRT-0907", 400, "processing", "An entry of the transaction failed, so none was applied."
+)
+UNRESOLVED_REFERENCE = _code(
+    "HRT-0908", 400, "not-found", "A conditional reference in the Bundle matches no resource."
+)
+PRECONDITION_FAILED = _code(
+    "HRT-0909", 412, "conflict", "The request's precondition does not hold."
+)
+BAD_IMPORT = _code("HRT-0911", 400, "invalid", "The import file is not NDJSON or a FHIR Bundle.")

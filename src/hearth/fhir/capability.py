@@ -32,6 +32,10 @@ class ServerFeatures:
     conditional_read: str = "not-supported"
     #: resource type -> search parameters as (code, type, definition url)
     search_params: Callable[[str], Sequence[tuple[str, str, str]]] | None = None
+    #: resource type -> ``_include`` values it supports (``Observation:subject``)
+    search_includes: Callable[[str], Sequence[str]] | None = None
+    #: resource type -> ``_revinclude`` values it supports
+    search_revincludes: Callable[[str], Sequence[str]] | None = None
     operations: Mapping[str, str] = field(default_factory=dict)  # name -> definition url
     security_description: str = ""
     oauth_urls: Mapping[str, str] | None = None  # authorize/token/... for the SMART extension
@@ -68,6 +72,10 @@ def capability_statement(
                 entry["searchParam"] = [
                     {"name": code, "type": kind, "definition": url} for code, kind, url in params
                 ]
+        if features.search_includes is not None:
+            entry["searchInclude"] = list(features.search_includes(res_type))
+        if features.search_revincludes is not None:
+            entry["searchRevInclude"] = list(features.search_revincludes(res_type))
         resources.append(entry)
     security: dict[str, Any] = {"cors": False, "description": features.security_description}
     if features.oauth_urls:

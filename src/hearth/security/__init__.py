@@ -11,6 +11,7 @@ from hearth.security.policy import (
     bootstrap_roles,
 )
 from hearth.security.scopes import ScopedPolicy, interaction_for, matches_query, scope_decision
+from hearth.security.search_scope import ScopedPolicy, SearchScope
 
 __all__ = [
     "ALL_TYPES",
@@ -20,6 +21,7 @@ __all__ = [
     "Grant",
     "RolePolicy",
     "ScopedPolicy",
+    "SearchScope",
     "bootstrap_roles",
     "in_patient_compartment",
     "interaction_for",

@@ -9,10 +9,12 @@ from hearth.storage.identity import ApiTokenStore, TokenGrant
 from hearth.storage.repository import (
     IntegrityObserver,
     RecordRepository,
+    SearchBounds,
     WriteBatch,
     from_us,
     to_us,
 )
+from hearth.storage.searching import SearchPage
 from hearth.storage.system import (
     KeyInfo,
     SystemRepository,
@@ -27,6 +29,8 @@ __all__ = [
     "IntegrityObserver",
     "KeyInfo",
     "RecordRepository",
+    "SearchBounds",
+    "SearchPage",
     "SystemRepository",
     "TokenGrant",
     "VersionFinding",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,15 +36,20 @@ from hearth.domain import (
     StoredResource,
     errors,
 )
-from hearth.security import AccessPolicy, Decision, Denial
+from hearth.fhir.search import ALL, SearchRequest, SubSearch, index_resource
+from hearth.security import AccessPolicy, Decision, Denial, ScopedPolicy
 from hearth.storage.audit import AuditTrail
+from hearth.storage.searching import Searcher, SearchPage
+from hearth.storage.sql import search as search_sql
 from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
 
 __all__ = [
     "IntegrityObserver",
     "RecordRepository",
+    "SearchBounds",
     "WriteBatch",
     "from_us",
+    "index_row",
     "to_us",
 ]
 
@@ -83,6 +88,32 @@ def patient_of(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class SearchBounds:
+    """How many resources one search may open (to finish inexact criteria or sort on a sealed
+    field) and include; see docs/design.md, "Search over sealed data"."""
+
+    open: int = 1000
+    include: int = 1000
+
+
+def index_row(
+    keys: KeyRing, seq: int, res_type: str, res_id: str, ts_us: int, resource: dict[str, Any]
+) -> search_sql.IndexRow:
+    """The search index rows of one current version: blind keys, clear references, compartment."""
+    entries = index_resource(resource)
+    blind = keys.blind
+    return search_sql.IndexRow(
+        seq=seq,
+        res_type=res_type,
+        res_id=res_id,
+        ts_us=ts_us,
+        hashes={blind(domain, key) for domain, key in entries.keys},
+        refs=entries.refs,
+        patients=entries.patients,
+    )
+
+
 class RecordRepository:
     """Resources, seen and changed by one principal. Build it only through ``wiring``."""
 
@@ -98,8 +129,10 @@ class RecordRepository:
         random: Random,
         request_id: str | None = None,
         on_integrity_failure: IntegrityObserver | None = None,
+        bounds: SearchBounds | None = None,
     ) -> None:
         self.principal = principal
+        self.bounds = bounds or SearchBounds()
         self._policy = policy
         self._store = store
         self._keys = keyring
@@ -338,6 +371,128 @@ class RecordRepository:
         )
         return page, total
 
+    # -- search -----------------------------------------------------------------------------------
+    def _scope(self, res_type: str) -> object:
+        """The policy's search scope for ``res_type`` as an exact condition (docs/design.md)."""
+        policy = self._policy
+        if not isinstance(policy, ScopedPolicy):
+            return ALL
+        scope = policy.search_scope(self.principal, res_type)
+        if scope.patients is None:
+            return ALL
+        return search_sql.InCompartment(scope.patients)
+
+    def _searcher(self, conn: Connection) -> Searcher:
+        return Searcher(
+            conn=conn,
+            store=self._store,
+            blind=self._keys.blind,
+            open_row=lambda row: self._open_or_fail(Action.SEARCH, row),
+            scope_for=self._scope,
+            bound=self.bounds.open,
+            include_bound=self.bounds.include,
+        )
+
+    def _allowed(self, page: list[StoredResource]) -> list[StoredResource]:
+        out = []
+        for stored in page:
+            decision = self._policy.decide(
+                self.principal, Action.SEARCH, stored.res_type, stored.resource
+            )
+            if decision.allowed:
+                out.append(stored)
+        return out
+
+    def search(
+        self,
+        request: SearchRequest,
+        *,
+        offset: int = 0,
+        query_text: str = "",
+        compartment: str | None = None,
+    ) -> SearchPage:
+        """Search (FHIR R4 search.html): one page of matches, includes and the total.
+
+        ``compartment`` restricts the search to one patient's compartment
+        (``Patient/123/Observation``). The audit entry's sealed detail holds the query and the
+        resources disclosed, which are PHI.
+        """
+        res_type = request.res_type
+        self._check(Action.SEARCH, res_type)
+        extra = None
+        if compartment is not None:
+            extra = search_sql.InCompartment(frozenset({compartment}))
+        try:
+            with self._store.read() as conn:
+                page = self._searcher(conn).run(request, offset=offset, extra=extra)
+        except HearthError as error:
+            if error.code is errors.INTEGRITY_FAILED:
+                raise  # already audited where the version was opened
+            raise self._fail(
+                Action.SEARCH, error, res_type=res_type, detail=query_text.encode()
+            ) from None
+        page.matches = self._allowed(page.matches)
+        page.included = self._allowed(page.included)
+        self._audit_search(res_type, query_text, page, compartment)
+        return page
+
+    def everything(
+        self,
+        patient_id: str,
+        *,
+        types: list[str] | None,
+        since: datetime | None,
+        offset: int,
+        count: int,
+        query_text: str = "",
+    ) -> SearchPage:
+        """``Patient/[id]/$everything`` (R4 patient-operation-everything.html): the patient's
+        compartment, oldest first, with the resources it references."""
+        self._check(Action.SEARCH, "Patient", res_id=patient_id)
+        self._check(Action.READ, "Patient", res_id=patient_id)
+        with self._store.read() as conn:
+            searcher = self._searcher(conn)
+            page = searcher.compartment(
+                patient_id,
+                types=types,
+                since_us=to_us(since) if since is not None else None,
+                offset=offset,
+                count=count,
+            )
+            if not page.matches and offset == 0:
+                raise self._fail(
+                    Action.SEARCH,
+                    HearthError(errors.NOT_FOUND),
+                    res_type="Patient",
+                    res_id=patient_id,
+                )
+            page.included = searcher.referenced(page.matches)
+        page.matches = self._allowed(page.matches)
+        page.included = self._allowed(page.included)
+        self._audit_search("Patient", query_text, page, patient_id, operation="$everything")
+        return page
+
+    def _audit_search(
+        self,
+        res_type: str,
+        query_text: str,
+        page: SearchPage,
+        patient: str | None,
+        operation: str | None = None,
+    ) -> None:
+        disclosed = [f"{s.res_type}/{s.res_id}" for s in (*page.matches, *page.included)]
+        detail = orjson.dumps({"query": query_text, "operation": operation, "disclosed": disclosed})
+        self._audit.record(
+            self._record(
+                Action.SEARCH,
+                Outcome.SUCCESS,
+                res_type=res_type,
+                res_id=patient if operation else None,
+                patient=patient,
+                detail=detail,
+            )
+        )
+
     # -- writes ---------------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[WriteBatch]:
@@ -354,6 +509,7 @@ class RecordRepository:
             with self._store.write() as conn:
                 batch = WriteBatch(self, conn)
                 yield batch
+                batch.flush_index()
                 self._audit.append_in(conn, batch.audit_records)
         finally:
             self._deferred = None
@@ -402,6 +558,30 @@ class WriteBatch:
         self._repo = repo
         self._conn = conn
         self.audit_records: list[AuditRecord] = []
+        # Index rows wait here and are written in bulk before the batch commits, or before a
+        # search inside the batch (conditional interactions) so that it sees the batch's writes.
+        self._index: dict[tuple[str, str], search_sql.IndexRow | None] = {}
+
+    def flush_index(self) -> None:
+        """Write the pending index changes (inside this batch's transaction)."""
+        if not self._index:
+            return
+        pending, self._index = self._index, {}
+        old = search_sql.current_index_seqs(self._conn, list(pending))
+        search_sql.delete_index(self._conn, old)
+        search_sql.insert_index(self._conn, [row for row in pending.values() if row is not None])
+
+    def find(self, sub: SubSearch, limit: int = 2) -> list[str]:
+        """Ids of up to ``limit`` resources matching ``sub``, as this batch sees them (for
+        conditional create, update, patch and delete and conditional references)."""
+        repo = self._repo
+        repo._check(Action.SEARCH, sub.res_type)
+        self.flush_index()
+        return [res_id for _seq, res_id in repo._searcher(self._conn).matching_ids(sub, limit)]
+
+    def current(self, res_type: str, res_id: str) -> StoredResource | None:
+        """The current version as this batch sees it (for preconditions), or None."""
+        return self._current(Action.READ, res_type, res_id)
 
     def _current(self, action: Action, res_type: str, res_id: str) -> StoredResource | None:
         repo = self._repo
@@ -437,6 +617,9 @@ class WriteBatch:
                 body, aad=ResourceRef(res_type, res_id).aad(version), random=repo._random
             )
         deleted = resource is None
+        self._index[(res_type, res_id)] = (
+            None if resource is None else index_row(keys, seq, res_type, res_id, ts_us, resource)
+        )
         tag = keys.mac(
             seq=seq,
             res_type=res_type,

@@ -22,15 +22,19 @@ from hearth.fhir.bundle import history_bundle, http_date
 from hearth.fhir.capability import ServerFeatures, capability_statement
 from hearth.fhir.definitions import RESOURCE_TYPES
 from hearth.fhir.outcome import informational_outcome
+from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
 from hearth.services.records import RecordService, check_type
+from hearth.services.search import SearchQuery
 from hearth.web.requests import (
     check_accept,
     client_address,
     parse_count,
     parse_if_match,
     parse_instant,
+    prefer_handling,
     prefer_return,
     pretty,
+    read_form_body,
     read_json_body,
 )
 from hearth.web.responses import fhir_response
@@ -119,10 +123,17 @@ class FhirApi:
             software_version=__version__,
             resource_types=RESOURCE_TYPES,
             features=ServerFeatures(
+                type_interactions=("create", "history-type"),
+                search_params=capability_params,
+                search_includes=capability_includes,
+                search_revincludes=capability_revincludes,
+                operations={
+                    "everything": ("http://hl7.org/fhir/OperationDefinition/Patient-everything")
+                },
                 security_description=(
                     "Every request needs a bearer token. PHI is sealed at rest and every access "
                     "is audited."
-                )
+                ),
             ),
             date=datetime.now(UTC),
         )
@@ -187,9 +198,88 @@ class FhirApi:
         return self.resource_response(request, stored, status=201, location=True)
 
     async def search_type(self, request: Request) -> Response:
-        await self.authenticate(request)
-        check_type(request.path_params["type"])
-        raise HearthError(errors.NOT_IMPLEMENTED)
+        """``GET [type]?...`` and ``POST [type]/_search`` (R4 http.html#search).
+
+        The form body of ``POST _search`` is preferred: it keeps search values, which are PHI,
+        out of URLs and logs. Paging links carry only an opaque token.
+        """
+        principal = await self.authenticate(request)
+        res_type = request.path_params["type"]
+        check_type(res_type)
+        params = list(request.query_params.multi_items())
+        if request.method == "POST":
+            params += await read_form_body(request, self.limits)
+        return await self._search(request, principal, res_type, params, None)
+
+    async def search_compartment(self, request: Request) -> Response:
+        """``GET Patient/[id]/[type]`` (R4 compartmentdefinition.html#search)."""
+        principal = await self.authenticate(request)
+        if request.path_params["ctype"] != "Patient":
+            raise HearthError(errors.ROUTE_NOT_FOUND, "Only the Patient compartment is searched.")
+        res_type = request.path_params["type"]
+        check_type(res_type)
+        params = list(request.query_params.multi_items())
+        if request.method == "POST":
+            params += await read_form_body(request, self.limits)
+        return await self._search(request, principal, res_type, params, request.path_params["id"])
+
+    async def _search(
+        self,
+        request: Request,
+        principal: Principal,
+        res_type: str,
+        params: list[tuple[str, str]],
+        compartment: str | None,
+    ) -> Response:
+        page_token = next((v for k, v in params if k == "_page"), None)
+        query = SearchQuery(
+            res_type,
+            [(k, v) for k, v in params if k != "_page"],
+            strict=prefer_handling(request),
+            compartment=compartment,
+            page_token=page_token,
+        )
+        base = self.base(request)
+        path = f"Patient/{compartment}/{res_type}" if compartment else res_type
+        request_id = request.scope.get("state", {}).get("request_id")
+
+        def run() -> dict[str, Any]:
+            service = self.c.search(principal, request_id=request_id)
+            return service.search(query, base=base, url=f"{base}/{path}")
+
+        bundle = await run_in_threadpool(run)
+        return fhir_response(bundle, pretty=pretty(request))
+
+    async def everything(self, request: Request) -> Response:
+        """``Patient/[id]/$everything`` (R4 patient-operation-everything.html)."""
+        principal = await self.authenticate(request)
+        patient_id = request.path_params["id"]
+        query = request.query_params
+        allowed = {"_count", "_since", "_type", "_page", "_format", "_pretty"}
+        unknown = sorted(set(query) - allowed)
+        if unknown:
+            raise HearthError(
+                errors.BAD_PARAMETER, f"Unsupported $everything parameter {unknown[0]}."
+            )
+        types = [t for t in query.get("_type", "").split(",") if t] or None
+        since = parse_instant(query.get("_since"), "_since")
+        count = parse_count(query.get("_count"), self.limits) if "_count" in query else None
+        base = self.base(request)
+        request_id = request.scope.get("state", {}).get("request_id")
+
+        def run() -> dict[str, Any]:
+            return self.c.search(principal, request_id=request_id).everything(
+                patient_id,
+                types=types,
+                since=since,
+                count=count,
+                page_token=query.get("_page"),
+                base=base,
+                url=f"{base}/Patient/{patient_id}/$everything",
+            )
+
+        bundle = await run_in_threadpool(run)
+        return fhir_response(bundle, pretty=pretty(request))
 
     # -- history ------------------------------------------------------------------------------
     async def history(self, request: Request) -> Response:
@@ -251,6 +341,10 @@ def fhir_routes(container: Container) -> list[Route]:
         Route("/fhir/{type}/_history", api.history, methods=["GET"]),
         Route("/fhir/{type}/{id}/_history", api.history, methods=["GET"]),
         Route("/fhir/{type}/{id}/_history/{vid}", api.vread, methods=["GET"]),
+        Route("/fhir/{type}/_search", api.search_type, methods=["POST"]),
+        Route("/fhir/Patient/{id}/$everything", api.everything, methods=["GET"]),
+        Route("/fhir/{ctype}/{id}/{type}", api.search_compartment, methods=["GET"]),
+        Route("/fhir/{ctype}/{id}/{type}/_search", api.search_compartment, methods=["POST"]),
         Route("/fhir/{type}/{id}", api.read, methods=["GET"]),
         Route("/fhir/{type}/{id}", api.update, methods=["PUT"]),
         Route("/fhir/{type}/{id}", api.patch, methods=["PATCH"]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
@@ -16,6 +17,8 @@ __all__ = [
     "client_address",
     "pretty",
     "prefer_return",
+    "prefer_handling",
+    "read_form_body",
     "read_json_body",
     "parse_count",
     "parse_if_match",
@@ -74,6 +77,29 @@ def check_accept(request: Request) -> None:
     offered = {_media_type(part) for part in accept.split(",")}
     if not offered & _ACCEPTABLE:
         raise HearthError(errors.NOT_ACCEPTABLE)
+
+
+async def read_form_body(request: Request, limits: Limits) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body (``POST [type]/_search``, R4
+    http.html#search), in order, with repeated names kept."""
+    media = _media_type(request.headers.get("content-type", ""))
+    if media != "application/x-www-form-urlencoded":
+        raise HearthError(errors.UNSUPPORTED_MEDIA_TYPE, "Send the search as a form body.")
+    raw = await read_body(request, limits)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HearthError(errors.BAD_REQUEST, "The form body is not UTF-8.") from None
+    return parse_qsl(text, keep_blank_values=True)
+
+
+def prefer_handling(request: Request) -> bool:
+    """``Prefer: handling=strict`` (R4 search.html#errors): True for strict, else lenient."""
+    for part in request.headers.get("prefer", "").replace(",", ";").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "handling":
+            return value.strip().strip('"').lower() == "strict"
+    return False
 
 
 def pretty(request: Request) -> bool:

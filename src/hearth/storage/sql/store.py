@@ -288,6 +288,15 @@ class SqlStore:
         ).first()
         return _version(row) if row is not None else None
 
+    def versions(self, conn: Connection, seqs: Sequence[int]) -> list[VersionRow]:
+        """The versions with these ``seq`` numbers, in no particular order."""
+        out: list[VersionRow] = []
+        wanted = sorted(set(seqs))
+        for start in range(0, len(wanted), 500):
+            rows = conn.execute(select(_V).where(_V.c.seq.in_(wanted[start : start + 500])))
+            out.extend(_version(r) for r in rows)
+        return out
+
     def insert_version(self, conn: Connection, row: VersionRow) -> None:
         conn.execute(
             insert(_V).values(

@@ -36,6 +36,10 @@ __all__ = [
     "user_enrolment",
     "web_session",
     "webauthn_credential",
+    "search_compartment",
+    "search_hash",
+    "search_reference",
+    "search_resource",
 ]
 
 NAMING = {
@@ -48,6 +52,7 @@ metadata = MetaData(naming_convention=NAMING)
 # MariaDB's BLOB holds 64 KiB; resource bodies and audit entries can be larger.
 Blob = LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 Digest = LargeBinary(32).with_variant(mysql.VARBINARY(32), "mysql", "mariadb")
+BlindKey = LargeBinary(16).with_variant(mysql.VARBINARY(16), "mysql", "mariadb")
 
 instance_meta = Table(
     "instance_meta",
@@ -261,4 +266,55 @@ web_session = Table(
     Column("source", String(64)),
     Index(None, "user_id"),
     Index(None, "expires_us"),
+# -- search indexes (docs/design.md, "Search indexes"). Derived from the current version of each
+# resource inside the transaction that writes it, and rebuilt from the sealed versions by
+# ``hearth reindex``. Every row is keyed by the ``seq`` of the version it describes.
+
+# One row per current, non-deleted resource: the root every search starts from. Random id,
+# type and write time are in the clear (the write time is in resource_version already).
+search_resource = Table(
+    "search_resource",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("res_type", String(64), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    Column("ts_us", BigInteger, nullable=False),
+    UniqueConstraint("res_type", "res_id"),
+    Index(None, "res_type", "ts_us"),
+)
+
+# Blind-index keys: HMAC-SHA-256 (truncated to 16 bytes) of (parameter domain, key) under the
+# blind-index key. No value, type or parameter name is stored: the domain is inside the HMAC.
+search_hash = Table(
+    "search_hash",
+    metadata,
+    Column("hash", BlindKey, primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Index(None, "seq"),
+    sqlite_with_rowid=False,
+)
+
+# Literal references between resources, in the clear: parameter code, target type and random
+# target id. Chains, _include, _revinclude and _has join on these.
+search_reference = Table(
+    "search_reference",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("param", String(64), primary_key=True),
+    Column("target_type", String(64), primary_key=True),
+    Column("target_id", String(64), primary_key=True),
+    Column("res_type", String(64), nullable=False),
+    Index(None, "target_id", "target_type", "param", "res_type", "seq"),
+    sqlite_with_rowid=False,
+)
+
+# The patient compartment (compartmentdefinition-patient.html): which patients' records hold
+# each resource. $everything and access scoping by patient filter on it in SQL.
+search_compartment = Table(
+    "search_compartment",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Index(None, "seq"),
+    sqlite_with_rowid=False,
 )

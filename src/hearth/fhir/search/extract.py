@@ -1,0 +1,451 @@
+"""What a search parameter selects from a resource, as typed values (R4 search.html#ptypes).
+
+``extract(param, resource)`` evaluates the parameter's FHIRPath and turns each selected element
+into the value its search type compares: strings, tokens, references, date ranges, numbers,
+quantities, URIs, or for a composite one tuple of component values per selected element. The
+indexer builds index keys from these values and the matcher checks opened resources against
+them, so both read a resource the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from typing import Any
+
+from hearth.fhir import definitions
+from hearth.fhir.search.fhirpath import (
+    Compiled,
+    Node,
+    UnsupportedExpression,
+    compile_expression,
+    reference_type,
+)
+from hearth.fhir.search.values import MAX_US, MIN_US, date_range
+
+__all__ = [
+    "Component",
+    "Param",
+    "Quantity",
+    "Ref",
+    "Token",
+    "Value",
+    "extract",
+    "indexed_params",
+    "param_for",
+]
+
+#: Search types Hearth indexes; ``special`` (``near``) and the expression-less parameters
+#: (``_text``, ``_content``, ``_query``, ``_filter``) are not among them.
+SUPPORTED_TYPES = frozenset(
+    {"string", "token", "reference", "date", "number", "quantity", "uri", "composite"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    system: str | None
+    code: str | None
+    text: tuple[str, ...] = ()
+    types: tuple[tuple[str | None, str | None], ...] = ()  # Identifier.type codings (:of-type)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    type: str | None
+    id: str | None
+    url: str | None = None  # an absolute, canonical or logical reference, kept whole
+    identifier: tuple[str | None, str | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Quantity:
+    value: Decimal | None
+    system: str | None
+    code: str | None
+    unit: str | None
+    wide: bool = False  # a Range: compared by the matcher, never narrowed by bucket
+
+
+Value = Any  # str | Token | Ref | tuple[int, int] | Decimal | Quantity | tuple[list, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    code: str
+    type: str
+    compiled: Compiled
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A search parameter of one resource type, compiled for indexing and matching."""
+
+    res_type: str
+    code: str
+    type: str
+    compiled: Compiled
+    targets: tuple[str, ...] = ()
+    components: tuple[Component, ...] = ()
+
+    @property
+    def domain(self) -> str:
+        """The blind-index domain: keys of different parameters never collide."""
+        return f"search/v1/{self.res_type}/{self.code}"
+
+
+def _type_of(res_type: str) -> Any:
+    def type_of(path: str) -> str | None:
+        if "|" in path:
+            return path.rsplit("|", 1)[1]
+        root, _, rest = path.partition(".")
+        if root in ("Resource", "DomainResource"):
+            root = res_type
+        if not rest:
+            return root
+        found = definitions.element(f"{root}.{rest}")
+        if found is None or len(found.types) != 1:
+            return None
+        return found.types[0]
+
+    return type_of
+
+
+def _component_root(res_type: str, base_path: str) -> str:
+    """The type a composite's component expressions are evaluated against."""
+    if base_path == res_type:
+        return res_type
+    found = definitions.element(base_path)
+    if found is not None and len(found.types) == 1 and not found.backbone:
+        return found.types[0]
+    return base_path  # a backbone element: component paths are relative to it
+
+
+def _choices_of(res_type: str) -> Any:
+    def choices_of(path: str) -> Mapping[str, str] | None:
+        root, _, rest = path.partition(".")
+        if root in ("Resource", "DomainResource"):
+            root = res_type
+        found = definitions.element(f"{root}.{rest}") or definitions.element(f"{root}.{rest}[x]")
+        if found is None:
+            return None
+        return found.choices if found.path.endswith("[x]") else {}
+
+    return choices_of
+
+
+@cache
+def indexed_params(res_type: str) -> Mapping[str, Param]:
+    """Every search parameter of ``res_type`` that Hearth indexes, by code."""
+    out: dict[str, Param] = {}
+    for code, sp in definitions.search_parameters(res_type).items():
+        if sp.type not in SUPPORTED_TYPES or not sp.expression:
+            continue
+        try:
+            compiled = compile_expression(
+                sp.expression, res_type, _choices_of(res_type)
+            ).with_types(_type_of(res_type))
+        except UnsupportedExpression:
+            continue
+        components: list[Component] = []
+        if sp.type == "composite":
+            for part in sp.components:
+                target = definitions.search_parameter(res_type, part.code)
+                if target is None or target.type in ("composite", "special"):
+                    break
+                root = _component_root(res_type, compiled.paths[0])
+                try:
+                    sub = compile_expression(
+                        f"_X_.{part.expression}", "_X_", _relative_choices_of(root)
+                    )
+                except UnsupportedExpression:
+                    break
+                sub = sub.with_types(_relative_type_of(root))
+                components.append(Component(part.code, target.type, sub))
+            if len(components) != len(sp.components) or not components:
+                continue
+        out[code] = Param(res_type, code, sp.type, compiled, sp.targets, tuple(components))
+    return out
+
+
+def _relative_choices_of(root: str) -> Any:
+    def choices_of(path: str) -> Mapping[str, str] | None:
+        rest = path.partition(".")[2]
+        found = definitions.element(f"{root}.{rest}") or definitions.element(f"{root}.{rest}[x]")
+        if found is None:
+            return None
+        return found.choices if found.path.endswith("[x]") else {}
+
+    return choices_of
+
+
+def _relative_type_of(root: str) -> Any:
+    def type_of(path: str) -> str | None:
+        if "|" in path:
+            return path.rsplit("|", 1)[1]
+        rest = path.partition(".")[2]
+        found = definitions.element(f"{root}.{rest}") if rest else None
+        if found is None or len(found.types) != 1:
+            return None
+        return found.types[0]
+
+    return type_of
+
+
+def param_for(res_type: str, code: str) -> Param | None:
+    return indexed_params(res_type).get(code)
+
+
+# ------------------------------------------------------------------------------ values
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        out = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return out if out.is_finite() else None
+
+
+def _strings(value: Any, kind: str | None) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+        return
+    if not isinstance(value, dict):
+        return
+    if kind == "Extension" or (kind is None and "url" in value and len(value) <= 3):
+        for key, inner in value.items():
+            if key.startswith("value") and isinstance(inner, str):
+                yield inner
+        return
+    for key in ("family", "text", "city", "district", "state", "postalCode", "country"):
+        inner = value.get(key)
+        if isinstance(inner, str):
+            yield inner
+    for key in ("given", "prefix", "suffix", "line"):
+        for inner in value.get(key) or ():
+            if isinstance(inner, str):
+                yield inner
+
+
+def _coding(c: Any, texts: tuple[str, ...] = ()) -> Token | None:
+    if not isinstance(c, dict):
+        return None
+    system, code, display = c.get("system"), c.get("code"), c.get("display")
+    text = (*texts, display) if isinstance(display, str) else texts
+    return Token(
+        system if isinstance(system, str) else None,
+        code if isinstance(code, str) else None,
+        text,
+    )
+
+
+def _tokens(value: Any, kind: str | None) -> Iterable[Token]:
+    if isinstance(value, bool):
+        yield Token(None, "true" if value else "false")
+        return
+    if isinstance(value, str | int):
+        yield Token(None, str(value))
+        return
+    if not isinstance(value, dict):
+        return
+    if kind == "Extension":
+        for key, inner in value.items():
+            if key.startswith("value"):
+                yield from _tokens(inner, key[5:] or None)
+        return
+    if "coding" in value or kind == "CodeableConcept":
+        text = value.get("text")
+        texts = (text,) if isinstance(text, str) else ()
+        codings = [t for t in (_coding(c, texts) for c in value.get("coding") or ()) if t]
+        yield from codings
+        if not codings and texts:
+            yield Token(None, None, texts)
+        return
+    if kind == "Identifier" or (kind is None and "value" in value and "use" in value):
+        found_type = value.get("type")
+        type_cc: dict[str, Any] = found_type if isinstance(found_type, dict) else {}
+        types = tuple(
+            (c.get("system"), c.get("code"))
+            for c in type_cc.get("coding") or ()
+            if isinstance(c, dict)
+        )
+        type_text = type_cc.get("text")
+        yield Token(
+            value.get("system") if isinstance(value.get("system"), str) else None,
+            value.get("value") if isinstance(value.get("value"), str) else None,
+            (type_text,) if isinstance(type_text, str) else (),
+            types,
+        )
+        return
+    if kind == "ContactPoint":
+        val = value.get("value")
+        system = value.get("system")
+        yield Token(
+            system if isinstance(system, str) else None, val if isinstance(val, str) else None
+        )
+        return
+    token = _coding(value)
+    if token is not None and (token.code is not None or token.system is not None):
+        yield token
+    elif "value" in value and isinstance(value.get("value"), str):
+        system = value.get("system")
+        yield Token(system if isinstance(system, str) else None, value["value"])
+
+
+def _refs(value: Any, kind: str | None) -> Iterable[Ref]:
+    if isinstance(value, str):  # canonical or uri
+        yield Ref(None, None, url=value)
+        return
+    if not isinstance(value, dict):
+        return
+    if kind == "Extension":
+        for key, inner in value.items():
+            if key.startswith("value"):
+                yield from _refs(inner, key[5:] or None)
+        return
+    literal = value.get("reference")
+    ident = value.get("identifier")
+    identifier = None
+    if isinstance(ident, dict):
+        sys, val = ident.get("system"), ident.get("value")
+        identifier = (sys if isinstance(sys, str) else None, val if isinstance(val, str) else None)
+    if isinstance(literal, str):
+        if literal.startswith("#"):
+            return  # a contained resource: not searchable across resources
+        parts = literal.split("/")
+        if "://" not in literal and not literal.startswith("urn:") and len(parts) in (2, 4):
+            yield Ref(parts[0], parts[1], identifier=identifier)
+            return
+        yield Ref(reference_type(value), None, url=literal, identifier=identifier)
+        return
+    if identifier is not None:
+        yield Ref(reference_type(value), None, identifier=identifier)
+
+
+def _date(value: Any, kind: str | None) -> Iterable[tuple[int, int]]:
+    if isinstance(value, str):
+        try:
+            yield date_range(value)
+        except ValueError:
+            return
+        return
+    if not isinstance(value, dict):
+        return
+    if kind == "Extension":
+        for key, inner in value.items():
+            if key.startswith("value"):
+                yield from _date(inner, key[5:] or None)
+        return
+    if "start" in value or "end" in value or kind == "Period":
+        lo, hi = MIN_US, MAX_US
+        try:
+            if isinstance(value.get("start"), str):
+                lo = date_range(value["start"])[0]
+            if isinstance(value.get("end"), str):
+                hi = date_range(value["end"])[1]
+        except ValueError:
+            return
+        if lo <= hi:
+            yield lo, hi
+        return
+    for event in value.get("event") or ():  # Timing
+        if isinstance(event, str):
+            try:
+                yield date_range(event)
+            except ValueError:
+                continue
+
+
+def _quantities(value: Any, kind: str | None) -> Iterable[Quantity]:
+    if not isinstance(value, dict):
+        number = _decimal(value)
+        if number is not None:
+            yield Quantity(number, None, None, None)
+        return
+    if kind == "Extension":
+        for key, inner in value.items():
+            if key.startswith("value"):
+                yield from _quantities(inner, key[5:] or None)
+        return
+    if "low" in value or "high" in value or kind == "Range":
+        yield Quantity(None, None, None, None, wide=True)
+        return
+    number = _decimal(value.get("value"))
+    if number is None:
+        return
+    if "currency" in value:  # Money
+        currency = value.get("currency")
+        yield Quantity(number, "urn:iso:std:iso:4217", currency, currency)
+        return
+    system, code, unit = value.get("system"), value.get("code"), value.get("unit")
+    yield Quantity(
+        number,
+        system if isinstance(system, str) else None,
+        code if isinstance(code, str) else None,
+        unit if isinstance(unit, str) else None,
+    )
+
+
+def _numbers(value: Any, kind: str | None) -> Iterable[Decimal]:
+    if isinstance(value, dict):
+        if kind == "Extension":
+            for key, inner in value.items():
+                if key.startswith("value"):
+                    yield from _numbers(inner, None)
+        elif "value" in value:
+            number = _decimal(value.get("value"))
+            if number is not None:
+                yield number
+        return
+    number = _decimal(value)
+    if number is not None:
+        yield number
+
+
+def _uris(value: Any, kind: str | None) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict) and kind == "Extension":
+        for key, inner in value.items():
+            if key.startswith("value") and isinstance(inner, str):
+                yield inner
+
+
+_BY_TYPE = {
+    "string": _strings,
+    "token": _tokens,
+    "reference": _refs,
+    "date": _date,
+    "number": _numbers,
+    "quantity": _quantities,
+    "uri": _uris,
+}
+
+
+def values_of(search_type: str, nodes: Iterable[Node]) -> list[Value]:
+    convert = _BY_TYPE[search_type]
+    out: list[Value] = []
+    for value, kind in nodes:
+        out.extend(convert(value, kind))
+    return out
+
+
+def extract(param: Param, resource: dict[str, Any]) -> list[Value]:
+    """The values ``param`` selects from ``resource``; for a composite, one tuple per element
+    with each component's values."""
+    nodes = param.compiled(resource)
+    if param.type != "composite":
+        return values_of(param.type, nodes)
+    out: list[Value] = []
+    for value, _kind in nodes:
+        if not isinstance(value, dict):
+            continue
+        parts = tuple(values_of(c.type, c.compiled(value)) for c in param.components)
+        if all(parts):
+            out.append(parts)
+    return out

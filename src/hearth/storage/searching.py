@@ -1,0 +1,329 @@
+"""Running a planned search inside the gate: SQL narrows, the repository finishes, within bounds.
+
+``Searcher`` works on one connection (a read transaction, or the write transaction of a batch
+so that conditional interactions see the batch's own writes). It
+
+1. resolves every chained and ``_has`` sub-search into an exact condition, innermost first;
+2. resolves inexact criteria (sealed ranges, long prefixes, ``:contains``...): it selects the
+   rows the index cannot decide, opens at most ``bound`` of them, runs each criterion's check on
+   the decrypted resource, and replaces the criterion by the exact list of rows that passed.
+   More than ``bound`` candidates is refused with ``SEARCH_TOO_COSTLY``, never answered wrongly;
+3. counts, orders and pages in SQL, or, to sort on a sealed field, opens every match (again at
+   most ``bound``) and sorts them in memory;
+4. applies the policy's search scope (``hearth.security.SearchScope``) as a SQL predicate at
+   every level, so that counts and pages only ever include rows the principal may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, FromClause, select
+
+from hearth.domain import HearthError, StoredResource, errors
+from hearth.fhir.search import (
+    And,
+    Chain,
+    Cond,
+    Criterion,
+    Has,
+    Include,
+    Not,
+    Or,
+    SearchRequest,
+    SortKey,
+    SubSearch,
+    and_,
+    or_,
+    sort_value,
+)
+from hearth.storage.sql import search as sql
+from hearth.storage.sql.store import SqlStore, VersionRow
+
+__all__ = ["SearchPage", "Searcher"]
+
+Opener = Callable[[VersionRow], StoredResource]
+Blind = Callable[[str, str], bytes]
+ScopeFor = Callable[[str], object]  # res_type -> an exact condition (or ALL)
+
+
+@dataclass(slots=True)
+class SearchPage:
+    matches: list[StoredResource]
+    included: list[StoredResource] = field(default_factory=list)
+    total: int | None = None
+    offset: int = 0
+    more: bool = False
+
+
+class Searcher:
+    def __init__(
+        self,
+        *,
+        conn: Connection,
+        store: SqlStore,
+        blind: Blind,
+        open_row: Opener,
+        scope_for: ScopeFor,
+        bound: int,
+        include_bound: int,
+    ) -> None:
+        self._conn = conn
+        self._store = store
+        self._blind = blind
+        self._open = open_row
+        self._scope_for = scope_for
+        self._bound = bound
+        self._include_bound = include_bound
+        self.opened = 0  # resources opened to finish inexact criteria (for tests and bench)
+
+    # -- resolution ---------------------------------------------------------------------------
+    def _exact_tree(self, cond: Cond) -> object:
+        """``cond`` with every chain and ``_has`` replaced by its resolved form."""
+        match cond:
+            case Chain() | Has():
+                return sql.Resolved(cond, self.resolve(cond.inner))
+            case Not(part=part):
+                return Not(self._exact_tree(part))  # type: ignore[arg-type]
+            case And(parts=parts):
+                return And(tuple(self._exact_tree(p) for p in parts))  # type: ignore[misc]
+            case Or(parts=parts):
+                return Or(tuple(self._exact_tree(p) for p in parts))  # type: ignore[misc]
+            case _:
+                return cond
+
+    def _where(self, cond: object, root: FromClause) -> Any:
+        return sql.compile_cond(cond, root, self._blind)
+
+    def resolve(self, sub: SubSearch, extra: object = None) -> object:
+        """An exact condition for ``sub``, scoped to what the principal may see."""
+        scope = self._scope_for(sub.res_type)
+        criteria = [
+            Criterion(
+                self._exact_tree(c.sure),  # type: ignore[arg-type]
+                self._exact_tree(c.maybe),  # type: ignore[arg-type]
+                c.check,
+                c.name,
+            )
+            for c in sub.criteria
+        ]
+        parts: list[object] = [scope] if extra is None else [scope, extra]
+        sure = and_(*parts, *(c.sure for c in criteria))  # type: ignore[arg-type]
+        inexact = [c for c in criteria if not c.exact]
+        if not inexact:
+            return sure
+        candidates = and_(
+            *parts,  # type: ignore[arg-type]
+            *(c.maybe for c in criteria),
+            or_(*(and_(c.maybe, Not(c.sure)) for c in inexact)),
+        )
+        query, _root = self._query(sub.res_type, candidates)
+        seqs = [int(s) for s in self._conn.execute(query.limit(self._bound + 1)).scalars()]
+        if len(seqs) > self._bound:
+            raise HearthError(
+                errors.SEARCH_TOO_COSTLY,
+                f"The search would open more than {self._bound} resources to finish "
+                f"'{inexact[0].name}'; add a more selective parameter.",
+            )
+        passed: set[int] = set()
+        for stored in self._open_seqs(seqs):
+            resource = stored.resource or {}
+            if all(c.check is not None and c.check(resource) for c in inexact):
+                passed.add(stored.seq)
+        return or_(sure, sql.SeqIn(frozenset(passed)))  # type: ignore[arg-type]
+
+    def _alias(self) -> FromClause:
+        return sql.R.alias("r")
+
+    def _query(self, res_type: str, cond: object) -> tuple[Any, FromClause]:
+        root = self._alias()
+        query = select(root.c.seq).where(root.c.res_type == res_type, self._where(cond, root))
+        return query, root
+
+    def _open_seqs(self, seqs: Sequence[int]) -> list[StoredResource]:
+        rows = {r.seq: r for r in self._store.versions(self._conn, seqs)}
+        out = []
+        for seq in seqs:
+            row = rows.get(seq)
+            if row is not None:
+                self.opened += 1
+                out.append(self._open(row))
+        return out
+
+    # -- the search ------------------------------------------------------------------------------
+    def run(self, request: SearchRequest, *, offset: int, extra: object = None) -> SearchPage:
+        cond = self.resolve(request.sub(), extra)
+        query, root = self._query(request.res_type, cond)
+        total = None
+        if request.total != "none" or request.summary == "count":
+            total = sql.count_rows(self._conn, query)
+        if request.summary == "count":
+            return SearchPage([], [], total, offset, False)
+        sealed_sort = any(k.param is not None for k in request.sort)
+        if sealed_sort:
+            page, more = self._sorted_in_memory(request, query, offset)
+        else:
+            order = []
+            for key in request.sort:
+                column = root.c.res_id if key.code == "_id" else root.c.ts_us
+                order.append(column.desc() if key.descending else column.asc())
+            order.append(root.c.seq.asc())
+            seqs = [
+                int(s)
+                for s in self._conn.execute(
+                    query.order_by(*order).offset(offset).limit(request.count + 1)
+                ).scalars()
+            ]
+            more = len(seqs) > request.count
+            page = self._open_seqs(seqs[: request.count])
+        included = self._includes(request, page)
+        return SearchPage(page, included, total, offset, more)
+
+    def _sorted_in_memory(
+        self, request: SearchRequest, query: Any, offset: int
+    ) -> tuple[list[StoredResource], bool]:
+        seqs = [int(s) for s in self._conn.execute(query.limit(self._bound + 1)).scalars()]
+        if len(seqs) > self._bound:
+            raise HearthError(
+                errors.SEARCH_TOO_COSTLY,
+                f"Sorting on a sealed field opens every match, and more than {self._bound} "
+                "match; narrow the search or sort by _lastUpdated or _id.",
+            )
+        opened = self._open_seqs(seqs)
+        for key in reversed(request.sort):
+            opened.sort(key=_sort_key(key), reverse=key.descending)
+        page = opened[offset : offset + request.count]
+        return page, offset + request.count < len(opened)
+
+    # -- includes -------------------------------------------------------------------------------
+    def _scoped(self, seqs: Iterable[int]) -> list[int]:
+        """Drop rows outside the principal's search scope (checked per type, in SQL)."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return []
+        rows = self._conn.execute(
+            select(sql.R.c.seq, sql.R.c.res_type).where(sql.R.c.seq.in_(wanted))
+        )
+        by_type: dict[str, list[int]] = {}
+        for seq, res_type in rows:
+            by_type.setdefault(res_type, []).append(int(seq))
+        out: list[int] = []
+        for res_type, group in by_type.items():
+            scope = self._scope_for(res_type)
+            cond = and_(scope, sql.SeqIn(frozenset(group)))  # type: ignore[arg-type]
+            query, _root = self._query(res_type, cond)
+            out.extend(int(s) for s in self._conn.execute(query).scalars())
+        return out
+
+    def _includes(self, request: SearchRequest, page: list[StoredResource]) -> list[StoredResource]:
+        if not request.includes and not request.revincludes:
+            return []
+        seen = {s.seq for s in page}
+        frontier = list(page)
+        included: list[StoredResource] = []
+        first = True
+        for _round in range(4):  # the first pass, and up to three levels of :iterate
+            found: set[int] = set()
+            for inc in request.includes:
+                if not first and not inc.iterate:
+                    continue
+                found.update(self._forward(inc, frontier))
+            for inc in request.revincludes:
+                if not first and not inc.iterate:
+                    continue
+                found.update(self._reverse(inc, frontier))
+            found -= seen
+            if not found:
+                break
+            room = self._include_bound - len(included)
+            if room <= 0:
+                break
+            chosen = sorted(self._scoped(found))[:room]
+            opened = [s for s in self._open_seqs(chosen) if not s.deleted]
+            included.extend(opened)
+            seen.update(chosen)
+            frontier = opened
+            first = False
+            if not any(i.iterate for i in (*request.includes, *request.revincludes)):
+                break
+        return included
+
+    def _forward(self, inc: Include, frontier: list[StoredResource]) -> list[int]:
+        sources = [s.seq for s in frontier if s.res_type == inc.source_type]
+        params = None if inc.param is None else [inc.param]
+        targets = {
+            (tt, ti)
+            for _seq, _p, tt, ti in sql.references_from(self._conn, sources, params)
+            if inc.target_type is None or tt == inc.target_type
+        }
+        return sql.current_seqs(self._conn, targets)
+
+    def _reverse(self, inc: Include, frontier: list[StoredResource]) -> list[int]:
+        targets = [(s.res_type, s.res_id) for s in frontier]
+        if inc.target_type is not None:
+            targets = [t for t in targets if t[0] == inc.target_type]
+        params = None if inc.param is None else [inc.param]
+        return sql.referencing(
+            self._conn, targets, inc.source_type, params, self._include_bound + 1
+        )
+
+    # -- conditional interactions -----------------------------------------------------------
+    def matching_ids(self, sub: SubSearch, limit: int = 2) -> list[tuple[int, str]]:
+        """(seq, id) of up to ``limit`` resources matching ``sub`` (for conditional writes)."""
+        cond = self.resolve(sub)
+        query, root = self._query(sub.res_type, cond)
+        query = query.add_columns(root.c.res_id).order_by(root.c.seq).limit(limit)
+        return [(int(seq), str(res_id)) for seq, res_id in self._conn.execute(query)]
+
+    def compartment(
+        self,
+        patient_id: str,
+        *,
+        types: Sequence[str] | None,
+        since_us: int | None,
+        offset: int,
+        count: int,
+    ) -> SearchPage:
+        """One page of the patient's compartment, oldest first ($everything)."""
+        root = self._alias()
+        conds = [self._where(sql.InCompartment(frozenset({patient_id})), root)]
+        if types is not None:
+            conds.append(root.c.res_type.in_(sorted(types)))
+        if since_us is not None:
+            conds.append(root.c.ts_us >= since_us)
+        query = select(root.c.seq).where(*conds)
+        rows = self._conn.execute(query.order_by(root.c.seq)).scalars()
+        allowed = self._scoped(int(s) for s in rows)
+        total = len(allowed)
+        chosen = sorted(allowed)[offset : offset + count + 1]
+        page = self._open_seqs(chosen[:count])
+        return SearchPage(page, [], total, offset, len(chosen) > count)
+
+    def referenced(self, page: list[StoredResource]) -> list[StoredResource]:
+        """Resources the page references that are outside any compartment ($everything)."""
+        targets = {
+            (tt, ti)
+            for _s, _p, tt, ti in sql.references_from(self._conn, [s.seq for s in page], None)
+        }
+        seqs = set(sql.current_seqs(self._conn, targets)) - {s.seq for s in page}
+        chosen = sorted(self._scoped(seqs))[: self._include_bound]
+        return [s for s in self._open_seqs(chosen) if not s.deleted]
+
+
+def _sort_key(key: SortKey) -> Callable[[StoredResource], Any]:
+    def value(stored: StoredResource) -> Any:
+        if key.code == "_id":
+            return (0, stored.res_id)
+        if key.code == "_lastUpdated":
+            return (0, stored.last_updated)
+        if key.param is None:  # pragma: no cover - only _id and _lastUpdated have none
+            return (0, "")
+        found = sort_value(key.param, stored.resource or {}, descending=key.descending)
+        # Resources without a value sort last in either direction (search.html#sort).
+        if found is None:
+            return (1, "") if not key.descending else (-1, "")
+        return (0, found)
+
+    return value

@@ -1,0 +1,300 @@
+"""SQL for the search indexes: maintenance on write and the compilation of search conditions.
+
+The pure planner (``hearth.fhir.search``) describes a search as a tree of conditions over the
+index; this module turns that tree into SQLAlchemy Core over ``search_resource`` and the three
+index tables, with every blind key already computed by the caller (the repository owns the key
+ring). Statements are parameterised and portable across SQLite, PostgreSQL and MariaDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    FromClause,
+    Select,
+    and_,
+    delete,
+    false,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    true,
+    tuple_,
+)
+
+from hearth.fhir.search.conditions import (
+    All,
+    And,
+    Chain,
+    Has,
+    IdIn,
+    Keys,
+    None_,
+    Not,
+    Or,
+    RefTo,
+    Updated,
+)
+from hearth.storage.sql import tables as t
+
+__all__ = [
+    "IndexRow",
+    "InCompartment",
+    "SeqIn",
+    "compile_cond",
+    "delete_index",
+    "insert_index",
+]
+
+R = t.search_resource
+H = t.search_hash
+X = t.search_reference
+P = t.search_compartment
+
+Blind = Callable[[str, str], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class SeqIn:
+    """Rows whose current version is one of ``seqs`` (resolved inexact criteria)."""
+
+    seqs: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class InCompartment:
+    """Rows in the compartment of one of ``patients`` (access scoping, $everything)."""
+
+    patients: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A chain or ``_has`` whose inner search has been resolved to an exact condition."""
+
+    node: Chain | Has
+    inner: object  # an exact condition tree (Cond | SeqIn | InCompartment | ...)
+
+
+@dataclass(slots=True)
+class IndexRow:
+    """Everything the index holds about one current version."""
+
+    seq: int
+    res_type: str
+    res_id: str
+    ts_us: int
+    hashes: set[bytes] = field(default_factory=set)
+    refs: set[tuple[str, str, str]] = field(default_factory=set)
+    patients: set[str] = field(default_factory=set)
+
+
+# ---------------------------------------------------------------------------- maintenance
+
+
+def current_index_seqs(conn: Connection, keys: Sequence[tuple[str, str]]) -> list[int]:
+    """The index ``seq`` of each (type, id) that is currently indexed."""
+    if not keys:
+        return []
+    out: list[int] = []
+    for start in range(0, len(keys), 400):
+        chunk = keys[start : start + 400]
+        rows = conn.execute(
+            select(R.c.seq).where(tuple_(R.c.res_type, R.c.res_id).in_(chunk))
+        ).scalars()
+        out.extend(int(s) for s in rows)
+    return out
+
+
+def delete_index(conn: Connection, seqs: Sequence[int]) -> None:
+    for start in range(0, len(seqs), 400):
+        chunk = list(seqs[start : start + 400])
+        for table in (H, X, P, R):
+            conn.execute(delete(table).where(table.c.seq.in_(chunk)))
+
+
+def insert_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
+    if not rows:
+        return
+    conn.execute(
+        insert(R),
+        [
+            {"seq": r.seq, "res_type": r.res_type, "res_id": r.res_id, "ts_us": r.ts_us}
+            for r in rows
+        ],
+    )
+    hashes = [{"hash": h, "seq": r.seq} for r in rows for h in r.hashes]
+    if hashes:
+        conn.execute(insert(H), hashes)
+    refs = [
+        {"seq": r.seq, "param": p, "target_type": tt, "target_id": ti, "res_type": r.res_type}
+        for r in rows
+        for p, tt, ti in r.refs
+    ]
+    if refs:
+        conn.execute(insert(X), refs)
+    patients = [{"patient_id": p, "seq": r.seq} for r in rows for p in r.patients]
+    if patients:
+        conn.execute(insert(P), patients)
+
+
+def clear_index(conn: Connection) -> None:
+    for table in (H, X, P, R):
+        conn.execute(delete(table))
+
+
+# ---------------------------------------------------------------------------- compilation
+
+
+def _keys(cond: Keys, seq: ColumnElement[int], blind: Blind) -> ColumnElement[bool]:
+    hashes = sorted(blind(cond.domain, k) for k in cond.keys)
+    where = H.c.hash == hashes[0] if len(hashes) == 1 else H.c.hash.in_(hashes)
+    return seq.in_(select(H.c.seq).where(where))
+
+
+def _ref(cond: RefTo, root: FromClause) -> ColumnElement[bool]:
+    typed = [(tt, ti) for tt, ti in cond.targets if tt is not None]
+    untyped = [ti for tt, ti in cond.targets if tt is None]
+    options: list[ColumnElement[bool]] = []
+    if typed:
+        options.append(tuple_(X.c.target_type, X.c.target_id).in_(typed))
+    if untyped:
+        options.append(X.c.target_id.in_(untyped))
+    return root.c.seq.in_(
+        select(X.c.seq).where(
+            X.c.param == cond.param, X.c.res_type == root.c.res_type, or_(*options)
+        )
+    )
+
+
+def compile_cond(cond: object, root: FromClause, blind: Blind) -> ColumnElement[bool]:
+    """SQL for ``cond`` over ``root`` (an alias of ``search_resource``)."""
+    match cond:
+        case All():
+            return true()
+        case None_():
+            return false()
+        case Keys():
+            return _keys(cond, root.c.seq, blind)
+        case RefTo():
+            return _ref(cond, root)
+        case IdIn(ids=ids):
+            return root.c.res_id.in_(sorted(ids))
+        case Updated(lo=lo, hi=hi):
+            parts = []
+            if lo is not None:
+                parts.append(root.c.ts_us >= lo)
+            if hi is not None:
+                parts.append(root.c.ts_us <= hi)
+            return and_(true(), *parts)
+        case Not(part=part):
+            return not_(compile_cond(part, root, blind))
+        case And(parts=parts):
+            return and_(*(compile_cond(p, root, blind) for p in parts))
+        case Or(parts=parts):
+            return or_(*(compile_cond(p, root, blind) for p in parts))
+        case SeqIn(seqs=seqs):
+            return root.c.seq.in_(sorted(seqs)) if seqs else false()
+        case InCompartment(patients=patients):
+            if not patients:
+                return false()
+            return root.c.seq.in_(select(P.c.seq).where(P.c.patient_id.in_(sorted(patients))))
+        case Resolved(node=Chain() as chain, inner=inner):
+            target = R.alias()
+            return root.c.seq.in_(
+                select(X.c.seq)
+                .select_from(
+                    X.join(
+                        target,
+                        and_(
+                            target.c.res_type == X.c.target_type,
+                            target.c.res_id == X.c.target_id,
+                        ),
+                    )
+                )
+                .where(
+                    X.c.param == chain.param,
+                    X.c.target_type == chain.target_type,
+                    X.c.res_type == root.c.res_type,
+                    compile_cond(inner, target, blind),
+                )
+            )
+        case Resolved(node=Has() as has, inner=inner):
+            source = R.alias()
+            return root.c.res_id.in_(
+                select(X.c.target_id)
+                .select_from(X.join(source, source.c.seq == X.c.seq))
+                .where(
+                    X.c.param == has.param,
+                    X.c.res_type == has.inner.res_type,
+                    X.c.target_type == root.c.res_type,
+                    compile_cond(inner, source, blind),
+                )
+            )
+        case _:
+            raise TypeError(f"cannot compile {type(cond).__name__}")
+
+
+def select_seqs(res_type: str, where: ColumnElement[bool]) -> tuple[Select[tuple[int]], FromClause]:
+    root = R.alias("r")
+    return select(root.c.seq).where(root.c.res_type == res_type, where), root
+
+
+def count_rows(conn: Connection, query: Select[tuple[int]]) -> int:
+    return int(conn.execute(select(func.count()).select_from(query.subquery())).scalar_one())
+
+
+def references_from(
+    conn: Connection, seqs: Iterable[int], params: Sequence[str] | None
+) -> list[tuple[int, str, str, str]]:
+    """(seq, param, target type, target id) of the references held by ``seqs``."""
+    chunk = sorted(set(seqs))
+    if not chunk:
+        return []
+    query = select(X.c.seq, X.c.param, X.c.target_type, X.c.target_id).where(X.c.seq.in_(chunk))
+    if params is not None:
+        query = query.where(X.c.param.in_(params))
+    return [(int(a), b, c, d) for a, b, c, d in conn.execute(query)]
+
+
+def referencing(
+    conn: Connection,
+    targets: Iterable[tuple[str, str]],
+    source_type: str,
+    params: Sequence[str] | None,
+    limit: int,
+) -> list[int]:
+    """Seqs of ``source_type`` resources whose ``params`` reference one of ``targets``."""
+    wanted = sorted(set(targets))
+    if not wanted:
+        return []
+    query = (
+        select(X.c.seq)
+        .where(
+            tuple_(X.c.target_type, X.c.target_id).in_(wanted),
+            X.c.res_type == source_type,
+        )
+        .distinct()
+        .limit(limit)
+    )
+    if params is not None:
+        query = query.where(X.c.param.in_(params))
+    return [int(s) for s in conn.execute(query).scalars()]
+
+
+def current_seqs(conn: Connection, refs: Iterable[tuple[str, str]]) -> list[int]:
+    wanted = sorted(set(refs))
+    if not wanted:
+        return []
+    return [
+        int(s)
+        for s in conn.execute(
+            select(R.c.seq).where(tuple_(R.c.res_type, R.c.res_id).in_(wanted))
+        ).scalars()
+    ]

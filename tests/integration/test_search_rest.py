@@ -1,0 +1,157 @@
+"""Search over HTTP (R4 http.html#search): GET, POST _search, paging links, compartments."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.testclient import TestClient
+
+FHIR = "application/fhir+json"
+FORM = "application/x-www-form-urlencoded"
+
+
+def post(client: TestClient, resource: dict[str, Any]) -> str:
+    response = client.post(
+        f"/fhir/{resource['resourceType']}",
+        content=orjson.dumps(resource),
+        headers={"Content-Type": FHIR},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def seed(client: TestClient) -> dict[str, str]:
+    ids = {}
+    for i, family in enumerate(["Rivera", "Rivers", "Rowe", "Ruiz", "Riviera"]):
+        ids[family] = post(
+            client,
+            {
+                "resourceType": "Patient",
+                "name": [{"family": family}],
+                "birthDate": f"19{50 + i}-01-01",
+            },
+        )
+    for value in (90, 120, 150):
+        post(
+            client,
+            {
+                "resourceType": "Observation",
+                "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                "subject": {"reference": f"Patient/{ids['Rivera']}"},
+                "valueQuantity": {"value": value},
+            },
+        )
+    return ids
+
+
+def names(bundle: dict[str, Any], mode: str = "match") -> list[str]:
+    return sorted(
+        e["resource"]["name"][0]["family"]
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == mode and e["resource"]["resourceType"] == "Patient"
+    )
+
+
+def test_get_and_post_search_agree_and_page_with_opaque_links(client: TestClient) -> None:
+    seed(client)
+    got = client.get("/fhir/Patient", params={"name": "riv", "_count": "2"})
+    assert got.status_code == 200, got.text
+    bundle = got.json()
+    assert bundle["type"] == "searchset"
+    assert bundle["total"] == 3
+    links = {link["relation"]: link["url"] for link in bundle["link"]}
+    assert "riv" not in links["self"]
+    assert "name" not in links["next"]
+    posted = client.post(
+        "/fhir/Patient/_search", content="name=riv&_count=2", headers={"Content-Type": FORM}
+    )
+    assert posted.status_code == 200, posted.text
+    assert names(posted.json()) == names(bundle)
+    seen = names(bundle)
+    next_url = links["next"]
+    while next_url:
+        page = client.get(urlsplit(next_url).path + "?" + urlsplit(next_url).query).json()
+        seen += names(page)
+        next_url = {link["relation"]: link["url"] for link in page["link"]}.get("next")
+    assert sorted(seen) == ["Rivera", "Rivers", "Riviera"]
+
+
+def test_page_links_are_bound_to_the_principal(client: TestClient, sqlite_instance: Any) -> None:
+    seed(client)
+    bundle = client.get("/fhir/Patient", params={"_count": "1"}).json()
+    next_url = {link["relation"]: link["url"] for link in bundle["link"]}["next"]
+    other = sqlite_instance.container.authenticator.issue_token(
+        subject="someone-else", roles=frozenset({"bootstrap-admin"}), label="t", ttl=None, by="t"
+    )
+    parts = urlsplit(next_url)
+    response = client.get(
+        parts.path + "?" + parts.query, headers={"Authorization": f"Bearer {other}"}
+    )
+    assert response.status_code == 400
+
+
+def test_includes_compartment_and_everything(client: TestClient) -> None:
+    ids = seed(client)
+    bundle = client.get(
+        "/fhir/Observation", params={"value-quantity": "gt100", "_include": "Observation:subject"}
+    ).json()
+    assert bundle["total"] == 2
+    assert names(bundle, "include") == ["Rivera"]
+    compartment = client.get(f"/fhir/Patient/{ids['Rivera']}/Observation").json()
+    assert compartment["total"] == 3
+    assert client.get(f"/fhir/Patient/{ids['Rowe']}/Observation").json()["total"] == 0
+    everything = client.get(f"/fhir/Patient/{ids['Rivera']}/$everything").json()
+    types = sorted(e["resource"]["resourceType"] for e in everything["entry"])
+    assert types == ["Observation", "Observation", "Observation", "Patient"]
+    missing = client.get("/fhir/Patient/no-such-patient/$everything")
+    assert missing.status_code == 404
+
+
+def test_strict_and_lenient_handling(client: TestClient) -> None:
+    seed(client)
+    strict = client.get(
+        "/fhir/Patient", params={"frobnicate": "1"}, headers={"Prefer": "handling=strict"}
+    )
+    assert strict.status_code == 400
+    assert strict.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-0901"
+    lenient = client.get("/fhir/Patient", params={"frobnicate": "1", "family": "rowe"})
+    assert lenient.status_code == 200
+    bundle = lenient.json()
+    assert names(bundle) == ["Rowe"]
+    outcome = [e for e in bundle["entry"] if e["search"]["mode"] == "outcome"]
+    assert "frobnicate" in outcome[0]["resource"]["issue"][0]["diagnostics"]
+
+
+def test_summary_and_elements_mark_the_resource_subsetted(client: TestClient) -> None:
+    seed(client)
+    bundle = client.get("/fhir/Patient", params={"family": "ruiz", "_elements": "birthDate"}).json()
+    resource = bundle["entry"][0]["resource"]
+    assert "name" not in resource
+    assert resource["birthDate"] == "1953-01-01"
+    assert any(t["code"] == "SUBSETTED" for t in resource["meta"]["tag"])
+    count = client.get("/fhir/Patient", params={"_summary": "count"}).json()
+    assert count["total"] == 5
+    assert count["entry"] == []
+
+
+def test_capability_statement_lists_search_parameters(client: TestClient) -> None:
+    statement = client.get("/fhir/metadata").json()
+    patient = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Patient")
+    assert "search-type" in {i["code"] for i in patient["interaction"]}
+    params = {p["name"]: p["type"] for p in patient["searchParam"]}
+    assert params["birthdate"] == "date"
+    assert params["name"] == "string"
+    assert "near" not in params
+    assert "_text" not in params
+    assert "Observation:subject" in patient["searchRevInclude"]
+
+
+def test_bad_search_value_answers_an_outcome_without_the_value(client: TestClient) -> None:
+    response = client.get("/fhir/Patient", params={"birthdate": "19xx-02"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert "19xx" not in response.text
