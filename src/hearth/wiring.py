@@ -58,11 +58,11 @@ from hearth.services.account import AccountService
 from hearth.services.identity import Authenticator
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
+from hearth.services.search import SearchService
 from hearth.services.sessions import SessionService
 from hearth.services.signin import SignInService
 from hearth.services.throttle import SignInThrottle
 from hearth.services.users import SetUpLink, UserService
-from hearth.services.search import SearchService
 from hearth.settings import CONFIG_FILE, Settings, load_settings, render_config
 from hearth.storage import (
     ApiTokenStore,

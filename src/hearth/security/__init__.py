@@ -11,7 +11,7 @@ from hearth.security.policy import (
     bootstrap_roles,
 )
 from hearth.security.scopes import ScopedPolicy, interaction_for, matches_query, scope_decision
-from hearth.security.search_scope import ScopedPolicy, SearchScope
+from hearth.security.search_scope import SearchScope, SearchScopePolicy
 
 __all__ = [
     "ALL_TYPES",
@@ -22,6 +22,7 @@ __all__ = [
     "RolePolicy",
     "ScopedPolicy",
     "SearchScope",
+    "SearchScopePolicy",
     "bootstrap_roles",
     "in_patient_compartment",
     "interaction_for",

@@ -3,7 +3,7 @@
 ``AccessPolicy.decide`` answers for one resource at a time; a search needs the answer for every
 row at once, inside SQL, so that counts and paging are right (a filter applied after paging
 would leave short pages and wrong totals). A policy that scopes access by patient implements
-``ScopedPolicy.search_scope``; the repository turns the ``SearchScope`` it returns into a SQL
+``SearchScopePolicy.search_scope``; the repository turns the ``SearchScope`` it returns into a SQL
 predicate on the patient compartment table and applies it to the search, to every chained or
 ``_has`` sub-search and to included resources. A policy without ``search_scope`` is
 unrestricted for searches of the types ``decide`` allows.
@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 from hearth.domain import Principal
 
-__all__ = ["SearchScope", "ScopedPolicy"]
+__all__ = ["SearchScope", "SearchScopePolicy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,5 +36,5 @@ class SearchScope:
 
 
 @runtime_checkable
-class ScopedPolicy(Protocol):
+class SearchScopePolicy(Protocol):
     def search_scope(self, principal: Principal, res_type: str) -> SearchScope: ...

@@ -37,7 +37,7 @@ from hearth.domain import (
     errors,
 )
 from hearth.fhir.search import ALL, SearchRequest, SubSearch, index_resource
-from hearth.security import AccessPolicy, Decision, Denial, ScopedPolicy
+from hearth.security import AccessPolicy, Decision, Denial, SearchScopePolicy
 from hearth.storage.audit import AuditTrail
 from hearth.storage.searching import Searcher, SearchPage
 from hearth.storage.sql import search as search_sql
@@ -375,7 +375,7 @@ class RecordRepository:
     def _scope(self, res_type: str) -> object:
         """The policy's search scope for ``res_type`` as an exact condition (docs/design.md)."""
         policy = self._policy
-        if not isinstance(policy, ScopedPolicy):
+        if not isinstance(policy, SearchScopePolicy):
             return ALL
         scope = policy.search_scope(self.principal, res_type)
         if scope.patients is None:

@@ -266,6 +266,8 @@ web_session = Table(
     Column("source", String(64)),
     Index(None, "user_id"),
     Index(None, "expires_us"),
+)
+
 # -- search indexes (docs/design.md, "Search indexes"). Derived from the current version of each
 # resource inside the transaction that writes it, and rebuilt from the sealed versions by
 # ``hearth reindex``. Every row is keyed by the ``seq`` of the version it describes.
