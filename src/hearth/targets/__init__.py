@@ -5,10 +5,21 @@ I/O lives here, on the storage layer beside ``hearth.storage``; the format itsel
 """
 
 from hearth.targets.base import BackupTarget, ObjectInfo, PutResult, check_name
+from hearth.targets.local import LocalDirectoryTarget
+from hearth.targets.offline import OfflineMediaTarget
 from hearth.targets.retry import RetryPolicy, Transient
+from hearth.targets.s3 import S3Target
+from hearth.targets.sftp import SftpTarget, parse_host_key
+from hearth.targets.spool import TargetSpool
 
 __all__ = [
     "BackupTarget",
+    "LocalDirectoryTarget",
+    "OfflineMediaTarget",
+    "S3Target",
+    "SftpTarget",
+    "TargetSpool",
+    "parse_host_key",
     "ObjectInfo",
     "PutResult",
     "RetryPolicy",
