@@ -38,6 +38,7 @@ class SeaweedFS:
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
     s3_port: int = 0
+    ports: list[int] = field(default_factory=list)
     startup_seconds: float = 0.0
     log_path: Path = field(default_factory=Path)
 
@@ -72,6 +73,7 @@ class SeaweedFS:
         while len(set(ports) | {p + 10000 for p in ports}) < 8:
             ports = [free_port_pair() for _ in range(4)]
         master, volume, filer, s3 = ports
+        self.ports = ports
         self.s3_port = s3
         self.log_path = self.workdir / "weed.log"
         command = [

@@ -299,7 +299,7 @@ TARGET_HOST_KEY_MISMATCH = _code(
 TARGET_IMMUTABILITY_UNSUPPORTED = _code(
     "HRT-0816", 400, "not-supported", "This backup target cannot make objects immutable."
 )
-TARGET_BAD_NAME = _code("HRT-0817", 400, "value", "Backup object names are lower-case paths.")
+TARGET_BAD_NAME = _code("HRT-0817", 400, "value", "Backup object names are plain ASCII paths.")
 TARGET_FAILED = _code("HRT-0818", 502, "exception", "The backup target refused the operation.")
 
 # 07xx: sign-in, sessions and user accounts

@@ -20,13 +20,14 @@ from hearth.domain.errors import TARGET_BAD_NAME
 
 __all__ = ["BackupTarget", "ObjectInfo", "PutResult", "check_name"]
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}(/[a-z0-9][a-z0-9._-]{0,127}){0,7}")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127}){0,7}")
 
 
 def check_name(name: str) -> str:
-    """Object names are lower-case relative paths: ``[a-z0-9][a-z0-9._-]*`` segments joined by
-    ``/``. No ``..``, no leading dot or slash, no upper case (so two names never collide on a
-    case-insensitive medium and none escapes a directory)."""
+    """Object names are relative ASCII paths: ``[A-Za-z0-9][A-Za-z0-9._-]*`` segments joined by
+    ``/``. No ``..``, no leading dot or slash, no space or backslash, so none escapes a
+    directory or hides among the dot-files a target keeps for itself. (Backup object names
+    never differ only by case, so case-insensitive media are safe.)"""
     if not _NAME.fullmatch(name) or ".." in name:
         raise HearthError(TARGET_BAD_NAME)
     return name

@@ -90,7 +90,7 @@ def test_good_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "/abs", "../up", "a/../b", "A", "a//b", ".hidden", "a/.tmp", "a b", "a\\b", "é", "a/"],
+    ["", "/abs", "../up", "a/../b", "a//b", ".hidden", "a/.tmp", "a b", "a\\b", "é", "a/"],
 )
 def test_bad_names(name: str) -> None:
     with pytest.raises(HearthError):
