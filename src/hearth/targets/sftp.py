@@ -127,12 +127,17 @@ class SftpTarget:
         return sftp
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._transport is not None:
-            self._transport.close()
+        # Closing a connection that already died raises (EOFError, socket errors); it is being
+        # dropped either way.
+        sftp, transport = self._sftp, self._transport
         self._sftp = None
         self._transport = None
+        if sftp is not None:
+            with contextlib.suppress(Exception):
+                sftp.close()
+        if transport is not None:
+            with contextlib.suppress(Exception):
+                transport.close()
 
     def _run(self, operation: Callable[[paramiko.SFTPClient], T], what: str) -> T:
         def attempt() -> T:
@@ -144,16 +149,29 @@ class SftpTarget:
             except (TimeoutError, paramiko.SSHException, EOFError, ConnectionError) as exc:
                 self.close()
                 raise Transient(type(exc).__name__) from exc
-            except OSError as exc:
+            except (OSError, paramiko.SFTPError) as exc:
                 # SFTP status errors are OSErrors too ("Failure", "No such file"); what makes
-                # one transient is that the connection itself is gone.
-                transport = self._transport
-                if transport is None or not transport.is_active() or exc.errno in _NET_ERRNOS:
+                # one transient is that the connection itself is gone, which a round trip shows
+                # (the transport thread may not have noticed a reset yet).
+                if getattr(exc, "errno", None) in _NET_ERRNOS or self._connection_lost():
                     self.close()
                     raise Transient(str(exc) or type(exc).__name__) from exc
                 raise
 
         return self._retry.run(attempt, f"{what} on {self._label}")
+
+    def _connection_lost(self) -> bool:
+        transport, sftp = self._transport, self._sftp
+        if transport is None or sftp is None or not transport.is_active():
+            return True
+        channel = sftp.get_channel()
+        if channel is None or channel.closed:
+            return True
+        try:
+            sftp.normalize(".")
+        except (OSError, EOFError, paramiko.SSHException, paramiko.SFTPError):
+            return True
+        return False
 
     def _path(self, name: str) -> str:
         return posixpath.join(self._root, check_name(name))
