@@ -29,7 +29,7 @@ def history_bundle(
     base: str,
     entries: Iterable[BundleEntry],
     *,
-    total: int,
+    total: int | None,
     self_link: str,
     next_link: str | None,
     now: datetime,
@@ -50,11 +50,13 @@ def history_bundle(
     links = [{"relation": "self", "url": self_link}]
     if next_link is not None:
         links.append({"relation": "next", "url": next_link})
-    return {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": "history",
         "meta": {"lastUpdated": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
-        "total": total,
-        "link": links,
-        "entry": out,
     }
+    if total is not None:
+        bundle["total"] = total
+    bundle["link"] = links
+    bundle["entry"] = out
+    return bundle

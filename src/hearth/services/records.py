@@ -39,7 +39,7 @@ def check_id(res_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     entries: list[BundleEntry]
-    total: int
+    total: int | None
     next_before_seq: int | None
 
 

@@ -4,7 +4,13 @@ Adapters never import this package (import-linter enforces it); ``hearth.wiring`
 objects and services receive them.
 """
 
-from hearth.storage.audit import AuditTrail
+from hearth.storage.audit import (
+    AuditTicket,
+    AuditTrail,
+    deferred_durability,
+    wait_tickets,
+    wait_tickets_async,
+)
 from hearth.storage.identity import ApiTokenStore, TokenGrant
 from hearth.storage.repository import (
     IntegrityObserver,
@@ -25,6 +31,7 @@ from hearth.storage.system import (
 
 __all__ = [
     "ApiTokenStore",
+    "AuditTicket",
     "AuditTrail",
     "IntegrityObserver",
     "KeyInfo",
@@ -35,8 +42,11 @@ __all__ = [
     "TokenGrant",
     "VersionFinding",
     "WriteBatch",
+    "deferred_durability",
     "from_us",
     "initialise_store",
     "load_wrapped_keys",
     "to_us",
+    "wait_tickets",
+    "wait_tickets_async",
 ]

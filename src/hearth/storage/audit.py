@@ -5,15 +5,23 @@ changing anything, so their entries are group-committed (``record``): concurrent
 their entries to one writer thread that appends them all in one transaction, the way PostgreSQL
 batches WAL flushes, and each request waits until its entry is durable before it may answer.
 If the audit write fails, every waiting request fails closed with ``AUDIT_FAILED``.
+
+Waiting: by default ``record`` blocks the calling thread. Inside ``deferred_durability()`` it
+returns at once and hands back the entry's ticket instead; whoever opened that block must then
+wait for every ticket (``wait_tickets`` or ``wait_tickets_async``) before anything the call
+returned leaves the process. The web adapter does this in one place (``FhirApi.call``), so a
+worker thread never sits blocked on the commit and the event loop is woken once per batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -21,20 +29,106 @@ from sqlalchemy.exc import DBAPIError
 from hearth.audit import AuditRecord, checkpoint_message, sealed_aad, sequence
 from hearth.crypto import KeyRing, sealed_key_id
 from hearth.domain import HearthError, Random, errors
-from hearth.storage.sql.store import AUDIT_SEQ, AuditHeadRow, AuditRow, CheckpointRow, SqlStore
+from hearth.storage.sql.store import AuditHeadRow, AuditRow, CheckpointRow, SqlStore
 
-__all__ = ["AuditTrail"]
+__all__ = [
+    "AuditTicket",
+    "AuditTrail",
+    "deferred_durability",
+    "wait_tickets",
+    "wait_tickets_async",
+]
 
 log = logging.getLogger("hearth.audit")
 
 _STOP = object()
 
 
-@dataclass(slots=True)
-class _Pending:
-    record: AuditRecord
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
+class AuditTicket:
+    """One entry waiting for its group commit.
+
+    ``_done`` is a lock held until the commit ends (releasing a plain lock is far cheaper than
+    ``Event.set``); asynchronous waiters register a future, resolved on their own event loop.
+    """
+
+    __slots__ = ("_done", "_finished", "_futures", "_guard", "error", "record")
+
+    def __init__(self, record: AuditRecord) -> None:
+        self.record = record
+        self.error: BaseException | None = None
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._guard = threading.Lock()
+        self._finished = False
+        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def _finish(
+        self, error: BaseException | None
+    ) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+        with self._guard:
+            self.error = error
+            self._finished = True
+            futures, self._futures = self._futures, []
+        self._done.release()
+        return futures
+
+    def wait(self, timeout: float) -> None:
+        if not self._done.acquire(timeout=timeout):
+            raise HearthError(errors.AUDIT_FAILED)
+        self._done.release()
+        if self.error is not None:
+            raise HearthError(errors.AUDIT_FAILED) from self.error
+
+    def _future(self) -> asyncio.Future[None] | None:
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            if self._finished:
+                return None
+            future: asyncio.Future[None] = loop.create_future()
+            self._futures.append((loop, future))
+            return future
+
+
+_DEFERRED: ContextVar[list[AuditTicket] | None] = ContextVar("hearth_audit_deferred", default=None)
+
+
+@contextmanager
+def deferred_durability() -> Iterator[list[AuditTicket]]:
+    """Collect the tickets of group-committed entries instead of blocking on each.
+
+    The caller MUST wait for every collected ticket before disclosing anything computed inside
+    the block, and must treat a failed ticket as a failed request.
+    """
+    tickets: list[AuditTicket] = []
+    token = _DEFERRED.set(tickets)
+    try:
+        yield tickets
+    finally:
+        _DEFERRED.reset(token)
+
+
+def wait_tickets(tickets: Sequence[AuditTicket], timeout: float = 30.0) -> None:
+    for ticket in tickets:
+        ticket.wait(timeout)
+
+
+async def wait_tickets_async(tickets: Sequence[AuditTicket], timeout: float = 30.0) -> None:
+    """Wait, without holding a thread, until every entry is durable; raise if any failed."""
+    futures = [f for f in (t._future() for t in tickets) if f is not None]
+    if futures:
+        try:
+            await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        except TimeoutError:
+            raise HearthError(errors.AUDIT_FAILED) from None
+    for ticket in tickets:
+        if ticket.error is not None:
+            raise HearthError(errors.AUDIT_FAILED) from ticket.error
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)
 
 
 class AuditTrail:
@@ -56,7 +150,7 @@ class AuditTrail:
         self._checkpoint_every = checkpoint_every
         self._max_batch = max_batch
         self._wait = wait_seconds
-        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[AuditTicket | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -76,12 +170,12 @@ class AuditTrail:
             raise HearthError(errors.AUDIT_FAILED) from exc
 
     def _append(self, conn: Connection, records: Sequence[AuditRecord]) -> None:
+        # The head row, locked for the rest of the transaction, is the chain's sequence: no
+        # separate counter is needed, and concurrent appenders serialise on this lock.
         head = self._store.audit_head(conn, for_update=True)
         if head is None:
             raise HearthError(errors.AUDIT_FAILED, "The audit chain is not initialised.")
-        first = self._store.next_seq(conn, AUDIT_SEQ, len(records))
-        if first != head.seq + 1:
-            raise HearthError(errors.AUDIT_FAILED, "The audit sequence and head disagree.")
+        first = head.seq + 1
         prev = head.hash
         rows: list[AuditRow] = []
         checkpoints: list[CheckpointRow] = []
@@ -122,14 +216,18 @@ class AuditTrail:
 
     # -- group commit for reads ---------------------------------------------------------------
     def record(self, record: AuditRecord) -> None:
-        """Append one entry and return once it is durable; raise ``AUDIT_FAILED`` otherwise."""
+        """Append one entry and return once it is durable; raise ``AUDIT_FAILED`` otherwise.
+
+        Inside ``deferred_durability()`` it returns at once; see the module docstring.
+        """
         self._ensure_thread()
-        pending = _Pending(record)
-        self._queue.put(pending)
-        if not pending.done.wait(self._wait):
-            raise HearthError(errors.AUDIT_FAILED)
-        if pending.error is not None:
-            raise HearthError(errors.AUDIT_FAILED) from pending.error
+        ticket = AuditTicket(record)
+        self._queue.put(ticket)
+        deferred = _DEFERRED.get()
+        if deferred is not None:
+            deferred.append(ticket)
+            return
+        ticket.wait(self._wait)
 
     def record_now(self, conn: Connection | None, record: AuditRecord) -> None:
         """Append inside ``conn`` when there is one, otherwise group-commit."""
@@ -153,7 +251,7 @@ class AuditTrail:
             item = self._queue.get()
             if item is _STOP:
                 return
-            batch: list[_Pending] = [item]  # type: ignore[list-item]
+            batch: list[AuditTicket] = [item]  # type: ignore[list-item]
             stop = False
             while len(batch) < self._max_batch:
                 try:
@@ -168,19 +266,24 @@ class AuditTrail:
             if stop:
                 return
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[AuditTicket]) -> None:
+        error: BaseException | None = None
         try:
             with self._store.write() as conn:
-                self.append_in(conn, [p.record for p in batch])
+                self.append_in(conn, [t.record for t in batch])
         except Exception as exc:  # noqa: BLE001 - every waiter must be released, failing closed
             # The exception text may quote SQL parameters; log only its type.
             log.error("audit group commit failed: %s", type(exc).__name__)
-            for pending in batch:
-                pending.error = exc
-                pending.done.set()
-            return
-        for pending in batch:
-            pending.done.set()
+            error = exc
+        # Wake each event loop once per batch, not once per waiting request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for ticket in batch:
+            for loop, future in ticket._finish(error):
+                by_loop.setdefault(loop, []).append(future)
+        for loop, futures in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting on it any more.
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, futures)
 
     def close(self) -> None:
         """Drain the queue and stop the writer thread."""

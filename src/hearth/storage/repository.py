@@ -334,14 +334,14 @@ class RecordRepository:
         since: datetime | None = None,
         before_seq: int | None = None,
         count: int = 50,
-    ) -> tuple[list[StoredResource], int]:
-        """Versions newest first, with the total (FHIR R4 http.html#history).
+    ) -> tuple[list[StoredResource], int | None]:
+        """Versions newest first (FHIR R4 http.html#history).
 
-        Returns the page and the total number of versions matched.
+        Returns the page and, for one resource's history, the total number of versions.
         """
         self._check(Action.HISTORY, res_type or "*", res_id=res_id)
         since_us = to_us(since) if since is not None else None
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             rows = self._store.history(
                 conn,
                 res_type=res_type,
@@ -350,8 +350,12 @@ class RecordRepository:
                 before_seq=before_seq,
                 limit=count,
             )
-            total = self._store.count_history(
-                conn, res_type=res_type, res_id=res_id, since_us=since_us
+            # Counting a whole type's or the system's history costs a scan of it; FHIR makes
+            # Bundle.total optional, so only an instance's history carries one.
+            total = (
+                self._store.count_history(conn, res_type=res_type, res_id=res_id, since_us=since_us)
+                if res_id is not None
+                else None
             )
         page: list[StoredResource] = []
         for row in rows:

@@ -164,14 +164,14 @@ class SystemRepository:
 
     # -- integrity ------------------------------------------------------------------------
     def version_count(self) -> int:
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             return self._store.peek_seq(conn, VERSION_SEQ)
 
     def scan_versions(
         self, *, after_seq: int = 0, on_row: Callable[[int], None] | None = None
     ) -> Iterator[VersionFinding]:
         """Open every version after ``after_seq`` and check its MAC and place in the sequence."""
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             high = self._store.peek_seq(conn, VERSION_SEQ)
             expected = after_seq + 1
             per_resource: dict[tuple[str, str], int] = {}
@@ -236,7 +236,7 @@ class SystemRepository:
 
     def check_current_pointers(self) -> Iterator[VersionFinding]:
         """Every resource's current pointer names its newest version, and nothing else."""
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             newest = {(t, i): (v, s) for t, i, v, s in self._store.max_versions(conn)}
             for res_type, res_id, version, seq, _deleted in self._store.current_pointers(conn):
                 expected = newest.pop((res_type, res_id), None)
@@ -260,7 +260,7 @@ class SystemRepository:
     def verify_audit_chain(
         self, *, on_entry: Callable[[int], None] | None = None
     ) -> Iterator[ChainFinding]:
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             meta = self._store.meta(conn)
             head = self._store.audit_head(conn, for_update=False)
             checkpoints = self._store.checkpoints(conn)
@@ -298,7 +298,7 @@ class SystemRepository:
             )
 
     def audit_length(self) -> int:
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             head = self._store.audit_head(conn, for_update=False)
         return head.seq if head is not None else 0
 
@@ -359,7 +359,7 @@ class SystemRepository:
 
     # -- keys -------------------------------------------------------------------------------
     def list_keys(self) -> list[KeyInfo]:
-        with self._store.read() as conn:
+        with self._store.snapshot() as conn:
             rows = self._store.keys(conn)
             return [
                 KeyInfo(

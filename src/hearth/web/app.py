@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -18,7 +17,7 @@ from hearth.domain import HearthError, errors
 from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
 from hearth.web.fhir import fhir_routes
-from hearth.web.middleware import AccessLogMiddleware, SecurityHeadersMiddleware
+from hearth.web.middleware import EdgeMiddleware
 from hearth.web.responses import error_response
 from hearth.wiring import Container
 
@@ -26,7 +25,7 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("hearth.web")
 
-_LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+_LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 
 
 async def _hearth_error(request: Request, exc: Exception) -> Response:
@@ -82,13 +81,7 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
     hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
     app = Starlette(
         routes=fhir_routes(container) + auth_routes(),
-        middleware=[
-            Middleware(AccessLogMiddleware),
-            Middleware(SecurityHeadersMiddleware),
-            # Only the host names this server is known by: defeats DNS rebinding and keeps
-            # forged Host headers out of the links we build.
-            Middleware(TrustedHostMiddleware, allowed_hosts=hosts),
-        ],
+        middleware=[Middleware(EdgeMiddleware, allowed_hosts=hosts)],
         exception_handlers={
             AuthRedirect: _auth_redirect,
             HearthError: _hearth_error,

@@ -23,6 +23,7 @@ from hearth.fhir.capability import ServerFeatures, capability_statement
 from hearth.fhir.definitions import RESOURCE_TYPES
 from hearth.fhir.outcome import informational_outcome
 from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
+from hearth.services.disclosure import disclosing
 from hearth.services.records import RecordService, check_type
 from hearth.services.search import SearchQuery
 from hearth.web.requests import (
@@ -86,7 +87,14 @@ class FhirApi:
             who = principal or self._principal(request)
             return work(self.c.records(who, request_id=request_id), who)
 
-        return await run_in_threadpool(run)
+        return await self.offload(run)
+
+    async def offload(self, run: Callable[[], T]) -> T:
+        """Run ``run`` in a worker thread. The thread returns as soon as the work is done; the
+        response waits here, off any thread, until the audit entries of what it discloses are
+        durable (``hearth.services.disclosure``)."""
+        pending = await run_in_threadpool(disclosing, run)
+        return await pending.release()
 
     def resource_response(
         self,
@@ -247,7 +255,7 @@ class FhirApi:
             service = self.c.search(principal, request_id=request_id)
             return service.search(query, base=base, url=f"{base}/{path}")
 
-        bundle = await run_in_threadpool(run)
+        bundle = await self.offload(run)
         return fhir_response(bundle, pretty=pretty(request))
 
     async def everything(self, request: Request) -> Response:
@@ -278,7 +286,7 @@ class FhirApi:
                 url=f"{base}/Patient/{patient_id}/$everything",
             )
 
-        bundle = await run_in_threadpool(run)
+        bundle = await self.offload(run)
         return fhir_response(bundle, pretty=pretty(request))
 
     # -- history ------------------------------------------------------------------------------

@@ -1,6 +1,12 @@
-"""Pure ASGI middleware: security headers, request ids, access log without query strings.
+"""The edge of the application, as one pure ASGI middleware (Starlette's ``BaseHTTPMiddleware``
+costs a task per request; this wraps ``send`` instead):
 
-Starlette's ``BaseHTTPMiddleware`` costs a task per request; these wrap ``send`` instead.
+- refuses Host names the server is not known by (DNS rebinding; no forged Host in the links we
+  build), with an OperationOutcome;
+- gives each request an id (``X-Request-Id``, and the audit entry's ``request``);
+- adds the security headers of ``hearth.web.headers``;
+- writes one access-log line per request: method, path with ids masked, status, time. Never the
+  query string: it may hold search values, which are PHI.
 """
 
 from __future__ import annotations
@@ -8,12 +14,16 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+import orjson
+
+from hearth.domain import HearthError, errors
+from hearth.fhir.outcome import operation_outcome
 from hearth.web.headers import security_headers
 
-__all__ = ["AccessLogMiddleware", "SecurityHeadersMiddleware"]
+__all__ = ["EdgeMiddleware"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -24,48 +34,45 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = logging.getLogger("hearth.access")
 
 
-class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str]) -> None:
         self.app = app
+        self.allowed = frozenset(h.lower() for h in allowed_hosts)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request_id = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = security_headers(list(message.get("headers", [])))
-                headers.append((b"x-request-id", request_id.encode("ascii")))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class AccessLogMiddleware:
-    """One line per request: method, path (never the query string: it may hold PHI), status."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def _host_allowed(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", ()):
+            if name == b"host":
+                host = value.decode("latin-1").lower()
+                if host.startswith("["):
+                    host = host[: host.find("]") + 1]
+                else:
+                    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+                return host in self.allowed
+        return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
         status = 500
 
-        async def record_status(message: Message) -> None:
+        async def send_with_headers(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                headers = security_headers(list(message.get("headers", [])))
+                headers.append((b"x-request-id", request_id.encode("ascii")))
+                message["headers"] = headers
             await send(message)
 
         try:
-            await self.app(scope, receive, record_status)
+            if self._host_allowed(scope):
+                await self.app(scope, receive, send_with_headers)
+            else:
+                await _refuse_host(send_with_headers)
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
@@ -75,6 +82,23 @@ class AccessLogMiddleware:
                     status,
                     (time.perf_counter() - start) * 1000,
                 )
+
+
+async def _refuse_host(send: Send) -> None:
+    body = orjson.dumps(
+        operation_outcome(HearthError(errors.BAD_REQUEST, "This server is not known by that name."))
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [
+                (b"content-type", b"application/fhir+json; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _route_path(scope: Scope) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, func, insert, or_, select, true, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.exc import OperationalError
 
 from hearth.domain import HearthError, errors
@@ -28,7 +28,6 @@ __all__ = [
 ]
 
 VERSION_SEQ = "version"
-AUDIT_SEQ = "audit"
 KEY_SEQ = "key"
 
 
@@ -108,6 +107,49 @@ _C = t.resource_current
 _A = t.audit_entry
 
 
+# Hot-path statements are built once: constructing SQLAlchemy expressions per call costs more
+# than executing them on SQLite.
+_NEXT_SEQ = select(t.counter.c.value).where(t.counter.c.name == bindparam("n")).with_for_update()
+_SET_SEQ = update(t.counter).where(t.counter.c.name == bindparam("n")).values(value=bindparam("v"))
+_CURRENT = (
+    select(_V)
+    .select_from(_C.join(_V, _V.c.seq == _C.c.seq))
+    .where(_C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i"))
+)
+_CURRENT_VERSION = select(_C.c.version).where(
+    _C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i")
+)
+_VERSION = select(_V).where(
+    _V.c.res_type == bindparam("t"), _V.c.res_id == bindparam("i"), _V.c.version == bindparam("v")
+)
+_INSERT_VERSION = insert(_V)
+_UPDATE_CURRENT = (
+    update(_C)
+    .where(_C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i"))
+    .values(
+        version=bindparam("b_version"),
+        seq=bindparam("b_seq"),
+        deleted=bindparam("b_deleted"),
+        ts_us=bindparam("b_ts_us"),
+    )
+)
+_INSERT_CURRENT = insert(_C)
+_AUDIT_HEAD = select(t.audit_head).where(t.audit_head.c.id == 1)
+_AUDIT_HEAD_LOCKED = _AUDIT_HEAD.with_for_update()
+_SET_AUDIT_HEAD = (
+    update(t.audit_head)
+    .where(t.audit_head.c.id == 1)
+    .values(
+        seq=bindparam("b_seq"),
+        hash=bindparam("b_hash"),
+        key_id=bindparam("b_key_id"),
+        signature=bindparam("b_signature"),
+    )
+)
+_INSERT_AUDIT = insert(_A)
+_TOKEN = select(t.api_token).where(t.api_token.c.token_id == bindparam("token_id"))
+
+
 def _version(row: object) -> VersionRow:
     m = row._mapping  # type: ignore[attr-defined]
     return VersionRow(
@@ -142,9 +184,24 @@ class SqlStore:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
+        """A connection for reads. On SQLite each statement is its own snapshot (autocommit);
+        use ``snapshot`` when several statements must see the same state."""
         try:
-            with self.db.read.begin() as conn:
+            with self.db.read.connect() as conn:
                 yield conn
+        except OperationalError as exc:
+            raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """A read-only transaction in which every statement sees the same committed state."""
+        try:
+            with self.db.read.connect() as raw:
+                if self.db.dialect == "sqlite":
+                    raw.exec_driver_sql("BEGIN")
+                    yield raw
+                else:
+                    yield raw.execution_options(isolation_level="REPEATABLE READ")
         except OperationalError as exc:
             raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
 
@@ -155,11 +212,9 @@ class SqlStore:
         The row lock taken here is held until the transaction ends, which serialises writers
         and makes the sequence gap-free: a rolled-back transaction returns its numbers.
         """
-        current = conn.execute(
-            select(t.counter.c.value).where(t.counter.c.name == name).with_for_update()
-        ).scalar_one()
-        conn.execute(update(t.counter).where(t.counter.c.name == name).values(value=current + n))
-        return int(current) + 1
+        current = int(conn.execute(_NEXT_SEQ, {"n": name}).scalar_one())
+        conn.execute(_SET_SEQ, {"n": name, "v": current + n})
+        return current + 1
 
     def peek_seq(self, conn: Connection, name: str) -> int:
         return int(
@@ -171,7 +226,6 @@ class SqlStore:
             insert(t.counter),
             [
                 {"name": VERSION_SEQ, "value": 0},
-                {"name": AUDIT_SEQ, "value": 0},
                 {"name": KEY_SEQ, "value": 0},
             ],
         )
@@ -265,27 +319,17 @@ class SqlStore:
 
     # -- resource versions ----------------------------------------------------------------
     def current(self, conn: Connection, res_type: str, res_id: str) -> VersionRow | None:
-        row = conn.execute(
-            select(_V)
-            .select_from(_C.join(_V, _V.c.seq == _C.c.seq))
-            .where(_C.c.res_type == res_type, _C.c.res_id == res_id)
-        ).first()
+        row = conn.execute(_CURRENT, {"t": res_type, "i": res_id}).first()
         return _version(row) if row is not None else None
 
     def current_version_number(self, conn: Connection, res_type: str, res_id: str) -> int | None:
-        value = conn.execute(
-            select(_C.c.version).where(_C.c.res_type == res_type, _C.c.res_id == res_id)
-        ).scalar_one_or_none()
+        value = conn.execute(_CURRENT_VERSION, {"t": res_type, "i": res_id}).scalar_one_or_none()
         return None if value is None else int(value)
 
     def version(
         self, conn: Connection, res_type: str, res_id: str, version: int
     ) -> VersionRow | None:
-        row = conn.execute(
-            select(_V).where(
-                _V.c.res_type == res_type, _V.c.res_id == res_id, _V.c.version == version
-            )
-        ).first()
+        row = conn.execute(_VERSION, {"t": res_type, "i": res_id, "v": version}).first()
         return _version(row) if row is not None else None
 
     def versions(self, conn: Connection, seqs: Sequence[int]) -> list[VersionRow]:
@@ -299,18 +343,19 @@ class SqlStore:
 
     def insert_version(self, conn: Connection, row: VersionRow) -> None:
         conn.execute(
-            insert(_V).values(
-                seq=row.seq,
-                res_type=row.res_type,
-                res_id=row.res_id,
-                version=row.version,
-                ts_us=row.ts_us,
-                deleted=row.deleted,
-                key_id=row.key_id,
-                body=row.body,
-                mac_key_id=row.mac_key_id,
-                mac=row.mac,
-            )
+            _INSERT_VERSION,
+            {
+                "seq": row.seq,
+                "res_type": row.res_type,
+                "res_id": row.res_id,
+                "version": row.version,
+                "ts_us": row.ts_us,
+                "deleted": row.deleted,
+                "key_id": row.key_id,
+                "body": row.body,
+                "mac_key_id": row.mac_key_id,
+                "mac": row.mac,
+            },
         )
         values = {
             "version": row.version,
@@ -319,12 +364,13 @@ class SqlStore:
             "ts_us": row.ts_us,
         }
         done = conn.execute(
-            update(_C)
-            .where(_C.c.res_type == row.res_type, _C.c.res_id == row.res_id)
-            .values(values)
+            _UPDATE_CURRENT,
+            {"t": row.res_type, "i": row.res_id, **{f"b_{k}": v for k, v in values.items()}},
         )
         if done.rowcount == 0:
-            conn.execute(insert(_C).values(res_type=row.res_type, res_id=row.res_id, **values))
+            conn.execute(
+                _INSERT_CURRENT, {"res_type": row.res_type, "res_id": row.res_id, **values}
+            )
 
     def history(
         self,
@@ -346,8 +392,11 @@ class SqlStore:
             conditions.append(_V.c.ts_us >= since_us)
         if before_seq is not None:
             conditions.append(_V.c.seq < before_seq)
+        # Within one resource, version order is seq order, and ordering by version lets the
+        # (type, id, version) index answer without scanning every version of the type.
+        order = _V.c.version.desc() if res_id is not None else _V.c.seq.desc()
         rows = conn.execute(
-            select(_V).where(and_(true(), *conditions)).order_by(_V.c.seq.desc()).limit(limit)
+            select(_V).where(and_(true(), *conditions)).order_by(order).limit(limit)
         )
         return [_version(r) for r in rows]
 
@@ -400,10 +449,7 @@ class SqlStore:
 
     # -- audit ----------------------------------------------------------------------------
     def audit_head(self, conn: Connection, *, for_update: bool) -> AuditHeadRow | None:
-        query = select(t.audit_head).where(t.audit_head.c.id == 1)
-        if for_update:
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        row = conn.execute(_AUDIT_HEAD_LOCKED if for_update else _AUDIT_HEAD).first()
         if row is None:
             return None
         signature = bytes(row.signature) if row.signature is not None else None
@@ -416,14 +462,18 @@ class SqlStore:
 
     def set_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
         conn.execute(
-            update(t.audit_head)
-            .where(t.audit_head.c.id == 1)
-            .values(seq=head.seq, hash=head.hash, key_id=head.key_id, signature=head.signature)
+            _SET_AUDIT_HEAD,
+            {
+                "b_seq": head.seq,
+                "b_hash": head.hash,
+                "b_key_id": head.key_id,
+                "b_signature": head.signature,
+            },
         )
 
     def insert_audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
         conn.execute(
-            insert(_A),
+            _INSERT_AUDIT,
             [
                 {
                     "seq": r.seq,
@@ -504,7 +554,7 @@ class SqlStore:
         )
 
     def token(self, conn: Connection, token_id: str) -> TokenRow | None:
-        r = conn.execute(select(t.api_token).where(t.api_token.c.token_id == token_id)).first()
+        r = conn.execute(_TOKEN, {"token_id": token_id}).first()
         if r is None:
             return None
         return TokenRow(

@@ -1,0 +1,1 @@
+"""Hearth's benchmarks. `make bench` (``python -m bench``) runs them; see docs/benchmarks.md."""
