@@ -69,6 +69,8 @@ def command(
             2,
         )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    # Alembic announces its migration context at INFO on every start; that is noise here.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     container = Container(settings)
     scheme = "https" if tls_cert else "http"
     shown_host = f"[{host}]" if ":" in host else host
