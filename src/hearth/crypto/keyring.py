@@ -206,8 +206,3 @@ class KeyRing:
             raise IntegrityError()
         return signer.verifier
 
-    def data_key_ids(self) -> frozenset[int]:
-        return frozenset(self._data)
-
-    def knows(self, key_id: int) -> bool:
-        return key_id in self._data or key_id in self._mac

@@ -60,7 +60,6 @@ def test_seal_open_mac_and_sign() -> None:
     with pytest.raises(IntegrityError):
         keys.verifier(999)
     assert keys.blind("d", "v") != keys.blind("d", "w")
-    assert keys.knows(keys.data_key_id)
 
 
 def test_rotated_key_still_opens_and_unknown_key_fails() -> None:
@@ -149,7 +148,7 @@ def test_wrapped_key_tamper_is_refused() -> None:
     kek = LocalKek(random.token_bytes(32))
     wrapped = kek.wrap(b"k" * 32, aad=b"aad", random=random)
     assert kek.unwrap(wrapped, aad=b"aad") == b"k" * 32
-    for bad in (b"\x02" + wrapped[1:], wrapped[:10], wrapped[:-1] + b"\x00"):
+    for bad in (b"\x02" + wrapped[1:], wrapped[:10], wrapped[:-1] + bytes([wrapped[-1] ^ 1])):
         with pytest.raises(IntegrityError):
             kek.unwrap(bad, aad=b"aad")
     with pytest.raises(IntegrityError):
@@ -166,3 +165,16 @@ def test_bearer_tokens() -> None:
     assert not tokens.secret_matches(secret + "x", issued.digest)
     for bad in ("", "hrt", "xyz_a_b", "hrt__b", "hrt_a_", "hrt_é_b", "hrt_a_b_c"):
         assert tokens.parse(bad) is None
+
+
+def test_sealed_key_id_reads_the_header_and_refuses_garbage() -> None:
+    from hearth.crypto import sealed_key_id
+
+    random = SeededRandom()
+    kek = LocalKek(random.token_bytes(32))
+    keys, _ = ring(kek, random)
+    blob = keys.seal(b"x", aad=b"a", random=random)
+    assert sealed_key_id(blob) == keys.data_key_id
+    for bad in (b"", b"\x02" + blob[1:], blob[:20]):
+        with pytest.raises(IntegrityError):
+            sealed_key_id(bad)

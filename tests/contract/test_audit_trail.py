@@ -1,0 +1,150 @@
+"""The audit trail writer: checkpoints, tickets, fail-closed paths; and the gate's error paths."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from hearth.audit import FindingKind
+from hearth.domain import HearthError, IntegrityError, errors
+from hearth.services.integrity import verify_audit
+from hearth.settings import load_settings
+from hearth.storage import deferred_durability, wait_tickets, wait_tickets_async
+from hearth.wiring import Container
+from tests.support import Instance, admin, make_instance
+
+
+@pytest.fixture
+def small_checkpoints(tmp_path: Path) -> Instance:
+    inst = make_instance(tmp_path / "home", None)
+    inst.container.close()
+    settings = replace(load_settings(inst.home), audit_checkpoint_every=3)
+    inst.container = Container(settings)
+    return inst
+
+
+def sql(instance: Instance, statement: str) -> list[tuple[object, ...]]:
+    with instance.container.db.write.begin() as conn:
+        result = conn.execute(text(statement))
+        return [tuple(r) for r in result] if result.returns_rows else []
+
+
+def test_checkpoints_are_signed_every_n_entries(small_checkpoints: Instance) -> None:
+    c = small_checkpoints.container
+    try:
+        for _ in range(4):
+            c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+        checkpoints = [r[0] for r in sql(small_checkpoints, "SELECT seq FROM audit_checkpoint")]
+        head = sql(small_checkpoints, "SELECT seq FROM audit_head")[0][0]
+        assert checkpoints == list(range(3, int(head) + 1, 3))  # type: ignore[call-overload]
+        assert checkpoints
+        assert verify_audit(c.system_repository("test")).ok
+        sql(
+            small_checkpoints,
+            "UPDATE audit_checkpoint SET hash = prev_hash FROM audit_entry "
+            "WHERE audit_entry.seq = audit_checkpoint.seq",
+        )
+        kinds = {f.kind for f in verify_audit(c.system_repository("test")).findings}
+        assert FindingKind.CHECKPOINT_MISMATCH in kinds or FindingKind.BAD_SIGNATURE in kinds
+    finally:
+        c.close()
+
+
+def test_deferred_tickets_are_waited_for_sync_and_async(sqlite_instance: Instance) -> None:
+    c = sqlite_instance.container
+    created = c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+    with deferred_durability() as tickets:
+        c.records(admin()).read("Basic", created.res_id)
+    assert len(tickets) == 1
+    wait_tickets(tickets)
+    with deferred_durability() as tickets:
+        c.records(admin()).read("Basic", created.res_id)
+    asyncio.run(wait_tickets_async(tickets))
+    asyncio.run(wait_tickets_async(tickets))  # already durable: returns at once
+
+
+def test_a_failed_group_commit_fails_every_ticket(sqlite_instance: Instance) -> None:
+    c = sqlite_instance.container
+    created = c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+    sql(sqlite_instance, "ALTER TABLE audit_entry RENAME TO audit_entry_gone")
+    try:
+        with deferred_durability() as tickets:
+            c.records(admin()).read("Basic", created.res_id)
+        with pytest.raises(HearthError) as exc:
+            asyncio.run(wait_tickets_async(tickets))
+        assert exc.value.code is errors.AUDIT_FAILED
+        with pytest.raises(HearthError):
+            wait_tickets(tickets)
+    finally:
+        sql(sqlite_instance, "ALTER TABLE audit_entry_gone RENAME TO audit_entry")
+
+
+def test_an_uninitialised_chain_refuses_entries(sqlite_instance: Instance) -> None:
+    sql(sqlite_instance, "DELETE FROM audit_head")
+    with pytest.raises(HearthError) as exc:
+        sqlite_instance.container.records(admin()).create(
+            "Basic", {"resourceType": "Basic", "code": {"text": "x"}}
+        )
+    assert exc.value.code is errors.AUDIT_FAILED
+
+
+def test_the_writer_restarts_after_close(sqlite_instance: Instance) -> None:
+    c = sqlite_instance.container
+    created = c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+    c.records(admin()).read("Basic", created.res_id)
+    c.audit.close()
+    c.records(admin()).read("Basic", created.res_id)  # a new writer thread takes over
+
+
+def test_reading_a_tampered_version_raises_and_alarms(sqlite_instance: Instance) -> None:
+    c = sqlite_instance.container
+    raised = []
+    c.alarms = type("Capture", (), {"raise_alarm": lambda self, a: raised.append(a)})()
+    created = c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+    sql(sqlite_instance, "UPDATE resource_version SET mac = zeroblob(32)")
+    with pytest.raises(IntegrityError):
+        c.records(admin()).read("Basic", created.res_id)
+    with pytest.raises(IntegrityError):
+        c.records(admin()).patch(
+            "Basic",
+            created.res_id,
+            [{"op": "add", "path": "/id", "value": "x"}][:0] or [{"op": "remove", "path": "/code"}],
+        )
+    assert raised
+    assert raised[0].subject == f"Basic/{created.res_id}"
+    assert "x" not in raised[0].summary.split()  # names the row, never its content
+    failures = sql(sqlite_instance, "SELECT action, body FROM audit_entry WHERE outcome = 'error'")
+    assert {action for action, _body in failures} == {"read", "patch"}
+    assert all(b'"code":"HRT-0503"' in bytes(body) for _a, body in failures)  # type: ignore[arg-type]
+
+
+def test_patch_and_vread_refusals(sqlite_instance: Instance) -> None:
+    records = sqlite_instance.container.records(admin())
+    created = records.create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+    remove = [{"op": "remove", "path": "/code"}]
+    with pytest.raises(HearthError) as missing:
+        records.patch("Basic", "nope", remove)
+    assert missing.value.code is errors.NOT_FOUND
+    with pytest.raises(HearthError) as stale:
+        records.patch("Basic", created.res_id, remove, if_match=7)
+    assert stale.value.code is errors.VERSION_CONFLICT
+    with pytest.raises(HearthError) as invalid:
+        records.patch("Basic", created.res_id, remove)  # Basic.code is required
+    assert invalid.value.status == 400
+    records.delete("Basic", created.res_id)
+    with pytest.raises(HearthError) as gone:
+        records.patch("Basic", created.res_id, [{"op": "add", "path": "/code/text", "value": "y"}])
+    assert gone.value.code is errors.GONE
+    with pytest.raises(HearthError) as no_version:
+        records.vread("Basic", created.res_id, "9")
+    assert no_version.value.code is errors.VERSION_NOT_FOUND
+    with pytest.raises(HearthError) as bad_version:
+        records.vread("Basic", created.res_id, "0")
+    assert bad_version.value.code is errors.BAD_VERSION_ID
+    repo = sqlite_instance.container.repository(admin())
+    with pytest.raises(RuntimeError), repo.batch(), repo.batch():
+        pass
