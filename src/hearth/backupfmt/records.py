@@ -16,7 +16,8 @@ the AEAD's final-chunk check.
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from hearth.backupfmt.canonical import canonical_bytes, parse_json_strict
 from hearth.domain import HearthError
@@ -43,6 +44,55 @@ _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
 _F64 = struct.Struct(">d")
 _NULL, _FALSE, _TRUE, _INT, _FLOAT, _TEXT, _BYTES = range(7)
+_TAG_I64 = struct.Struct(">Bq")
+_TAG_F64 = struct.Struct(">Bd")
+_TAG_U32 = struct.Struct(">BI")
+
+
+def _encode_int(value: int) -> bytes:
+    try:
+        return _TAG_I64.pack(_INT, value)
+    except struct.error:
+        raise HearthError(BACKUP_ARGUMENT, "An integer exceeds 64 bits.") from None
+
+
+def _encode_bytes(value: bytes) -> bytes:
+    return _TAG_U32.pack(_BYTES, len(value)) + value
+
+
+def _encode_text(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return _TAG_U32.pack(_TEXT, len(data)) + data
+
+
+def _encode_float(value: float) -> bytes:
+    return _TAG_F64.pack(_FLOAT, value)
+
+
+def _encode_slow(value: object) -> bytes:
+    if value is None:
+        return b"\x00"
+    if isinstance(value, bool):
+        return b"\x02" if value else b"\x01"
+    if isinstance(value, int):
+        return _encode_int(int(value))
+    if isinstance(value, bytes):
+        return _encode_bytes(bytes(value))
+    if isinstance(value, str):
+        return _encode_text(str(value))
+    if isinstance(value, float):
+        return _encode_float(float(value))
+    raise HearthError(BACKUP_ARGUMENT, "A row value has an unsupported type.")
+
+
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    type(None): lambda _: b"\x00",
+    bool: lambda v: b"\x02" if v else b"\x01",
+    int: _encode_int,
+    bytes: _encode_bytes,
+    str: _encode_text,
+    float: _encode_float,
+}
 
 
 def _table_name_ok(name: str) -> bool:
@@ -70,31 +120,10 @@ class RecordEncoder:
     def row(self, values: Sequence[Value]) -> bytes:
         if len(values) != len(self.columns):
             raise HearthError(BACKUP_ARGUMENT, "A row has the wrong number of values.")
-        parts: list[bytes] = []
-        append = parts.append
-        for value in values:
-            # bool before int: bool is a subclass of int.
-            if value is None:
-                append(b"\x00")
-            elif value is True:
-                append(b"\x02")
-            elif value is False:
-                append(b"\x01")
-            elif isinstance(value, int):
-                try:
-                    append(b"\x03" + _I64.pack(value))
-                except struct.error:
-                    raise HearthError(BACKUP_ARGUMENT, "An integer exceeds 64 bits.") from None
-            elif isinstance(value, bytes):
-                append(b"\x06" + _U32.pack(len(value)) + value)
-            elif isinstance(value, str):
-                data = value.encode("utf-8")
-                append(b"\x05" + _U32.pack(len(data)) + data)
-            elif isinstance(value, float):
-                append(b"\x04" + _F64.pack(value))
-            else:
-                raise HearthError(BACKUP_ARGUMENT, "A row value has an unsupported type.")
-        payload = b"".join(parts)
+        # Dispatch on the exact type (bool is its own type, so it never reaches the int case);
+        # subclasses such as IntEnum fall back to the isinstance chain.
+        encode = _ENCODERS
+        payload = b"".join([(encode.get(type(v)) or _encode_slow)(v) for v in values])
         if len(payload) > MAX_FRAME_BYTES:
             raise HearthError(BACKUP_ARGUMENT, "A row is larger than a segment frame allows.")
         self.rows += 1
