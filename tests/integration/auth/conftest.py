@@ -23,11 +23,15 @@ from hearth.wiring import ADMIN_ROLE, Container, init_instance
 
 CHEAP = Argon2Parameters(time_cost=1, memory_kib=64, parallelism=1)
 PASSWORD = "correct horse battery staple"
+COOKIE = "__Host-hearth-session"
 
 
 class FixedClock:
+    """Starts at the real time (Redis expires keys by its own clock, so a test clock in the past
+    would see sessions vanish) and then moves only when a test moves it."""
+
     def __init__(self) -> None:
-        self.current = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+        self.current = datetime.now(UTC).replace(microsecond=0)
 
     def now(self) -> datetime:
         return self.current
@@ -125,6 +129,37 @@ class Browser:
             self.get(response.headers["location"])
         return response
 
+    def options(self, url: str, body: dict[str, Any] | None = None) -> Any:
+        return self.client.post(url, json=body or {}, headers={"X-CSRF-Token": self.csrf()})
+
+    def ceremony(
+        self,
+        key: Any,
+        *,
+        action: str = "get",
+        options_url: str = "/webauthn/options",
+        verify_url: str = "/webauthn/verify",
+        body: dict[str, Any] | None = None,
+        credential: Any = None,
+    ) -> Any:
+        """Both halves of a WebAuthn ceremony, as /static/hearth.js runs them, with ``key``
+        (a ``SoftKey``) in the browser's place."""
+        first = self.options(options_url, body)
+        if first.status_code != 200:
+            return first
+        data = first.json()
+        made = (
+            key.create(data["options"])
+            if action == "create"
+            else key.get(data["options"], credential)
+        )
+        self.last_credential = made
+        return self.client.post(
+            verify_url,
+            json={"credential": made, **(body or {})},
+            headers={"X-CSRF-Token": data["csrf"]},
+        )
+
     def logout(self) -> Any:
         self.get("/")
         return self.post("/logout", {})
@@ -169,10 +204,26 @@ def build(
     return Instance(home, clock, alarms, container)
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Instance]:
-    inst = build(tmp_path)
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def drop_redis_keys(instance_id: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"hearth:{instance_id}:*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(params=["database", "redis"])
+def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Instance]:
+    """An instance whose sessions and counters live in the database and this process, or in
+    Redis: every sign-in test runs against both."""
+    inst = build(tmp_path, redis_url=REDIS_URL if request.param == "redis" else None)
     try:
         yield inst
     finally:
         inst.container.close()
+        if request.param == "redis":
+            drop_redis_keys(inst.container.settings.instance_id)
