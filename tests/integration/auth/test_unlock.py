@@ -15,7 +15,8 @@ def with_pin(site: Instance, name: str = "alice") -> Browser:
     browser.enrol_password(site.add_user(name))
     browser.get("/account")
     response = browser.post("/account/pin", {"pin": PIN, "pin-confirm": PIN})
-    assert response.status_code == 200 and "Your PIN is set." in response.text
+    assert response.status_code == 200
+    assert "Your PIN is set." in response.text
     return browser
 
 
@@ -35,7 +36,8 @@ def test_setting_a_pin_needs_step_up_and_refuses_guessable_ones(site: Instance) 
     site.clock.advance(minutes=6)
     browser.get("/account")
     late = browser.post("/account/pin", {"pin": PIN, "pin-confirm": PIN})
-    assert late.status_code == 303 and late.headers["location"] == "/step-up?next=/account"
+    assert late.status_code == 303
+    assert late.headers["location"] == "/step-up?next=/account"
     assert not site.container.users.get("alice").has_pin
 
 
@@ -46,11 +48,13 @@ def test_lock_then_unlock_with_the_pin(site: Instance) -> None:
     assert "is locked" in browser.page
     assert browser.get("/account").headers["location"].startswith("/unlock")
     unlocked = browser.post("/unlock/pin", {"pin": PIN, "next": "/account"})
-    assert unlocked.status_code == 303 and unlocked.headers["location"] == "/account"
+    assert unlocked.status_code == 303
+    assert unlocked.headers["location"] == "/account"
     assert browser.session_cookie() not in (None, before)  # a new id after unlocking
     assert browser.get("/account").status_code == 200
     actions = [(a, o) for a, o, _ in audit_actions(site)]
-    assert ("session.lock", "success") in actions and ("session.unlock", "success") in actions
+    assert ("session.lock", "success") in actions
+    assert ("session.unlock", "success") in actions
 
 
 def test_idle_lock_unlocks_with_pin_but_not_past_the_absolute_lifetime(site: Instance) -> None:
@@ -122,7 +126,8 @@ def test_another_users_key_cannot_unlock(site: Instance) -> None:
     assert alice.get("/").headers["location"].startswith("/unlock")
     alice.get("/unlock")
     unlocked = alice.ceremony(alice_key, body={"next": "/account"})
-    assert unlocked.status_code == 200 and unlocked.json()["redirect"] == "/account"
+    assert unlocked.status_code == 200
+    assert unlocked.json()["redirect"] == "/account"
     assert alice.get("/account").status_code == 200
     denied = [(a, o) for a, o, _ in audit_actions(site) if o == "denied"]
     assert ("session.unlock", "denied") in denied

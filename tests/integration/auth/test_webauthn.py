@@ -135,11 +135,13 @@ def test_password_then_security_key_as_second_factor(site: Instance) -> None:
     browser.get("/login")
     browser.post("/login", {"username": "alice", "password": "correct horse battery staple"})
     page = browser.get("/login/second-factor").text
-    assert "Use your security key" in page and "Authenticator app" in page
+    assert "Use your security key" in page
+    assert "Authenticator app" in page
     done = browser.ceremony(key)
     assert done.status_code == 200
     principal = site.container.sessions.current_user(browser.session_cookie(), source=None)
-    assert principal is not None and principal.attributes["amr"] == "pwd hwk mfa"
+    assert principal is not None
+    assert principal.attributes["amr"] == "pwd hwk mfa"
 
 
 def test_adding_keys_needs_a_recent_step_up(site: Instance) -> None:
@@ -153,7 +155,8 @@ def test_adding_keys_needs_a_recent_step_up(site: Instance) -> None:
     browser.get("/step-up?next=/account")
     site.clock.advance(seconds=30)
     stepped = browser.post("/step-up/totp", {"code": browser.code(), "next": "/account"})
-    assert stepped.status_code == 303 and stepped.headers["location"] == "/account"
+    assert stepped.status_code == 303
+    assert stepped.headers["location"] == "/account"
     browser.get("/account")
     assert browser.options("/account/keys/options", {"platform": "true"}).status_code == 200
 
@@ -170,12 +173,15 @@ def test_several_keys_rename_and_remove_but_never_the_last(site: Instance) -> No
     keys = site.container.users.get("alice").keys
     assert keys == 2
     page = browser.get("/account").text
-    assert "this device" in page and "security key" in page
+    assert "this device" in page
+    assert "security key" in page
     ids = [first.credentials[0].credential_id, second.credentials[0].credential_id]
     renamed = browser.post("/account/keys/rename", {"key": b64(ids[0]), "name": "Yellow key"})
-    assert renamed.status_code == 200 and "Yellow key" in renamed.text
+    assert renamed.status_code == 200
+    assert "Yellow key" in renamed.text
     removed = browser.post("/account/keys/remove", {"key": b64(ids[1])})
-    assert removed.status_code == 200 and "The key was removed." in removed.text
+    assert removed.status_code == 200
+    assert "The key was removed." in removed.text
     last = browser.post("/account/keys/remove", {"key": b64(ids[0])})
     assert last.status_code == 409
     assert "last way to sign in" in last.text
