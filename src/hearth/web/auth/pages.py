@@ -78,7 +78,7 @@ def page(
         "<!doctype html>"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="referrer" content="no-referrer">'
+        '<meta name="referrer" content="same-origin">'
         f"{refresh}<title>{e(title)} - Hearth</title>"
         '<link rel="stylesheet" href="/static/hearth.css">'
         '<script src="/static/hearth.js" defer></script></head>'
@@ -90,6 +90,10 @@ def page(
     all_headers = {
         "content-security-policy": PAGE_CSP,
         "cache-control": "no-store",
+        # Same-origin requests keep their Origin header (with no-referrer, browsers send
+        # "Origin: null" on form posts, and the CSRF check compares it); other sites get
+        # nothing, so URLs never leak (ASVS v5.0.0-3.4.5).
+        "referrer-policy": "same-origin",
         **(headers or {}),
     }
     return HTMLResponse(document, status_code=status, headers=all_headers)
