@@ -172,3 +172,23 @@ def test_pretty_output(client: TestClient) -> None:
 def test_content_negotiation(client: TestClient, headers: dict[str, str], status: int) -> None:
     assert client.get("/fhir/metadata", headers=headers).status_code == status
     assert client.get("/fhir/metadata", params={"_format": "xml"}).status_code == 406
+
+
+def test_decimal_precision_survives_create_read_patch_and_history(client: TestClient) -> None:
+    body = (
+        b'{"resourceType":"Observation","status":"final","code":{"text":"x"},'
+        b'"valueQuantity":{"value":1.50,"unit":"mg"}}'
+    )
+    created = client.post("/fhir/Observation", content=body, headers={"Content-Type": FHIR})
+    assert b'"value":1.50' in created.content
+    url = f"/fhir/Observation/{created.json()['id']}"
+    assert b'"value":1.50' in client.get(url).content
+    patched = client.patch(
+        url,
+        content=b'[{"op":"replace","path":"/valueQuantity/value","value":2.500}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert b'"value":2.500' in patched.content
+    history = client.get(f"{url}/_history").content
+    assert b'"value":2.500' in history
+    assert b'"value":1.50' in history

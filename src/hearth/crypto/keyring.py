@@ -205,4 +205,3 @@ class KeyRing:
         if signer is None:
             raise IntegrityError()
         return signer.verifier
-

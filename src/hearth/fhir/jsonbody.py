@@ -22,11 +22,19 @@ or the text holds that escape, is the body re-read with the standard library's
 ``object_pairs_hook`` to decide exactly.
 
 Errors name the position (line and column) at most, never content from the body.
+
+Decimal precision (datatypes.html#decimal: "0.010 is regarded as different to 0.01, and the
+original precision should be preserved"): JSON numbers become Python floats, which forget
+trailing zeros and exponent notation. Where the text holds a number a float would rewrite
+(``1.50``, ``1e3``, 16 or more digits), the value is read again with the standard library into
+``FhirDecimal``, a float that remembers its literal, and ``dumps`` writes that literal back
+verbatim. Bodies read from storage go through ``loads``, so precision survives every round trip.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import orjson
@@ -39,10 +47,64 @@ from hearth.domain.errors import (
     NESTING_TOO_DEEP,
 )
 
-__all__ = ["DEFAULT_MAX_ARRAY", "DEFAULT_MAX_DEPTH", "parse_json_body", "parse_json_value"]
+__all__ = [
+    "DEFAULT_MAX_ARRAY",
+    "DEFAULT_MAX_DEPTH",
+    "FhirDecimal",
+    "dumps",
+    "loads",
+    "parse_json_body",
+    "parse_json_value",
+]
 
 DEFAULT_MAX_DEPTH = 64
 DEFAULT_MAX_ARRAY = 10_000
+
+
+class FhirDecimal(float):
+    """A JSON number that keeps the text it was written as (``1.50`` stays ``1.50``)."""
+
+    __slots__ = ("literal",)
+    literal: str
+
+    def __new__(cls, literal: str) -> FhirDecimal:
+        value = super().__new__(cls, literal)
+        value.literal = literal
+        return value
+
+    def __repr__(self) -> str:
+        return self.literal
+
+    def __reduce__(self) -> tuple[type[FhirDecimal], tuple[str]]:
+        return (FhirDecimal, (self.literal,))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FhirDecimal:
+        return self  # immutable
+
+
+# A number a float would rewrite: a trailing zero after the point, an exponent, or more digits
+# than a double holds. It must end like a JSON number (not inside a word); a match inside a
+# string only costs the slower exact read, never a wrong value.
+_LITERAL_NUMBER = re.compile(rb"(?:\.[0-9]*0|[0-9][eE][+-]?[0-9]+|[0-9.]{17,})(?=[\s,\]}])")
+
+
+def _default(value: object) -> orjson.Fragment:
+    if isinstance(value, FhirDecimal):
+        return orjson.Fragment(value.literal.encode("ascii"))
+    raise TypeError(type(value).__name__)
+
+
+def dumps(value: Any, *, option: int = 0) -> bytes:
+    """Serialise FHIR JSON, writing each ``FhirDecimal`` exactly as it was received."""
+    return orjson.dumps(value, default=_default, option=option)
+
+
+def loads(raw: bytes) -> Any:
+    """Parse trusted JSON (a stored body), keeping decimal literals a float would change."""
+    doc = orjson.loads(raw)
+    if _LITERAL_NUMBER.search(raw):
+        return json.loads(raw, parse_float=FhirDecimal)
+    return doc
 
 
 def parse_json_value(
@@ -70,6 +132,9 @@ def parse_json_value(
         raw.count(b":") != orjson.dumps(doc).count(b":") or b"\\u003a" in raw or b"\\u003A" in raw
     ) and _has_duplicate_keys(raw):
         raise HearthError(MALFORMED_JSON, "The JSON repeats a key inside one object.")
+    if _LITERAL_NUMBER.search(raw):
+        # orjson has already refused what is not strict JSON (NaN, Infinity, ...).
+        return json.loads(raw, parse_float=FhirDecimal)
     return doc
 
 

@@ -30,7 +30,7 @@ definitions in :mod:`hearth.fhir.definitions` and raises one
 
 Not checked: terminology bindings (codes against value sets), the other invariants (FHIRPath
 constraints), profiles named in ``meta.profile``, XHTML content rules beyond the outer
-``<div>``, and decimal precision (JSON numbers reach us as Python floats).
+``<div>``. Decimal precision is kept by ``hearth.fhir.jsonbody.FhirDecimal``.
 
 Diagnostics never contain values from the resource. ``expression`` is the element path
 (``Patient.name[0].given[1]``); an unknown property's name is echoed only when it is shaped like
@@ -63,6 +63,7 @@ from hearth.domain.errors import (
     ErrorCode,
 )
 from hearth.fhir import definitions
+from hearth.fhir.jsonbody import FhirDecimal
 from hearth.fhir.references import ReferenceKind, parse_reference
 
 __all__ = ["MAX_ISSUES", "MAX_DEPTH", "validate_resource", "collect_issues"]
@@ -222,7 +223,7 @@ def _decimal_check(value: Any) -> tuple[ErrorCode, str] | None:
     kind = type(value)
     if kind is int:
         return None
-    if kind is float:
+    if kind is float or kind is FhirDecimal:
         return None if math.isfinite(value) else (BAD_PRIMITIVE, "Decimals must be finite.")
     return WRONG_TYPE, "Expected a JSON number for a FHIR decimal."
 

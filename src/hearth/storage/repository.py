@@ -36,6 +36,7 @@ from hearth.domain import (
     StoredResource,
     errors,
 )
+from hearth.fhir import jsonbody as fhir_json
 from hearth.fhir.search import ALL, SearchRequest, SubSearch, index_resource
 from hearth.security import AccessPolicy, Decision, Denial, SearchScopePolicy
 from hearth.storage.audit import AuditTrail
@@ -258,7 +259,7 @@ class RecordRepository:
             if self._on_integrity_failure is not None:
                 self._on_integrity_failure(row.res_type, row.res_id, row.version, row.seq)
             raise
-        resource = orjson.loads(body) if body is not None else None
+        resource = fhir_json.loads(body) if body is not None else None
         return StoredResource(
             row.res_type,
             row.res_id,
@@ -616,7 +617,7 @@ class WriteBatch:
             meta["versionId"] = str(version)
             meta["lastUpdated"] = instant(now)
             resource = {**resource, "id": res_id, "meta": meta}
-            body = orjson.dumps(resource)
+            body = fhir_json.dumps(resource)
             sealed = keys.seal(
                 body, aad=ResourceRef(res_type, res_id).aad(version), random=repo._random
             )

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import orjson
-
 from hearth.audit import (
     AuditRecord,
     ChainFinding,
@@ -30,6 +28,7 @@ from hearth.crypto import (
     rewrap,
 )
 from hearth.domain import Clock, HearthError, IntegrityError, Outcome, Random, ResourceRef, errors
+from hearth.fhir import jsonbody as fhir_json
 from hearth.storage.audit import AuditTrail
 from hearth.storage.repository import index_row, to_us
 from hearth.storage.sql import search as search_sql
@@ -344,7 +343,7 @@ class SystemRepository:
                         ts_us=row.ts_us,
                         body=body,
                     )
-                    resource = orjson.loads(body)
+                    resource = fhir_json.loads(body)
                     rows.append(
                         index_row(
                             self._keys, row.seq, row.res_type, row.res_id, row.ts_us, resource

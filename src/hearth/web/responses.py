@@ -8,6 +8,7 @@ import orjson
 from starlette.responses import Response
 
 from hearth.domain import HearthError
+from hearth.fhir import jsonbody as fhir_json
 from hearth.fhir.outcome import operation_outcome
 
 __all__ = ["FHIR_JSON", "error_response", "fhir_response"]
@@ -25,7 +26,7 @@ def fhir_response(
     if body is None:
         return Response(status_code=status, headers=headers)
     option = orjson.OPT_INDENT_2 if pretty else 0
-    return Response(orjson.dumps(body, option=option), status, headers, media_type=FHIR_JSON)
+    return Response(fhir_json.dumps(body, option=option), status, headers, media_type=FHIR_JSON)
 
 
 def error_response(error: HearthError, *, pretty: bool = False) -> Response:
