@@ -55,6 +55,7 @@ from hearth.domain import (
 )
 from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_roles
 from hearth.services.account import AccountService
+from hearth.services.bundles import BundleService
 from hearth.services.identity import Authenticator
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
@@ -296,6 +297,18 @@ class Container:
             pages=self.pages,
             limits=self.settings.limits,
             clock=self.clock,
+        )
+
+    def bundles(self, principal: Principal, *, request_id: str | None = None) -> BundleService:
+        repo = self.repository(principal, request_id=request_id)
+        search = SearchService(
+            repo, pages=self.pages, limits=self.settings.limits, clock=self.clock
+        )
+        return BundleService(
+            repo,
+            search=search,
+            max_entries=self.settings.limits.max_json_array,
+            now=self.clock.now,
         )
 
     def records(self, principal: Principal, *, request_id: str | None = None) -> RecordService:

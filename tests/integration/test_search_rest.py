@@ -155,3 +155,61 @@ def test_bad_search_value_answers_an_outcome_without_the_value(client: TestClien
     body = response.json()
     assert body["resourceType"] == "OperationOutcome"
     assert "19xx" not in response.text
+
+
+def test_transactions_and_conditional_interactions_over_http(client: TestClient) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:0e2c6c1a-1111-4111-8111-111111111111",
+                "resource": {"resourceType": "Patient", "name": [{"family": "Http"}]},
+                "request": {"method": "POST", "url": "Patient"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "status": "final",
+                    "code": {"text": "note"},
+                    "subject": {"reference": "urn:uuid:0e2c6c1a-1111-4111-8111-111111111111"},
+                },
+                "request": {"method": "POST", "url": "Observation"},
+            },
+        ],
+    }
+    for path in ("/fhir", "/fhir/"):
+        response = client.post(path, content=orjson.dumps(bundle), headers={"Content-Type": FHIR})
+        assert response.status_code == 200, response.text
+        assert response.json()["type"] == "transaction-response"
+    body = orjson.dumps({"resourceType": "Patient", "identifier": [{"system": "s", "value": "1"}]})
+    created = client.post(
+        "/fhir/Patient",
+        content=body,
+        headers={"Content-Type": FHIR, "If-None-Exist": "identifier=s|1"},
+    )
+    found = client.post(
+        "/fhir/Patient",
+        content=body,
+        headers={"Content-Type": FHIR, "If-None-Exist": "identifier=s|1"},
+    )
+    assert (created.status_code, found.status_code) == (201, 200)
+    assert created.json()["id"] == found.json()["id"]
+    updated = client.put(
+        "/fhir/Patient?identifier=s|1", content=body, headers={"Content-Type": FHIR}
+    )
+    assert updated.status_code == 200
+    assert updated.headers["etag"] == 'W/"2"'
+    client.post("/fhir/Patient", content=body, headers={"Content-Type": FHIR})
+    ambiguous = client.put(
+        "/fhir/Patient?identifier=s|1", content=body, headers={"Content-Type": FHIR}
+    )
+    assert ambiguous.status_code == 412
+    assert client.delete("/fhir/Patient?identifier=s|1").status_code == 204
+    assert client.get("/fhir/Patient", params={"identifier": "s|1"}).json()["total"] == 0
+    bad = client.post(
+        "/fhir",
+        content=b'{"resourceType":"Bundle","type":"collection"}',
+        headers={"Content-Type": FHIR},
+    )
+    assert bad.status_code == 400

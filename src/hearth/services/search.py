@@ -107,7 +107,7 @@ class SearchService:
             query_text=urlencode(list(query.params)),
             compartment=query.compartment,
         )
-        return self._bundle(query, request, page, base=base, url=url)
+        return self.render(query, request, page, base=base, url=url)
 
     def _link(self, query: SearchQuery, offset: int, url: str) -> str:
         token = self._pages.issue(
@@ -123,15 +123,17 @@ class SearchService:
         )
         return f"{url}?_page={token}"
 
-    def _bundle(
+    def render(
         self,
         query: SearchQuery,
         request: SearchRequest,
         page: SearchPage,
         *,
         base: str,
-        url: str,
+        url: str | None = None,
     ) -> dict[str, Any]:
+        """The searchset Bundle for one page of ``query``."""
+        url = url or f"{base}/{query.res_type}"
         links = {"self": self._link(query, page.offset, url)}
         if page.more:
             links["next"] = self._link(query, page.offset + request.count, url)

@@ -585,8 +585,54 @@ class WriteBatch:
         return [res_id for _seq, res_id in repo._searcher(self._conn).matching_ids(sub, limit)]
 
     def current(self, res_type: str, res_id: str) -> StoredResource | None:
-        """The current version as this batch sees it (for preconditions), or None."""
+        """The current version as this batch sees it (for preconditions), or None. Nothing is
+        disclosed: callers use it to decide, and ``read`` to return a resource."""
         return self._current(Action.READ, res_type, res_id)
+
+    def read(self, res_type: str, res_id: str) -> StoredResource:
+        """Read inside the batch (a GET entry of a transaction), decided and audited."""
+        repo = self._repo
+        repo._check(Action.READ, res_type, res_id=res_id)
+        current = self._current(Action.READ, res_type, res_id)
+        if current is None:
+            raise repo._fail(
+                Action.READ, HearthError(errors.NOT_FOUND), res_type=res_type, res_id=res_id
+            )
+        if current.deleted:
+            raise repo._fail(
+                Action.READ, HearthError(errors.GONE), res_type=res_type, res_id=res_id
+            )
+        repo._check(Action.READ, res_type, current.resource, res_id=res_id)
+        self.audit_records.append(
+            repo._record(
+                Action.READ,
+                Outcome.SUCCESS,
+                res_type=res_type,
+                res_id=res_id,
+                version=current.version,
+                patient=patient_of(res_type, res_id, current.resource),
+            )
+        )
+        return current
+
+    def search(self, request: SearchRequest, *, query_text: str = "") -> SearchPage:
+        """Search inside the batch (a GET search entry of a transaction), audited with it."""
+        repo = self._repo
+        repo._check(Action.SEARCH, request.res_type)
+        self.flush_index()
+        page = repo._searcher(self._conn).run(request, offset=0)
+        page.matches = repo._allowed(page.matches)
+        page.included = repo._allowed(page.included)
+        disclosed = [f"{s.res_type}/{s.res_id}" for s in (*page.matches, *page.included)]
+        self.audit_records.append(
+            repo._record(
+                Action.SEARCH,
+                Outcome.SUCCESS,
+                res_type=request.res_type,
+                detail=orjson.dumps({"query": query_text, "disclosed": disclosed}),
+            )
+        )
+        return page
 
     def _current(self, action: Action, res_type: str, res_id: str) -> StoredResource | None:
         repo = self._repo

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,6 +25,7 @@ from hearth.fhir.definitions import RESOURCE_TYPES
 from hearth.fhir.outcome import informational_outcome
 from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
 from hearth.services.disclosure import disclosing
+from hearth.services.bundles import BundleService
 from hearth.services.records import RecordService, check_type
 from hearth.services.search import SearchQuery
 from hearth.web.requests import (
@@ -132,6 +134,10 @@ class FhirApi:
             resource_types=RESOURCE_TYPES,
             features=ServerFeatures(
                 type_interactions=("create", "history-type"),
+                system_interactions=("history-system", "transaction", "batch"),
+                conditional_create=True,
+                conditional_update=True,
+                conditional_delete="multiple",
                 search_params=capability_params,
                 search_includes=capability_includes,
                 search_revincludes=capability_revincludes,
@@ -200,10 +206,104 @@ class FhirApi:
         principal = await self.authenticate(request)
         check_type(res_type)
         body = await read_json_body(request, self.limits)
+        condition = request.headers.get("if-none-exist")
+        if condition:
+            # Conditional create (R4 http.html#ccreate): 200 with the match, 412 if several.
+            params = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
+            written = await self._bundles(
+                request, principal, lambda b: b.conditional_create(res_type, body, params)
+            )
+            if written.stored is None:  # pragma: no cover - a create always stores or finds
+                raise HearthError(errors.INTERNAL)
+            return self.resource_response(
+                request, written.stored, status=written.status, location=written.status == 201
+            )
         stored = await self.call(
             request, lambda svc, _p: svc.create(res_type, body), principal=principal
         )
         return self.resource_response(request, stored, status=201, location=True)
+
+    async def _bundles(
+        self, request: Request, principal: Principal, work: Callable[[BundleService], T]
+    ) -> T:
+        request_id = request.scope.get("state", {}).get("request_id")
+
+        def run() -> T:
+            return work(self.c.bundles(principal, request_id=request_id))
+
+        return await run_in_threadpool(run)
+
+    def _condition(self, request: Request) -> list[tuple[str, str]]:
+        params = [
+            (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+        ]
+        if not params:
+            raise HearthError(
+                errors.METHOD_NOT_ALLOWED, "A conditional interaction needs a condition."
+            )
+        return params
+
+    async def conditional_update(self, request: Request) -> Response:
+        """``PUT [type]?[search]`` (R4 http.html#cond-update): 412 when several match."""
+        res_type = request.path_params["type"]
+        principal = await self.authenticate(request)
+        check_type(res_type)
+        condition = self._condition(request)
+        body = await read_json_body(request, self.limits)
+        if_match = parse_if_match(request)
+        written = await self._bundles(
+            request,
+            principal,
+            lambda b: b.conditional_update(res_type, condition, body, if_match=if_match),
+        )
+        if written.stored is None:  # pragma: no cover - an update always stores
+            raise HearthError(errors.INTERNAL)
+        return self.resource_response(
+            request, written.stored, status=written.status, location=written.status == 201
+        )
+
+    async def conditional_patch(self, request: Request) -> Response:
+        """``PATCH [type]?[search]`` (R4 http.html#patch): 412 when several match."""
+        res_type = request.path_params["type"]
+        principal = await self.authenticate(request)
+        check_type(res_type)
+        condition = self._condition(request)
+        document = await read_json_body(
+            request, self.limits, media_types=frozenset({"application/json-patch+json"})
+        )
+        if_match = parse_if_match(request)
+        written = await self._bundles(
+            request,
+            principal,
+            lambda b: b.conditional_patch(res_type, condition, document, if_match=if_match),
+        )
+        if written.stored is None:  # pragma: no cover - a patch always stores
+            raise HearthError(errors.INTERNAL)
+        return self.resource_response(request, written.stored)
+
+    async def conditional_delete(self, request: Request) -> Response:
+        """``DELETE [type]?[search]`` (R4 http.html#cdelete): every match, up to a bound."""
+        res_type = request.path_params["type"]
+        principal = await self.authenticate(request)
+        check_type(res_type)
+        condition = self._condition(request)
+        await self._bundles(request, principal, lambda b: b.conditional_delete(res_type, condition))
+        return fhir_response(None, status=204)
+
+    async def bundle(self, request: Request) -> Response:
+        """``POST [base]`` with a batch or transaction Bundle (R4 http.html#transaction)."""
+        principal = await self.authenticate(request)
+        body = await read_json_body(request, self.limits)
+        base = self.base(request)
+        representation = prefer_return(request) == "representation" and "return=" in (
+            request.headers.get("prefer", "")
+        )
+        result = await self._bundles(
+            request,
+            principal,
+            lambda b: b.process(body, base=base, representation=representation),
+        )
+        return fhir_response(result, pretty=pretty(request))
 
     async def search_type(self, request: Request) -> Response:
         """``GET [type]?...`` and ``POST [type]/_search`` (R4 http.html#search).
@@ -357,6 +457,11 @@ def fhir_routes(container: Container) -> list[Route]:
         Route("/fhir/{type}/{id}", api.update, methods=["PUT"]),
         Route("/fhir/{type}/{id}", api.patch, methods=["PATCH"]),
         Route("/fhir/{type}/{id}", api.delete, methods=["DELETE"]),
+        Route("/fhir", api.bundle, methods=["POST"]),
+        Route("/fhir/", api.bundle, methods=["POST"]),
         Route("/fhir/{type}", api.create, methods=["POST"]),
+        Route("/fhir/{type}", api.conditional_update, methods=["PUT"]),
+        Route("/fhir/{type}", api.conditional_patch, methods=["PATCH"]),
+        Route("/fhir/{type}", api.conditional_delete, methods=["DELETE"]),
         Route("/fhir/{type}", api.search_type, methods=["GET"]),
     ]

@@ -1,0 +1,282 @@
+"""Batch and transaction Bundles and conditional interactions on every engine (R4 http.html)."""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections import Counter
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import text
+
+from hearth.domain import HearthError, errors
+from hearth.services.bundles import BundleService
+from tests.support import Instance, admin
+from tests.synthea import NPI, SYNTHEA, patient_bundle, provider_pool
+
+pytestmark = pytest.mark.engines
+
+BASE = "http://127.0.0.1/fhir"
+
+
+def service(instance: Instance) -> BundleService:
+    return instance.container.bundles(admin())
+
+
+def count(instance: Instance, res_type: str | None = None) -> int:
+    sql = "SELECT COUNT(*) FROM search_resource"
+    with instance.container.db.read.connect() as conn:
+        if res_type is None:
+            return int(conn.execute(text(sql)).scalar_one())
+        return int(conn.execute(text(sql + " WHERE res_type = :t"), {"t": res_type}).scalar_one())
+
+
+def test_synthea_shaped_transactions_load_and_share_providers(instance: Instance) -> None:
+    rng = random.Random(7)
+    providers = provider_pool(rng, 2)
+    bundles = service(instance)
+    total_entries = 0
+    for _ in range(4):
+        made = patient_bundle(rng, providers, encounters=3, observations_per_encounter=4)
+        total_entries += made.entries
+        response = bundles.process(made.bundle, base=BASE, representation=False)
+        assert response["type"] == "transaction-response"
+        statuses = Counter(e["response"]["status"] for e in response["entry"])
+        assert set(statuses) <= {"201 Created", "200 OK"}
+    types = {t: count(instance, t) for t in ("Organization", "Practitioner", "Location")}
+    assert all(1 <= n <= 2 for n in types.values()), types  # created once per provider
+    assert count(instance, "Patient") == 4
+    assert count(instance, "Observation") == 4 * 3 * 4
+    kinds = {
+        row[0]
+        for row in instance.container.db.read.connect()
+        .execute(text("SELECT DISTINCT res_type FROM search_resource"))
+        .all()
+    }
+    assert len(kinds) >= 17
+    # urn:uuid references were rewritten to the ids the server assigned.
+    repo = instance.container.repository(admin())
+    from hearth.fhir.search import Context, parse_search
+
+    request = parse_search(
+        "Observation",
+        [("subject:Patient.identifier", f"{SYNTHEA}|{made.patient_uuid}")],
+        ctx=Context(now_us=0),
+        default_count=100,
+        max_count=100,
+    )
+    page = repo.search(request)
+    assert page.total == 12
+    assert all(
+        s.resource and s.resource["subject"]["reference"].startswith("Patient/")
+        for s in page.matches
+    )
+
+
+def _patient(i: int) -> dict[str, Any]:
+    return {"resourceType": "Patient", "name": [{"family": f"Atomic{i}"}]}
+
+
+def test_a_transaction_is_all_or_nothing(instance: Instance) -> None:
+    before = count(instance)
+    entries: list[dict[str, Any]] = [
+        {"resource": _patient(i), "request": {"method": "POST", "url": "Patient"}}
+        for i in range(100)
+    ]
+    entries[49] = {  # the 50th entry fails: a stale version precondition on a missing resource
+        "resource": {"resourceType": "Patient", "id": "nope"},
+        "request": {"method": "PUT", "url": "Patient/nope", "ifMatch": 'W/"7"'},
+    }
+    with pytest.raises(HearthError) as exc:
+        service(instance).process(
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries},
+            base=BASE,
+            representation=False,
+        )
+    assert exc.value.code is errors.VERSION_CONFLICT
+    assert "entry 49" in exc.value.detail
+    assert count(instance) == before
+    with instance.container.db.read.connect() as conn:
+        versions = conn.execute(text("SELECT COUNT(*) FROM resource_version")).scalar_one()
+    assert versions == 0
+
+
+def test_batch_entries_succeed_or_fail_alone(instance: Instance) -> None:
+    response = service(instance).process(
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"resource": _patient(1), "request": {"method": "POST", "url": "Patient"}},
+                {"request": {"method": "GET", "url": "Patient/does-not-exist"}},
+                {"resource": _patient(2), "request": {"method": "POST", "url": "Patient"}},
+            ],
+        },
+        base=BASE,
+        representation=True,
+    )
+    statuses = [e["response"]["status"] for e in response["entry"]]
+    assert statuses == ["201 Created", "404", "201 Created"]
+    assert response["entry"][1]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert response["entry"][0]["resource"]["name"][0]["family"] == "Atomic1"
+
+
+def test_references_conditional_references_and_preconditions(instance: Instance) -> None:
+    bundles = service(instance)
+    setup = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": "urn:uuid:6f1c3a2e-0000-4000-8000-000000000001",
+                    "resource": {
+                        "resourceType": "Practitioner",
+                        "identifier": [{"system": NPI, "value": "42"}],
+                    },
+                    "request": {"method": "POST", "url": "Practitioner"},
+                },
+                {
+                    "fullUrl": "urn:uuid:6f1c3a2e-0000-4000-8000-000000000002",
+                    "resource": {
+                        "resourceType": "Patient",
+                        "generalPractitioner": [
+                            {"reference": "urn:uuid:6f1c3a2e-0000-4000-8000-000000000001"}
+                        ],
+                    },
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": {"resourceType": "Patient", "id": "fixed-id", "active": True},
+                    "request": {"method": "PUT", "url": "Patient/fixed-id"},
+                },
+            ],
+        },
+        base=BASE,
+        representation=True,
+    )
+    practitioner = setup["entry"][0]["response"]["location"].split("/")[1]
+    assert setup["entry"][1]["resource"]["generalPractitioner"][0]["reference"] == (
+        f"Practitioner/{practitioner}"
+    )
+    follow = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Patient",
+                        "generalPractitioner": [{"reference": f"Practitioner?identifier={NPI}|42"}],
+                    },
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": {
+                        "resourceType": "Practitioner",
+                        "identifier": [{"system": NPI, "value": "42"}],
+                    },
+                    "request": {
+                        "method": "POST",
+                        "url": "Practitioner",
+                        "ifNoneExist": f"identifier={NPI}|42",
+                    },
+                },
+                {"request": {"method": "GET", "url": "Patient/fixed-id", "ifNoneMatch": 'W/"1"'}},
+                {
+                    "request": {
+                        "method": "GET",
+                        "url": "Patient/fixed-id",
+                        "ifModifiedSince": "2000-01-01T00:00:00Z",
+                    }
+                },
+                {
+                    "resource": {
+                        "resourceType": "Binary",
+                        "contentType": "application/json-patch+json",
+                        "data": base64.b64encode(
+                            orjson.dumps([{"op": "replace", "path": "/active", "value": False}])
+                        ).decode(),
+                    },
+                    "request": {"method": "PATCH", "url": "Patient/fixed-id", "ifMatch": 'W/"1"'},
+                },
+            ],
+        },
+        base=BASE,
+        representation=True,
+    )
+    entries = follow["entry"]
+    assert entries[0]["resource"]["generalPractitioner"][0]["reference"] == (
+        f"Practitioner/{practitioner}"
+    )
+    assert entries[1]["response"]["status"] == "200 OK"  # ifNoneExist matched: nothing created
+    assert entries[1]["response"]["location"].startswith(f"Practitioner/{practitioner}/")
+    # GETs run after the writes (http.html#trules): the PATCH made version 2 already.
+    assert entries[2]["response"]["status"] == "200 OK"
+    assert entries[3]["response"]["etag"] == 'W/"2"'
+    assert entries[4]["resource"]["active"] is False
+    with pytest.raises(HearthError) as missing:
+        bundles.process(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "resource": {
+                            "resourceType": "Patient",
+                            "generalPractitioner": [
+                                {"reference": f"Practitioner?identifier={NPI}|no-such"}
+                            ],
+                        },
+                        "request": {"method": "POST", "url": "Patient"},
+                    }
+                ],
+            },
+            base=BASE,
+            representation=False,
+        )
+    assert missing.value.code is errors.UNRESOLVED_REFERENCE
+
+
+def test_conditional_create_update_patch_delete(instance: Instance) -> None:
+    bundles = service(instance)
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]}
+    first = bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|7")])
+    again = bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|7")])
+    assert (first.status, again.status) == (201, 200)
+    assert first.stored is not None and again.stored is not None
+    assert again.stored.res_id == first.stored.res_id
+    updated = bundles.conditional_update(
+        "Patient", [("identifier", "urn:mrn|7")], {**body, "active": True}
+    )
+    assert updated.status == 200
+    assert updated.stored is not None and updated.stored.version == 2
+    created = bundles.conditional_update(
+        "Patient", [("identifier", "urn:mrn|8")], {**body, "identifier": [{"value": "8"}]}
+    )
+    assert created.status == 201
+    patched = bundles.conditional_patch(
+        "Patient",
+        [("identifier", "urn:mrn|7")],
+        [{"op": "replace", "path": "/active", "value": False}],
+    )
+    assert patched.stored is not None and patched.stored.version == 3
+    bundles.conditional_create("Patient", body, [("_id", "unused-id")])  # a second urn:mrn|7
+    for attempt in (
+        lambda: bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|7")]),
+        lambda: bundles.conditional_update("Patient", [("identifier", "urn:mrn|7")], body),
+        lambda: bundles.conditional_patch(
+            "Patient", [("identifier", "urn:mrn|7")], [{"op": "remove", "path": "/active"}]
+        ),
+    ):
+        with pytest.raises(HearthError) as ambiguous:
+            attempt()
+        assert ambiguous.value.code is errors.MULTIPLE_MATCHES
+        assert ambiguous.value.status == 412
+    assert bundles.conditional_delete("Patient", [("identifier", "urn:mrn|7")]) == 2
+    assert count(instance, "Patient") == 1
+    with pytest.raises(HearthError) as unknown:
+        bundles.conditional_delete("Patient", [("no-such-param", "x")])
+    assert unknown.value.code is errors.UNKNOWN_SEARCH_PARAMETER
