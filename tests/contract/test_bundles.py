@@ -246,13 +246,15 @@ def test_conditional_create_update_patch_delete(instance: Instance) -> None:
     first = bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|7")])
     again = bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|7")])
     assert (first.status, again.status) == (201, 200)
-    assert first.stored is not None and again.stored is not None
+    assert first.stored is not None
+    assert again.stored is not None
     assert again.stored.res_id == first.stored.res_id
     updated = bundles.conditional_update(
         "Patient", [("identifier", "urn:mrn|7")], {**body, "active": True}
     )
     assert updated.status == 200
-    assert updated.stored is not None and updated.stored.version == 2
+    assert updated.stored is not None
+    assert updated.stored.version == 2
     created = bundles.conditional_update(
         "Patient", [("identifier", "urn:mrn|8")], {**body, "identifier": [{"value": "8"}]}
     )
@@ -262,7 +264,8 @@ def test_conditional_create_update_patch_delete(instance: Instance) -> None:
         [("identifier", "urn:mrn|7")],
         [{"op": "replace", "path": "/active", "value": False}],
     )
-    assert patched.stored is not None and patched.stored.version == 3
+    assert patched.stored is not None
+    assert patched.stored.version == 3
     bundles.conditional_create("Patient", body, [("_id", "unused-id")])  # a second urn:mrn|7
     for attempt in (
         lambda: bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|7")]),
