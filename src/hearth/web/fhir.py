@@ -234,6 +234,8 @@ class FhirApi:
         return await run_in_threadpool(run)
 
     def _condition(self, request: Request) -> list[tuple[str, str]]:
+        if request.path_params["type"] == "metadata":
+            raise HearthError(errors.METHOD_NOT_ALLOWED)
         params = [
             (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
         ]
@@ -247,8 +249,8 @@ class FhirApi:
         """``PUT [type]?[search]`` (R4 http.html#cond-update): 412 when several match."""
         res_type = request.path_params["type"]
         principal = await self.authenticate(request)
-        check_type(res_type)
         condition = self._condition(request)
+        check_type(res_type)
         body = await read_json_body(request, self.limits)
         if_match = parse_if_match(request)
         written = await self._bundles(
@@ -266,8 +268,8 @@ class FhirApi:
         """``PATCH [type]?[search]`` (R4 http.html#patch): 412 when several match."""
         res_type = request.path_params["type"]
         principal = await self.authenticate(request)
-        check_type(res_type)
         condition = self._condition(request)
+        check_type(res_type)
         document = await read_json_body(
             request, self.limits, media_types=frozenset({"application/json-patch+json"})
         )
@@ -285,8 +287,8 @@ class FhirApi:
         """``DELETE [type]?[search]`` (R4 http.html#cdelete): every match, up to a bound."""
         res_type = request.path_params["type"]
         principal = await self.authenticate(request)
-        check_type(res_type)
         condition = self._condition(request)
+        check_type(res_type)
         await self._bundles(request, principal, lambda b: b.conditional_delete(res_type, condition))
         return fhir_response(None, status=204)
 
