@@ -231,7 +231,7 @@ class FhirApi:
         def run() -> T:
             return work(self.c.bundles(principal, request_id=request_id))
 
-        return await run_in_threadpool(run)
+        return await self.offload(run)
 
     def _condition(self, request: Request) -> list[tuple[str, str]]:
         if request.path_params["type"] == "metadata":

@@ -204,8 +204,10 @@ def param_for(res_type: str, code: str) -> Param | None:
 def _decimal(value: Any) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
+    # A FhirDecimal (hearth.fhir.jsonbody) keeps the literal it was written as: 5.40 is 5.40.
+    literal = getattr(value, "literal", None)
     try:
-        out = Decimal(str(value))
+        out = Decimal(literal if isinstance(literal, str) else str(value))
     except InvalidOperation:
         return None
     return out if out.is_finite() else None
