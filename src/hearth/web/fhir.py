@@ -24,8 +24,8 @@ from hearth.fhir.capability import ServerFeatures, capability_statement
 from hearth.fhir.definitions import RESOURCE_TYPES
 from hearth.fhir.outcome import informational_outcome
 from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
-from hearth.services.disclosure import disclosing
 from hearth.services.bundles import BundleService
+from hearth.services.disclosure import disclosing
 from hearth.services.records import RecordService, check_type
 from hearth.services.search import SearchQuery
 from hearth.web.requests import (
