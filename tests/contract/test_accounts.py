@@ -1,0 +1,99 @@
+"""Accounts, credentials, set-up links and sessions on every engine (issue 4): the one-time
+compare-and-set updates and the "did it change a row" answers must mean the same on SQLite,
+PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import pytest
+
+from hearth.audit import AuditRecord
+from hearth.auth.sessions import session_digest
+from hearth.domain import HearthError, Outcome
+from hearth.services.authevents import AuthEvent, auth_record
+from hearth.storage.accounts import CredentialRow, credential_digest
+from hearth.storage.sessions import SessionRow, SessionSealer, SqlSessionStore
+from tests.support import Instance, SeededRandom
+
+pytestmark = pytest.mark.engines
+
+
+def record(instance: Instance, event: AuthEvent = AuthEvent.USER_ADD) -> list[AuditRecord]:
+    return [auth_record(event, Outcome.SUCCESS, now=instance.container.clock.now(), actor="t")]
+
+
+def test_users_and_idempotent_updates(instance: Instance) -> None:
+    users = instance.container.users
+    info, link = users.add("Alice", roles=frozenset({"bootstrap-admin"}), by="test")
+    assert info.username == "alice"
+    assert link is not None
+    with pytest.raises(HearthError) as duplicate:
+        users.add("ALICE", roles=frozenset(), by="test")
+    assert duplicate.value.code.code == "HRT-0711"
+    # Writing the values a row already holds still "finds" the row on every engine.
+    users.enable("alice", by="test")
+    users.enable("alice", by="test")
+    assert users.set_roles("alice", frozenset({"bootstrap-admin"}), by="test") == 0
+    users.disable("alice", by="test")
+    assert users.get("alice").status == "disabled"
+
+
+def test_totp_steps_recovery_codes_and_links_are_one_time(instance: Instance) -> None:
+    c = instance.container
+    info, link = c.users.add("bob", roles=frozenset(), by="test")
+    assert link is not None
+    accounts = c.accounts
+    accounts.set_totp(
+        info.user_id, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", used_step=100, now_us=1,
+        recovery_hashes=["h0", "h1", "h2"], records=record(instance, AuthEvent.TOTP_SET),
+    )  # fmt: skip
+    user = accounts.user(info.user_id)
+    assert user is not None
+    assert accounts.totp_secret(user) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    assert b"JBSWY3DP" not in (user.totp_secret or b"")
+    assert not accounts.accept_totp_step(info.user_id, 100)
+    assert not accounts.accept_totp_step(info.user_id, 99)
+    assert accounts.accept_totp_step(info.user_id, 101)
+    assert not accounts.accept_totp_step(info.user_id, 101)
+    assert [p for p, _ in accounts.recovery_codes(info.user_id)] == [0, 1, 2]
+    assert accounts.use_recovery_code(info.user_id, 1)
+    assert not accounts.use_recovery_code(info.user_id, 1)
+    token_id = link.token.split("_")[1]
+    accounts.complete_enrolment(token_id, info.user_id, 2, record(instance, AuthEvent.ENROL))
+    with pytest.raises(HearthError) as used:
+        accounts.complete_enrolment(token_id, info.user_id, 3, record(instance, AuthEvent.ENROL))
+    assert used.value.code.code == "HRT-0708"
+
+
+def test_sign_counters_move_once_even_when_they_stay_at_zero(instance: Instance) -> None:
+    c = instance.container
+    info, _ = c.users.add("carol", roles=frozenset(), by="test")
+    row = CredentialRow(
+        cred_digest=credential_digest(b"cred-1"), credential_id=b"cred-1", user_id=info.user_id,
+        name="Key", public_key=b"\x01" * 77, sign_count=0, transports="usb", aaguid="0" * 36,
+        user_verified=True, backup_eligible=False, created_us=1, last_used_us=None,
+    )  # fmt: skip
+    c.accounts.add_credential(row, record(instance, AuthEvent.KEY_ADD))
+    # Authenticators without a counter always report 0: the update changes only last_used.
+    assert c.accounts.advance_sign_count(row, 0, 5)
+    stored = c.accounts.credential(b"cred-1")
+    assert stored is not None
+    assert c.accounts.advance_sign_count(stored, 7, 6)
+    assert not c.accounts.advance_sign_count(stored, 8, 7)  # it moved since `stored` was read
+    assert c.accounts.credential(b"cred-1").sign_count == 7  # type: ignore[union-attr]
+
+
+def test_session_rows_on_every_engine(instance: Instance) -> None:
+    c = instance.container
+    store = SqlSessionStore(c.store, SessionSealer(c.keyring, SeededRandom(b"s")))
+    digest = session_digest("an id")
+    row = SessionRow(
+        id_digest=digest, user_id="usr_x", state="active", created_us=1, last_seen_us=1,
+        expires_us=10**17, auth_us=1, step_up_us=None, amr="pwd otp mfa", csrf="c" * 22,
+        pin_failures=0, data=b'{"a":1}', source="127.0.0.1",
+    )  # fmt: skip
+    store.create(row)
+    assert store.get(digest) == row
+    assert store.save(row)  # unchanged values: still saved, not "gone"
+    assert [store.add_pin_failure(digest) for _ in range(2)] == [1, 2]
+    assert store.delete_user("usr_x") == 1
+    assert store.get(digest) is None
