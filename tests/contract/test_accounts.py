@@ -43,9 +43,13 @@ def test_totp_steps_recovery_codes_and_links_are_one_time(instance: Instance) ->
     assert link is not None
     accounts = c.accounts
     accounts.set_totp(
-        info.user_id, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP", used_step=100, now_us=1,
-        recovery_hashes=["h0", "h1", "h2"], records=record(instance, AuthEvent.TOTP_SET),
-    )  # fmt: skip
+        info.user_id,
+        "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+        used_step=100,
+        now_us=1,
+        recovery_hashes=["h0", "h1", "h2"],
+        records=record(instance, AuthEvent.TOTP_SET),
+    )
     user = accounts.user(info.user_id)
     assert user is not None
     assert accounts.totp_secret(user) == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -68,10 +72,19 @@ def test_sign_counters_move_once_even_when_they_stay_at_zero(instance: Instance)
     c = instance.container
     info, _ = c.users.add("carol", roles=frozenset(), by="test")
     row = CredentialRow(
-        cred_digest=credential_digest(b"cred-1"), credential_id=b"cred-1", user_id=info.user_id,
-        name="Key", public_key=b"\x01" * 77, sign_count=0, transports="usb", aaguid="0" * 36,
-        user_verified=True, backup_eligible=False, created_us=1, last_used_us=None,
-    )  # fmt: skip
+        cred_digest=credential_digest(b"cred-1"),
+        credential_id=b"cred-1",
+        user_id=info.user_id,
+        name="Key",
+        public_key=b"\x01" * 77,
+        sign_count=0,
+        transports="usb",
+        aaguid="0" * 36,
+        user_verified=True,
+        backup_eligible=False,
+        created_us=1,
+        last_used_us=None,
+    )
     c.accounts.add_credential(row, record(instance, AuthEvent.KEY_ADD))
     # Authenticators without a counter always report 0: the update changes only last_used.
     assert c.accounts.advance_sign_count(row, 0, 5)
@@ -87,10 +100,20 @@ def test_session_rows_on_every_engine(instance: Instance) -> None:
     store = SqlSessionStore(c.store, SessionSealer(c.keyring, SeededRandom(b"s")))
     digest = session_digest("an id")
     row = SessionRow(
-        id_digest=digest, user_id="usr_x", state="active", created_us=1, last_seen_us=1,
-        expires_us=10**17, auth_us=1, step_up_us=None, amr="pwd otp mfa", csrf="c" * 22,
-        pin_failures=0, data=b'{"a":1}', source="127.0.0.1",
-    )  # fmt: skip
+        id_digest=digest,
+        user_id="usr_x",
+        state="active",
+        created_us=1,
+        last_seen_us=1,
+        expires_us=10**17,
+        auth_us=1,
+        step_up_us=None,
+        amr="pwd otp mfa",
+        csrf="c" * 22,
+        pin_failures=0,
+        data=b'{"a":1}',
+        source="127.0.0.1",
+    )
     store.create(row)
     assert store.get(digest) == row
     assert store.save(row)  # unchanged values: still saved, not "gone"

@@ -71,8 +71,12 @@ def served(tmp_path: Path) -> Iterator[Served]:
     port = free_port()
     config = uvicorn.Config(
         create_app(container, allowed_hosts=["127.0.0.1"]),
-        host="127.0.0.1", port=port, access_log=False, log_level="warning", lifespan="off",
-    )  # fmt: skip
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

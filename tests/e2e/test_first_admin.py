@@ -27,8 +27,10 @@ def test_first_administrator_sign_in_from_serve_output(tmp_path: Path, tab: Tab)
     with log.open("w") as out:
         server = subprocess.Popen(
             [*hearth, "serve", "--port", str(port), "--issue-admin-credential"],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )  # fmt: skip
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         try:
             link = None
             deadline = time.monotonic() + 20

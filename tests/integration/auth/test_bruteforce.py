@@ -127,9 +127,12 @@ def test_redis_counters_are_shared_by_processes(tmp_path: Path) -> None:
         from tests.integration.auth.conftest import CHEAP, CapturedAlarms, SeededRandom
 
         second = Container(
-            load_settings(first.home, {}), clock=first.clock, random=SeededRandom(b"second"),
-            password_parameters=CHEAP, alarms=CapturedAlarms(),
-        )  # fmt: skip
+            load_settings(first.home, {}),
+            clock=first.clock,
+            random=SeededRandom(b"second"),
+            password_parameters=CHEAP,
+            alarms=CapturedAlarms(),
+        )
         try:
             one = first.browser()
             for _ in range(5):

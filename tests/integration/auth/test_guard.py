@@ -76,8 +76,9 @@ def test_next_urls_stay_on_this_site() -> None:
 def test_the_relying_party_follows_settings_then_the_public_url_then_the_request() -> None:
     configured = relying_party(
         AuthSettings(rp_id="ehr.example.org", origins=("https://ehr.example.org",)),
-        None, "http://localhost:8080",
-    )  # fmt: skip
+        None,
+        "http://localhost:8080",
+    )
     assert (configured.rp_id, configured.origins) == (
         "ehr.example.org",
         ("https://ehr.example.org",),
@@ -86,6 +87,7 @@ def test_the_relying_party_follows_settings_then_the_public_url_then_the_request
     assert (public.rp_id, public.origins) == ("ehr.example.org", ("https://ehr.example.org",))
     local = relying_party(AuthSettings(), None, "http://localhost:8123")
     assert (local.rp_id, local.origins) == ("localhost", ("http://localhost:8123",))
-    only_id = relying_party(AuthSettings(rp_id="ehr.example.org"), "https://ehr.example.org/fhir",
-                            "http://x")  # fmt: skip
+    only_id = relying_party(
+        AuthSettings(rp_id="ehr.example.org"), "https://ehr.example.org/fhir", "http://x"
+    )
     assert only_id.origins == ("https://ehr.example.org",)

@@ -102,8 +102,10 @@ def test_audit_never_holds_a_secret(site: Instance) -> None:
     browser.sign_in("alice")
     site.container.audit.close()
     with site.container.store.read() as conn:
-        bodies = b"".join(r[0] for r in conn.execute(t.audit_entry.select().with_only_columns(
-            t.audit_entry.c.body)))  # fmt: skip
+        bodies = b"".join(
+            r[0]
+            for r in conn.execute(t.audit_entry.select().with_only_columns(t.audit_entry.c.body))
+        )
     for secret in (PASSWORD, "a typo'd password 123", codes[0], browser.totp_secret or "x"):
         assert secret.encode() not in bodies
     assert b"alice" not in bodies  # users are named by id, never by what was typed

@@ -49,10 +49,20 @@ def store(request: pytest.FixtureRequest, plain: Instance) -> Iterator[SessionSt
 def row(user: str | None = "usr_a", *, data: bytes | None = b'{"x":1}') -> SessionRow:
     digest = session_digest(new_secret(SeededRandom(str(user).encode() + (data or b""))))
     return SessionRow(
-        id_digest=digest, user_id=user, state="active", created_us=NOW_US, last_seen_us=NOW_US,
-        expires_us=NOW_US + 3_600_000_000, auth_us=NOW_US, step_up_us=None, amr="pwd otp mfa",
-        csrf="c" * 22, pin_failures=0, data=data, source="127.0.0.1",
-    )  # fmt: skip
+        id_digest=digest,
+        user_id=user,
+        state="active",
+        created_us=NOW_US,
+        last_seen_us=NOW_US,
+        expires_us=NOW_US + 3_600_000_000,
+        auth_us=NOW_US,
+        step_up_us=None,
+        amr="pwd otp mfa",
+        csrf="c" * 22,
+        pin_failures=0,
+        data=data,
+        source="127.0.0.1",
+    )
 
 
 def test_create_get_save_delete(store: SessionStore) -> None:

@@ -107,16 +107,22 @@ def test_another_users_key_cannot_unlock(site: Instance) -> None:
     token = site.add_user("alice")
     alice.get(f"/enrol?token={token}")
     alice.ceremony(
-        alice_key, action="create", options_url="/enrol/key/options",
-        verify_url="/enrol/key/verify", body={"token": token},
-    )  # fmt: skip
+        alice_key,
+        action="create",
+        options_url="/enrol/key/options",
+        verify_url="/enrol/key/verify",
+        body={"token": token},
+    )
     bob = site.browser()
     token = site.add_user("bob")
     bob.get(f"/enrol?token={token}")
     bob.ceremony(
-        bob_key, action="create", options_url="/enrol/key/options",
-        verify_url="/enrol/key/verify", body={"token": token},
-    )  # fmt: skip
+        bob_key,
+        action="create",
+        options_url="/enrol/key/options",
+        verify_url="/enrol/key/verify",
+        body={"token": token},
+    )
     lock(alice)
     assert "Unlock with your security key" in alice.page
     # Bob walks up to Alice's locked workstation and offers his own key.

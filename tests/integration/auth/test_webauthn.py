@@ -17,9 +17,12 @@ def enrol_key(site: Instance, name: str, key: SoftKey, *, admin: bool = False) -
     token = site.add_user(name, roles=roles)
     browser.get(f"/enrol?token={token}")
     response = browser.ceremony(
-        key, action="create", options_url="/enrol/key/options", verify_url="/enrol/key/verify",
+        key,
+        action="create",
+        options_url="/enrol/key/options",
+        verify_url="/enrol/key/verify",
         body={"token": token, "platform": "false", "name": f"{name}'s key"},
-    )  # fmt: skip
+    )
     assert response.status_code == 200, response.text
     assert response.json() == {"redirect": "/"}
     return browser
@@ -63,16 +66,22 @@ def test_administrators_must_use_user_verification(site: Instance) -> None:
     token = site.add_user("root-like")
     browser.get(f"/enrol?token={token}")
     refused = browser.ceremony(
-        SoftKey(uv=False), action="create", options_url="/enrol/key/options",
-        verify_url="/enrol/key/verify", body={"token": token},
-    )  # fmt: skip
+        SoftKey(uv=False),
+        action="create",
+        options_url="/enrol/key/options",
+        verify_url="/enrol/key/verify",
+        body={"token": token},
+    )
     assert refused.status_code == 401
     assert refused.json()["code"] == errors.WEBAUTHN_UV_REQUIRED.code
     browser.get(f"/enrol?token={token}")  # the link was not used up by the refusal
     accepted = browser.ceremony(
-        SoftKey(uv=True), action="create", options_url="/enrol/key/options",
-        verify_url="/enrol/key/verify", body={"token": token},
-    )  # fmt: skip
+        SoftKey(uv=True),
+        action="create",
+        options_url="/enrol/key/options",
+        verify_url="/enrol/key/verify",
+        body={"token": token},
+    )
     assert accepted.status_code == 200
 
 
@@ -88,9 +97,10 @@ def test_an_assertion_cannot_be_replayed_and_counters_must_grow(site: Instance) 
     browser.get("/login")
     first = browser.options("/webauthn/options")
     again = browser.client.post(
-        "/webauthn/verify", json={"credential": replayed},
+        "/webauthn/verify",
+        json={"credential": replayed},
         headers={"X-CSRF-Token": first.json()["csrf"]},
-    )  # fmt: skip
+    )
     assert again.status_code == 401
     # A cloned authenticator signs with an old counter: refused.
     key.credentials[0].counter -= 2
@@ -114,9 +124,10 @@ def test_a_challenge_works_once(site: Instance) -> None:
     # The session that held the challenge is gone; a new one has no challenge to match.
     browser.get("/login")
     again = browser.client.post(
-        "/webauthn/verify", json={"credential": assertion},
+        "/webauthn/verify",
+        json={"credential": assertion},
         headers={"X-CSRF-Token": browser.csrf()},
-    )  # fmt: skip
+    )
     assert again.status_code == 401
 
 
@@ -126,9 +137,12 @@ def test_password_then_security_key_as_second_factor(site: Instance) -> None:
     key = SoftKey(uv=False)
     browser.get("/account")
     added = browser.ceremony(
-        key, action="create", options_url="/account/keys/options",
-        verify_url="/account/keys/verify", body={"platform": "false", "name": "Blue key"},
-    )  # fmt: skip
+        key,
+        action="create",
+        options_url="/account/keys/options",
+        verify_url="/account/keys/verify",
+        body={"platform": "false", "name": "Blue key"},
+    )
     assert added.status_code == 200, added.text
     assert "Blue key" in browser.get("/account").text
     browser.logout()
@@ -166,9 +180,12 @@ def test_several_keys_rename_and_remove_but_never_the_last(site: Instance) -> No
     browser = enrol_key(site, "alice", first)
     browser.get("/account")
     added = browser.ceremony(
-        second, action="create", options_url="/account/keys/options",
-        verify_url="/account/keys/verify", body={"platform": "true"},
-    )  # fmt: skip
+        second,
+        action="create",
+        options_url="/account/keys/options",
+        verify_url="/account/keys/verify",
+        body={"platform": "true"},
+    )
     assert added.status_code == 200
     keys = site.container.users.get("alice").keys
     assert keys == 2
@@ -200,8 +217,11 @@ def test_a_key_registered_on_another_site_is_refused(site: Instance) -> None:
     token = site.add_user("alice")
     browser.get(f"/enrol?token={token}")
     response = browser.ceremony(
-        key, action="create", options_url="/enrol/key/options", verify_url="/enrol/key/verify",
+        key,
+        action="create",
+        options_url="/enrol/key/options",
+        verify_url="/enrol/key/verify",
         body={"token": token},
-    )  # fmt: skip
+    )
     assert response.status_code == 401
     assert response.json()["code"] == errors.WEBAUTHN_FAILED.code

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from tests.unit.auth.conftest import CountingRandom
+
 from hearth.auth.sessions import (
     SessionState,
     Verdict,
@@ -13,7 +15,6 @@ from hearth.auth.sessions import (
     session_digest,
     session_handle,
 )
-from tests.unit.auth.conftest import CountingRandom
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 IDLE = timedelta(minutes=15)

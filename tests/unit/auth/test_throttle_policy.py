@@ -10,7 +10,7 @@ from hearth.auth.throttle import DEFAULT_THROTTLE, ThrottlePolicy
 
 
 def test_account_delays_double_after_five_free_failures_up_to_fifteen_minutes() -> None:
-    delays = [DEFAULT_THROTTLE.account_delay(n).total_seconds() for n in range(0, 20)]
+    delays = [DEFAULT_THROTTLE.account_delay(n).total_seconds() for n in range(20)]
     assert delays[:5] == [0, 0, 0, 0, 0]
     assert delays[5:12] == [1, 2, 4, 8, 16, 32, 64]
     assert max(delays) == 900
@@ -27,7 +27,7 @@ def test_lock_at_one_hundred_and_alarms_at_multiples() -> None:
     assert not DEFAULT_THROTTLE.locks(99)
     assert DEFAULT_THROTTLE.locks(100)
     assert [n for n in range(1, 31) if DEFAULT_THROTTLE.is_brute_force(n)] == [10, 20, 30]
-    assert [n for n in range(0, 25) if DEFAULT_THROTTLE.is_stuffing(n)] == [10, 20]
+    assert [n for n in range(25) if DEFAULT_THROTTLE.is_stuffing(n)] == [10, 20]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_lock_at_one_hundred_and_alarms_at_multiples() -> None:
         {"account_free": -1},
         {"brute_force_alarm": 0},
         {"stuffing_accounts": 1},
-    ],  # fmt: skip
+    ],
 )
 def test_looser_or_senseless_policies_are_refused(changes: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=r"."):

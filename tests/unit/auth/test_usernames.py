@@ -8,7 +8,7 @@ from hearth.domain import HearthError
 
 def test_names_compare_in_one_canonical_form() -> None:
     assert canonical_username("  Alice ") == "alice"
-    assert canonical_username("ＡＬＩＣＥ") == "alice"  # full-width letters, NFKC
+    assert canonical_username("\uff21\uff2c\uff29\uff23\uff25") == "alice"  # full-width, NFKC
     assert check_username("Dr.Who@clinic") == "dr.who@clinic"
 
 

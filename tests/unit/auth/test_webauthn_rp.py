@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.integration.auth.softkey import SoftKey, b64
 
 from hearth.auth.webauthn_rp import (
     RelyingParty,
@@ -16,7 +17,6 @@ from hearth.auth.webauthn_rp import (
     verify_registration,
 )
 from hearth.domain import HearthError
-from tests.integration.auth.softkey import SoftKey, b64
 
 RP = RelyingParty("localhost", "Hearth", ("https://localhost",))
 CHALLENGE = b"c" * 32
@@ -26,10 +26,15 @@ HANDLE = b"h" * 32
 def creation(platform: bool | None = None, exclude: tuple[StoredKey, ...] = ()) -> dict:  # type: ignore[type-arg]
     return json.loads(
         registration_options(
-            RP, user_handle=HANDLE, user_name="alice", display_name="", challenge=CHALLENGE,
-            exclude=exclude, platform=platform,
+            RP,
+            user_handle=HANDLE,
+            user_name="alice",
+            display_name="",
+            challenge=CHALLENGE,
+            exclude=exclude,
+            platform=platform,
         )
-    )  # fmt: skip
+    )
 
 
 def failure(code: str, fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -64,16 +69,21 @@ def test_registration_and_assertion_round_trip() -> None:
     assert new.platform
     assert new.transports == ("internal",)
     request = json.loads(
-        authentication_options(RP, challenge=CHALLENGE, allow=[StoredKey(new.credential_id)],
-                               require_uv=True)
-    )  # fmt: skip
+        authentication_options(
+            RP, challenge=CHALLENGE, allow=[StoredKey(new.credential_id)], require_uv=True
+        )
+    )
     assert request["userVerification"] == "required"
     response = key.get(request)
     assert assertion_credential_id(response) == (new.credential_id, HANDLE)
     result = verify_authentication(
-        RP, json.dumps(response), challenge=CHALLENGE, public_key=new.public_key,
-        sign_count=new.sign_count, require_uv=True,
-    )  # fmt: skip
+        RP,
+        json.dumps(response),
+        challenge=CHALLENGE,
+        public_key=new.public_key,
+        sign_count=new.sign_count,
+        require_uv=True,
+    )
     assert result.new_sign_count == new.sign_count + 1
     assert result.user_verified
 
@@ -82,10 +92,17 @@ def test_every_failure_is_one_opaque_error() -> None:
     key = SoftKey()
     made = key.create(creation())
     failure("HRT-0709", verify_registration, RP, made, challenge=b"x" * 32, require_uv=False)
-    failure("HRT-0709", verify_registration, RP, {"id": "??"}, challenge=CHALLENGE,
-            require_uv=False)  # fmt: skip
-    failure("HRT-0709", verify_registration, RelyingParty("evil.example", "x", ("https://localhost",)),
-            made, challenge=CHALLENGE, require_uv=False)  # fmt: skip
+    failure(
+        "HRT-0709", verify_registration, RP, {"id": "??"}, challenge=CHALLENGE, require_uv=False
+    )
+    failure(
+        "HRT-0709",
+        verify_registration,
+        RelyingParty("evil.example", "x", ("https://localhost",)),
+        made,
+        challenge=CHALLENGE,
+        require_uv=False,
+    )
     new = verify_registration(RP, made, challenge=CHALLENGE, require_uv=False)
     request = json.loads(authentication_options(RP, challenge=CHALLENGE, require_uv=False))
     assert request["userVerification"] == "preferred"
@@ -107,7 +124,14 @@ def test_user_verification_is_checked_by_the_server() -> None:
     failure("HRT-0710", verify_registration, RP, made, challenge=CHALLENGE, require_uv=True)
     new = verify_registration(RP, made, challenge=CHALLENGE, require_uv=False)
     assert not new.user_verified
-    response = key.get(json.loads(authentication_options(RP, challenge=CHALLENGE,
-                                                         require_uv=True)))  # fmt: skip
-    failure("HRT-0710", verify_authentication, RP, response, challenge=CHALLENGE,
-            public_key=new.public_key, sign_count=new.sign_count, require_uv=True)  # fmt: skip
+    response = key.get(json.loads(authentication_options(RP, challenge=CHALLENGE, require_uv=True)))
+    failure(
+        "HRT-0710",
+        verify_authentication,
+        RP,
+        response,
+        challenge=CHALLENGE,
+        public_key=new.public_key,
+        sign_count=new.sign_count,
+        require_uv=True,
+    )
