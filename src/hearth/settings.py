@@ -25,6 +25,7 @@ __all__ = [
     "AuthSettings",
     "KeySource",
     "Limits",
+    "OAuthSettings",
     "SessionSettings",
     "Settings",
     "load_settings",
@@ -48,6 +49,39 @@ class Limits:
     search_open_bound: int = 1000
     #: resources _include, _revinclude and $everything may add to one page
     search_include_bound: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthSettings:
+    """Lifetimes of OAuth artefacts, in seconds (SMART-TK-02, BS-08; ASVS 10.4.3, 10.4.8).
+
+    The bounds are enforced when settings load: a user-facing access token lives at most an
+    hour, a backend service's at most five minutes, an authorization code at most ten.
+    """
+
+    access_token_seconds: int = 3600
+    backend_token_seconds: int = 300
+    code_seconds: int = 300
+    launch_seconds: int = 300
+    offline_seconds: int = 90 * 86_400  # absolute end of an offline_access refresh family
+    online_seconds: int = 12 * 3600  # online_access: the length of a signed-in session
+    signing_key_seconds: int = 30 * 86_400  # rotate the token signing key this often
+
+
+_OAUTH_BOUNDS = {
+    "access_token_seconds": 3600,
+    "backend_token_seconds": 300,
+    "code_seconds": 600,
+    "launch_seconds": 3600,
+}
+
+
+def _oauth_settings(raw: dict[str, Any]) -> OAuthSettings:
+    values = {k: int(v) for k, v in raw.items() if k in OAuthSettings.__dataclass_fields__}
+    for name, bound in _OAUTH_BOUNDS.items():
+        if not 0 < values.get(name, 1) <= bound:
+            raise HearthError(errors.BAD_PARAMETER, f"oauth.{name} must be 1 to {bound}.")
+    return OAuthSettings(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +150,11 @@ class Settings:
     public_base_url: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Client CAs for mutual TLS (``--tls-client-ca``), and their CRLs (``--tls-client-crl``).
+    tls_client_ca: Path | None = None
+    tls_client_crl: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    oauth: OAuthSettings = field(default_factory=OAuthSettings)
     audit_checkpoint_every: int = 1000
     sessions: SessionSettings = field(default_factory=SessionSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -196,10 +234,13 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         public_base_url=server.get("public_base_url"),
         tls_cert=_resolve(home, tls["cert"]) if "cert" in tls else None,
         tls_key=_resolve(home, tls["key"]) if "key" in tls else None,
+        tls_client_ca=_resolve(home, tls["client_ca"]) if "client_ca" in tls else None,
+        tls_client_crl=_resolve(home, tls["client_crl"]) if "client_crl" in tls else None,
         limits=Limits(**{k: int(v) for k, v in limits.items() if k in Limits.__dataclass_fields__}),
         sessions=session_settings,
         auth=auth_settings,
         redis_url=Secret(redis_url) if redis_url else None,
+        oauth=_oauth_settings(raw.get("oauth", {})),
     )
 
 

@@ -28,6 +28,7 @@ from hearth.auth import (
     PinPolicy,
     RecoveryCodeHasher,
 )
+from hearth.auth.oauth.tokens import TokenKeys
 from hearth.auth.sessions import SessionTimeouts
 from hearth.auth.throttle import DEFAULT_THROTTLE, ThrottlePolicy
 from hearth.crypto import (
@@ -57,6 +58,13 @@ from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_ro
 from hearth.services.account import AccountService
 from hearth.services.bundles import BundleService
 from hearth.services.identity import Authenticator
+from hearth.services.oauth import (
+    CertificateService,
+    ClientAuthenticator,
+    ClientRegistry,
+    JwksFetcher,
+    TokenService,
+)
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
 from hearth.services.search import SearchService
@@ -75,6 +83,7 @@ from hearth.storage import (
     load_wrapped_keys,
 )
 from hearth.storage.accounts import AccountStore
+from hearth.storage.oauth import OAuthStore
 from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
 from hearth.storage.sql import SqlStore, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
@@ -167,8 +176,31 @@ class Container:
         self.policy: AccessPolicy = policy or ScopedPolicy(RolePolicy(bootstrap_roles()))
         self.alarms: AlarmRaiser = alarms or LogAlarms()
         self.pages = PageTokens(self.keyring, self.clock, self.random)
+        # OAuth 2 / SMART: clients, client authentication, tokens (docs/design.md).
+        self.oauth_store = OAuthStore(self.store, self.audit, self.clock)
+        self.clients = ClientRegistry(self.oauth_store, self.random)
+        self.certificates = CertificateService(
+            self.oauth_store,
+            self.clock,
+            ca_file=settings.tls_client_ca,
+            crl_file=settings.tls_client_crl,
+        )
+        self.client_auth = ClientAuthenticator(
+            self.clients, self.oauth_store, JwksFetcher(), self.clock
+        )
+        self._token_keys: tuple[int, TokenKeys] | None = None
+        self.tokens = TokenService(
+            store=self.oauth_store,
+            clients=self.clients,
+            keys=self.token_keys,
+            ensure_key=self.ensure_token_key,
+            settings=settings.oauth,
+            clock=self.clock,
+            random=self.random,
+            alarms=self.alarms,
+        )
         self.authenticator = Authenticator(
-            ApiTokenStore(self.store, self.audit, self.clock, self.random)
+            ApiTokenStore(self.store, self.audit, self.clock, self.random), self.tokens
         )
         self._redis: Any = None
         self._build_auth(password_parameters, throttle or DEFAULT_THROTTLE)
@@ -269,6 +301,30 @@ class Container:
         with self._keys_lock:
             self._keys_checked = now
             self.keyring.reload(load_wrapped_keys(self.store), self._kek)
+
+    def token_keys(self) -> TokenKeys:
+        """The token signing keys, rebuilt only when the key ring was reloaded."""
+        self.refresh_keys()
+        cached = self._token_keys
+        if cached is None or cached[0] != self.keyring.generation:
+            cached = (
+                self.keyring.generation,
+                TokenKeys(self.keyring.token_signing_keys(), self.keyring.token_key_id),
+            )
+            self._token_keys = cached
+        return cached[1]
+
+    def ensure_token_key(self) -> None:
+        """Rotate the token signing key when due; retire keys no unexpired token can need."""
+        oauth = self.settings.oauth
+        longest = max(oauth.access_token_seconds, oauth.backend_token_seconds)
+        created = self.system_repository("keys").ensure_token_key(
+            self._kek,
+            max_age_us=oauth.signing_key_seconds * 1_000_000,
+            retire_after_us=(longest + 300) * 1_000_000,
+        )
+        if created is not None:
+            self.refresh_keys(force=True)
 
     # -- what adapters ask for --------------------------------------------------------------
     def repository(

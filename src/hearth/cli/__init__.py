@@ -7,7 +7,20 @@ from pathlib import Path
 import click
 
 from hearth import __version__
-from hearth.cli import audit, demo, init, integrity, keys, migrate, reindex, serve, token, user
+from hearth.cli import (
+    audit,
+    cert,
+    client,
+    demo,
+    init,
+    integrity,
+    keys,
+    migrate,
+    reindex,
+    serve,
+    token,
+    user,
+)
 from hearth.cli.common import State, default_home
 
 __all__ = ["main"]
@@ -34,5 +47,18 @@ def main(ctx: click.Context, home: Path) -> None:
     ctx.obj = State(home)
 
 
-for module in (init, serve, demo, keys, audit, integrity, token, user, migrate, reindex):
+for module in (
+    init,
+    serve,
+    demo,
+    keys,
+    audit,
+    integrity,
+    token,
+    user,
+    migrate,
+    reindex,
+    client,
+    cert,
+):
     main.add_command(module.command)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import uvicorn
 from hearth.cli.common import State, fail, handle_errors, pass_state
 from hearth.settings import load_settings
 from hearth.web.app import create_app
+from hearth.web.tls import TlsScopeProtocol
 from hearth.wiring import AdminCredential, Container, issue_admin_credential
 
 
@@ -31,6 +34,16 @@ def is_loopback(host: str) -> bool:
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
+    "--tls-client-ca",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Ask TLS clients for a certificate issued by these CAs (PEM): mutual TLS.",
+)
+@click.option(
+    "--tls-client-crl",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Refuse client certificates this CRL (PEM, signed by a client CA) revokes.",
+)
+@click.option(
     "--issue-admin-credential",
     is_flag=True,
     help="Print a fresh administrator API token (valid 12 hours) and, while the administrator "
@@ -45,6 +58,8 @@ def command(
     port: int | None,
     tls_cert: Path | None,
     tls_key: Path | None,
+    tls_client_ca: Path | None,
+    tls_client_crl: Path | None,
     issue_admin_credential: bool,
     log_level: str,
 ) -> None:
@@ -54,14 +69,22 @@ def command(
     Examples:
       hearth --home ./var serve
       hearth --home ./var serve --host 0.0.0.0 --port 443 --tls-cert cert.pem --tls-key key.pem
+      hearth --home ./var serve --tls-cert cert.pem --tls-key key.pem --tls-client-ca cas.pem
     """
     settings = load_settings(state.home)
     host = host or settings.host
     port = port or settings.port
     tls_cert = tls_cert or settings.tls_cert
     tls_key = tls_key or settings.tls_key
+    tls_client_ca = tls_client_ca or settings.tls_client_ca
+    tls_client_crl = tls_client_crl or settings.tls_client_crl
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together.")
+    if tls_client_ca is not None and tls_cert is None:
+        fail("--tls-client-ca needs TLS: pass --tls-cert and --tls-key.")
+    if tls_client_crl is not None and tls_client_ca is None:
+        fail("--tls-client-crl needs --tls-client-ca.")
+    settings = replace(settings, tls_client_ca=tls_client_ca, tls_client_crl=tls_client_crl)
     if not is_loopback(host) and tls_cert is None:
         fail(
             f"refusing to serve PHI on {host} without TLS: pass --tls-cert and --tls-key, "
@@ -93,6 +116,11 @@ def command(
         port=port,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
+        # Mutual TLS: a client certificate is optional, but one that is presented must chain
+        # to a client CA; the application checks the rest (validity, CRL, mapping).
+        ssl_cert_reqs=ssl.CERT_OPTIONAL if tls_client_ca else ssl.CERT_NONE,
+        ssl_ca_certs=str(tls_client_ca) if tls_client_ca else None,
+        http=TlsScopeProtocol if tls_client_ca else "auto",
         access_log=False,  # uvicorn's access log prints query strings; ours does not
         log_level=log_level,
         server_header=False,

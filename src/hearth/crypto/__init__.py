@@ -16,6 +16,7 @@ from hearth.crypto.kek import (
 )
 from hearth.crypto.keyring import KeyPurpose, KeyRing, KeyState, WrappedKey, new_wrapped_key, rewrap
 from hearth.crypto.signing import Signer, Verifier
+from hearth.crypto.token_keys import TOKEN_KEY_ALG, p256_jwk_from_seed
 
 __all__ = [
     "KEY_BYTES",
@@ -27,10 +28,12 @@ __all__ = [
     "LocalKek",
     "PassphraseKek",
     "Signer",
+    "TOKEN_KEY_ALG",
     "Verifier",
     "WrappedKey",
     "create_key_file",
     "new_wrapped_key",
+    "p256_jwk_from_seed",
     "rewrap",
     "sealed_key_id",
     "tokens",

@@ -7,7 +7,10 @@ Purposes:
 - ``mac``: HMAC-SHA-256 keys for per-version MACs; kept apart from data keys so that whoever can
   decrypt cannot also forge integrity;
 - ``blind``: the HMAC key for blind search indexes;
-- ``audit-sign``: Ed25519 seeds that sign audit checkpoints and the chain head.
+- ``audit-sign``: Ed25519 seeds that sign audit checkpoints and the chain head;
+- ``token-sign``: seeds of the ECDSA P-256 keys that sign OAuth access and ID tokens
+  (``hearth.crypto.token_keys``). Rotated-out ones stay to verify tokens until they expire. An
+  instance created before this purpose existed gets its first one from the token service.
 
 A key's id is a small integer that sealed blobs and rows carry, so the ring can find the key to
 open them and ``hearth keys retire`` can prove nothing still uses a key before dropping it.
@@ -25,6 +28,7 @@ from hearth.crypto import envelope, mac
 from hearth.crypto.blind import blind_index
 from hearth.crypto.kek import KEY_BYTES, KeyEncryptionKey
 from hearth.crypto.signing import Signer, Verifier, signer_from_seed
+from hearth.crypto.token_keys import p256_jwk_from_seed
 from hearth.domain import HearthError, IntegrityError, Random, errors
 
 __all__ = ["KeyPurpose", "KeyRing", "KeyState", "WrappedKey", "new_wrapped_key", "rewrap"]
@@ -35,6 +39,11 @@ class KeyPurpose(enum.StrEnum):
     MAC = "mac"
     BLIND = "blind"
     AUDIT_SIGN = "audit-sign"
+    TOKEN_SIGN = "token-sign"  # noqa: S105 - a key purpose, not a secret
+
+
+#: Purposes an instance may lack (created before the purpose existed); created on first use.
+_OPTIONAL = frozenset({KeyPurpose.TOKEN_SIGN})
 
 
 class KeyState(enum.StrEnum):
@@ -80,6 +89,8 @@ class KeyRing:
     """Unwrapped keys in memory, with the operations the repository and audit need."""
 
     def __init__(self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey) -> None:
+        #: Changes at every (re)load, so that what is derived from the keys can be cached.
+        self.generation = 0
         self._load(keys, kek)
 
     def reload(self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey) -> None:
@@ -92,6 +103,7 @@ class KeyRing:
         data: dict[int, AESGCM] = {}
         macs: dict[int, bytes] = {}
         signers: dict[int, Signer] = {}
+        token_keys: dict[int, dict[str, str]] = {}
         blind: bytes | None = None
         active: dict[KeyPurpose, int] = {}
         for key in keys:
@@ -114,16 +126,21 @@ class KeyRing:
                     blind = material
                 case KeyPurpose.AUDIT_SIGN:
                     signers[key.key_id] = signer_from_seed(material)
+                case KeyPurpose.TOKEN_SIGN:
+                    token_keys[key.key_id] = p256_jwk_from_seed(material)
             if key.state is KeyState.ACTIVE:
                 if key.purpose in active:
                     raise HearthError(errors.KEY_UNAVAILABLE, "Two active keys for one purpose.")
                 active[key.purpose] = key.key_id
-        missing = [p.value for p in KeyPurpose if p not in active]
+        missing = [p.value for p in KeyPurpose if p not in active and p not in _OPTIONAL]
         if missing or blind is None:
             raise HearthError(
                 errors.KEY_UNAVAILABLE, f"No active key for: {', '.join(sorted(missing))}."
             )
         self._data, self._mac, self._signers, self._blind = data, macs, signers, blind
+        self._token_keys = token_keys
+        self.token_key_id: int | None = active.get(KeyPurpose.TOKEN_SIGN)
+        self.generation += 1
         self.data_key_id = active[KeyPurpose.DATA]
         self.mac_key_id = active[KeyPurpose.MAC]
         self.sign_key_id = active[KeyPurpose.AUDIT_SIGN]
@@ -205,3 +222,8 @@ class KeyRing:
         if signer is None:
             raise IntegrityError()
         return signer.verifier
+
+    def token_signing_keys(self) -> dict[int, dict[str, str]]:
+        """Private JWKs of the token signing keys by key id: the active one and those rotated
+        out but not yet retired (which still verify unexpired tokens). For ``hearth.auth``."""
+        return dict(self._token_keys)

@@ -31,6 +31,7 @@ class AlarmKind(enum.StrEnum):
     AUTH_BRUTE_FORCE = "auth.brute_force"
     AUTH_CREDENTIAL_STUFFING = "auth.credential_stuffing"
     AUTH_LOCKOUT = "auth.lockout"
+    AUTH_TOKEN_REUSE = "auth.token_reuse"  # noqa: S105 - reuse of a refresh token or code
     ACCESS_BREAK_GLASS = "access.break_glass"
     ACCESS_SNOOPING = "access.snooping"
     EXPORT_VOLUME = "export.volume"

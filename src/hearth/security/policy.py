@@ -72,6 +72,9 @@ class AccessPolicy(Protocol):
 class Grant:
     res_type: str  # a resource type or ALL_TYPES
     actions: frozenset[Action]
+    #: Applies only to a principal that carries scopes, which then bound it (a backend
+    #: service's rights are its granted scopes; see ``bootstrap_roles``).
+    delegated_only: bool = False
 
 
 class RolePolicy:
@@ -93,14 +96,23 @@ class RolePolicy:
             return Decision.deny(Denial.FORBIDDEN, "unknown action")
         for role in sorted(principal.roles):
             for grant in self._roles.get(role, ()):
+                if grant.delegated_only and principal.scopes is None:
+                    continue
                 if action in grant.actions and grant.res_type in (ALL_TYPES, res_type):
                     return Decision.allow(f"role {role}")
         return Decision.deny(Denial.FORBIDDEN, "no role grants this")
 
 
 def bootstrap_roles() -> dict[str, tuple[Grant, ...]]:
-    """The one role the foundation ships: the bootstrap administrator, with full access.
+    """The roles the foundation ships: the bootstrap administrator, with full access, and the
+    backend service, bounded by its scopes.
 
     The authorization model replaces this with the default role set (physician, nurse, ...).
     """
-    return {"bootstrap-admin": (Grant(ALL_TYPES, frozenset(Action)),)}
+    return {
+        "bootstrap-admin": (Grant(ALL_TYPES, frozenset(Action)),),
+        # A registered backend service (SMART backend services): what it may do is exactly
+        # the system/ scopes in its token, which never exceed its registration (SMART-SC-05).
+        # Without scopes the role grants nothing.
+        "backend-service": (Grant(ALL_TYPES, frozenset(Action), delegated_only=True),),
+    }

@@ -10,7 +10,10 @@ import threading
 import time
 from datetime import timedelta
 
+from hearth.auth.oauth.discovery import Endpoints
+from hearth.auth.oauth.tokens import looks_like_jwt
 from hearth.domain import HearthError, Principal, PrincipalKind, errors
+from hearth.services.oauth.tokens import TokenService
 from hearth.storage import ApiTokenStore, TokenGrant
 
 __all__ = ["Authenticator"]
@@ -19,17 +22,37 @@ _CACHE_SECONDS = 5.0
 
 
 class Authenticator:
-    def __init__(self, tokens: ApiTokenStore) -> None:
+    def __init__(self, tokens: ApiTokenStore, oauth: TokenService | None = None) -> None:
         self._tokens = tokens
+        self._oauth = oauth
         self._cache: dict[str, tuple[float, TokenGrant]] = {}
         self._lock = threading.Lock()
 
     def authenticate_bearer(
-        self, token: str | None, *, source: str | None, session: str | None = None
+        self,
+        token: str | None,
+        *,
+        source: str | None,
+        session: str | None = None,
+        endpoints: Endpoints | None = None,
+        certificate: str | None = None,
     ) -> Principal:
-        """The principal for an ``Authorization: Bearer`` token; raises 401 otherwise."""
+        """The principal for an ``Authorization: Bearer`` token; raises 401 otherwise.
+
+        A JWT is an OAuth access token (verified against ``endpoints``, and against the
+        connection's client ``certificate`` when the token is bound to one, RFC 8705); anything
+        else is looked up as a bootstrap API token.
+        """
         if not token:
             raise HearthError(errors.UNAUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
+        if self._oauth is not None and endpoints is not None and looks_like_jwt(token):
+            try:
+                return self._oauth.verify(
+                    token, endpoints=endpoints, certificate=certificate, source=source
+                )
+            except HearthError as error:
+                self._tokens.record_failure(source, error.code.code)
+                raise
         grant = self._lookup(token)
         if grant is None:
             self._tokens.record_failure(source, errors.UNAUTHENTICATED.code)
@@ -68,4 +91,7 @@ class Authenticator:
     def revoke_all(self, subject: str, *, by: str) -> int:
         with self._lock:
             self._cache = {k: v for k, v in self._cache.items() if v[1].subject != subject}
-        return self._tokens.revoke_all(subject, by=by)
+        revoked = self._tokens.revoke_all(subject, by=by)
+        if self._oauth is not None:  # and every OAuth grant: its access and refresh tokens
+            revoked += self._oauth.revoke_subject(subject, by=by)
+        return revoked

@@ -381,6 +381,9 @@ class SystemRepository:
         now_us = to_us(self._clock.now())
         created: list[int] = []
         with self._store.write() as conn:
+            # Take the key counter's row lock before reading the keys, so two rotations in two
+            # processes run one after the other and never leave two active keys.
+            self._store.next_seq(conn, KEY_SEQ, 0)
             for row in self._store.keys(conn):
                 if KeyPurpose(row.purpose) in purposes and row.state == KeyState.ACTIVE.value:
                     self._store.update_key(
@@ -409,6 +412,85 @@ class SystemRepository:
                 )
                 created.append(key_id)
         self.record("keys.rotate", Outcome.SUCCESS)
+        return created
+
+    def ensure_token_key(
+        self, kek: KeyEncryptionKey, *, max_age_us: int, retire_after_us: int
+    ) -> int | None:
+        """Keep one fresh token signing key: rotate when there is none or it is older than
+        ``max_age_us``; retire rotated-out ones after ``retire_after_us`` (longer than any
+        token they signed lives). Returns the new key's id, or None when nothing changed.
+
+        Safe to call from several processes at once: the work runs under the key counter's
+        row lock and re-reads the keys after taking it.
+        """
+        now_us = to_us(self._clock.now())
+        purpose = KeyPurpose.TOKEN_SIGN
+
+        def due(rows: list[KeyRow]) -> bool:
+            active = [r for r in rows if r.state == KeyState.ACTIVE.value]
+            stale = [
+                r
+                for r in rows
+                if r.state == KeyState.DECRYPT_ONLY.value
+                and r.rotated_us is not None
+                and r.rotated_us + retire_after_us <= now_us
+            ]
+            return not active or active[0].created_us + max_age_us <= now_us or bool(stale)
+
+        # Most calls find nothing to do: decide that in a read transaction, without the lock.
+        with self._store.read() as conn:
+            if not due([r for r in self._store.keys(conn) if r.purpose == purpose.value]):
+                return None
+        created: int | None = None
+        retired: list[int] = []
+        with self._store.write() as conn:
+            self._store.next_seq(conn, KEY_SEQ, 0)  # the lock, as in ``rotate``
+            rows = [r for r in self._store.keys(conn) if r.purpose == purpose.value]
+            active = [r for r in rows if r.state == KeyState.ACTIVE.value]
+            if not active or active[0].created_us + max_age_us <= now_us:
+                for row in active:
+                    self._store.update_key(
+                        conn,
+                        row.key_id,
+                        state=KeyState.DECRYPT_ONLY.value,
+                        wrapped=row.wrapped,
+                        kek_id=row.kek_id,
+                        rotated_us=now_us,
+                    )
+                created = self._store.next_seq(conn, KEY_SEQ)
+                wrapped = new_wrapped_key(kek, key_id=created, purpose=purpose, random=self._random)
+                self._store.insert_key(
+                    conn,
+                    KeyRow(
+                        created,
+                        purpose.value,
+                        KeyState.ACTIVE.value,
+                        wrapped.wrapped,
+                        kek.kek_id,
+                        now_us,
+                        None,
+                        None,
+                    ),
+                )
+            for row in rows:
+                old_enough = (
+                    row.rotated_us is not None and row.rotated_us + retire_after_us <= now_us
+                )
+                if row.state == KeyState.DECRYPT_ONLY.value and old_enough:
+                    self._store.update_key(
+                        conn,
+                        row.key_id,
+                        state=KeyState.RETIRED.value,
+                        wrapped=None,
+                        kek_id=row.kek_id,
+                        retired_us=now_us,
+                    )
+                    retired.append(row.key_id)
+        if created is not None:
+            self.record("keys.rotate", Outcome.SUCCESS)
+        if retired:
+            self.record("keys.retire", Outcome.SUCCESS)
         return created
 
     def reseal(self, key_id: int, *, on_row: Callable[[int], None] | None = None) -> int:
@@ -452,8 +534,8 @@ class SystemRepository:
         self.record("keys.reseal", Outcome.SUCCESS)
         return done
 
-    def retire(self, key_id: int) -> None:
-        """Destroy a rotated-out key once no stored row needs it."""
+    def retire(self, key_id: int, *, token_grace_us: int = 3_600_000_000) -> None:
+        """Destroy a rotated-out key once no stored row (or unexpired token) needs it."""
         now_us = to_us(self._clock.now())
         with self._store.write() as conn:
             rows = {r.key_id: r for r in self._store.keys(conn)}
@@ -469,6 +551,14 @@ class SystemRepository:
                 raise HearthError(
                     errors.BAD_PARAMETER,
                     "Audit signing keys are kept so that old checkpoints stay verifiable.",
+                )
+            if row.purpose == KeyPurpose.TOKEN_SIGN.value and (
+                row.rotated_us is None or row.rotated_us + token_grace_us > now_us
+            ):
+                raise HearthError(
+                    errors.BAD_PARAMETER,
+                    f"Key {key_id} may still verify unexpired access tokens; retire it once "
+                    "the longest token lifetime has passed since it was rotated out.",
                 )
             in_use = self._store.rows_using_key(conn, key_id)
             if in_use:

@@ -26,6 +26,7 @@ from hearth.fhir.outcome import informational_outcome
 from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
 from hearth.services.bundles import BundleService
 from hearth.services.disclosure import disclosing
+from hearth.services.oauth import Endpoints, oauth_uris
 from hearth.services.records import RecordService, check_type
 from hearth.services.search import SearchQuery
 from hearth.web.requests import (
@@ -34,6 +35,7 @@ from hearth.web.requests import (
     parse_count,
     parse_if_match,
     parse_instant,
+    peer_certificate,
     prefer_handling,
     prefer_return,
     pretty,
@@ -61,11 +63,21 @@ class FhirApi:
         return str(request.base_url).rstrip("/") + "/fhir"
 
     def _principal(self, request: Request) -> Principal:
+        """Who is calling: a bootstrap token or an OAuth access token (RFC 6750 sec. 2.1).
+
+        A client certificate on the connection is checked first (refused outright when it is
+        expired, revoked or unmapped); a certificate-bound token is accepted only with it.
+        """
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        source = client_address(request)
+        der = peer_certificate(request)
+        cert = self.c.certificates.check(der, source=source) if der is not None else None
         return self.c.authenticator.authenticate_bearer(
             token.strip() if scheme.lower() == "bearer" else None,
-            source=client_address(request),
+            source=source,
+            endpoints=Endpoints(self.base(request)),
+            certificate=cert.thumbprint if cert is not None else None,
         )
 
     async def authenticate(self, request: Request) -> Principal:
@@ -145,9 +157,11 @@ class FhirApi:
                     "everything": ("http://hl7.org/fhir/OperationDefinition/Patient-everything")
                 },
                 security_description=(
-                    "Every request needs a bearer token. PHI is sealed at rest and every access "
-                    "is audited."
+                    "Every request needs a bearer token: an OAuth 2 / SMART access token (see "
+                    ".well-known/smart-configuration) or an API token. PHI is sealed at rest and "
+                    "every access is audited."
                 ),
+                oauth_urls=oauth_uris(Endpoints(self.base(request))),
             ),
             date=datetime.now(UTC),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -15,6 +16,7 @@ from hearth.settings import Limits
 __all__ = [
     "check_accept",
     "client_address",
+    "peer_certificate",
     "pretty",
     "prefer_return",
     "prefer_handling",
@@ -149,3 +151,20 @@ def parse_instant(raw: str | None, name: str) -> datetime | None:
 def client_address(request: Request) -> str | None:
     # X-Forwarded-For is not trusted: a client could claim any address (ASVS 4.1.3).
     return request.client.host if request.client else None
+
+
+def peer_certificate(request: Request) -> bytes | None:
+    """The client certificate the TLS connection presented, as DER, if any.
+
+    It arrives through the ASGI TLS extension (``extensions.tls.client_cert_chain``, PEM, leaf
+    first), which ``hearth.web.tls`` adds to uvicorn's scope. Its chain was verified against
+    the configured client CAs during the handshake; the application checks the rest.
+    """
+    tls = request.scope.get("extensions", {}).get("tls")
+    chain = tls.get("client_cert_chain") if isinstance(tls, dict) else None
+    if not chain:
+        return None
+    try:
+        return ssl.PEM_cert_to_DER_cert(chain[0])
+    except ValueError:
+        raise HearthError(errors.CERTIFICATE_REFUSED) from None

@@ -16,11 +16,19 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects import mysql
 
 __all__ = [
+    "client_certificate",
+    "oauth_assertion",
+    "oauth_client",
+    "oauth_code",
+    "oauth_grant",
+    "oauth_launch",
+    "oauth_refresh",
     "api_token",
     "audit_checkpoint",
     "audit_entry",
@@ -319,4 +327,115 @@ search_compartment = Table(
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
     Index(None, "seq"),
     sqlite_with_rowid=False,
+)
+
+
+# ---------------------------------------------------------------- OAuth 2 / SMART (docs/design.md
+# "OAuth 2 and SMART"). No PHI: registration metadata, random ids, digests of secrets, scopes,
+# and the launch patient's random resource id (the same clear id audit entries carry).
+
+# Registered SMART apps and backend services. ``metadata`` is canonical JSON with the RFC 7591
+# names (redirect_uris, scope, grant_types, jwks, jwks_uri, launch_uri) plus Hearth's roles.
+oauth_client = Table(
+    "oauth_client",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("auth_method", String(32), nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("secret_digest", Digest),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger),
+    Column("created_by", String(128), nullable=False),
+)
+
+# One authorization: what a client may do for a subject. Every access token names its grant;
+# refresh tokens rotate within it (a family); revoking it ends every token it issued.
+oauth_grant = Table(
+    "oauth_grant",
+    metadata,
+    Column("grant_id", String(32), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("roles", String(256), nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("patient", String(64)),
+    Column("encounter", String(64)),
+    Column("fhir_user", String(160)),
+    Column("cnf", String(64)),  # x5t#S256 of the certificate the tokens are bound to
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger),
+    Column("revoke_reason", String(32)),
+    Index(None, "subject"),
+    Index(None, "client_id"),
+)
+
+oauth_refresh = Table(
+    "oauth_refresh",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("grant_id", String(32), nullable=False, index=True),
+    Column("digest", Digest, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("used_us", BigInteger),
+)
+
+# Authorization codes: single use, 10 minutes at most (ASVS 10.4.2/10.4.3). ``request`` is the
+# approved request as canonical JSON; ``grant_id`` names the grant a redeemed code produced, so
+# that a second redemption revokes it (RFC 6749 sec. 4.1.2).
+oauth_code = Table(
+    "oauth_code",
+    metadata,
+    Column("code_id", String(32), primary_key=True),
+    Column("digest", Digest, nullable=False),
+    Column("client_id", String(64), nullable=False),
+    Column("redirect_uri", String(512), nullable=False),
+    Column("challenge", String(128), nullable=False),
+    Column("request", Text, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("used_us", BigInteger),
+    Column("grant_id", String(32)),
+)
+
+# EHR launch contexts (SMART-LC-01): single use, short-lived, bound to the user who launched.
+oauth_launch = Table(
+    "oauth_launch",
+    metadata,
+    Column("launch_id", String(32), primary_key=True),
+    Column("client_id", String(64), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("patient", String(64)),
+    Column("encounter", String(64)),
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("used_us", BigInteger),
+)
+
+# Client assertion ids seen, until the assertion expires (replay defence, SMART-BS-06). The jti
+# is stored as a SHA-256 digest: it is the client's string, of any length.
+oauth_assertion = Table(
+    "oauth_assertion",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("jti_digest", Digest, primary_key=True),
+    Column("expires_us", BigInteger, nullable=False, index=True),
+)
+
+# Client certificates mapped explicitly to a user or a client (mutual TLS, RFC 8705), by the
+# SHA-256 thumbprint of the DER certificate (x5t#S256).
+client_certificate = Table(
+    "client_certificate",
+    metadata,
+    Column("thumbprint", String(64), primary_key=True),
+    Column("subject_kind", String(16), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("not_after_us", BigInteger, nullable=False),
+    Column("label", String(128), nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger),
+    Index(None, "subject_kind", "subject"),
 )

@@ -1,0 +1,92 @@
+"""``hearth cert``: map client certificates (and smart cards) to users and clients."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from hearth.cli.common import State, container, emit_json, fail, handle_errors, pass_state
+
+
+@click.group("cert")
+def command() -> None:
+    """Map TLS client certificates to users or clients (mutual TLS, RFC 8705)."""
+
+
+@command.command("add")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--user", help="The user id the certificate (e.g. a PIV/CAC card) belongs to.")
+@click.option("--client", "client_id", help="The client id the certificate belongs to.")
+@click.option("--label", default="", help="A note for operators (no PHI).")
+@pass_state
+@handle_errors
+def add(
+    state: State, certificate: Path, user: str | None, client_id: str | None, label: str
+) -> None:
+    """Map CERTIFICATE (PEM or DER) to exactly one user or client.
+
+    \b
+    Examples:
+      hearth cert add alice-piv.pem --user alice
+      hearth cert add service.pem --client 3kq7...
+    """
+    if (user is None) == (client_id is None):
+        fail("give exactly one of --user and --client.")
+    kind, subject = ("user", user) if user is not None else ("client", client_id or "")
+    with container(state) as c:
+        row = c.certificates.add(
+            certificate.read_bytes(), subject_kind=kind, subject=subject, label=label, by="cli"
+        )
+    click.echo(f"Mapped certificate {row.thumbprint} to {kind} {subject}.")
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_state
+@handle_errors
+def list_certs(state: State, as_json: bool) -> None:
+    """List certificate mappings (thumbprint x5t#S256, who, expiry, state).
+
+    \b
+    Example:
+      hearth --home ./var cert list
+    """
+    with container(state) as c:
+        rows = c.certificates.all()
+    out = [
+        {
+            "thumbprint": r.thumbprint,
+            "kind": r.subject_kind,
+            "subject": r.subject,
+            "not_after": datetime.fromtimestamp(r.not_after_us / 1e6, UTC).isoformat(),
+            "state": "revoked" if r.revoked_us is not None else "active",
+            "label": r.label,
+        }
+        for r in rows
+    ]
+    if as_json:
+        emit_json(out)
+        return
+    for r in out:
+        click.echo(
+            f"{r['thumbprint']}  {r['state']:<7} {r['kind']:<6} {r['subject']}  "
+            f"until {r['not_after']}  {r['label']}"
+        )
+
+
+@command.command("revoke")
+@click.argument("thumbprint")
+@pass_state
+@handle_errors
+def revoke(state: State, thumbprint: str) -> None:
+    """Stop accepting a certificate (refused at once on every request that presents it).
+
+    \b
+    Example:
+      hearth --home ./var cert revoke hb0rE6kNQpU1mV0e9pB1Yc4u8m3Xh2Zs5aTq7wLdJfE
+    """
+    with container(state) as c:
+        c.certificates.revoke(thumbprint, by="cli")
+    click.echo(f"Certificate {thumbprint} revoked.")

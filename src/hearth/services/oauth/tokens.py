@@ -1,0 +1,620 @@
+"""Issuing, refreshing, verifying, introspecting and revoking OAuth tokens.
+
+Every token belongs to a **grant** (one authorization of one client for one subject). Access
+tokens are short JWTs naming their grant; refresh tokens are opaque, stored as digests, and
+rotate on every use within their grant (the family). Presenting a used refresh token, or
+redeeming a code twice, revokes the whole grant and raises an alarm (RFC 9700 sec. 4.14.2,
+ASVS 10.4.5; RFC 6749 sec. 4.1.2). Revoking a grant ends its access tokens too: the resource
+server checks the grant on every request, through a cache of a few seconds (a revocation is
+seen at once in this process and within that time in others).
+
+Lifetimes (SMART-TK-02, BS-08): user-facing access tokens at most an hour, backend services'
+at most five minutes, and no refresh token for them; refresh families end absolutely after
+``offline_seconds`` (``offline_access``) or ``online_seconds`` (``online_access``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from typing import Any
+
+from hearth.auth.oauth.authorization import ApprovedRequest
+from hearth.auth.oauth.discovery import Endpoints
+from hearth.auth.oauth.pkce import verify_code_verifier
+from hearth.auth.oauth.scopes import (
+    ScopeRequest,
+    grant_scopes,
+    requested_all,
+)
+from hearth.auth.oauth.secrets import (
+    AUTH_CODE,
+    REFRESH_TOKEN,
+    issue_secret,
+    new_id,
+    parse_secret,
+    secret_matches,
+)
+from hearth.auth.oauth.tokens import AccessClaims, TokenKeys, invalid_token, looks_like_jwt
+from hearth.domain import (
+    Alarm,
+    AlarmKind,
+    AlarmRaiser,
+    Clock,
+    HearthError,
+    Outcome,
+    Principal,
+    PrincipalKind,
+    Random,
+    Severity,
+    SmartScope,
+    errors,
+)
+from hearth.services.oauth.clients import Client, ClientRegistry
+from hearth.settings import OAuthSettings
+from hearth.storage.oauth import AuditEvent, CodeRow, GrantRow, OAuthStore, RefreshRow
+
+__all__ = ["GrantState", "TokenService"]
+
+_CACHE_SECONDS = 5.0
+_KEY_CHECK_SECONDS = 60
+
+
+@lru_cache(maxsize=4096)
+def _parse_scopes(text: str) -> frozenset[SmartScope]:
+    """Granted scopes as types; the same few strings recur on every request, so cache them."""
+    return frozenset(
+        SmartScope.parse(t) for t in text.split() if "/" in t and not t.startswith("launch")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GrantState:
+    """What the resource server re-checks on every request (cached briefly)."""
+
+    client_id: str
+    subject: str
+    kind: str
+    roles: frozenset[str]
+    active: bool
+
+
+class TokenService:
+    def __init__(
+        self,
+        *,
+        store: OAuthStore,
+        clients: ClientRegistry,
+        keys: Callable[[], TokenKeys],
+        ensure_key: Callable[[], None],
+        settings: OAuthSettings,
+        clock: Clock,
+        random: Random,
+        alarms: AlarmRaiser,
+    ) -> None:
+        self._store = store
+        self._clients = clients
+        self._keys = keys
+        self._ensure_key = ensure_key
+        self._settings = settings
+        self._clock = clock
+        self._random = random
+        self._alarms = alarms
+        self._grants: dict[str, tuple[float, GrantState | None]] = {}
+        self._lock = threading.Lock()
+        self._key_checked: int | None = None
+        clients.on_grants_revoked(self._forget_all)
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _now(self) -> int:
+        return int(self._clock.now().timestamp())
+
+    def _signing_keys(self) -> TokenKeys:
+        """The keys, after making sure a fresh signing key exists (checked once a minute of
+        Hearth's clock, so that rotation follows the injected time)."""
+        now = self._now()
+        keys = self._keys()
+        last = self._key_checked
+        if not keys.can_sign or last is None or now - last >= _KEY_CHECK_SECONDS:
+            self._key_checked = now
+            self._ensure_key()
+            keys = self._keys()
+        return keys
+
+    def _access_token(
+        self,
+        grant: GrantRow,
+        *,
+        endpoints: Endpoints,
+        lifetime: int,
+        now: int,
+    ) -> tuple[str, int]:
+        # Never outlive the grant (a backend grant lasts exactly one token's lifetime).
+        expires = min(now + lifetime, grant.expires_us // 1_000_000)
+        claims = AccessClaims(
+            issuer=endpoints.issuer,
+            audience=endpoints.fhir_base,
+            subject=grant.subject,
+            client_id=grant.client_id,
+            scope=grant.scope,
+            grant_id=grant.grant_id,
+            token_id=new_id(self._random),
+            issued_at=now,
+            expires_at=expires,
+            patient=grant.patient,
+            encounter=grant.encounter,
+            fhir_user=grant.fhir_user,
+            cnf_thumbprint=grant.cnf,
+        )
+        return self._signing_keys().sign_access_token(claims), expires - now
+
+    def _event(
+        self,
+        action: str,
+        outcome: Outcome,
+        *,
+        grant: GrantRow | None = None,
+        actor: str | None = None,
+        kind: str = "client",
+        source: str | None,
+        code: str | None = None,
+    ) -> AuditEvent:
+        return AuditEvent(
+            action,
+            outcome,
+            actor if actor is not None else (grant.subject if grant is not None else "anonymous"),
+            grant.kind if grant is not None else kind,
+            session=f"grant:{grant.grant_id}" if grant is not None else None,
+            patient=grant.patient if grant is not None else None,
+            source=source,
+            code=code,
+        )
+
+    def _refused(
+        self, error: HearthError, client: Client, *, source: str | None, action: str
+    ) -> HearthError:
+        self._store.audit(
+            self._event(
+                action,
+                Outcome.DENIED,
+                actor=client.client_id,
+                source=source,
+                code=error.code.code,
+            )
+        )
+        return error
+
+    def _new_refresh(self, grant: GrantRow, now_us: int) -> tuple[RefreshRow, str]:
+        issued = issue_secret(REFRESH_TOKEN, self._random)
+        row = RefreshRow(issued.secret_id, grant.grant_id, issued.digest, now_us, grant.expires_us)
+        return row, issued.value
+
+    # -- client credentials (SMART backend services) --------------------------------------------
+    def client_credentials(
+        self,
+        client: Client,
+        scope: str | None,
+        *,
+        endpoints: Endpoints,
+        certificate: str | None,
+        source: str | None,
+    ) -> dict[str, Any]:
+        """``grant_type=client_credentials`` (RFC 6749 sec. 4.4; SMART-BS-01, BS-08)."""
+        action = "oauth.token.issue"
+        if "client_credentials" not in client.grant_types:
+            raise self._refused(
+                HearthError(errors.UNAUTHORIZED_CLIENT), client, source=source, action=action
+            )
+        try:
+            requested = ScopeRequest.parse(scope)
+            granted = grant_scopes(requested, client.allowed)
+            if not granted.scopes or not requested_all(requested, granted):
+                # SMART-BS-08: a request for data the client may not have fails up front.
+                raise HearthError(errors.INVALID_SCOPE, "A requested scope is not allowed.")
+        except HearthError as error:
+            raise self._refused(error, client, source=source, action=action) from None
+        now = self._now()
+        lifetime = self._settings.backend_token_seconds
+        grant = GrantRow(
+            grant_id=new_id(self._random),
+            client_id=client.client_id,
+            subject=client.client_id,
+            kind="client",
+            roles=" ".join(sorted(client.roles)),
+            scope=granted.text(),
+            patient=None,
+            encounter=None,
+            fhir_user=None,
+            cnf=certificate,
+            created_us=now * 1_000_000,
+            expires_us=(now + lifetime) * 1_000_000,
+        )
+        token, expires_in = self._access_token(
+            grant, endpoints=endpoints, lifetime=lifetime, now=now
+        )
+        self._store.add_grant(
+            grant, self._event(action, Outcome.SUCCESS, grant=grant, source=source)
+        )
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "scope": granted.text(),
+        }
+
+    # -- authorization codes ------------------------------------------------------------------
+    def issue_code(self, approved: ApprovedRequest, *, source: str | None) -> str:
+        """Store an approved request under a fresh single-use code (ASVS 10.4.2, 10.4.3)."""
+        issued = issue_secret(AUTH_CODE, self._random)
+        now_us = self._now() * 1_000_000
+        row = CodeRow(
+            code_id=issued.secret_id,
+            digest=issued.digest,
+            client_id=approved.client_id,
+            redirect_uri=approved.redirect_uri,
+            challenge=approved.code_challenge,
+            request=approved.to_json(),
+            created_us=now_us,
+            expires_us=now_us + self._settings.code_seconds * 1_000_000,
+        )
+        event = AuditEvent(
+            "oauth.code.issue",
+            Outcome.SUCCESS,
+            approved.subject,
+            "user",
+            session=f"client:{approved.client_id}",
+            patient=approved.patient,
+            source=source,
+        )
+        self._store.add_code(row, event)
+        return issued.value
+
+    def exchange_code(
+        self,
+        client: Client,
+        form: dict[str, str],
+        *,
+        endpoints: Endpoints,
+        certificate: str | None,
+        source: str | None,
+    ) -> dict[str, Any]:
+        """``grant_type=authorization_code`` with PKCE (RFC 6749 sec. 4.1.3; RFC 7636 sec. 4.6)."""
+        action = "oauth.token.issue"
+        try:
+            if "authorization_code" not in client.grant_types:
+                raise HearthError(errors.UNAUTHORIZED_CLIENT)
+            parsed = parse_secret(AUTH_CODE, form.get("code", ""))
+            row = self._store.code(parsed[0]) if parsed is not None else None
+            now = self._now()
+            if (
+                parsed is None
+                or row is None
+                or not secret_matches(AUTH_CODE, parsed[1], row.digest)
+                or row.client_id != client.client_id
+            ):
+                raise HearthError(errors.INVALID_GRANT)
+            if row.used_us is not None:
+                self._code_replayed(row, source=source)
+                raise HearthError(errors.INVALID_GRANT, "The authorization code was already used.")
+            if row.expires_us <= now * 1_000_000:
+                raise HearthError(errors.INVALID_GRANT, "The authorization code has expired.")
+            if form.get("redirect_uri", row.redirect_uri) != row.redirect_uri:
+                raise HearthError(errors.INVALID_GRANT, "redirect_uri does not match.")
+            verify_code_verifier(form.get("code_verifier"), row.challenge)
+        except HearthError as error:
+            raise self._refused(error, client, source=source, action=action) from None
+        approved = ApprovedRequest.from_json(row.request)
+        scope = ScopeRequest.parse(approved.scope)
+        if "offline_access" in scope.other:
+            family = self._settings.offline_seconds
+        elif "online_access" in scope.other:
+            family = self._settings.online_seconds
+        else:
+            family = self._settings.access_token_seconds
+        grant = GrantRow(
+            grant_id=new_id(self._random),
+            client_id=client.client_id,
+            subject=approved.subject,
+            kind="user",
+            roles=" ".join(sorted(approved.roles)),
+            scope=approved.scope,
+            patient=approved.patient,
+            encounter=approved.encounter,
+            fhir_user=approved.fhir_user if "fhirUser" in scope.other else None,
+            cnf=certificate,
+            created_us=now * 1_000_000,
+            expires_us=(now + family) * 1_000_000,
+        )
+        refresh_row, refresh_value = (None, None)
+        if scope.other & {"offline_access", "online_access"}:
+            refresh_row, refresh_value = self._new_refresh(grant, now * 1_000_000)
+        event = self._event(action, Outcome.SUCCESS, grant=grant, source=source)
+        _, won = self._store.redeem_code(row.code_id, grant, refresh_row, event)
+        if not won:  # redeemed concurrently: treat as a replay
+            self._code_replayed(row, source=source)
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT), client, source=source, action=action
+            )
+        return self._token_response(
+            grant, scope, endpoints=endpoints, now=now, refresh=refresh_value, nonce=approved.nonce
+        )
+
+    def _code_replayed(self, row: CodeRow, *, source: str | None) -> None:
+        if row.grant_id is not None:
+            self._revoke_family(row.grant_id, reason="code-reuse", source=source)
+
+    def _token_response(
+        self,
+        grant: GrantRow,
+        scope: ScopeRequest,
+        *,
+        endpoints: Endpoints,
+        now: int,
+        refresh: str | None,
+        nonce: str | None,
+    ) -> dict[str, Any]:
+        token, expires_in = self._access_token(
+            grant, endpoints=endpoints, lifetime=self._settings.access_token_seconds, now=now
+        )
+        body: dict[str, Any] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "scope": grant.scope,
+        }
+        if refresh is not None:
+            body["refresh_token"] = refresh
+        if grant.patient is not None:
+            body["patient"] = grant.patient
+            body["need_patient_banner"] = True
+        if grant.encounter is not None:
+            body["encounter"] = grant.encounter
+        if "openid" in scope.other:
+            claims: dict[str, Any] = {
+                "iss": endpoints.issuer,
+                "sub": grant.subject,
+                "aud": grant.client_id,
+                "iat": now,
+                "exp": now + expires_in,
+            }
+            if nonce is not None:
+                claims["nonce"] = nonce
+            if grant.fhir_user is not None:
+                claims["fhirUser"] = grant.fhir_user
+            body["id_token"] = self._signing_keys().sign(claims, typ="JWT")
+        return body
+
+    # -- refresh (RFC 6749 sec. 6) --------------------------------------------------------------
+    def refresh(
+        self,
+        client: Client,
+        form: dict[str, str],
+        *,
+        endpoints: Endpoints,
+        certificate: str | None,
+        source: str | None,
+    ) -> dict[str, Any]:
+        """Redeem a refresh token once, rotating it; a second use revokes the family."""
+        action = "oauth.token.refresh"
+        now = self._now()
+        parsed = parse_secret(REFRESH_TOKEN, form.get("refresh_token", ""))
+        stored = self._store.refresh_token(parsed[0]) if parsed is not None else None
+        if (
+            parsed is None
+            or stored is None
+            or not secret_matches(REFRESH_TOKEN, parsed[1], stored.digest)
+        ):
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT), client, source=source, action=action
+            )
+        grant = self._store.grant(stored.grant_id)
+        if grant is None or grant.client_id != client.client_id:  # SMART-TK-03
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT), client, source=source, action=action
+            )
+        if grant.cnf is not None and grant.cnf != certificate:  # RFC 8705 sec. 3.1
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT, "The refresh token is bound to a certificate."),
+                client,
+                source=source,
+                action=action,
+            )
+        new_row, new_value = self._new_refresh(grant, now * 1_000_000)
+        event = self._event(action, Outcome.SUCCESS, grant=grant, source=source)
+        row, grant, fresh = self._store.rotate_refresh(stored.token_id, new_row, event)
+        if row is None or grant is None:
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT), client, source=source, action=action
+            )
+        if not fresh:
+            self._revoke_family(grant.grant_id, reason="refresh-reuse", source=source)
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT, "The refresh token was already used."),
+                client,
+                source=source,
+                action=action,
+            )
+        if grant.revoked_us is not None or grant.expires_us <= now * 1_000_000:
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT, "The grant has ended."),
+                client,
+                source=source,
+                action=action,
+            )
+        scope = ScopeRequest.parse(grant.scope)
+        if form.get("scope"):
+            # A narrower scope may be asked for; never a wider one (RFC 6749 sec. 6).
+            narrower = grant_scopes(ScopeRequest.parse(form["scope"]), scope)
+            if not requested_all(ScopeRequest.parse(form["scope"]), narrower):
+                raise self._refused(
+                    HearthError(errors.INVALID_SCOPE), client, source=source, action=action
+                )
+            grant = replace(grant, scope=narrower.text())
+        return self._token_response(
+            grant, scope, endpoints=endpoints, now=now, refresh=new_value, nonce=None
+        )
+
+    # -- revocation ---------------------------------------------------------------------------
+    def _revoke_family(self, grant_id: str, *, reason: str, source: str | None) -> None:
+        grant = self._store.grant(grant_id)
+        event = self._event(
+            "oauth.token.revoke", Outcome.SUCCESS, grant=grant, source=source, code=None
+        )
+        self._store.revoke_grants(event, reason=reason, grant_id=grant_id)
+        self._forget(grant_id)
+        subject = grant.subject if grant is not None else "unknown"
+        self._alarms.raise_alarm(
+            Alarm(
+                AlarmKind.AUTH_TOKEN_REUSE,
+                # Named by grant: a family is revoked once, and each family is its own alarm.
+                Severity.WARNING,
+                f"grant:{grant_id}",
+                "A used refresh token or authorization code was presented again; the grant "
+                "and every token it issued were revoked.",
+                {"reason": reason, "subject": subject},
+            )
+        )
+
+    def _forget(self, grant_id: str) -> None:
+        with self._lock:
+            self._grants.pop(grant_id, None)
+
+    def _forget_all(self, grant_ids: list[str]) -> None:
+        for grant_id in grant_ids:
+            self._forget(grant_id)
+
+    def revoke(self, client: Client, token: str, *, source: str | None) -> None:
+        """Token revocation (RFC 7009 sec. 2): ends the token's whole grant, access and refresh
+        tokens alike. Unknown tokens, and tokens of other clients, are ignored (sec. 2.2)."""
+        grant_id: str | None = None
+        parsed = parse_secret(REFRESH_TOKEN, token)
+        if parsed is not None:
+            row = self._store.refresh_token(parsed[0])
+            if row is not None and secret_matches(REFRESH_TOKEN, parsed[1], row.digest):
+                grant_id = row.grant_id
+        elif looks_like_jwt(token):
+            try:
+                claims = AccessClaims.from_claims(self._keys().verify(token, typ="at+jwt"))
+                grant_id = claims.grant_id
+            except HearthError:
+                grant_id = None
+        grant = self._store.grant(grant_id) if grant_id is not None else None
+        if grant is None or grant.client_id != client.client_id:
+            return
+        event = self._event(
+            "oauth.token.revoke",
+            Outcome.SUCCESS,
+            grant=grant,
+            actor=client.client_id,
+            source=source,
+        )
+        self._store.revoke_grants(event, reason="revoked", grant_id=grant.grant_id)
+        self._forget(grant.grant_id)
+
+    def revoke_subject(self, subject: str, *, by: str, source: str | None = None) -> int:
+        """End every grant of a user (account disabled) or of a client, at once."""
+        event = AuditEvent("oauth.token.revoke", Outcome.SUCCESS, by, "user", source=source)
+        ids = self._store.revoke_grants(event, reason="subject-revoked", subject=subject)
+        for grant_id in ids:
+            self._forget(grant_id)
+        return len(ids)
+
+    # -- the resource server ------------------------------------------------------------------
+    def grant_state(self, grant_id: str) -> GrantState | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._grants.get(grant_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        row = self._store.grant(grant_id)
+        state: GrantState | None = None
+        if row is not None:
+            client = self._clients.get(row.client_id)
+            state = GrantState(
+                client_id=row.client_id,
+                subject=row.subject,
+                kind=row.kind,
+                roles=frozenset(row.roles.split()),
+                active=row.revoked_us is None and client is not None and not client.revoked,
+            )
+        with self._lock:
+            if len(self._grants) > 50_000:
+                self._grants.clear()
+            self._grants[grant_id] = (now + _CACHE_SECONDS, state)
+        return state
+
+    def verify(
+        self,
+        token: str,
+        *,
+        endpoints: Endpoints,
+        certificate: str | None,
+        source: str | None,
+    ) -> Principal:
+        """The principal for an access token (RFC 6750; RFC 9068 sec. 4; RFC 8705 sec. 3)."""
+        claims = self._keys().verify_access_token(
+            token, issuer=endpoints.issuer, audience=endpoints.fhir_base, now=self._now()
+        )
+        state = self.grant_state(claims.grant_id)
+        if (
+            state is None
+            or not state.active
+            or state.client_id != claims.client_id
+            or state.subject != claims.subject
+        ):
+            raise invalid_token()
+        if claims.cnf_thumbprint is not None and claims.cnf_thumbprint != certificate:
+            raise invalid_token()  # a certificate-bound token without its certificate
+        return Principal(
+            subject=claims.subject,
+            kind=PrincipalKind.USER if state.kind == "user" else PrincipalKind.CLIENT,
+            roles=state.roles,
+            scopes=_parse_scopes(claims.scope),
+            patient=claims.patient,
+            client_id=claims.client_id,
+            source=source,
+            session=f"grant:{claims.grant_id}",
+        )
+
+    def introspect(
+        self, token: str, *, endpoints: Endpoints, caller_client: str | None
+    ) -> dict[str, Any]:
+        """Token introspection (RFC 7662 sec. 2.2; SMART-IN-02). A client may introspect only
+        its own tokens; an administrator any. Anything else is ``{"active": false}``."""
+        inactive: dict[str, Any] = {"active": False}
+        if not looks_like_jwt(token):
+            return inactive
+        try:
+            claims = self._keys().verify_access_token(
+                token, issuer=endpoints.issuer, audience=endpoints.fhir_base, now=self._now()
+            )
+        except HearthError:
+            return inactive
+        state = self.grant_state(claims.grant_id)
+        if state is None or not state.active:
+            return inactive
+        if caller_client is not None and caller_client != claims.client_id:
+            return inactive
+        body: dict[str, Any] = {
+            "active": True,
+            "scope": claims.scope,
+            "client_id": claims.client_id,
+            "sub": claims.subject,
+            "exp": claims.expires_at,
+            "iat": claims.issued_at,
+            "iss": claims.issuer,
+            "aud": claims.audience,
+            "token_type": "Bearer",
+        }
+        if claims.patient is not None:
+            body["patient"] = claims.patient
+        if claims.encounter is not None:
+            body["encounter"] = claims.encounter
+        if claims.fhir_user is not None:
+            body["fhirUser"] = claims.fhir_user
+        if claims.cnf_thumbprint is not None:
+            body["cnf"] = {"x5t#S256": claims.cnf_thumbprint}
+        return body
