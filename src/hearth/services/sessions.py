@@ -41,6 +41,10 @@ from hearth.storage.sessions import SessionRow, SessionStore
 
 __all__ = ["Session", "SessionService", "Signed"]
 
+#: Sessions past their end are deleted at most this often, when a new one begins, so that
+#: abandoned sign-ins do not pile up in the database (Redis expires them by itself).
+_PURGE_EVERY_US = 60_000_000
+
 #: Activity is written back at most this often, so that a page that loads several resources
 #: does one write, not one per resource; the idle timeout is minutes, so seconds do not matter.
 _TOUCH_EVERY_US = 5_000_000
@@ -138,6 +142,7 @@ class SessionService:
         self.timeouts = timeouts
         self._clock = clock
         self._random = random
+        self._purged_us = 0
 
     # -- CSRF before a session exists ---------------------------------------------------------
     def new_pre_session(self) -> str:
@@ -228,6 +233,9 @@ class SessionService:
     def begin(self, *, source: str | None, data: Mapping[str, Any]) -> Signed:
         """A pending session for a sign-in in progress; it ends after ``sign_in`` minutes."""
         now = self._clock.now()
+        if to_us(now) - self._purged_us >= _PURGE_EVERY_US:
+            self._purged_us = to_us(now)
+            self._store.purge(to_us(now))
         session_id = new_secret(self._random)
         session = Session(
             digest=session_digest(session_id),

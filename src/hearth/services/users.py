@@ -235,6 +235,24 @@ class UserService:
         )
         self._throttle.unlocked(user.username)
 
+    def issue_api_token(self, username: str, *, ttl: timedelta, by: str) -> str:
+        """A bearer API token that acts as this user with their roles (shown once, audited as
+        ``token.issue``); disabling the user revokes it."""
+        user = self._user(username)
+        if user.status != "active":
+            raise HearthError(errors.FORBIDDEN, "The user is disabled: enable them first.")
+        return self._authenticator.issue_token(
+            subject=user.user_id,
+            roles=frozenset(user.roles.split()),
+            label="hearth token issue",
+            ttl=ttl,
+            by=by,
+        )
+
+    def revoke_api_tokens(self, username: str, *, by: str) -> int:
+        """Revoke every API token of a user at once (audited as ``token.revoke``)."""
+        return self._authenticator.revoke_all(self._user(username).user_id, by=by)
+
     def reset_mfa(
         self, username: str, *, by: str, link_ttl: timedelta = timedelta(hours=24)
     ) -> tuple[SetUpLink, int]:

@@ -280,3 +280,34 @@ def test_pages_have_a_strict_csp_and_no_inline_script(site: Instance) -> None:
         assert "https://" not in response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
         for name in re.findall(r'<input id="([^"]+)"', response.text):
             assert f'<label for="{name}">' in response.text, name
+
+
+def test_an_unfinished_sign_in_expires(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    browser.get("/login")
+    browser.post("/login", {"username": "alice", "password": PASSWORD})
+    browser.get("/login/second-factor")
+    site.clock.advance(minutes=5, seconds=1)
+    late = browser.post("/login/totp", {"code": browser.code()})
+    assert late.status_code in (401, 403)  # the pending session (and its CSRF token) is gone
+    assert browser.get("/login/second-factor").headers["location"] == "/login"
+
+
+def test_expired_sessions_are_purged_from_the_database(site: Instance) -> None:
+    if site.container.settings.redis_url is not None:
+        return  # Redis expires keys by itself
+    for _ in range(3):
+        browser = site.browser()
+        browser.get("/login")
+        browser.options("/webauthn/options")  # each opens a pending session
+    with site.container.store.read() as conn:
+        assert conn.execute(t.web_session.select()).all() != []
+    site.clock.advance(minutes=10)
+    site.browser().get("/login")
+    other = site.browser()
+    other.get("/login")
+    other.options("/webauthn/options")  # beginning a session purges the expired ones
+    with site.container.store.read() as conn:
+        assert len(conn.execute(t.web_session.select()).all()) == 1

@@ -77,3 +77,24 @@ def test_admin_credential_gives_a_set_up_link_until_the_admin_can_sign_in(tmp_pa
         assert container.account.enrolment(second.set_up.token).username == "admin"
     finally:
         container.close()
+
+
+def test_api_tokens_act_as_a_user_and_die_with_them(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert hearth(home, "init", "--quiet").exit_code == 0
+    hearth(home, "user", "add", "alice", "--role", "bootstrap-admin")
+    token = hearth(home, "token", "issue", "--user", "alice", "--hours", "1").output.strip()
+    container = Container(load_settings(home))
+    try:
+        principal = container.authenticator.authenticate_bearer(token, source=None)
+        assert principal.subject == container.users.get("alice").user_id
+        assert principal.roles == frozenset({"bootstrap-admin"})
+    finally:
+        container.close()
+    assert "Revoked 1 tokens." in hearth(home, "token", "revoke", "alice").output
+    missing = hearth(home, "token", "issue", "--user", "nobody")
+    assert missing.exit_code == 1
+    assert "HRT-0712" in missing.output
+    hearth(home, "user", "disable", "alice")
+    refused = hearth(home, "token", "issue", "--user", "alice")
+    assert refused.exit_code == 1
