@@ -65,6 +65,7 @@ from hearth.services.oauth import (
     JwksFetcher,
     TokenService,
 )
+from hearth.services.importer import ImportService
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
 from hearth.services.search import SearchService
@@ -366,6 +367,9 @@ class Container:
             max_entries=self.settings.limits.max_json_array,
             now=self.clock.now,
         )
+
+    def importer(self, principal: Principal, *, chunk: int = 500) -> ImportService:
+        return ImportService(self.repository(principal), self.bundles(principal), chunk=chunk)
 
     def records(self, principal: Principal, *, request_id: str | None = None) -> RecordService:
         return RecordService(self.repository(principal, request_id=request_id))

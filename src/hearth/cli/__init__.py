@@ -12,6 +12,7 @@ from hearth.cli import (
     cert,
     client,
     demo,
+    importing,
     init,
     integrity,
     keys,
@@ -60,5 +61,6 @@ for module in (
     reindex,
     client,
     cert,
+    importing,
 ):
     main.add_command(module.command)
