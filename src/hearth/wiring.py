@@ -58,6 +58,7 @@ from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_ro
 from hearth.services.account import AccountService
 from hearth.services.bundles import BundleService
 from hearth.services.identity import Authenticator
+from hearth.services.importer import ImportService
 from hearth.services.oauth import (
     CertificateService,
     ClientAuthenticator,
@@ -65,7 +66,6 @@ from hearth.services.oauth import (
     JwksFetcher,
     TokenService,
 )
-from hearth.services.importer import ImportService
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
 from hearth.services.search import SearchService
