@@ -60,6 +60,7 @@ from hearth.services.bundles import BundleService
 from hearth.services.identity import Authenticator
 from hearth.services.importer import ImportService
 from hearth.services.oauth import (
+    AuthorizationService,
     CertificateService,
     ClientAuthenticator,
     ClientRegistry,
@@ -199,9 +200,19 @@ class Container:
             clock=self.clock,
             random=self.random,
             alarms=self.alarms,
+            users=self._user_rights,
         )
         self.authenticator = Authenticator(
             ApiTokenStore(self.store, self.audit, self.clock, self.random), self.tokens
+        )
+        self.authorization = AuthorizationService(
+            clients=self.clients,
+            tokens=self.tokens,
+            store=self.oauth_store,
+            records=self.records,
+            settings=settings.oauth,
+            clock=self.clock,
+            random=self.random,
         )
         self._redis: Any = None
         self._build_auth(password_parameters, throttle or DEFAULT_THROTTLE)
@@ -278,6 +289,13 @@ class Container:
             clock=self.clock,
             random=self.random,
         )
+
+    def _user_rights(self, user_id: str) -> tuple[bool, frozenset[str]] | None:
+        """A user's current standing, for the OAuth resource server (see ``UserRights``)."""
+        user = self.accounts.user(user_id)
+        if user is None:
+            return None
+        return user.status == "active", frozenset(user.roles.split())
 
     def _keyed_hash(self, domain: str, value: str) -> str:
         """HMAC under the instance's blind-index key, domain-separated from every index."""

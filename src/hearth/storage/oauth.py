@@ -113,25 +113,9 @@ class OAuthStore:
         return done, grants
 
     # -- grants and tokens --------------------------------------------------------------------
-    def add_grant(
-        self,
-        grant: GrantRow,
-        event: AuditEvent,
-        *,
-        refresh: RefreshRow | None = None,
-        launch_used: str | None = None,
-    ) -> bool:
-        """Store a new grant (and its first refresh token); False if ``launch_used`` was taken."""
-        with self._store.write() as conn:
-            if launch_used is not None and not self._sql.use_launch(
-                conn, launch_used, grant.created_us
-            ):
-                return False
-            self._sql.insert_grant(conn, grant)
-            if refresh is not None:
-                self._sql.insert_refresh(conn, refresh)
-            self._audit.append_in(conn, [self._record(event)])
-        return True
+    def add_grant(self, grant: GrantRow, event: AuditEvent) -> None:
+        """Store a new grant (client credentials: no refresh token, no code)."""
+        self._write(lambda conn: self._sql.insert_grant(conn, grant), [event])
 
     def grant(self, grant_id: str) -> GrantRow | None:
         with self._store.read() as conn:
@@ -180,12 +164,18 @@ class OAuthStore:
             return self._sql.refresh(conn, token_id, for_update=False)
 
     # -- codes and launches -------------------------------------------------------------------
-    def add_code(self, row: CodeRow, event: AuditEvent) -> None:
-        def work(conn: Connection) -> None:
+    def add_code(self, row: CodeRow, event: AuditEvent, *, launch_used: str | None = None) -> bool:
+        """Store a code; with ``launch_used``, consume that EHR launch in the same transaction
+        (False, and no code, when it was already used: launches are single use)."""
+        with self._store.write() as conn:
+            if launch_used is not None and not self._sql.use_launch(
+                conn, launch_used, row.created_us
+            ):
+                return False
             self._sql.purge_codes(conn, row.created_us - 86_400_000_000)
             self._sql.insert_code(conn, row)
-
-        self._write(work, [event])
+            self._audit.append_in(conn, [self._record(event)])
+        return True
 
     def redeem_code(
         self, code_id: str, grant: GrantRow, refresh: RefreshRow | None, event: AuditEvent

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from hearth.domain import HearthError, errors
 from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
+from hearth.web.authorize import authorize_routes
 from hearth.web.fhir import fhir_routes
 from hearth.web.middleware import EdgeMiddleware
 from hearth.web.oauth import oauth_routes
@@ -81,7 +82,10 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
 
     hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
     app = Starlette(
-        routes=oauth_routes(container) + fhir_routes(container) + auth_routes(),
+        routes=oauth_routes(container)
+        + authorize_routes(container)
+        + fhir_routes(container)
+        + auth_routes(),
         middleware=[Middleware(EdgeMiddleware, allowed_hosts=hosts)],
         exception_handlers={
             AuthRedirect: _auth_redirect,

@@ -15,8 +15,19 @@ from hearth.auth.oauth.assertion import ASSERTION_ALGS
 __all__ = ["Endpoints", "oauth_uris", "smart_configuration"]
 
 CAPABILITIES = (
+    "launch-ehr",
+    "launch-standalone",
+    "authorize-post",
+    "client-public",
     "client-confidential-symmetric",
     "client-confidential-asymmetric",
+    "context-ehr-patient",
+    "context-standalone-patient",
+    "context-banner",
+    "permission-offline",
+    "permission-online",
+    "permission-patient",
+    "permission-user",
     "permission-v1",
     "permission-v2",
 )
@@ -43,19 +54,33 @@ def smart_configuration(endpoints: Endpoints) -> dict[str, Any]:
     return {
         "issuer": endpoints.issuer,
         "jwks_uri": endpoints.jwks,
+        "authorization_endpoint": endpoints.authorize,
         "token_endpoint": endpoints.token,
         "revocation_endpoint": endpoints.revoke,
         "introspection_endpoint": endpoints.introspect,
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["authorization_code", "client_credentials", "refresh_token"],
+        "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": [
+            "none",
             "private_key_jwt",
             "client_secret_basic",
             "client_secret_post",
             "tls_client_auth",
         ],
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGS),
-        "scopes_supported": ["system/*.cruds"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "authorization_response_iss_parameter_supported": True,
+        "scopes_supported": [
+            "openid",
+            "launch",
+            "launch/patient",
+            "offline_access",
+            "online_access",
+            "patient/*.cruds",
+            "user/*.cruds",
+            "system/*.cruds",
+        ],
         "capabilities": list(CAPABILITIES),
         "tls_client_certificate_bound_access_tokens": True,
     }
@@ -64,6 +89,7 @@ def smart_configuration(endpoints: Endpoints) -> dict[str, Any]:
 def oauth_uris(endpoints: Endpoints) -> dict[str, str]:
     """The ``oauth-uris`` extension values for the CapabilityStatement's ``rest.security``."""
     return {
+        "authorize": endpoints.authorize,
         "token": endpoints.token,
         "revoke": endpoints.revoke,
         "introspect": endpoints.introspect,

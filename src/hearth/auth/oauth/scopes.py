@@ -17,7 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hearth.domain import HearthError, SmartScope, errors, intersect_scopes, is_resource_scope
+from hearth.domain import (
+    HearthError,
+    ScopeContext,
+    SmartScope,
+    errors,
+    intersect_scopes,
+    is_resource_scope,
+)
 
 __all__ = [
     "IDENTITY_SCOPES",
@@ -25,6 +32,7 @@ __all__ = [
     "REFRESH_SCOPES",
     "ScopeRequest",
     "grant_scopes",
+    "describe",
     "requested_all",
     "scope_strings",
 ]
@@ -97,3 +105,42 @@ def requested_all(request: ScopeRequest, granted: ScopeRequest) -> bool:
 
 def scope_strings(scopes: Iterable[SmartScope]) -> str:
     return " ".join(sorted(str(s) for s in scopes))
+
+
+_VERBS = {"c": "create", "r": "read", "u": "change", "d": "delete", "s": "search"}
+_OTHER_TEXT = {
+    "openid": "Learn who you are (your user id).",
+    "fhirUser": "Learn which person record in Hearth is you.",
+    "profile": "Learn who you are (your user id).",
+    "launch": "Receive the patient you are working on in Hearth.",
+    "launch/patient": "Ask you which patient to work on.",
+    "launch/encounter": "Ask you which encounter to work on.",
+    "offline_access": "Keep this access after you sign out, until you revoke it (90 days at most).",
+    "online_access": "Keep this access while you stay signed in.",
+}
+
+
+def describe(request: ScopeRequest) -> list[str]:
+    """Plain sentences for the consent page (ASVS 10.7.2): what each granted scope lets the app
+    do, with the reach of a wildcard spelled out (SMART-SC-08)."""
+    lines: list[str] = []
+    for _, scope in request.resource:
+        verbs = [_VERBS[c] for c in scope.permissions]
+        action = ", ".join(verbs[:-1]) + (" and " if len(verbs) > 1 else "") + verbs[-1]
+        if scope.resource_type == "*":
+            what = "every kind of record, including kinds Hearth adds in future,"
+        else:
+            what = f"{scope.resource_type} records"
+        whose = {
+            ScopeContext.PATIENT: "of the selected patient only",
+            ScopeContext.USER: "that you yourself may see",
+            ScopeContext.SYSTEM: "of every patient",
+        }[scope.context]
+        narrowed = (
+            " (only those with " + ", ".join(f"{n} {v}" for n, v in scope.query) + ")"
+            if scope.query
+            else ""
+        )
+        lines.append(f"{action.capitalize()} {what} {whose}{narrowed}.")
+    lines.extend(_OTHER_TEXT[o] for o in sorted(request.other) if o in _OTHER_TEXT)
+    return lines

@@ -5,6 +5,11 @@ here, not from the pure ``hearth.auth`` package.
 """
 
 from hearth.auth.oauth import Endpoints, oauth_error_body, oauth_uris, smart_configuration
+from hearth.services.oauth.authorization import (
+    AuthorizationService,
+    PendingAuthorization,
+    redirect_with,
+)
 from hearth.services.oauth.certificates import CertificateService, PresentedCertificate
 from hearth.services.oauth.client_auth import (
     ClientAuthenticator,
@@ -16,6 +21,9 @@ from hearth.services.oauth.jwks_fetch import JwksFetcher
 from hearth.services.oauth.tokens import TokenService
 
 __all__ = [
+    "AuthorizationService",
+    "PendingAuthorization",
+    "redirect_with",
     "Endpoints",
     "oauth_error_body",
     "oauth_uris",

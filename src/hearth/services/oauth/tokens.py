@@ -57,7 +57,7 @@ from hearth.services.oauth.clients import Client, ClientRegistry
 from hearth.settings import OAuthSettings
 from hearth.storage.oauth import AuditEvent, CodeRow, GrantRow, OAuthStore, RefreshRow
 
-__all__ = ["GrantState", "TokenService"]
+__all__ = ["GrantState", "TokenService", "UserRights"]
 
 _CACHE_SECONDS = 5.0
 _KEY_CHECK_SECONDS = 60
@@ -69,6 +69,12 @@ def _parse_scopes(text: str) -> frozenset[SmartScope]:
     return frozenset(
         SmartScope.parse(t) for t in text.split() if "/" in t and not t.startswith("launch")
     )
+
+
+#: A user's current standing: (active, roles), or None for no such user. A user token is
+#: judged on these, not on what held when it was issued: disabling a user or changing their
+#: roles takes effect on their tokens within the grant cache's few seconds.
+UserRights = Callable[[str], tuple[bool, frozenset[str]] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +100,10 @@ class TokenService:
         clock: Clock,
         random: Random,
         alarms: AlarmRaiser,
+        users: UserRights | None = None,
     ) -> None:
         self._store = store
+        self._users = users
         self._clients = clients
         self._keys = keys
         self._ensure_key = ensure_key
@@ -246,8 +254,11 @@ class TokenService:
         }
 
     # -- authorization codes ------------------------------------------------------------------
-    def issue_code(self, approved: ApprovedRequest, *, source: str | None) -> str:
-        """Store an approved request under a fresh single-use code (ASVS 10.4.2, 10.4.3)."""
+    def issue_code(
+        self, approved: ApprovedRequest, *, source: str | None, launch: str | None = None
+    ) -> str:
+        """Store an approved request under a fresh single-use code (ASVS 10.4.2, 10.4.3); with
+        ``launch``, consume that EHR launch at the same time (single use, SMART-LC-01)."""
         issued = issue_secret(AUTH_CODE, self._random)
         now_us = self._now() * 1_000_000
         row = CodeRow(
@@ -269,7 +280,8 @@ class TokenService:
             patient=approved.patient,
             source=source,
         )
-        self._store.add_code(row, event)
+        if not self._store.add_code(row, event, launch_used=launch):
+            raise HearthError(errors.OAUTH_INVALID_REQUEST, "This launch was already used.")
         return issued.value
 
     def exchange_code(
@@ -533,12 +545,18 @@ class TokenService:
         state: GrantState | None = None
         if row is not None:
             client = self._clients.get(row.client_id)
+            active = row.revoked_us is None and client is not None and not client.revoked
+            roles = frozenset(row.roles.split())
+            if row.kind == "user" and self._users is not None:
+                rights = self._users(row.subject)
+                active = active and rights is not None and rights[0]
+                roles = rights[1] if rights is not None else frozenset()
             state = GrantState(
                 client_id=row.client_id,
                 subject=row.subject,
                 kind=row.kind,
-                roles=frozenset(row.roles.split()),
-                active=row.revoked_us is None and client is not None and not client.revoked,
+                roles=roles,
+                active=active,
             )
         with self._lock:
             if len(self._grants) > 50_000:
