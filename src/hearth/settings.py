@@ -11,23 +11,31 @@ Secrets are ``Secret`` values: ``repr(settings)`` never shows them.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from hearth.domain import HearthError, Secret, errors
+from hearth.domain import HearthError, Secret, Severity, errors
 
 __all__ = [
     "CONFIG_FILE",
+    "AlarmSettings",
     "AuthSettings",
+    "EmailSinkSettings",
+    "IntegritySettings",
     "KeySource",
     "Limits",
     "OAuthSettings",
+    "LogSinkSettings",
     "SessionSettings",
     "Settings",
+    "SyslogSinkSettings",
+    "WebhookSinkSettings",
     "load_settings",
     "render_config",
 ]
@@ -140,6 +148,105 @@ class AuthSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LogSinkSettings:
+    """``[alarms.log]``: every notice as one JSON line on the ``hearth.alarm`` logger and, when
+    ``path`` is set, appended to that file."""
+
+    enabled: bool = True
+    path: Path | None = None
+    min_severity: Severity = Severity.INFO
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSinkSettings:
+    """``[[alarms.webhook]]``: a JSON POST signed with HMAC-SHA-256 (docs/design.md)."""
+
+    name: str
+    url: str
+    secret: Secret
+    timeout_seconds: float = 5.0
+    min_severity: Severity = Severity.WARNING
+    cafile: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailSinkSettings:
+    """``[[alarms.email]]``: a plain-text message over SMTP (RFC 5321), STARTTLS by default."""
+
+    name: str
+    host: str
+    port: int
+    sender: str
+    recipients: tuple[str, ...]
+    security: str = "starttls"  # starttls | tls | none (none only to a loopback relay)
+    username: str | None = None
+    password: Secret | None = None
+    timeout_seconds: float = 10.0
+    min_severity: Severity = Severity.WARNING
+    cafile: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SyslogSinkSettings:
+    """``[[alarms.syslog]]``: RFC 5424 messages over UDP, TCP (RFC 6587 octet counting) or the
+    local socket."""
+
+    name: str
+    transport: str = "udp"  # udp | tcp | unix
+    host: str = "127.0.0.1"
+    port: int = 514
+    socket: Path = Path("/dev/log")
+    facility: int = 16  # local0 (RFC 5424 sec. 6.2.1)
+    app_name: str = "hearth"
+    min_severity: Severity = Severity.WARNING
+    timeout_seconds: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    """``[alarms]``: de-duplication, re-notification, delivery retries and the sinks.
+
+    A repeat of an open alarm is counted, not re-sent, until ``renotify_minutes`` have passed
+    since the last notice (0: never re-send). A failed delivery is retried after
+    ``retry_base_seconds``, doubling up to ``retry_max_seconds``, at most ``max_attempts`` times.
+    ``backup_rpo_hours``: raise ``backup.stale`` when no backup succeeded for this long.
+    """
+
+    renotify_minutes: int = 60
+    max_attempts: int = 8
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 900.0
+    backup_rpo_hours: float = 24.0
+    log: LogSinkSettings = field(default_factory=LogSinkSettings)
+    webhooks: tuple[WebhookSinkSettings, ...] = ()
+    emails: tuple[EmailSinkSettings, ...] = ()
+    syslogs: tuple[SyslogSinkSettings, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IntegritySettings:
+    """``[integrity]``: the background scanner inside ``hearth serve`` (docs/design.md).
+
+    Every ``scan_interval_seconds`` it checks versions written since its last run and advances a
+    rolling full pass so that everything stored is re-checked within ``full_pass_days``;
+    ``max_versions_per_tick`` bounds one run's work when it has fallen behind.
+    """
+
+    scan: bool = True
+    scan_interval_seconds: float = 60.0
+    full_pass_days: float = 7.0
+    max_versions_per_tick: int = 500_000
+
+    def __post_init__(self) -> None:
+        if self.scan_interval_seconds < 1:
+            raise ValueError("integrity.scan_interval_seconds must be at least 1")
+        if self.full_pass_days <= 0:
+            raise ValueError("integrity.full_pass_days must be positive")
+        if self.max_versions_per_tick < 1:
+            raise ValueError("integrity.max_versions_per_tick must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
     instance_id: str
@@ -160,6 +267,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     #: ``[redis] url``: sessions and sign-in throttling shared by several processes.
     redis_url: Secret | None = None
+    alarms: AlarmSettings = field(default_factory=AlarmSettings)
+    integrity: IntegritySettings = field(default_factory=IntegritySettings)
 
     @property
     def engine(self) -> str:
@@ -224,6 +333,16 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         origins=tuple(str(o).rstrip("/") for o in auth.get("origins", ())),
         pepper_file=_resolve(home, pepper) if pepper else None,
     )
+    scanner = raw.get("integrity", {})
+    try:
+        integrity = IntegritySettings(
+            scan=bool(scanner.get("scan", True)),
+            scan_interval_seconds=float(scanner.get("scan_interval_seconds", 60.0)),
+            full_pass_days=float(scanner.get("full_pass_days", 7.0)),
+            max_versions_per_tick=int(scanner.get("max_versions_per_tick", 500_000)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise HearthError(errors.BAD_PARAMETER, f"{config_path}: {exc}") from None
     return Settings(
         home=home,
         instance_id=str(raw.get("instance_id", "")),
@@ -241,7 +360,205 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         auth=auth_settings,
         redis_url=Secret(redis_url) if redis_url else None,
         oauth=_oauth_settings(raw.get("oauth", {})),
+        alarms=_alarm_settings(home, raw.get("alarms", {}), env),
+        integrity=integrity,
     )
+
+
+# -- [alarms] ---------------------------------------------------------------------------------
+
+
+def _sink_error(where: str, message: str) -> HearthError:
+    return HearthError(errors.ALARM_SINK_CONFIG, f"{CONFIG_FILE} [{where}]: {message}")
+
+
+def _tables(value: Any, where: str) -> list[dict[str, Any]]:
+    """A sink section may be one table (``[alarms.email]``) or several (``[[alarms.email]]``)."""
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        return list(value)
+    raise _sink_error(where, "expected a table or an array of tables")
+
+
+def _severity(value: Any, where: str, default: Severity) -> Severity:
+    if value is None:
+        return default
+    try:
+        return Severity(str(value))
+    except ValueError:
+        raise _sink_error(where, "min_severity is info, warning or critical") from None
+
+
+def _secret(
+    table: dict[str, Any], stem: str, home: Path, env: dict[str, str], where: str
+) -> Secret | None:
+    """A secret named by ``<stem>_env`` (an environment variable) or ``<stem>_file`` (a file,
+    which should be mode 0600); never written in hearth.toml itself."""
+    if stem in table:
+        raise _sink_error(
+            where, f"do not write {stem} in {CONFIG_FILE}: use {stem}_env or {stem}_file"
+        )
+    if f"{stem}_env" in table:
+        name = str(table[f"{stem}_env"])
+        value = env.get(name)
+        if not value:
+            raise _sink_error(where, f"the environment variable {name} is not set")
+        return Secret(value)
+    if f"{stem}_file" in table:
+        path = _resolve(home, str(table[f"{stem}_file"]))
+        try:
+            value = path.read_text("utf-8").strip()
+        except OSError:
+            raise _sink_error(where, f"cannot read {stem}_file {path}") from None
+        if not value:
+            raise _sink_error(where, f"{stem}_file {path} is empty")
+        return Secret(value)
+    return None
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _webhook(
+    table: dict[str, Any], index: int, home: Path, env: dict[str, str]
+) -> WebhookSinkSettings:
+    name = str(table.get("name", f"webhook-{index + 1}"))
+    where = f"alarms.webhook {name}"
+    url = str(table.get("url", ""))
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise _sink_error(where, "url must be an https:// URL")
+    if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
+        raise _sink_error(where, "url must use https outside loopback (the body names records)")
+    secret = _secret(table, "secret", home, env, where)
+    if secret is None:
+        raise _sink_error(where, "set secret_env or secret_file: webhooks are always signed")
+    cafile = table.get("cafile")
+    return WebhookSinkSettings(
+        name=name,
+        url=url,
+        secret=secret,
+        timeout_seconds=float(table.get("timeout_seconds", 5.0)),
+        min_severity=_severity(table.get("min_severity"), where, Severity.WARNING),
+        cafile=_resolve(home, str(cafile)) if cafile else None,
+    )
+
+
+def _email(table: dict[str, Any], index: int, home: Path, env: dict[str, str]) -> EmailSinkSettings:
+    name = str(table.get("name", f"email-{index + 1}"))
+    where = f"alarms.email {name}"
+    host = str(table.get("host", ""))
+    sender = str(table.get("from", ""))
+    to = table.get("to", [])
+    recipients = tuple(str(r) for r in ([to] if isinstance(to, str) else to))
+    if not host or not sender or not recipients:
+        raise _sink_error(where, "host, from and to are required")
+    security = str(table.get("security", "starttls"))
+    if security not in ("starttls", "tls", "none"):
+        raise _sink_error(where, "security is starttls, tls or none")
+    if security == "none" and not _is_loopback_host(host):
+        raise _sink_error(where, "security = none is only allowed to a relay on loopback")
+    username = table.get("username")
+    password = _secret(table, "password", home, env, where)
+    if (username is None) != (password is None):
+        raise _sink_error(where, "username and password_env/password_file go together")
+    cafile = table.get("cafile")
+    default_port = {"starttls": 587, "tls": 465, "none": 25}[security]
+    return EmailSinkSettings(
+        name=name,
+        host=host,
+        port=int(table.get("port", default_port)),
+        sender=sender,
+        recipients=recipients,
+        security=security,
+        username=str(username) if username is not None else None,
+        password=password,
+        timeout_seconds=float(table.get("timeout_seconds", 10.0)),
+        min_severity=_severity(table.get("min_severity"), where, Severity.WARNING),
+        cafile=_resolve(home, str(cafile)) if cafile else None,
+    )
+
+
+#: Syslog facility codes (RFC 5424 sec. 6.2.1, table 1) an operator may choose.
+SYSLOG_FACILITIES = {
+    "user": 1,
+    "daemon": 3,
+    "auth": 4,
+    "authpriv": 10,
+    **{f"local{n}": 16 + n for n in range(8)},
+}
+
+
+def _syslog(table: dict[str, Any], index: int, home: Path) -> SyslogSinkSettings:
+    name = str(table.get("name", f"syslog-{index + 1}"))
+    where = f"alarms.syslog {name}"
+    transport = str(table.get("transport", "udp"))
+    if transport not in ("udp", "tcp", "unix"):
+        raise _sink_error(where, "transport is udp, tcp or unix")
+    facility = str(table.get("facility", "local0"))
+    if facility not in SYSLOG_FACILITIES:
+        raise _sink_error(where, f"facility is one of {', '.join(sorted(SYSLOG_FACILITIES))}")
+    app_name = str(table.get("app_name", "hearth"))
+    if not app_name or len(app_name) > 48 or not app_name.isascii() or " " in app_name:
+        raise _sink_error(where, "app_name is 1 to 48 printable ASCII characters (RFC 5424)")
+    return SyslogSinkSettings(
+        name=name,
+        transport=transport,
+        host=str(table.get("host", "127.0.0.1")),
+        port=int(table.get("port", 514)),
+        socket=_resolve(home, str(table.get("socket", "/dev/log"))),
+        facility=SYSLOG_FACILITIES[facility],
+        app_name=app_name,
+        min_severity=_severity(table.get("min_severity"), where, Severity.WARNING),
+        timeout_seconds=float(table.get("timeout_seconds", 5.0)),
+    )
+
+
+def _alarm_settings(home: Path, raw: dict[str, Any], env: dict[str, str]) -> AlarmSettings:
+    if not isinstance(raw, dict):
+        raise _sink_error("alarms", "expected a table")
+    log_table = raw.get("log", {})
+    if not isinstance(log_table, dict):
+        raise _sink_error("alarms.log", "expected a table")
+    log_path = log_table.get("path")
+    webhooks = tuple(
+        _webhook(t, i, home, env) for i, t in enumerate(_tables(raw.get("webhook", []), "webhook"))
+    )
+    emails = tuple(
+        _email(t, i, home, env) for i, t in enumerate(_tables(raw.get("email", []), "email"))
+    )
+    syslogs = tuple(
+        _syslog(t, i, home) for i, t in enumerate(_tables(raw.get("syslog", []), "syslog"))
+    )
+    names = ["log", *(w.name for w in webhooks), *(e.name for e in emails)]
+    names += [s.name for s in syslogs]
+    if len(set(names)) != len(names):
+        raise _sink_error("alarms", "every sink needs a distinct name ('log' is taken)")
+    try:
+        return AlarmSettings(
+            renotify_minutes=int(raw.get("renotify_minutes", 60)),
+            max_attempts=max(1, int(raw.get("max_attempts", 8))),
+            retry_base_seconds=float(raw.get("retry_base_seconds", 5.0)),
+            retry_max_seconds=float(raw.get("retry_max_seconds", 900.0)),
+            backup_rpo_hours=float(raw.get("backup_rpo_hours", 24.0)),
+            log=LogSinkSettings(
+                enabled=bool(log_table.get("enabled", True)),
+                path=_resolve(home, str(log_path)) if log_path else None,
+                min_severity=_severity(log_table.get("min_severity"), "alarms.log", Severity.INFO),
+            ),
+            webhooks=webhooks,
+            emails=emails,
+            syslogs=syslogs,
+        )
+    except (TypeError, ValueError) as exc:
+        raise _sink_error("alarms", str(exc)) from None
 
 
 def _toml_string(value: str) -> str:

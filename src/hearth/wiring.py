@@ -54,8 +54,10 @@ from hearth.domain import (
     SystemRandom,
     errors,
 )
+from hearth.notify import Sink, build_sinks
 from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_roles
 from hearth.services.account import AccountService
+from hearth.services.alarms import AlarmService, DeliveryPolicy
 from hearth.services.bundles import BundleService
 from hearth.services.identity import Authenticator
 from hearth.services.importer import ImportService
@@ -74,7 +76,7 @@ from hearth.services.sessions import SessionService
 from hearth.services.signin import SignInService
 from hearth.services.throttle import SignInThrottle
 from hearth.services.users import SetUpLink, UserService
-from hearth.settings import CONFIG_FILE, Settings, load_settings, render_config
+from hearth.settings import CONFIG_FILE, AlarmSettings, Settings, load_settings, render_config
 from hearth.storage import (
     ApiTokenStore,
     AuditTrail,
@@ -85,6 +87,7 @@ from hearth.storage import (
     load_wrapped_keys,
 )
 from hearth.storage.accounts import AccountStore
+from hearth.storage.alarms import AlarmStore
 from hearth.storage.oauth import OAuthStore
 from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
 from hearth.storage.sql import SqlStore, open_database
@@ -133,13 +136,15 @@ def build_kek(settings: Settings) -> KeyEncryptionKey:
     return kek
 
 
-class LogAlarms:
-    """Alarms written to the ``hearth.alarm`` log (the durable alarm store replaces this)."""
-
-    def raise_alarm(self, alarm: Alarm) -> None:
-        log.getChild("alarm").error(
-            "%s %s %s: %s", alarm.severity.value, alarm.kind.value, alarm.subject, alarm.summary
-        )
+def delivery_policy(settings: AlarmSettings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        renotify=timedelta(minutes=settings.renotify_minutes)
+        if settings.renotify_minutes > 0
+        else None,
+        max_attempts=settings.max_attempts,
+        retry_base=timedelta(seconds=settings.retry_base_seconds),
+        retry_max=timedelta(seconds=settings.retry_max_seconds),
+    )
 
 
 class Container:
@@ -155,9 +160,13 @@ class Container:
         password_parameters: Argon2Parameters | None = None,
         throttle: ThrottlePolicy | None = None,
         alarms: AlarmRaiser | None = None,
+        sinks: list[Sink] | None = None,
+        alarm_worker: bool = True,
     ) -> None:
         """``password_parameters`` and ``throttle`` exist for tests, which need cheap hashes
-        and small limits; production uses the defaults of ``hearth.auth``."""
+        and small limits; production uses the defaults of ``hearth.auth``. ``alarms`` replaces
+        the raiser (tests capture alarms); ``sinks`` replaces the configured sinks and
+        ``alarm_worker=False`` leaves delivery to explicit ``alarm_service.process()`` calls."""
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.random: Random = random or SystemRandom()
@@ -176,7 +185,16 @@ class Container:
         )
         # Roles decide what a principal may do; granted SMART scopes narrow it further.
         self.policy: AccessPolicy = policy or ScopedPolicy(RolePolicy(bootstrap_roles()))
-        self.alarms: AlarmRaiser = alarms or LogAlarms()
+        self.alarm_service = AlarmService(
+            AlarmStore(self.store, self.audit, self.keyring, self.random),
+            build_sinks(settings.alarms) if sinks is None else sinks,
+            clock=self.clock,
+            instance_id=settings.instance_id,
+            policy=delivery_policy(settings.alarms),
+            admin_roles=frozenset({ADMIN_ROLE}),
+            background=alarm_worker,
+        )
+        self.alarms: AlarmRaiser = alarms or self.alarm_service
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         # OAuth 2 / SMART: clients, client authentication, tokens (docs/design.md).
         self.oauth_store = OAuthStore(self.store, self.audit, self.clock)
@@ -437,7 +455,13 @@ class Container:
             )
         )
 
+    def start_background(self) -> None:
+        """Start what a long-running server runs beside requests (``hearth serve``): the alarm
+        delivery worker, which also sends notices other processes left in the outbox."""
+        self.alarm_service.start()
+
     def close(self) -> None:
+        self.alarm_service.close()
         self.audit.close()
         self.db.dispose()
         if self._redis is not None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from tests.servers.common import free_port
 
@@ -47,14 +48,42 @@ class _Collector:
 
 
 class SmtpServer:
-    """``host``/``port`` to send to; ``messages`` received so far; ``wait_for(n)``."""
+    """``host``/``port`` to send to; ``messages`` received so far; ``wait_for(n)``.
+
+    With ``tls_context`` the server offers STARTTLS and refuses mail without it; with
+    ``credentials`` (user, password) it also requires AUTH, only after STARTTLS.
+    """
 
     host = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.port = free_port()
         self._collector = _Collector()
-        self._controller = Controller(self._collector, hostname=self.host, port=self.port)
+        options: dict[str, object] = {}
+        if tls_context is not None:
+            options.update(tls_context=tls_context, require_starttls=True)
+        if credentials is not None:
+            user, password = credentials
+
+            def check(
+                server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object
+            ) -> AuthResult:
+                ok = (
+                    isinstance(data, LoginPassword)
+                    and data.login == user.encode()
+                    and data.password == password.encode()
+                )
+                return AuthResult(success=ok)
+
+            options.update(authenticator=check, auth_required=True, auth_require_tls=True)
+        self._controller = Controller(
+            self._collector, hostname=self.host, port=self.port, **options
+        )
 
     @property
     def messages(self) -> list[ReceivedMessage]:

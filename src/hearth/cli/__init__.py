@@ -8,6 +8,7 @@ import click
 
 from hearth import __version__
 from hearth.cli import (
+    alarm,
     audit,
     cert,
     client,
@@ -55,6 +56,7 @@ for module in (
     keys,
     audit,
     integrity,
+    alarm,
     token,
     user,
     migrate,

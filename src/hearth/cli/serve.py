@@ -95,6 +95,7 @@ def command(
     # Alembic announces its migration context at INFO on every start; that is noise here.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     container = Container(settings)
+    container.start_background()
     scheme = "https" if tls_cert else "http"
     shown_host = f"[{host}]" if ":" in host else host
     base_url = f"{scheme}://{shown_host}:{port}/fhir"

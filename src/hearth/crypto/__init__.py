@@ -4,7 +4,7 @@ Everything here is a safe recipe over the hazardous layer; callers never see a r
 Verification raises ``hearth.domain.IntegrityError`` and never returns False.
 """
 
-from hearth.crypto import tokens
+from hearth.crypto import tokens, webhook
 from hearth.crypto.envelope import sealed_key_id
 from hearth.crypto.kek import (
     KEY_BYTES,
@@ -37,4 +37,5 @@ __all__ = [
     "rewrap",
     "sealed_key_id",
     "tokens",
+    "webhook",
 ]

@@ -1,7 +1,17 @@
 """Value types and errors with stable codes. Imports nothing outside the standard library."""
 
 from hearth.domain import errors
-from hearth.domain.alarms import Alarm, AlarmKind, AlarmRaiser, Severity
+from hearth.domain.alarms import (
+    Alarm,
+    AlarmKind,
+    AlarmRaiser,
+    AlarmState,
+    Delivery,
+    DeliveryState,
+    Severity,
+    StoredAlarm,
+    can_transition,
+)
 from hearth.domain.errors import ErrorCode, HearthError, IntegrityError, Issue
 from hearth.domain.scopes import ScopeContext, SmartScope, intersect_scopes, is_resource_scope
 from hearth.domain.types import (
@@ -23,7 +33,12 @@ __all__ = [
     "Alarm",
     "AlarmKind",
     "AlarmRaiser",
+    "AlarmState",
+    "Delivery",
+    "DeliveryState",
     "Severity",
+    "StoredAlarm",
+    "can_transition",
     "ID_PATTERN",
     "Action",
     "Clock",

@@ -403,3 +403,19 @@ PRECONDITION_FAILED = _code(
     "HRT-0909", 412, "conflict", "The request's precondition does not hold."
 )
 BAD_IMPORT = _code("HRT-0911", 400, "invalid", "The import file is not NDJSON or a FHIR Bundle.")
+
+# 10xx: alarms and integrity scanning
+ALARM_NOT_FOUND = _code("HRT-1001", 404, "not-found", "No such alarm.")
+ALARM_TRANSITION = _code(
+    "HRT-1002",
+    409,
+    "business-rule",
+    "The alarm cannot move to that state (open -> acknowledged -> resolved).",
+)
+ALARM_DELIVERY_FAILED = _code(
+    "HRT-1003", 502, "transient", "An alarm notice could not be delivered; it will be retried."
+)
+ALARM_SINK_CONFIG = _code(
+    "HRT-1004", 400, "invalid", "An alarm sink in hearth.toml is not configured correctly."
+)
+FINDING_NOT_FOUND = _code("HRT-1005", 404, "not-found", "No such integrity finding.")

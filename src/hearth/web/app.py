@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hearth.domain import HearthError, errors
+from hearth.web.alarms import alarm_routes
 from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
 from hearth.web.authorize import authorize_routes
@@ -33,7 +34,7 @@ _LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
 async def _hearth_error(request: Request, exc: Exception) -> Response:
     if not isinstance(exc, HearthError):  # pragma: no cover - Starlette dispatches by type
         return await _unexpected(request, exc)
-    if not request.url.path.startswith("/fhir"):
+    if not request.url.path.startswith(("/fhir", "/api/")):
         # The sign-in pages are for people: answer in HTML, with a way back.
         body = f'<p>{e(exc.detail)}</p><p><a href="/login">Go to sign-in</a></p>'
         return page("Something went wrong", body, status=exc.status, headers=exc.headers)
@@ -85,6 +86,7 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
         routes=oauth_routes(container)
         + authorize_routes(container)
         + fhir_routes(container)
+        + alarm_routes(container)
         + auth_routes(),
         middleware=[Middleware(EdgeMiddleware, allowed_hosts=hosts)],
         exception_handlers={

@@ -29,6 +29,8 @@ __all__ = [
     "oauth_grant",
     "oauth_launch",
     "oauth_refresh",
+    "alarm",
+    "alarm_delivery",
     "api_token",
     "audit_checkpoint",
     "audit_entry",
@@ -36,10 +38,12 @@ __all__ = [
     "counter",
     "crypto_key",
     "instance_meta",
+    "integrity_finding",
     "metadata",
     "resource_current",
     "resource_version",
     "recovery_code",
+    "scanner_state",
     "user_account",
     "user_enrolment",
     "web_session",
@@ -438,4 +442,94 @@ client_certificate = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("revoked_us", BigInteger),
     Index(None, "subject_kind", "subject"),
+)
+
+
+# -- alarms (docs/design.md, "Alarms"). An alarm names records by type and random id and users
+# by id, never by content; operators' notes are sealed like resource bodies, since free text
+# typed during an incident may name a patient.
+
+# ``active_key`` is the de-duplication key while the alarm is open or acknowledged and NULL once
+# it is resolved: the unique constraint allows any number of NULLs on all three engines, so it
+# enforces "at most one active alarm per key" without partial indexes (MariaDB has none).
+alarm = Table(
+    "alarm",
+    metadata,
+    Column("alarm_id", String(32), primary_key=True),
+    Column("kind", String(48), nullable=False),
+    Column("severity", String(16), nullable=False),
+    Column("subject", String(160), nullable=False),
+    Column("active_key", String(220), unique=True),
+    Column("summary", String(512), nullable=False),
+    Column("details", String(2048), nullable=False),  # canonical JSON object of strings
+    Column("state", String(16), nullable=False),
+    Column("count", BigInteger, nullable=False),
+    Column("first_seen_us", BigInteger, nullable=False),
+    Column("last_seen_us", BigInteger, nullable=False),
+    Column("notices", Integer, nullable=False),
+    Column("last_notified_us", BigInteger),
+    Column("ack_by", String(128)),
+    Column("ack_us", BigInteger),
+    Column("ack_note", Blob),  # sealed, AAD bound to the alarm id and the transition
+    Column("resolved_by", String(128)),
+    Column("resolved_us", BigInteger),
+    Column("resolve_note", Blob),
+    Index(None, "state", "last_seen_us"),
+    Index(None, "kind", "last_seen_us"),
+)
+
+# The outbox: one row per notice per sink, written in the transaction that records the alarm,
+# so a notice survives a crash and is delivered (or retried) by whichever process's worker
+# claims it first. ``claimed_until`` is a lease, so two processes never send the same attempt.
+alarm_delivery = Table(
+    "alarm_delivery",
+    metadata,
+    Column("delivery_id", Integer, primary_key=True, autoincrement=True),
+    Column("alarm_id", String(32), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("notice", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_us", BigInteger, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("claimed_until_us", BigInteger),
+    Column("last_attempt_us", BigInteger),
+    Column("delivered_us", BigInteger),
+    Column("last_error", String(256)),
+    Index(None, "state", "next_attempt_us"),
+    Index(None, "alarm_id"),
+)
+
+# -- the integrity scanner (docs/design.md, "Integrity scanner").
+
+# Cursors and the audit anchor, one row each: what has been checked, so a restart continues.
+scanner_state = Table(
+    "scanner_state",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+# What the scanner found, one row per damaged thing while it stays damaged (``active_key`` as
+# for alarms). ``hearth integrity repair`` reads the open rows of kind ``version`` and marks
+# them repaired; a later pass that finds the thing healthy marks it cleared.
+integrity_finding = Table(
+    "integrity_finding",
+    metadata,
+    Column("finding_id", Integer, primary_key=True, autoincrement=True),
+    Column("active_key", String(200), unique=True),
+    Column("kind", String(16), nullable=False),  # version | missing | pointer | index | audit
+    Column("seq", BigInteger, nullable=False),  # version seq, or audit entry seq for kind audit
+    Column("res_type", String(64)),
+    Column("res_id", String(64)),
+    Column("version", Integer),
+    Column("problem", String(256), nullable=False),
+    Column("state", String(16), nullable=False),  # open | repaired | cleared
+    Column("first_found_us", BigInteger, nullable=False),
+    Column("last_found_us", BigInteger, nullable=False),
+    Column("closed_us", BigInteger),
+    Column("closed_by", String(128)),
+    Column("alarm_id", String(32)),
+    Index(None, "state", "kind"),
+    Index(None, "res_type", "res_id"),
 )
