@@ -95,10 +95,8 @@ def evaluate(
     end (sign-in + lifetime, or the deadline of a sign-in in progress)."""
     if now >= expires:
         return Verdict.END
-    match state:
-        case SessionState.PENDING:
-            return Verdict.OK
-        case SessionState.LOCKED:
-            return Verdict.LOCKED
-        case SessionState.ACTIVE:
-            return Verdict.LOCK if now - last_seen >= idle else Verdict.OK
+    if state is SessionState.LOCKED:
+        return Verdict.LOCKED
+    if state is SessionState.ACTIVE and now - last_seen >= idle:
+        return Verdict.LOCK
+    return Verdict.OK  # active and recent, or a sign-in in progress (it has only its deadline)

@@ -401,6 +401,26 @@ class SessionService:
             )
         )
 
+    def others(self, session: Session) -> list[Session]:
+        """The user's other sessions (other browsers), for the account page (ASVS
+        v5.0.0-7.5.2)."""
+        if not session.user_id:
+            return []
+        rows = self._store.user_sessions(session.user_id)
+        now_us = to_us(self._clock.now())
+        return [
+            _to_session(r) for r in rows if r.id_digest != session.digest and r.expires_us > now_us
+        ]
+
+    def end_others(self, session: Session) -> int:
+        """End every other session of this user (after a credential change, ASVS
+        v5.0.0-7.4.3); each is audited."""
+        ended = 0
+        for other in self.others(session):
+            self.end(other, reason="ended-by-user")
+            ended += 1
+        return ended
+
     def end_user(self, user_id: str, *, reason: str) -> int:
         """End every session of a user at once (disabled, credentials reset, roles changed).
         The caller audits the change that caused it."""

@@ -311,3 +311,67 @@ def test_expired_sessions_are_purged_from_the_database(site: Instance) -> None:
     other.options("/webauthn/options")  # beginning a session purges the expired ones
     with site.container.store.read() as conn:
         assert len(conn.execute(t.web_session.select()).all()) == 1
+
+
+def test_password_hashes_are_upgraded_at_the_next_sign_in(site: Instance) -> None:
+    from hearth.auth import Argon2Parameters, PasswordHasher, StoredHash
+
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    old = site.container.accounts.user_by_name("alice")
+    assert old is not None
+    assert old.password_hash is not None
+    # The operator raises the cost; existing hashes keep working and are re-made on sign-in.
+    stronger = Argon2Parameters(time_cost=2, memory_kib=128, parallelism=1)
+    site.container.signin._passwords = PasswordHasher(stronger, site.container.passwords.peppers)
+    assert browser.sign_in("alice").status_code == 303
+    new = site.container.accounts.user_by_name("alice")
+    assert new is not None
+    assert new.password_hash is not None
+    assert StoredHash.parse(old.password_hash).parameters != stronger
+    assert StoredHash.parse(new.password_hash).parameters == stronger
+    assert StoredHash.parse(new.password_hash).pepper_key_id is not None  # peppered (init made it)
+
+
+def test_a_locked_account_stays_locked_after_its_counter_is_forgotten(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    user = site.container.accounts.user_by_name("alice")
+    assert user is not None
+    site.container.accounts.update_user(user.user_id, 1, [], locked_us=1)
+    browser.get("/login")
+    response = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 429
+    assert "Ask an administrator to unlock it" in response.text
+
+
+def test_a_password_without_a_second_factor_does_not_sign_in(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    user = site.container.accounts.user_by_name("alice")
+    assert user is not None
+    site.container.accounts.set_totp(
+        user.user_id, None, used_step=None, now_us=1, recovery_hashes=[], records=[]
+    )
+    browser.get("/login")
+    response = browser.post("/login", {"username": "alice", "password": PASSWORD})
+    assert response.status_code == 403
+    assert "no second factor" in response.text
+
+
+def test_the_account_page_shows_and_ends_other_sessions(site: Instance) -> None:
+    here = site.browser()
+    here.enrol_password(site.add_user("alice"))
+    there = site.browser()
+    there.totp_secret = here.totp_secret
+    assert there.sign_in("alice").status_code == 303
+    page = here.get("/account").text
+    assert "signed in on 1 other browser." in page
+    done = here.post("/account/sessions/end-others", {})
+    assert "Signed out 1 other sessions." in done.text
+    assert there.get("/").headers["location"].startswith("/login")
+    assert here.get("/").status_code == 200
+    assert "signed in on 0 other browsers." in here.get("/account").text

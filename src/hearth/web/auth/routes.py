@@ -810,6 +810,18 @@ async def account_page(
             + '<p><button type="submit">Set PIN</button></p>',
         )
     )
+    others = await run_in_threadpool(c.sessions.others, signed_in.session)
+    body += (
+        "<h2>Other sessions</h2>"
+        f"<p>You are signed in on {len(others)} other "
+        f"{'browser' if len(others) == 1 else 'browsers'}.</p>"
+    )
+    if others:
+        body += form(
+            "/account/sessions/end-others",
+            csrf,
+            '<p><button type="submit">Sign out everywhere else</button></p>',
+        )
     if view.has_password:
         body += (
             "<h2>Recovery codes</h2>"
@@ -853,6 +865,10 @@ def _account_action(action: str) -> Handler:
                 case "remove":
                     await run_in_threadpool(c.account.remove_key, session, values.get("key", ""))
                     return await account_page(request, notice="The key was removed.")
+                case "end-others":
+                    signed_in = await require_user(request)
+                    ended = await run_in_threadpool(c.sessions.end_others, signed_in.session)
+                    return await account_page(request, notice=f"Signed out {ended} other sessions.")
                 case "pin":
                     await run_in_threadpool(
                         c.account.set_pin,
@@ -968,5 +984,6 @@ def auth_routes() -> list[Route]:
         Route("/account/keys/remove", _account_action("remove"), methods=["POST"]),
         Route("/account/pin", _account_action("pin"), methods=["POST"]),
         Route("/account/recovery-codes", _account_action("recovery"), methods=["POST"]),
+        Route("/account/sessions/end-others", _account_action("end-others"), methods=["POST"]),
         static_route(),
     ]
