@@ -157,3 +157,12 @@ def test_verifier_accepts_the_vector_chain() -> None:
         )
     )
     assert findings == []
+
+
+def test_blind_indexes_match_the_blind_index_vector() -> None:
+    from hearth.crypto.blind import blind_indexes
+
+    v = load("blind.json")
+    key = bytes.fromhex(v["key"])
+    pairs = [(case["domain"], case["value"]) for case in v["cases"]]
+    assert blind_indexes(key, pairs) == {bytes.fromhex(case["index"]) for case in v["cases"]}

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterable
 
-__all__ = ["BLIND_BYTES", "blind_index"]
+__all__ = ["BLIND_BYTES", "blind_index", "blind_indexes"]
 
 BLIND_BYTES = 16
 
@@ -19,3 +20,15 @@ def blind_index(key: bytes, domain: str, value: str) -> bytes:
     """Index token for ``value`` in ``domain`` (e.g. ``"Patient.name"``); domains never collide."""
     message = domain.encode("utf-8") + b"\x00" + value.encode("utf-8")
     return hmac.new(key, message, hashlib.sha256).digest()[:BLIND_BYTES]
+
+
+def blind_indexes(key: bytes, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
+    """``blind_index`` of many (domain, value) pairs: the same tokens, computed with the one-shot
+    HMAC (``hmac.digest``), which is several times faster when a resource has dozens of keys."""
+    digest = hmac.digest
+    return {
+        digest(key, domain.encode("utf-8") + b"\x00" + value.encode("utf-8"), "sha256")[
+            :BLIND_BYTES
+        ]
+        for domain, value in pairs
+    }

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hearth.crypto import envelope, mac
-from hearth.crypto.blind import blind_index
+from hearth.crypto.blind import blind_index, blind_indexes
 from hearth.crypto.kek import KEY_BYTES, KeyEncryptionKey
 from hearth.crypto.signing import Signer, Verifier, signer_from_seed
 from hearth.crypto.token_keys import p256_jwk_from_seed
@@ -212,6 +212,10 @@ class KeyRing:
     # -- blind indexes --------------------------------------------------------------------
     def blind(self, domain: str, value: str) -> bytes:
         return blind_index(self._blind, domain, value)
+
+    def blind_many(self, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
+        """``blind`` of every (domain, value) pair, as a set (the search index of a resource)."""
+        return blind_indexes(self._blind, pairs)
 
     # -- signing --------------------------------------------------------------------------
     def sign(self, message: bytes) -> tuple[int, bytes]:

@@ -103,13 +103,12 @@ def index_row(
 ) -> search_sql.IndexRow:
     """The search index rows of one current version: blind keys, clear references, compartment."""
     entries = index_resource(resource)
-    blind = keys.blind
     return search_sql.IndexRow(
         seq=seq,
         res_type=res_type,
         res_id=res_id,
         ts_us=ts_us,
-        hashes={blind(domain, key) for domain, key in entries.keys},
+        hashes=keys.blind_many(entries.keys),
         refs=entries.refs,
         patients=entries.patients,
     )

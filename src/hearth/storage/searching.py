@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, FromClause, select
+from sqlalchemy import Connection, FromClause, literal, select
 
 from hearth.domain import HearthError, StoredResource, errors
 from hearth.fhir.search import (
@@ -29,9 +29,12 @@ from hearth.fhir.search import (
     Cond,
     Criterion,
     Has,
+    IdIn,
     Include,
+    Keys,
     Not,
     Or,
+    RefTo,
     SearchRequest,
     SortKey,
     SubSearch,
@@ -72,7 +75,17 @@ class Searcher:
     ) -> None:
         self._conn = conn
         self._store = store
-        self._blind = blind
+        # A key is blinded once per search, however often its condition appears (sure, maybe,
+        # the candidate query, the final query, the count).
+        cache: dict[tuple[str, str], bytes] = {}
+
+        def cached(domain: str, key: str) -> bytes:
+            found = cache.get((domain, key))
+            if found is None:
+                found = cache[(domain, key)] = blind(domain, key)
+            return found
+
+        self._blind = cached
         self._open = open_row
         self._scope_for = scope_for
         self._bound = bound
@@ -94,8 +107,8 @@ class Searcher:
             case _:
                 return cond
 
-    def _where(self, cond: object, root: FromClause) -> Any:
-        return sql.compile_cond(cond, root, self._blind)
+    def _where(self, cond: object, root: FromClause, res_type: str) -> Any:
+        return sql.compile_cond(cond, root, self._blind, res_type)
 
     def resolve(self, sub: SubSearch, extra: object = None) -> object:
         """An exact condition for ``sub``, scoped to what the principal may see."""
@@ -139,7 +152,13 @@ class Searcher:
 
     def _query(self, res_type: str, cond: object) -> tuple[Any, FromClause]:
         root = self._alias()
-        query = select(root.c.seq).where(root.c.res_type == res_type, self._where(cond, root))
+        type_column: Any = root.c.res_type
+        if _driven(cond):
+            # A selective condition (a reference, an id, a short key list) should choose the
+            # rows; an index on the type would otherwise tempt SQLite into scanning every row of
+            # the type and testing each. Concatenating '' keeps the test but not the index.
+            type_column = type_column + literal("")
+        query = select(root.c.seq).where(type_column == res_type, self._where(cond, root, res_type))
         return query, root
 
     def _open_seqs(self, seqs: Sequence[int]) -> list[StoredResource]:
@@ -288,7 +307,7 @@ class Searcher:
     ) -> SearchPage:
         """One page of the patient's compartment, oldest first ($everything)."""
         root = self._alias()
-        conds = [self._where(sql.InCompartment(frozenset({patient_id})), root)]
+        conds = [self._where(sql.InCompartment(frozenset({patient_id})), root, "Patient")]
         if types is not None:
             conds.append(root.c.res_type.in_(sorted(types)))
         if since_us is not None:
@@ -310,6 +329,19 @@ class Searcher:
         seqs = set(sql.current_seqs(self._conn, targets)) - {s.seq for s in page}
         chosen = sorted(self._scoped(seqs))[: self._include_bound]
         return [s for s in self._open_seqs(chosen) if not s.deleted]
+
+
+def _driven(cond: object) -> bool:
+    """Whether ``cond`` is an AND with a part that picks few rows from an index of its own."""
+    parts = cond.parts if isinstance(cond, And) else (cond,)
+    for part in parts:
+        if isinstance(part, RefTo | IdIn | sql.SeqIn | sql.InCompartment | sql.Resolved):
+            return True
+        if isinstance(part, Keys) and len(part.keys) <= sql.CORRELATE_ABOVE:
+            return True
+        if isinstance(part, Or) and all(_driven(p) for p in part.parts):
+            return True
+    return False
 
 
 def _sort_key(key: SortKey) -> Callable[[StoredResource], Any]:

@@ -1,8 +1,8 @@
 """Coarse buckets that let SQL narrow range searches over sealed dates and numbers.
 
 A date or number is PHI, so the index never holds it, nor anything that orders like it. It
-holds blind-indexed *bucket keys* instead: the year, month and day a date falls in (or, for a
-period, a marker for the span), the order of magnitude and three significant digits of a
+holds blind-indexed *bucket keys* instead: the decade, year, month and day a date falls in (or,
+for a period, a marker for the span), the order of magnitude and three significant digits of a
 number. A range search is answered in two parts:
 
 - ``sure_keys``: buckets lying wholly inside the region where every value surely matches; a row
@@ -43,55 +43,87 @@ _WINDOW_YEARS = (1800, 2199)
 _W_LO = to_us(datetime(_WINDOW_YEARS[0], 1, 1, tzinfo=UTC))
 _W_HI = to_us(datetime(_WINDOW_YEARS[1] + 1, 1, 1, tzinfo=UTC)) - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_YEAR_SPAN = 32
 
 
 def _dt(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
 
 
-def _year_bounds(y: int) -> tuple[int, int]:
-    return to_us(datetime(y, 1, 1, tzinfo=UTC)), to_us(datetime(y + 1, 1, 1, tzinfo=UTC)) - 1
+# Date levels, coarsest first: decade, year, month, day. Each bucket is [lo, hi] in microseconds.
+_LEVELS = ("c", "y", "m", "d")
+_MAX_DECADE_SPAN = 4
+_ENUMERATE = 64
 
 
-def _month_bounds(y: int, m: int) -> tuple[int, int]:
-    start = datetime(y, m, 1, tzinfo=UTC)
-    days = calendar.monthrange(y, m)[1]
-    return to_us(start), to_us(start + timedelta(days=days)) - 1
+def _bucket(level: int, us: int) -> str:
+    t = _dt(us)
+    if level == 0:
+        return f"{t.year // 10:03d}"
+    if level == 1:
+        return f"{t.year:04d}"
+    if level == 2:
+        return f"{t.year:04d}{t.month:02d}"
+    return f"{t.year:04d}{t.month:02d}{t.day:02d}"
+
+
+def _bounds(level: int, key: str) -> tuple[int, int]:
+    if level == 0:
+        start = datetime(int(key) * 10, 1, 1, tzinfo=UTC)
+        end = datetime(int(key) * 10 + 10, 1, 1, tzinfo=UTC)
+    elif level == 1:
+        start = datetime(int(key), 1, 1, tzinfo=UTC)
+        end = datetime(int(key) + 1, 1, 1, tzinfo=UTC)
+    elif level == 2:
+        y, m = int(key[:4]), int(key[4:])
+        start = datetime(y, m, 1, tzinfo=UTC)
+        end = start + timedelta(days=calendar.monthrange(y, m)[1])
+    else:
+        start = datetime(int(key[:4]), int(key[4:6]), int(key[6:]), tzinfo=UTC)
+        end = start + timedelta(days=1)
+    return to_us(start), to_us(end) - 1
+
+
+def _next(level: int, key: str) -> str:
+    return _bucket(level, _bounds(level, key)[1] + 1)
+
+
+def _overlapping(level: int, lo: int, hi: int, limit: int) -> list[str] | None:
+    """Buckets of ``level`` meeting [lo, hi], or None if there are more than ``limit``."""
+    out = []
+    key = _bucket(level, lo)
+    while True:
+        out.append(key)
+        if len(out) > limit:
+            return None
+        if _bounds(level, key)[1] >= hi:
+            return out
+        key = _next(level, key)
 
 
 def date_index_keys(lo: int, hi: int) -> list[str]:
-    """Bucket keys for a stored date range [lo, hi] (closed, microseconds)."""
+    """Bucket keys for a stored date range [lo, hi] (closed, microseconds).
+
+    ``i{level}{bucket}`` for every level at which the range lies inside one bucket; where it
+    stops fitting, ``s{level}{bucket}`` ("spans finer buckets inside this one"); a range wider
+    than a decade gets ``x{decade}`` for each decade it meets (up to four), else ``w``."""
     if lo < _W_LO or hi > _W_HI:
         return [WIDE]
-    a, b = _dt(lo), _dt(hi)
-    if a.year != b.year:
-        if b.year - a.year >= _MAX_YEAR_SPAN:
-            return [WIDE]
-        return [f"x{y:04d}" for y in range(a.year, b.year + 1)]
-    keys = [f"y{a.year:04d}"]
-    if a.month != b.month:
-        return [*keys, f"sy{a.year:04d}"]
-    keys.append(f"m{a.year:04d}{a.month:02d}")
-    if a.day != b.day:
-        return [*keys, f"sm{a.year:04d}{a.month:02d}"]
-    return [*keys, f"d{a.year:04d}{a.month:02d}{a.day:02d}"]
+    keys: list[str] = []
+    for level, name in enumerate(_LEVELS):
+        a, b = _bucket(level, lo), _bucket(level, hi)
+        if a != b:
+            if level == 0:
+                decades = _overlapping(0, lo, hi, _MAX_DECADE_SPAN)
+                return [f"x{d}" for d in decades] if decades else [WIDE]
+            return [*keys, f"s{_LEVELS[level - 1]}{_bucket(level - 1, lo)}"]
+        keys.append(f"i{name}{a}")
+    return keys
 
 
 def _clamp(lo: int | None, hi: int | None) -> tuple[int, int] | None:
     lo = _W_LO if lo is None else max(lo, _W_LO)
     hi = _W_HI if hi is None else min(hi, _W_HI)
     return (lo, hi) if lo <= hi else None
-
-
-def _months(lo: int, hi: int) -> list[tuple[int, int]]:
-    a, b = _dt(lo), _dt(hi)
-    out = []
-    y, m = a.year, a.month
-    while (y, m) <= (b.year, b.month):
-        out.append((y, m))
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
 
 
 def date_maybe_keys(lo: int | None, hi: int | None) -> set[str]:
@@ -101,49 +133,42 @@ def date_maybe_keys(lo: int | None, hi: int | None) -> set[str]:
     if clamped is None:
         return keys
     lo, hi = clamped
-    a, b = _dt(lo), _dt(hi)
-    years = range(a.year, b.year + 1)
-    keys.update(f"x{y:04d}" for y in years)
-    if (hi - lo) // DAY_US <= 62:
-        day = datetime(a.year, a.month, a.day, tzinfo=UTC)
-        while day <= b:
-            keys.add(f"d{day.year:04d}{day.month:02d}{day.day:02d}")
-            day += timedelta(days=1)
-        months = _months(lo, hi)
-        keys.update(f"sm{y:04d}{m:02d}" for y, m in months)
-        keys.update(f"sy{y:04d}" for y in years)
-    elif (b.year - a.year) * 12 + b.month - a.month <= 36:
-        keys.update(f"m{y:04d}{m:02d}" for y, m in _months(lo, hi))
-        keys.update(f"sy{y:04d}" for y in years)
-    else:
-        keys.update(f"y{y:04d}" for y in years)
+    decades = _overlapping(0, lo, hi, 10_000) or []
+    keys.update(f"x{d}" for d in decades)
+    # The finest level that enumerates the region in few buckets; values that fit a bucket of
+    # it carry its "i" key, coarser ones the "s" marker of the level where they stop fitting.
+    chosen = 0
+    for level in (3, 2, 1, 0):
+        found = _overlapping(level, lo, hi, _ENUMERATE)
+        if found is not None or level == 0:
+            chosen = level
+            buckets = found if found is not None else decades
+            keys.update(f"i{_LEVELS[level]}{b}" for b in buckets)
+            break
+    for level in range(chosen):
+        for b in _overlapping(level, lo, hi, 10_000) or []:
+            keys.add(f"s{_LEVELS[level]}{b}")
     return keys
 
 
 def date_sure_keys(lo: int | None, hi: int | None) -> set[str]:
-    """Keys of whole years, months and days inside [lo, hi]: a value within one surely lies in
-    the region."""
+    """Keys of whole decades, years, months and days inside [lo, hi]: a value that lies within
+    one surely lies in the region."""
     clamped = _clamp(lo, hi)
     if clamped is None:
         return set()
     lo, hi = clamped
     keys: set[str] = set()
-    for y in range(_dt(lo).year, _dt(hi).year + 1):
-        ylo, yhi = _year_bounds(y)
-        if lo <= ylo and yhi <= hi:
-            keys.add(f"y{y:04d}")
-            continue
-        for m in range(1, 13):
-            mlo, mhi = _month_bounds(y, m)
-            if mhi < lo or mlo > hi:
-                continue
-            if lo <= mlo and mhi <= hi:
-                keys.add(f"m{y:04d}{m:02d}")
-                continue
-            for d in range(calendar.monthrange(y, m)[1]):
-                dlo = mlo + d * DAY_US
-                if lo <= dlo and dlo + DAY_US - 1 <= hi:
-                    keys.add(f"d{y:04d}{m:02d}{d + 1:02d}")
+
+    def cover(level: int, start: int, end: int) -> None:
+        for b in _overlapping(level, start, end, 10_000) or []:
+            blo, bhi = _bounds(level, b)
+            if lo <= blo and bhi <= hi:
+                keys.add(f"i{_LEVELS[level]}{b}")
+            elif level < 3:
+                cover(level + 1, max(blo, start), min(bhi, end))
+
+    cover(0, lo, hi)
     return keys
 
 

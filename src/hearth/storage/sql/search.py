@@ -18,6 +18,7 @@ from sqlalchemy import (
     Select,
     and_,
     delete,
+    exists,
     false,
     func,
     insert,
@@ -129,9 +130,16 @@ def insert_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
             for r in rows
         ],
     )
-    hashes = [{"hash": h, "seq": r.seq} for r in rows for h in r.hashes]
+    hashes = [(h, r.seq) for r in rows for h in r.hashes]
     if hashes:
-        conn.execute(insert(H), hashes)
+        # Tens of rows per resource: the driver's executemany directly, without SQLAlchemy's
+        # per-row parameter processing (bytes and integers need none). psycopg and PyMySQL
+        # use the "format" paramstyle, sqlite3 "qmark".
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(
+            f"INSERT INTO search_hash (hash, seq) VALUES ({mark}, {mark})",  # noqa: S608
+            hashes,
+        )
     refs = [
         {"seq": r.seq, "param": p, "target_type": tt, "target_id": ti, "res_type": r.res_type}
         for r in rows
@@ -152,13 +160,24 @@ def clear_index(conn: Connection) -> None:
 # ---------------------------------------------------------------------------- compilation
 
 
+#: Above this many keys a condition is checked row by row (a correlated EXISTS on the ``seq``
+#: index) instead of being expanded into the set of every row that has one of the keys: wide key
+#: sets are date and number ranges, which match many rows on their own and are best applied to
+#: the few rows a selective condition (a reference, an identifier) has already chosen.
+CORRELATE_ABOVE = 16
+
+
 def _keys(cond: Keys, seq: ColumnElement[int], blind: Blind) -> ColumnElement[bool]:
     hashes = sorted(blind(cond.domain, k) for k in cond.keys)
     where = H.c.hash == hashes[0] if len(hashes) == 1 else H.c.hash.in_(hashes)
+    if len(hashes) > CORRELATE_ABOVE:
+        inner = H.alias()
+        match = inner.c.hash == hashes[0] if len(hashes) == 1 else inner.c.hash.in_(hashes)
+        return exists().where(inner.c.seq == seq, match)
     return seq.in_(select(H.c.seq).where(where))
 
 
-def _ref(cond: RefTo, root: FromClause) -> ColumnElement[bool]:
+def _ref(cond: RefTo, root: FromClause, res_type: str) -> ColumnElement[bool]:
     typed = [(tt, ti) for tt, ti in cond.targets if tt is not None]
     untyped = [ti for tt, ti in cond.targets if tt is None]
     options: list[ColumnElement[bool]] = []
@@ -167,14 +186,16 @@ def _ref(cond: RefTo, root: FromClause) -> ColumnElement[bool]:
     if untyped:
         options.append(X.c.target_id.in_(untyped))
     return root.c.seq.in_(
-        select(X.c.seq).where(
-            X.c.param == cond.param, X.c.res_type == root.c.res_type, or_(*options)
-        )
+        select(X.c.seq).where(X.c.param == cond.param, X.c.res_type == res_type, or_(*options))
     )
 
 
-def compile_cond(cond: object, root: FromClause, blind: Blind) -> ColumnElement[bool]:
-    """SQL for ``cond`` over ``root`` (an alias of ``search_resource``)."""
+def compile_cond(
+    cond: object, root: FromClause, blind: Blind, res_type: str
+) -> ColumnElement[bool]:
+    """SQL for ``cond`` over ``root`` (an alias of ``search_resource`` holding ``res_type``
+    rows). Subqueries name the type as a literal rather than correlating with ``root``, so that
+    every engine runs them once, from their own index, instead of once per row."""
     match cond:
         case All():
             return true()
@@ -183,7 +204,7 @@ def compile_cond(cond: object, root: FromClause, blind: Blind) -> ColumnElement[
         case Keys():
             return _keys(cond, root.c.seq, blind)
         case RefTo():
-            return _ref(cond, root)
+            return _ref(cond, root, res_type)
         case IdIn(ids=ids):
             return root.c.res_id.in_(sorted(ids))
         case Updated(lo=lo, hi=hi):
@@ -194,11 +215,11 @@ def compile_cond(cond: object, root: FromClause, blind: Blind) -> ColumnElement[
                 parts.append(root.c.ts_us <= hi)
             return and_(true(), *parts)
         case Not(part=part):
-            return not_(compile_cond(part, root, blind))
+            return not_(compile_cond(part, root, blind, res_type))
         case And(parts=parts):
-            return and_(*(compile_cond(p, root, blind) for p in parts))
+            return and_(*(compile_cond(p, root, blind, res_type) for p in parts))
         case Or(parts=parts):
-            return or_(*(compile_cond(p, root, blind) for p in parts))
+            return or_(*(compile_cond(p, root, blind, res_type) for p in parts))
         case SeqIn(seqs=seqs):
             return root.c.seq.in_(sorted(seqs)) if seqs else false()
         case InCompartment(patients=patients):
@@ -221,8 +242,9 @@ def compile_cond(cond: object, root: FromClause, blind: Blind) -> ColumnElement[
                 .where(
                     X.c.param == chain.param,
                     X.c.target_type == chain.target_type,
-                    X.c.res_type == root.c.res_type,
-                    compile_cond(inner, target, blind),
+                    X.c.res_type == res_type,
+                    target.c.res_type == chain.target_type,
+                    compile_cond(inner, target, blind, chain.target_type),
                 )
             )
         case Resolved(node=Has() as has, inner=inner):
@@ -233,8 +255,9 @@ def compile_cond(cond: object, root: FromClause, blind: Blind) -> ColumnElement[
                 .where(
                     X.c.param == has.param,
                     X.c.res_type == has.inner.res_type,
-                    X.c.target_type == root.c.res_type,
-                    compile_cond(inner, source, blind),
+                    X.c.target_type == res_type,
+                    source.c.res_type == has.inner.res_type,
+                    compile_cond(inner, source, blind, has.inner.res_type),
                 )
             )
         case _:

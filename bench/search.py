@@ -1,0 +1,339 @@
+"""Search and ingest benchmark (issue 3): ``python -m bench.search``.
+
+A population of synthetic patients and observations is generated once into a cache directory
+outside the repository (``$HEARTH_BENCH_CACHE``, default ``~/.cache/hearth-bench``) as NDJSON and
+loaded into a fresh instance per engine through ``hearth import`` (the bulk path). A real
+``hearth serve`` then answers, over loopback HTTP:
+
+- Patient name-prefix search, identifier search, Observation by patient + code + date range,
+  the same with ``_include``, and ``Patient/$everything``;
+- latency: p50 and p95 of ``HEARTH_BENCH_SAMPLES`` sequential requests (one client);
+- throughput: requests per second under wrk with 16 connections for ``HEARTH_BENCH_DURATION``;
+- ingest: ``hearth import`` resources per second (wall and CPU), and Synthea-shaped transaction
+  bundles POSTed to ``/fhir`` one after another (resources per second).
+
+Scale: ``HEARTH_BENCH_PATIENTS`` (default 100,000) with ``HEARTH_BENCH_OBS_PER_PATIENT``
+(default 10) observations each; ``HEARTH_BENCH_ENGINES`` (default ``sqlite,postgresql``). The
+machine's load average is recorded beside every figure: on a shared machine it matters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import orjson
+
+from bench.common import (
+    drop_postgres_database,
+    free_port,
+    print_table,
+    serve,
+    temp_postgres_database,
+    write_results,
+)
+
+LOINC = "http://loinc.org"
+CODES = ["8867-4", "8480-6", "8462-4", "29463-7", "8302-2", "2339-0", "2093-3", "718-7"]
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "bo", "da", "fe", "gu", "ha"]
+MRN = "urn:oid:2.16.840.1.113883.4.642.99"
+
+
+def _families(rng: random.Random, count: int) -> list[str]:
+    out: set[str] = set()
+    while len(out) < count:
+        out.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(3, 4))).capitalize())
+    return sorted(out)
+
+
+def dataset(patients: int, per_patient: int) -> Path:
+    """Generate (once) the NDJSON population; returns its directory."""
+    cache = Path(os.environ.get("HEARTH_BENCH_CACHE", Path.home() / ".cache" / "hearth-bench"))
+    folder = cache / f"search-{patients}-{per_patient}"
+    done = folder / "done"
+    if done.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(20260101)
+    families = _families(rng, max(100, patients // 50))
+    with (folder / "patients.ndjson").open("wb") as out:
+        for i in range(patients):
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "Patient",
+                        "id": f"p{i}",
+                        "identifier": [{"system": MRN, "value": f"MRN{i:08d}"}],
+                        "name": [
+                            {
+                                "family": rng.choice(families),
+                                "given": [rng.choice(SYLLABLES).upper()],
+                            }
+                        ],
+                        "gender": rng.choice(["male", "female"]),
+                        "birthDate": f"{rng.randint(1930, 2020)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                    }
+                )
+                + b"\n"
+            )
+    with (folder / "observations.ndjson").open("wb") as out:
+        for i in range(patients * per_patient):
+            patient = i // per_patient
+            day = rng.randrange(0, 5 * 365)
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "Observation",
+                        "id": f"o{i}",
+                        "status": "final",
+                        "code": {"coding": [{"system": LOINC, "code": CODES[i % len(CODES)]}]},
+                        "subject": {"reference": f"Patient/p{patient}"},
+                        "effectiveDateTime": time.strftime(
+                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_577_836_800 + day * 86_400)
+                        ),
+                        "valueQuantity": {
+                            "value": round(rng.uniform(40, 200), 1),
+                            "system": "http://unitsofmeasure.org",
+                            "code": "1",
+                        },
+                    }
+                )
+                + b"\n"
+            )
+    (folder / "families.json").write_text(json.dumps(families))
+    done.write_text("ok\n")
+    return folder
+
+
+def _hearth(home: Path, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", "--home", str(home), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def _import(home: Path, path: Path) -> dict[str, float]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    report = json.loads(_hearth(home, "import", str(path), "--json"))
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "resources": report["written"],
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "per_s_wall": report["written"] / wall,
+        "per_s_cpu": report["written"] / cpu if cpu else float("nan"),
+    }
+
+
+def _latency(client: httpx.Client, paths: list[str], samples: int) -> dict[str, float]:
+    times = []
+    for n in range(samples):
+        start = time.perf_counter()
+        response = client.get(paths[n % len(paths)])
+        times.append((time.perf_counter() - start) * 1000)
+        if response.status_code != 200:
+            raise RuntimeError(
+                f"{paths[n % len(paths)]}: {response.status_code} {response.text[:300]}"
+            )
+    times.sort()
+    return {
+        "p50_ms": statistics.median(times),
+        "p95_ms": times[int(len(times) * 0.95) - 1],
+    }
+
+
+def _wrk(base: str, paths: list[str], token: str, duration: float) -> float:
+    quoted = ",".join(json.dumps(p) for p in paths)
+    lua = f"""
+local paths = {{{quoted}}}
+local n = 0
+wrk.headers["Authorization"] = "Bearer {token}"
+request = function()
+  n = n + 1
+  return wrk.format("GET", paths[(n % #paths) + 1])
+end
+"""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(lua)
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", "-c16", f"-d{int(duration)}s", "-s", script.name, base + paths[0]],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=duration + 120,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    import re
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"wrk saw {non2xx.group(1)} errors on {paths[0]}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def queries(rng: random.Random, folder: Path, patients: int) -> dict[str, list[str]]:
+    families = json.loads((folder / "families.json").read_text())
+    picks = [rng.randrange(patients) for _ in range(200)]
+    codes = [CODES[rng.randrange(len(CODES))] for _ in range(200)]
+    return {
+        "Patient name prefix": [
+            f"/fhir/Patient?name={rng.choice(families)[:4].lower()}&_count=20" for _ in range(200)
+        ],
+        "Patient identifier": [f"/fhir/Patient?identifier={MRN}|MRN{p:08d}" for p in picks],
+        "Observation patient+code+date": [
+            f"/fhir/Observation?patient=p{p}&code={LOINC}|{c}&date=ge2021-01-01&date=le2022-12-31"
+            for p, c in zip(picks, codes, strict=True)
+        ],
+        "Observation + _include": [
+            f"/fhir/Observation?patient=p{p}&code={LOINC}|{c}&_include=Observation:subject"
+            for p, c in zip(picks, codes, strict=True)
+        ],
+        "Patient/$everything": [f"/fhir/Patient/p{p}/$everything?_count=50" for p in picks],
+    }
+
+
+def _transactions(base: str, token: str, count: int) -> dict[str, float]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.synthea import patient_bundle, provider_pool
+
+    rng = random.Random(99)
+    providers = provider_pool(rng, 20)
+    bundles = [
+        orjson.dumps(
+            patient_bundle(rng, providers, encounters=10, observations_per_encounter=8).bundle
+        )
+        for _ in range(count)
+    ]
+    entries = sum(len(orjson.loads(b)["entry"]) for b in bundles)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+    with httpx.Client(base_url=base, headers=headers, timeout=600) as client:
+        start = time.monotonic()
+        for body in bundles:
+            client.post("/fhir", content=body).raise_for_status()
+        wall = time.monotonic() - start
+    return {"bundles": count, "entries": entries, "wall_s": wall, "per_s": entries / wall}
+
+
+def run_engine(
+    engine: str, folder: Path, patients: int, *, samples: int, duration: float, bundles: int
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"engine": engine}
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        database = None
+        name = None
+        if engine == "postgresql":
+            database, name = temp_postgres_database()
+        try:
+            args = ["init", "--json"] + (["--database", database] if database else [])
+            token = json.loads(_hearth(home, *args))["admin_token"]
+            result["load_before"] = os.getloadavg()[0]
+            result["import_patients"] = _import(home, folder / "patients.ndjson")
+            result["import_observations"] = _import(home, folder / "observations.ndjson")
+            port = free_port()
+            argv = [
+                sys.executable,
+                "-m",
+                "hearth",
+                "--home",
+                str(home),
+                "serve",
+                "--log-level",
+                "warning",
+                "--port",
+                str(port),
+            ]
+            with serve(argv, port, "/fhir/metadata") as server:
+                headers = {"Authorization": f"Bearer {token}"}
+                plans = queries(random.Random(5), folder, patients)
+                result["queries"] = {}
+                with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
+                    for label, paths in plans.items():
+                        client.get(paths[0]).raise_for_status()  # warm up
+                        figures = _latency(client, paths, samples)
+                        figures["rps"] = _wrk(server.base, paths, token, duration)
+                        figures["load"] = os.getloadavg()[0]
+                        result["queries"][label] = figures
+                result["transactions"] = _transactions(server.base, token, bundles)
+                result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
+        finally:
+            if name is not None:
+                drop_postgres_database(name)
+    return result
+
+
+def main() -> None:
+    patients = int(os.environ.get("HEARTH_BENCH_PATIENTS", "100000"))
+    per_patient = int(os.environ.get("HEARTH_BENCH_OBS_PER_PATIENT", "10"))
+    engines = os.environ.get("HEARTH_BENCH_ENGINES", "sqlite,postgresql").split(",")
+    samples = int(os.environ.get("HEARTH_BENCH_SAMPLES", "200"))
+    duration = float(os.environ.get("HEARTH_BENCH_DURATION", "10"))
+    bundles = int(os.environ.get("HEARTH_BENCH_BUNDLES", "10"))
+    folder = dataset(patients, per_patient)
+    results: dict[str, Any] = {
+        "patients": patients,
+        "observations": patients * per_patient,
+        "engines": {},
+    }
+    for engine in engines:
+        results["engines"][engine] = run_engine(
+            engine, folder, patients, samples=samples, duration=duration, bundles=bundles
+        )
+    rows = []
+    for engine, r in results["engines"].items():
+        for label, q in r["queries"].items():
+            rows.append(
+                [
+                    engine,
+                    label,
+                    f"{q['p50_ms']:.1f}",
+                    f"{q['p95_ms']:.1f}",
+                    f"{q['rps']:.0f}",
+                    f"{q['load']:.1f}",
+                ]
+            )
+    print_table(
+        f"Search over {patients:,} patients and {patients * per_patient:,} observations",
+        ["engine", "query", "p50 ms", "p95 ms", "req/s", "load"],
+        rows,
+    )
+    ingest = []
+    for engine, r in results["engines"].items():
+        for key in ("import_patients", "import_observations"):
+            i = r[key]
+            ingest.append(
+                [
+                    engine,
+                    key.replace("_", " "),
+                    i["resources"],
+                    f"{i['per_s_wall']:.0f}",
+                    f"{i['per_s_cpu']:.0f}",
+                ]
+            )
+        t = r["transactions"]
+        ingest.append(
+            [engine, "transaction bundles (POST /fhir)", t["entries"], f"{t['per_s']:.0f}", "-"]
+        )
+    print_table("Ingest", ["engine", "path", "resources", "per s (wall)", "per CPU s"], ingest)
+    print(f"\nwrote {write_results('search', results)}")
+
+
+if __name__ == "__main__":
+    main()
