@@ -81,7 +81,10 @@ def dataset(patients: int, per_patient: int) -> Path:
                             }
                         ],
                         "gender": rng.choice(["male", "female"]),
-                        "birthDate": f"{rng.randint(1930, 2020)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+                        "birthDate": (
+                            f"{rng.randint(1930, 2020)}-{rng.randint(1, 12):02d}"
+                            f"-{rng.randint(1, 28):02d}"
+                        ),
                     }
                 )
                 + b"\n"
