@@ -179,3 +179,97 @@ def test_bodies_and_indexes_hold_no_plaintext(instance: Instance) -> None:
     for table, column in (("resource_version", "body"), ("audit_entry", "body")):
         for (value,) in raw(instance, f"SELECT {column} FROM {table}"):
             assert marker.encode() not in bytes(value)  # type: ignore[arg-type]
+
+
+def test_racing_writers_of_one_resource_get_a_version_each(instance: Instance) -> None:
+    """Concurrent updates of one resource: each gets its own version, none a server error."""
+    records = instance.container.records(admin())
+    created = records.create("Patient", patient())
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        body = {**patient(f"Racer{n}"), "id": created.res_id}
+        try:
+            stored, _ = instance.container.records(admin()).update("Patient", created.res_id, body)
+            result: object = stored.version
+        except HearthError as exc:
+            result = exc.code.code
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == list(range(2, 10))  # type: ignore[type-var]
+
+
+def test_racing_if_match_updates_have_one_winner(instance: Instance) -> None:
+    records = instance.container.records(admin())
+    created = records.create("Patient", patient())
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        body = {**patient(f"Racer{n}"), "id": created.res_id}
+        try:
+            instance.container.records(admin()).update("Patient", created.res_id, body, if_match=1)
+            result: object = "won"
+        except HearthError as exc:
+            result = exc.code.code
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, outcomes)) == ["HRT-0303"] * 5 + ["won"]
+
+
+def test_racing_creates_with_one_client_id(instance: Instance) -> None:
+    outcomes: list[object] = []
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        body = {**patient(f"Racer{n}"), "id": "shared-id"}
+        try:
+            _stored, made = instance.container.records(admin()).update("Patient", "shared-id", body)
+            result: object = "created" if made else "updated"
+        except HearthError as exc:
+            result = exc.code.code
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(map(str, outcomes)) == ["created"] + ["updated"] * 5
+
+
+def test_refusals_before_the_gate_are_audited(instance: Instance) -> None:
+    records = instance.container.records(admin())
+    for call in (
+        lambda: records.create("Patient", {"resourceType": "Patient", "bogus": 1}),
+        lambda: records.create("Observation", patient()),
+        lambda: records.read("NotAType", "x"),
+        lambda: records.read("Patient", "bad$id"),
+    ):
+        with pytest.raises(HearthError):
+            call()
+    rows = raw(
+        instance,
+        "SELECT action, outcome, res_type, res_id FROM audit_entry "
+        "WHERE actor = 'admin' ORDER BY seq",
+    )
+    assert rows[-4:] == [
+        ("create", "invalid", "Patient", None),
+        ("create", "invalid", "Observation", None),
+        ("read", "invalid", None, "x"),  # an unknown type from the URL is never recorded
+        ("read", "invalid", "Patient", None),
+    ]

@@ -62,6 +62,8 @@ class HearthError(Exception):
         self.detail = detail or code.title
         self.issues = issues
         self.headers = headers or {}
+        #: Set by the repository gate once the failure has an audit entry.
+        self.audited = False
         super().__init__(f"{code.code}: {self.detail}")
 
     @property

@@ -44,6 +44,9 @@ class Authenticator:
         else is looked up as a bootstrap API token.
         """
         if not token:
+            # Audited too: repeated anonymous calls to PHI routes are what log-in monitoring
+            # (HIPAA 164.308(a)(5)(ii)(C)) looks for.
+            self._tokens.record_failure(source, errors.UNAUTHENTICATED.code)
             raise HearthError(errors.UNAUTHENTICATED, headers={"WWW-Authenticate": "Bearer"})
         if self._oauth is not None and endpoints is not None and looks_like_jwt(token):
             try:

@@ -7,12 +7,13 @@ Every byte of PHI it touches comes from or goes to the ``RecordRepository`` it w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from hearth.domain import ID_PATTERN, HearthError, Issue, StoredResource, errors
+from hearth.domain import ID_PATTERN, Action, HearthError, Issue, StoredResource, errors
 from hearth.fhir.bundle import BundleEntry
 from hearth.fhir.definitions import is_resource_type
 from hearth.fhir.patch import apply_json_patch, parse_json_patch
@@ -76,20 +77,46 @@ class RecordService:
         self._validate(resource, resource_type=res_type)
         return dict(resource)
 
+    @contextmanager
+    def _audited(self, action: Action, res_type: str | None, res_id: str | None) -> Iterator[None]:
+        """Audit a request refused before it reaches the gate (unknown type, bad id, invalid
+        body). Only a type and an id that passed their checks are written to the audit entry:
+        anything else came from the URL and could hold anything."""
+        try:
+            yield
+        except HearthError as error:
+            raise self.refuse(action, error, res_type, res_id) from None
+
+    def refuse(
+        self, action: Action, error: HearthError, res_type: str | None, res_id: str | None = None
+    ) -> HearthError:
+        """Audit a request refused before the gate and hand back the error: by this service,
+        or by the adapter after authentication (a body it could not parse, a bad header)."""
+        known_type = res_type if res_type is not None and is_resource_type(res_type) else None
+        known_id = res_id if res_id is not None and ID_PATTERN.fullmatch(res_id) else None
+        return self._repo.refused(action, error, res_type=known_type, res_id=known_id)
+
     def create(self, res_type: str, resource: Mapping[str, Any]) -> StoredResource:
         """Create (R4 http.html#create): any id in the body is ignored; the server assigns one."""
-        check_type(res_type)
-        body = self._checked(res_type, resource)
-        body.pop("id", None)
+        with self._audited(Action.CREATE, res_type, None):
+            check_type(res_type)
+            body = self._checked(res_type, resource)
+            body.pop("id", None)
         return self._repo.create(body)
 
     def read(self, res_type: str, res_id: str) -> StoredResource:
-        return self._repo.read(check_type(res_type), check_id(res_id))
+        with self._audited(Action.READ, res_type, res_id):
+            check_type(res_type)
+            check_id(res_id)
+        return self._repo.read(res_type, res_id)
 
     def vread(self, res_type: str, res_id: str, version: str) -> StoredResource:
-        if not version.isdigit() or int(version) < 1 or len(version) > 9:
-            raise HearthError(errors.BAD_VERSION_ID)
-        return self._repo.vread(check_type(res_type), check_id(res_id), int(version))
+        with self._audited(Action.VREAD, res_type, res_id):
+            check_type(res_type)
+            check_id(res_id)
+            if not version.isdigit() or int(version) < 1 or len(version) > 9:
+                raise HearthError(errors.BAD_VERSION_ID)
+        return self._repo.vread(res_type, res_id, int(version))
 
     def update(
         self,
@@ -100,14 +127,15 @@ class RecordService:
         if_match: int | None = None,
     ) -> tuple[StoredResource, bool]:
         """Update or update-as-create (R4 http.html#update): the body's id must match the URL."""
-        check_type(res_type)
-        check_id(res_id)
-        body = self._checked(res_type, resource)
-        if body.get("id") != res_id:
-            raise HearthError(
-                errors.ID_MISMATCH,
-                issues=(Issue(errors.ID_MISMATCH, errors.ID_MISMATCH.title, f"{res_type}.id"),),
-            )
+        with self._audited(Action.UPDATE, res_type, res_id):
+            check_type(res_type)
+            check_id(res_id)
+            body = self._checked(res_type, resource)
+            if body.get("id") != res_id:
+                raise HearthError(
+                    errors.ID_MISMATCH,
+                    issues=(Issue(errors.ID_MISMATCH, errors.ID_MISMATCH.title, f"{res_type}.id"),),
+                )
         return self._repo.update(res_type, res_id, body, if_match=if_match)
 
     def patch(
@@ -119,9 +147,10 @@ class RecordService:
         if_match: int | None = None,
     ) -> StoredResource:
         """JSON Patch (R4 http.html#patch); the patched resource is validated before storing."""
-        check_type(res_type)
-        check_id(res_id)
-        ops = parse_json_patch(document)
+        with self._audited(Action.PATCH, res_type, res_id):
+            check_type(res_type)
+            check_id(res_id)
+            ops = parse_json_patch(document)
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
             patched = apply_json_patch(current, ops)
@@ -130,7 +159,10 @@ class RecordService:
         return self._repo.update_with(res_type, res_id, change, if_match=if_match)
 
     def delete(self, res_type: str, res_id: str) -> StoredResource | None:
-        return self._repo.delete(check_type(res_type), check_id(res_id))
+        with self._audited(Action.DELETE, res_type, res_id):
+            check_type(res_type)
+            check_id(res_id)
+        return self._repo.delete(res_type, res_id)
 
     def history(
         self,
@@ -142,15 +174,12 @@ class RecordService:
         count: int,
     ) -> HistoryPage:
         """Instance, type or system history, newest first (R4 http.html#history)."""
-        if res_type is not None:
-            check_type(res_type)
-        if res_id is not None:
-            check_id(res_id)
-        rows, total = self._repo.history(
-            res_type=res_type, res_id=res_id, since=since, before_seq=before_seq, count=count + 1
+        with self._audited(Action.HISTORY, res_type, res_id):
+            if res_type is not None:
+                check_type(res_type)
+            if res_id is not None:
+                check_id(res_id)
+        result = self._repo.history(
+            res_type=res_type, res_id=res_id, since=since, before_seq=before_seq, count=count
         )
-        more = len(rows) > count
-        rows = rows[:count]
-        return HistoryPage(
-            [_entry(r) for r in rows], total, rows[-1].seq if more and rows else None
-        )
+        return HistoryPage([_entry(r) for r in result.page], result.total, result.next_before_seq)

@@ -45,6 +45,7 @@ from hearth.storage.sql import search as search_sql
 from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
 
 __all__ = [
+    "HistoryResult",
     "IntegrityObserver",
     "RecordRepository",
     "SearchBounds",
@@ -209,7 +210,17 @@ class RecordRepository:
             self._deferred.append(record)
         else:
             self._audit.record(record)
+        error.audited = True
         return error
+
+    def refused(
+        self, action: Action, error: HearthError, *, res_type: str | None, res_id: str | None = None
+    ) -> HearthError:
+        """Audit a request refused before it reached the gate (an invalid body, a bad id) and
+        hand back the error: every call is audited, success and failure (HIPAA 164.312(b))."""
+        if error.audited:
+            return error
+        return self._fail(action, error, res_type=res_type, res_id=res_id)
 
     def _check(
         self,
@@ -306,6 +317,9 @@ class RecordRepository:
             raise self._fail(action, HearthError(code), res_type=res_type, res_id=res_id)
         stored = self._open_or_fail(action, row)
         if stored.deleted:
+            # A tombstone has no content to decide on: decide on the version it deleted, so
+            # that "gone" is told only to someone who could have read the resource.
+            self._check(action, res_type, self._last_content(stored), res_id=res_id)
             raise self._fail(
                 action,
                 HearthError(errors.GONE, headers={"ETag": stored.etag}),
@@ -326,6 +340,18 @@ class RecordRepository:
         )
         return stored
 
+    def _last_content(self, tombstone: StoredResource) -> dict[str, Any] | None:
+        """The content of the version a tombstone deleted (None if there is none)."""
+        if tombstone.version < 2:
+            return None
+        with self._store.read() as conn:
+            row = self._store.version(
+                conn, tombstone.res_type, tombstone.res_id, tombstone.version - 1
+            )
+        if row is None:
+            return None
+        return self._open_or_fail(Action.READ, row).resource
+
     def history(
         self,
         *,
@@ -334,10 +360,12 @@ class RecordRepository:
         since: datetime | None = None,
         before_seq: int | None = None,
         count: int = 50,
-    ) -> tuple[list[StoredResource], int | None]:
-        """Versions newest first (FHIR R4 http.html#history).
+    ) -> HistoryResult:
+        """Versions newest first (FHIR R4 http.html#history), ``count`` rows at a time.
 
-        Returns the page and, for one resource's history, the total number of versions.
+        Rows the policy does not allow are left out of the page without ending the paging; the
+        total is given only for one resource's history and only when nothing was left out (a
+        count would otherwise tell the caller about versions they may not see).
         """
         self._check(Action.HISTORY, res_type or "*", res_id=res_id)
         since_us = to_us(since) if since is not None else None
@@ -348,7 +376,7 @@ class RecordRepository:
                 res_id=res_id,
                 since_us=since_us,
                 before_seq=before_seq,
-                limit=count,
+                limit=count + 1,
             )
             # Counting a whole type's or the system's history costs a scan of it; FHIR makes
             # Bundle.total optional, so only an instance's history carries one.
@@ -357,23 +385,34 @@ class RecordRepository:
                 if res_id is not None
                 else None
             )
+        more = len(rows) > count
+        rows = rows[:count]
         page: list[StoredResource] = []
         for row in rows:
             stored = self._open_or_fail(Action.HISTORY, row)
             # The same instance/type level as the call itself: a row of a type history is
             # judged as a search result (``s``), a row of an instance history as a read (``r``).
+            content = stored.resource if not stored.deleted else self._last_content(stored)
             decision = self._policy.decide(
-                self.principal, Action.HISTORY, row.res_type, stored.resource, res_id=res_id
+                self.principal, Action.HISTORY, row.res_type, content, res_id=res_id
             )
             if decision.allowed:
                 page.append(stored)
+        if len(page) < len(rows):
+            total = None
         patient = patient_of(res_type, res_id, None) if res_type and res_id else None
+        disclosed = [f"{s.res_type}/{s.res_id}/_history/{s.version}" for s in page]
         self._audit.record(
             self._record(
-                Action.HISTORY, Outcome.SUCCESS, res_type=res_type, res_id=res_id, patient=patient
+                Action.HISTORY,
+                Outcome.SUCCESS,
+                res_type=res_type,
+                res_id=res_id,
+                patient=patient,
+                detail=orjson.dumps({"disclosed": disclosed}),
             )
         )
-        return page, total
+        return HistoryResult(page, total, rows[-1].seq if more and rows else None)
 
     # -- search -----------------------------------------------------------------------------------
     def _scope(self, res_type: str) -> object:
@@ -511,10 +550,21 @@ class RecordRepository:
         self._deferred = deferred
         try:
             with self._store.write() as conn:
+                # Take the writers' lock before reading anything: every read of a current
+                # version inside the batch then sees the last committed write, so two writers
+                # of one resource cannot both compute the same next version.
+                self._store.lock_writers(conn)
                 batch = WriteBatch(self, conn)
                 yield batch
                 batch.flush_index()
                 self._audit.append_in(conn, batch.audit_records)
+        except Exception as exc:
+            # Failures the gate refused are audited already; anything else is recorded here, so
+            # that no failed write goes unaudited.
+            if not (isinstance(exc, HearthError) and exc.audited):
+                code = exc.code.code if isinstance(exc, HearthError) else errors.INTERNAL.code
+                deferred.append(self._record("write", Outcome.ERROR, code=code))
+            raise
         finally:
             self._deferred = None
             for record in deferred:
@@ -553,6 +603,13 @@ class RecordRepository:
 
     def new_id(self) -> str:
         return str(uuid.UUID(bytes=self._random.token_bytes(16), version=4))
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryResult:
+    page: list[StoredResource]
+    total: int | None
+    next_before_seq: int | None
 
 
 class WriteBatch:

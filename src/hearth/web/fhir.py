@@ -7,7 +7,7 @@ which only reaches data through the repository bound to the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hearth import __version__
-from hearth.domain import HearthError, Principal, StoredResource, errors
+from hearth.domain import Action, HearthError, Principal, StoredResource, errors
 from hearth.fhir.bundle import history_bundle, http_date
 from hearth.fhir.capability import ServerFeatures, capability_statement
 from hearth.fhir.definitions import RESOURCE_TYPES
@@ -103,6 +103,29 @@ class FhirApi:
 
         return await self.offload(run)
 
+    async def parse_audited(
+        self,
+        request: Request,
+        principal: Principal,
+        action: Action,
+        res_type: str,
+        res_id: str | None,
+        parse: Callable[[], Awaitable[T]],
+    ) -> T:
+        """Parse what a request carries; a refusal (unknown type, a body that is not FHIR JSON,
+        a bad precondition header) is audited like any other failed call."""
+        try:
+            return await parse()
+        except HearthError as error:
+            refused = error
+        request_id = request.scope.get("state", {}).get("request_id")
+
+        def run() -> HearthError:
+            service = self.c.records(principal, request_id=request_id)
+            return service.refuse(action, refused, res_type, res_id)
+
+        raise await self.offload(run)
+
     async def offload(self, run: Callable[[], T]) -> T:
         """Run ``run`` in a worker thread. The thread returns as soon as the work is done; the
         response waits here, off any thread, until the audit entries of what it discloses are
@@ -181,9 +204,14 @@ class FhirApi:
     async def update(self, request: Request) -> Response:
         res_type, res_id = request.path_params["type"], request.path_params["id"]
         principal = await self.authenticate(request)
-        check_type(res_type)
-        body = await read_json_body(request, self.limits)
-        if_match = parse_if_match(request)
+
+        async def parse() -> tuple[Any, int | None]:
+            check_type(res_type)
+            return await read_json_body(request, self.limits), parse_if_match(request)
+
+        body, if_match = await self.parse_audited(
+            request, principal, Action.UPDATE, res_type, res_id, parse
+        )
         stored, created = await self.call(
             request,
             lambda svc, _p: svc.update(res_type, res_id, body, if_match=if_match),
@@ -196,11 +224,17 @@ class FhirApi:
     async def patch(self, request: Request) -> Response:
         res_type, res_id = request.path_params["type"], request.path_params["id"]
         principal = await self.authenticate(request)
-        check_type(res_type)
-        document = await read_json_body(
-            request, self.limits, media_types=frozenset({"application/json-patch+json"})
+
+        async def parse() -> tuple[Any, int | None]:
+            check_type(res_type)
+            document = await read_json_body(
+                request, self.limits, media_types=frozenset({"application/json-patch+json"})
+            )
+            return document, parse_if_match(request)
+
+        document, if_match = await self.parse_audited(
+            request, principal, Action.PATCH, res_type, res_id, parse
         )
-        if_match = parse_if_match(request)
         stored = await self.call(
             request,
             lambda svc, _p: svc.patch(res_type, res_id, document, if_match=if_match),
@@ -218,8 +252,12 @@ class FhirApi:
     async def create(self, request: Request) -> Response:
         res_type = request.path_params["type"]
         principal = await self.authenticate(request)
-        check_type(res_type)
-        body = await read_json_body(request, self.limits)
+
+        async def parse() -> Any:
+            check_type(res_type)
+            return await read_json_body(request, self.limits)
+
+        body = await self.parse_audited(request, principal, Action.CREATE, res_type, None, parse)
         condition = request.headers.get("if-none-exist")
         if condition:
             # Conditional create (R4 http.html#ccreate): 200 with the match, 412 if several.

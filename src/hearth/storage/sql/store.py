@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, true, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hearth.domain import HearthError, errors
 from hearth.storage.sql import tables as t
@@ -175,12 +175,18 @@ class SqlStore:
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A read-write transaction, committed when the block ends without an exception."""
+        """A read-write transaction, committed when the block ends without an exception.
+
+        A unique-constraint violation (two writers racing for one id or version, which the
+        writer lock should already prevent) is a conflict for the client, not a server error.
+        """
         try:
             with self.db.write.begin() as conn:
                 yield conn
         except OperationalError as exc:
             raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
+        except IntegrityError as exc:
+            raise HearthError(errors.CONFLICT) from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -206,6 +212,14 @@ class SqlStore:
             raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
 
     # -- counters -------------------------------------------------------------------------
+    def lock_writers(self, conn: Connection) -> None:
+        """Take the row lock on the version counter that every writer takes (see ``next_seq``).
+
+        On SQLite the database lock taken by ``BEGIN IMMEDIATE`` already serialises writers.
+        """
+        if self.db.dialect != "sqlite":
+            conn.execute(_NEXT_SEQ, {"n": VERSION_SEQ}).scalar_one()
+
     def next_seq(self, conn: Connection, name: str, n: int = 1) -> int:
         """Reserve ``n`` numbers of a gap-free sequence; returns the first.
 
