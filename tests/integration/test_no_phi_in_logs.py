@@ -115,3 +115,45 @@ def test_server_output_holds_no_phi(tmp_path: Path) -> None:
     output = log_file.read_text()
     assert "GET /fhir/Patient/:id 200" in output  # the access log ran, without the query string
     assert MARKER not in output
+
+
+class ExplodingPolicy:
+    """A policy with a bug whose exception message quotes a patient's name."""
+
+    def decide(self, *args: object, **kwargs: object) -> object:
+        raise KeyError(MARKER)
+
+
+def test_an_unexpected_error_is_answered_and_logged_without_its_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hearth.settings import load_settings
+    from hearth.web.app import create_app
+    from hearth.wiring import Container, init_instance
+
+    home = tmp_path / "home"
+    token = init_instance(home).admin_token
+    container = Container(load_settings(home), policy=ExplodingPolicy())  # type: ignore[arg-type]
+    try:
+        with (
+            caplog.at_level(logging.DEBUG),
+            TestClient(
+                create_app(container),
+                base_url="http://127.0.0.1",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as client,
+        ):
+            response = client.get("/fhir/Patient/some-id")
+    finally:
+        container.close()
+    assert response.status_code == 500
+    outcome = response.json()
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0501"
+    assert "incident" in outcome["issue"][0]["diagnostics"]
+    assert MARKER not in response.text
+    assert any(
+        "incident" in r.getMessage() and "KeyError" in r.getMessage() for r in caplog.records
+    )
+    for record in caplog.records:
+        assert MARKER not in record.getMessage()
+        assert not record.exc_info, record.name  # no traceback with the message in any log

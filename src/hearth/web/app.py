@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -19,7 +18,7 @@ from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
 from hearth.web.authorize import authorize_routes
 from hearth.web.fhir import fhir_routes
-from hearth.web.middleware import EdgeMiddleware
+from hearth.web.middleware import EdgeMiddleware, log_incident
 from hearth.web.oauth import oauth_routes
 from hearth.web.responses import error_response
 from hearth.wiring import Container
@@ -64,14 +63,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    # The exception's text may quote data (a KeyError names its key), so the log gets the
-    # incident id, the type and where it happened, never the message.
-    incident = uuid.uuid4().hex[:12]
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
-    log.error("incident %s: %s at %s", incident, type(exc).__name__, where)
+    incident = log_incident(exc)
     return error_response(HearthError(errors.INTERNAL, f"Internal error (incident {incident})."))
 
 
@@ -93,7 +85,8 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
             AuthRedirect: _auth_redirect,
             HearthError: _hearth_error,
             HTTPException: _http_error,
-            Exception: _unexpected,
+            # No handler for Exception: Starlette would log it and re-raise it to the server,
+            # which prints the message. EdgeMiddleware answers it instead (and logs no message).
         },
         lifespan=lifespan,
     )

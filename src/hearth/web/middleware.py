@@ -6,7 +6,11 @@ costs a task per request; this wraps ``send`` instead):
 - gives each request an id (``X-Request-Id``, and the audit entry's ``request``);
 - adds the security headers of ``hearth.web.headers``;
 - writes one access-log line per request: method, path with ids masked, status, time. Never the
-  query string: it may hold search values, which are PHI.
+  query string: it may hold search values, which are PHI;
+- turns any exception nobody handled into a 500 OperationOutcome with an incident id, and logs
+  the incident id, the exception's type and where it was raised, never its message (a KeyError
+  names its key; a database error quotes its parameters). The exception stops here: re-raising
+  it would let the server print the message and traceback.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from hearth.domain import HearthError, errors
 from hearth.fhir.outcome import operation_outcome
 from hearth.web.headers import security_headers
 
-__all__ = ["EdgeMiddleware"]
+__all__ = ["EdgeMiddleware", "log_incident"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -58,10 +62,12 @@ class EdgeMiddleware:
         request_id = uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        started = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = int(message["status"])
                 headers = security_headers(list(message.get("headers", [])))
                 headers.append((b"x-request-id", request_id.encode("ascii")))
@@ -72,7 +78,15 @@ class EdgeMiddleware:
             if self._host_allowed(scope):
                 await self.app(scope, receive, send_with_headers)
             else:
-                await _refuse_host(send_with_headers)
+                await _send_outcome(
+                    send_with_headers,
+                    HearthError(errors.BAD_REQUEST, "This server is not known by that name."),
+                )
+        except Exception as exc:  # noqa: BLE001 - the last line of defence; see the docstring
+            incident = log_incident(exc)
+            if not started:
+                error = HearthError(errors.INTERNAL, f"Internal error (incident {incident}).")
+                await _send_outcome(send_with_headers, error)
         finally:
             if access_log.isEnabledFor(logging.INFO):
                 access_log.info(
@@ -84,14 +98,25 @@ class EdgeMiddleware:
                 )
 
 
-async def _refuse_host(send: Send) -> None:
-    body = orjson.dumps(
-        operation_outcome(HearthError(errors.BAD_REQUEST, "This server is not known by that name."))
+def log_incident(exc: BaseException) -> str:
+    """Log an unexpected exception without its message; return the incident id to show."""
+    incident = uuid.uuid4().hex[:12]
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    logging.getLogger("hearth.web").error(
+        "incident %s: %s at %s", incident, type(exc).__name__, where
     )
+    return incident
+
+
+async def _send_outcome(send: Send, error: HearthError) -> None:
+    body = orjson.dumps(operation_outcome(error))
     await send(
         {
             "type": "http.response.start",
-            "status": 400,
+            "status": error.status,
             "headers": [
                 (b"content-type", b"application/fhir+json; charset=utf-8"),
                 (b"content-length", str(len(body)).encode("ascii")),
