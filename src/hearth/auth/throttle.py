@@ -51,6 +51,11 @@ class ThrottlePolicy:
     stuffing_accounts: int = 10
     #: How long a name's failure count is kept after its last failure.
     account_memory: timedelta = timedelta(days=1)
+    #: Passkey sign-ins one address may start (each opens a short-lived pending session, before
+    #: anyone is known) within ``start_window``: bounds what an anonymous client can make the
+    #: server store.
+    anonymous_starts: int = 30
+    start_window: timedelta = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         if not 1 <= self.lock_after <= 100:

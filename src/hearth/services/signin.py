@@ -420,6 +420,7 @@ class SignInService:
             purpose, allow, uv = "passkey", [], True
             data = {"flow": "passkey"}
             if session is None or session.data.get("flow") != "passkey":
+                self._throttle.started(source)
                 if session is not None:
                     self.sessions.end(session, reason="new-sign-in")
                 signed = self.sessions.begin(source=source, data=data)

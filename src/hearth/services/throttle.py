@@ -122,6 +122,23 @@ class SignInThrottle:
             )
         return FailureOutcome(mine.count, locks)
 
+    def started(self, address: str | None) -> None:
+        """Count a sign-in started before anyone is known (a passkey ceremony); refuse past
+        ``anonymous_starts`` per address within ``start_window``."""
+        now_us = to_us(self._clock.now())
+        window = int(self.policy.start_window.total_seconds())
+        # A fixed window named in the key: counted by this clock, whatever clock the counter
+        # store expires keys by (Redis uses its own).
+        bucket = now_us // (window * 1_000_000)
+        key = f"start:{self.address_key(address)}:{bucket}"
+        count = self._counters.add_failure(key, now_us, window)
+        if count.count > self.policy.anonymous_starts:
+            raise HearthError(
+                errors.SIGN_IN_THROTTLED,
+                f"Too many sign-ins started. Wait {window} seconds, then try again.",
+                headers={"Retry-After": str(window)},
+            )
+
     def succeeded(self, account: str) -> None:
         """A success forgets the name's earlier failures (NIST-RL-03); the address keeps its
         count, so one good password does not reset an attacker's budget."""

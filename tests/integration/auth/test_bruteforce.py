@@ -144,3 +144,16 @@ def test_redis_counters_are_shared_by_processes(tmp_path: Path) -> None:
     finally:
         first.container.close()
         drop_redis_keys(first.container.settings.instance_id)
+
+
+def test_anonymous_passkey_starts_are_bounded_per_address(site: Instance) -> None:
+    statuses = []
+    for _ in range(31):
+        browser = site.browser()  # a new client each time: no session to reuse
+        browser.get("/login")
+        statuses.append(browser.options("/webauthn/options").status_code)
+    assert statuses == [200] * 30 + [429]
+    site.clock.advance(minutes=5, seconds=1)
+    fresh = site.browser()
+    fresh.get("/login")
+    assert fresh.options("/webauthn/options").status_code == 200

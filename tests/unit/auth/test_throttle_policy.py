@@ -43,3 +43,8 @@ def test_lock_at_one_hundred_and_alarms_at_multiples() -> None:
 def test_looser_or_senseless_policies_are_refused(changes: dict[str, int]) -> None:
     with pytest.raises(ValueError, match=r"."):
         ThrottlePolicy(**changes)  # type: ignore[arg-type]
+
+
+def test_anonymous_starts_have_a_bound() -> None:
+    assert DEFAULT_THROTTLE.anonymous_starts == 30
+    assert DEFAULT_THROTTLE.start_window == timedelta(minutes=5)
