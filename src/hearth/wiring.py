@@ -59,6 +59,7 @@ from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_ro
 from hearth.services.account import AccountService
 from hearth.services.alarms import AlarmService, DeliveryPolicy
 from hearth.services.bundles import BundleService
+from hearth.services.certificate_signin import CertificateSignIn
 from hearth.services.identity import Authenticator
 from hearth.services.importer import ImportService
 from hearth.services.oauth import (
@@ -285,6 +286,9 @@ class Container:
             admin_roles=admin_roles,
             clock=self.clock,
             random=self.random,
+        )
+        self.certificate_signin = CertificateSignIn(
+            self.certificates, self.signin, self.accounts, self.audit, self.clock
         )
         self.users = UserService(
             self.accounts,

@@ -17,6 +17,8 @@ from hearth.web.alarms import alarm_routes
 from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
 from hearth.web.authorize import authorize_routes
+from hearth.web.certificate_signin import certificate_signin_routes
+from hearth.web.cors import CorsMiddleware
 from hearth.web.fhir import fhir_routes
 from hearth.web.middleware import EdgeMiddleware, log_incident
 from hearth.web.oauth import oauth_routes
@@ -77,10 +79,14 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
     app = Starlette(
         routes=oauth_routes(container)
         + authorize_routes(container)
+        + certificate_signin_routes(container)
         + fhir_routes(container)
         + alarm_routes(container)
         + auth_routes(),
-        middleware=[Middleware(EdgeMiddleware, allowed_hosts=hosts)],
+        middleware=[
+            Middleware(EdgeMiddleware, allowed_hosts=hosts),
+            Middleware(CorsMiddleware, origins=container.clients.registered_origins),
+        ],
         exception_handlers={
             AuthRedirect: _auth_redirect,
             HearthError: _hearth_error,

@@ -188,7 +188,10 @@ class FhirApi:
             ),
             date=datetime.now(UTC),
         )
-        return fhir_response(statement, pretty=pretty(request))
+        # Discovery is public: any origin may read it (SMART-PK-06; nothing sensitive in it).
+        return fhir_response(
+            statement, pretty=pretty(request), headers={"Access-Control-Allow-Origin": "*"}
+        )
 
     # -- instance level -------------------------------------------------------------------------
     async def read(self, request: Request) -> Response:

@@ -149,6 +149,7 @@ class ClientRegistry:
         self._cache: dict[str, tuple[float, Client | None]] = {}
         self._lock = threading.Lock()
         self._on_revoke: list[Callable[[list[str]], None]] = []
+        self._origins: tuple[float, frozenset[str]] | None = None
 
     def on_grants_revoked(self, listener: Callable[[list[str]], None]) -> None:
         """Call ``listener`` with the grant ids a client revocation ends (to drop caches)."""
@@ -230,6 +231,7 @@ class ClientRegistry:
         self._store.add_client(
             row, AuditEvent("oauth.client.add", Outcome.SUCCESS, by, "user", session=client_id)
         )
+        self._origins = None
         return _client(row), secret
 
     def get(self, client_id: str) -> Client | None:
@@ -247,6 +249,23 @@ class ClientRegistry:
             self._cache[client_id] = (now + _CACHE_SECONDS, client)
         return client
 
+    def registered_origins(self) -> frozenset[str]:
+        """The web origins of every unrevoked SMART app's redirect URIs (for CORS, SMART-PK-06);
+        cached a few seconds like the clients themselves."""
+        now = time.monotonic()
+        cached = self._origins
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        origins = frozenset(
+            f"{parts.scheme}://{parts.netloc}"
+            for client in self.all()
+            if client.kind == "app" and not client.revoked
+            for parts in map(urlsplit, client.redirect_uris)
+            if parts.scheme in ("http", "https") and parts.netloc
+        )
+        self._origins = (now + _CACHE_SECONDS, origins)
+        return origins
+
     def all(self) -> list[Client]:
         return [_client(r) for r in self._store.clients()]
 
@@ -256,6 +275,7 @@ class ClientRegistry:
         done, grants = self._store.revoke_client(client_id, event)
         with self._lock:
             self._cache.pop(client_id, None)
+        self._origins = None
         for listener in self._on_revoke:
             listener(grants)
         if not done and self._store.client(client_id) is None:

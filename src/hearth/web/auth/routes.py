@@ -194,6 +194,13 @@ async def login_page(
         extra={"next": next_url},
         button_id="passkey",
     )
+    if container_of(request).settings.tls_client_ca is not None:
+        # Mutual TLS is on: smart cards and other client certificates (web/certificate_signin).
+        body += (
+            "<h2>Or use a smart card</h2>"
+            f'<p><a href="/login/certificate?next={e(quote(next_url, safe="/"))}">'
+            "Sign in with a smart card or client certificate</a></p>"
+        )
     status, headers = (error.status, error.headers) if error is not None else (200, None)
     return await finish(
         request,
