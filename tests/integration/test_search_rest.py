@@ -132,6 +132,12 @@ def test_summary_and_elements_mark_the_resource_subsetted(client: TestClient) ->
     assert "name" not in resource
     assert resource["birthDate"] == "1953-01-01"
     assert any(t["code"] == "SUBSETTED" for t in resource["meta"]["tag"])
+    summary = client.get("/fhir/Patient", params={"family": "ruiz", "_summary": "true"}).json()
+    summarised = summary["entry"][0]["resource"]
+    assert summarised["name"][0]["family"] == "Ruiz"  # name is a summary element of Patient
+    assert any(t["code"] == "SUBSETTED" for t in summarised["meta"]["tag"])
+    observation = client.get("/fhir/Observation", params={"_summary": "true"}).json()
+    assert "valueQuantity" in observation["entry"][0]["resource"]
     count = client.get("/fhir/Patient", params={"_summary": "count"}).json()
     assert count["total"] == 5
     assert count["entry"] == []

@@ -143,3 +143,21 @@ def test_parse_search_result_parameters() -> None:
         parse_search("Patient", [("birthdate", "gt20x0")], ctx=CTX, default_count=1, max_count=1)
     assert bad.value.code is errors.BAD_SEARCH_VALUE
     assert "20x0" not in bad.value.detail
+
+
+def test_summary_true_keeps_only_summary_elements() -> None:
+    from hearth.fhir.search.shaping import shape
+
+    patient = {
+        "resourceType": "Patient",
+        "id": "p",
+        "name": [{"family": "Kept"}],
+        "maritalStatus": {"text": "dropped"},
+        "photo": [{"contentType": "image/png"}],
+    }
+    shaped = shape(patient, summary="true", elements=())
+    assert shaped["name"] == patient["name"]
+    assert "maritalStatus" not in shaped
+    assert "photo" not in shaped
+    assert shaped["meta"]["tag"][-1]["code"] == "SUBSETTED"
+    assert shape(patient, summary=None, elements=()) is patient

@@ -8,13 +8,17 @@ Mandatory elements (minimum cardinality 1 in the R4 definitions) are always kept
 
 from __future__ import annotations
 
+import gzip
+import importlib.resources
 from collections.abc import Iterable
 from functools import cache
 from typing import Any
 
+import orjson
+
 from hearth.fhir import definitions
 
-__all__ = ["SUBSETTED", "searchset_bundle", "shape"]
+__all__ = ["SUBSETTED", "searchset_bundle", "shape", "summary_elements"]
 
 SUBSETTED = {
     "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -40,6 +44,18 @@ def _mandatory(res_type: str) -> frozenset[str]:
     return frozenset(out)
 
 
+@cache
+def _summary_elements() -> dict[str, frozenset[str]]:
+    """Top-level elements R4 marks ``isSummary``, per type (``scripts/gen_summary_elements.py``)."""
+    raw = importlib.resources.files("hearth.fhir").joinpath("data", "summary.json.gz").read_bytes()
+    table = orjson.loads(gzip.decompress(raw))["summary"]
+    return {name: frozenset(elements) for name, elements in table.items()}
+
+
+def summary_elements(res_type: str) -> frozenset[str]:
+    return _summary_elements().get(res_type, frozenset())
+
+
 def _subsetted(resource: dict[str, Any], keep: Iterable[str]) -> dict[str, Any]:
     wanted = set(keep) | set(_ALWAYS) | _mandatory(str(resource.get("resourceType")))
     out = {k: v for k, v in resource.items() if k in wanted or k.lstrip("_") in wanted}
@@ -53,6 +69,8 @@ def shape(
     resource: dict[str, Any], *, summary: str | None, elements: tuple[str, ...]
 ) -> dict[str, Any]:
     """``resource`` as ``_summary`` / ``_elements`` ask (the whole of it when neither does)."""
+    if summary == "true":
+        return _subsetted(resource, summary_elements(str(resource.get("resourceType"))))
     if summary == "text":
         return _subsetted(resource, ("text",))
     if summary == "data":
