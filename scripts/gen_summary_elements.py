@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_fhir_definitions import fetch_tarball, read_package  # noqa: E402
+from gen_fhir_definitions import fetch_tarball, read_package
 
 OUT = (
     Path(__file__).resolve().parent.parent / "src" / "hearth" / "fhir" / "data" / "summary.json.gz"
