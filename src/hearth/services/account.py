@@ -528,6 +528,44 @@ class AccountService:
             pin_hash=self._pins.hash(pin, random=self._random),
         )
 
+    def change_password(
+        self, session: Session | None, current: str, new: str, confirm: str
+    ) -> None:
+        """Change the password (ASVS v5.0.0-6.2.2, 6.2.3): the current password is checked
+        first, the new one against the policy (reasons shown), after a recent step-up."""
+        session, user = self._signed_in(session)
+        self._sessions.require_step_up(session)
+        if user.password_hash is None:
+            raise HearthError(
+                errors.BAD_PARAMETER, "This account signs in with keys only; it has no password."
+            )
+        try:
+            self._passwords.verify(user.password_hash, current)
+        except HearthError as error:
+            self._accounts.record(
+                auth_record(
+                    AuthEvent.PASSWORD_SET,
+                    Outcome.DENIED,
+                    now=self._clock.now(),
+                    actor=user.user_id,
+                    source=session.source,
+                    session=session.handle,
+                    code=error.code.code,
+                )
+            )
+            raise
+        if new != confirm:
+            raise HearthError(errors.PASSWORD_MISMATCH)
+        self._policy.check(
+            new, context_words=[user.username, user.display_name], has_second_factor=True
+        )
+        self._accounts.update_user(
+            user.user_id,
+            to_us(self._clock.now()),
+            [self._record(AuthEvent.PASSWORD_SET, user.user_id, session)],
+            password_hash=self._passwords.hash(new, random=self._random),
+        )
+
     def new_recovery_codes(self, session: Session | None) -> list[str]:
         """Ten new recovery codes (the old ones stop working); shown once."""
         session, user = self._signed_in(session)

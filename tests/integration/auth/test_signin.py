@@ -375,3 +375,44 @@ def test_the_account_page_shows_and_ends_other_sessions(site: Instance) -> None:
     assert there.get("/").headers["location"].startswith("/login")
     assert here.get("/").status_code == 200
     assert "signed in on 0 other browsers." in here.get("/account").text
+
+
+def test_changing_the_password_needs_the_current_one_and_follows_the_policy(site: Instance) -> None:
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    new = "a quiet river at dawn"
+    browser.get("/account")
+    wrong = browser.post(
+        "/account/password",
+        {"current-password": "not it at all", "new-password": new, "new-password-again": new},
+    )
+    assert wrong.status_code == 401
+    weak = browser.post(
+        "/account/password",
+        {
+            "current-password": PASSWORD,
+            "new-password": "password1",
+            "new-password-again": "password1",
+        },
+    )
+    assert weak.status_code == 422
+    assert "common and breached" in weak.text
+    done = browser.post(
+        "/account/password",
+        {"current-password": PASSWORD, "new-password": new, "new-password-again": new},
+    )
+    assert done.status_code == 200
+    assert "Your password is changed." in done.text
+    browser.logout()
+    assert browser.sign_in("alice", PASSWORD).status_code == 401
+    assert browser.sign_in("alice", new).status_code == 303
+    site.clock.advance(minutes=6)
+    browser.get("/account")
+    late = browser.post(
+        "/account/password",
+        {"current-password": new, "new-password": PASSWORD, "new-password-again": PASSWORD},
+    )
+    assert late.headers["location"] == "/step-up?next=/account"
+    actions = [(a, o) for a, o, _ in audit_actions(site)]
+    assert ("mfa.password", "success") in actions
+    assert ("mfa.password", "denied") in actions

@@ -830,6 +830,31 @@ async def account_page(
             '<p><button type="submit">Sign out everywhere else</button></p>',
         )
     if view.has_password:
+        body += "<h2>Password</h2>" + form(
+            "/account/password",
+            csrf,
+            field(
+                "current-password",
+                "Current password",
+                kind="password",
+                autocomplete="current-password",
+            )
+            + field(
+                "new-password",
+                "New password",
+                kind="password",
+                autocomplete="new-password",
+                hint="At least 8 characters; a few unrelated words make a good one.",
+                extra=' minlength="8" maxlength="256"',
+            )
+            + field(
+                "new-password-again",
+                "New password again",
+                kind="password",
+                autocomplete="new-password",
+            )
+            + '<p><button type="submit">Change password</button></p>',
+        )
         body += (
             "<h2>Recovery codes</h2>"
             f"<p>{view.recovery_codes} unused recovery codes.</p>"
@@ -872,6 +897,19 @@ def _account_action(action: str) -> Handler:
                 case "remove":
                     await run_in_threadpool(c.account.remove_key, session, values.get("key", ""))
                     return await account_page(request, notice="The key was removed.")
+                case "password":
+                    await run_in_threadpool(
+                        c.account.change_password,
+                        session,
+                        values.get("current-password", ""),
+                        values.get("new-password", ""),
+                        values.get("new-password-again", ""),
+                    )
+                    return await account_page(
+                        request,
+                        notice="Your password is changed. If you changed it because someone else "
+                        "may know it, sign out everywhere else below.",
+                    )
                 case "end-others":
                     signed_in = await require_user(request)
                     ended = await run_in_threadpool(c.sessions.end_others, signed_in.session)
@@ -990,6 +1028,7 @@ def auth_routes() -> list[Route]:
         Route("/account/keys/rename", _account_action("rename"), methods=["POST"]),
         Route("/account/keys/remove", _account_action("remove"), methods=["POST"]),
         Route("/account/pin", _account_action("pin"), methods=["POST"]),
+        Route("/account/password", _account_action("password"), methods=["POST"]),
         Route("/account/recovery-codes", _account_action("recovery"), methods=["POST"]),
         Route("/account/sessions/end-others", _account_action("end-others"), methods=["POST"]),
         static_route(),
