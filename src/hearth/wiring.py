@@ -55,7 +55,7 @@ from hearth.domain import (
     errors,
 )
 from hearth.notify import Sink, build_sinks
-from hearth.security import AccessPolicy, RolePolicy, ScopedPolicy, bootstrap_roles
+from hearth.services.access import AccessAdmin
 from hearth.services.account import AccountService
 from hearth.services.alarms import AlarmService, DeliveryPolicy
 from hearth.services.bundles import BundleService
@@ -87,6 +87,8 @@ from hearth.storage import (
     initialise_store,
     load_wrapped_keys,
 )
+from hearth.storage.access import AccessControl, RoleStore
+from hearth.storage.access_admin import AccessStore
 from hearth.storage.accounts import AccountStore
 from hearth.storage.alarms import AlarmStore
 from hearth.storage.oauth import OAuthStore
@@ -157,7 +159,7 @@ class Container:
         *,
         clock: Clock | None = None,
         random: Random | None = None,
-        policy: AccessPolicy | None = None,
+        roles: RoleStore | None = None,
         password_parameters: Argon2Parameters | None = None,
         throttle: ThrottlePolicy | None = None,
         alarms: AlarmRaiser | None = None,
@@ -184,8 +186,6 @@ class Container:
             self.random,
             checkpoint_every=settings.audit_checkpoint_every,
         )
-        # Roles decide what a principal may do; granted SMART scopes narrow it further.
-        self.policy: AccessPolicy = policy or ScopedPolicy(RolePolicy(bootstrap_roles()))
         self.alarm_service = AlarmService(
             AlarmStore(self.store, self.audit, self.keyring, self.random),
             build_sinks(settings.alarms) if sinks is None else sinks,
@@ -196,6 +196,10 @@ class Container:
             background=alarm_worker,
         )
         self.alarms: AlarmRaiser = alarms or self.alarm_service
+        # The one decision point (hearth.security.access) with the gate's fact gathering: roles
+        # are data (defaults plus administrators' edits), granted SMART scopes narrow them.
+        self.roles = roles or RoleStore(self.store)
+        self.policy = AccessControl(self.store, self.keyring, self.clock, self.roles)
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         # OAuth 2 / SMART: clients, client authentication, tokens (docs/design.md).
         self.oauth_store = OAuthStore(self.store, self.audit, self.clock)
@@ -295,7 +299,17 @@ class Container:
             self.sessions,
             self.authenticator,
             self.throttle,
-            known_roles=frozenset(bootstrap_roles()),
+            known_roles=lambda: self.roles.catalog().names,
+            clock=self.clock,
+            random=self.random,
+        )
+        self.access_store = AccessStore(self.store, self.audit, self.keyring, self.random)
+        self.access = AccessAdmin(
+            self.access_store,
+            self.policy,
+            self.roles,
+            self.users,
+            self.system_records,
             clock=self.clock,
             random=self.random,
         )
@@ -413,6 +427,12 @@ class Container:
 
     def records(self, principal: Principal, *, request_id: str | None = None) -> RecordService:
         return RecordService(self.repository(principal, request_id=request_id))
+
+    def system_records(self, purpose: str) -> RecordRepository:
+        """A gate bound to Hearth itself (``system:<purpose>``, unrestricted, every use audited
+        under that name): for the few services that write on an administrator's behalf without
+        giving them clinical access (care-team assignment)."""
+        return self.repository(self.system_principal(purpose))
 
     def system_repository(self, purpose: str, *, operator: str | None = None) -> SystemRepository:
         """Unrestricted access for one stated purpose. Every use is audited as ``system:``."""

@@ -8,7 +8,8 @@ An entry is canonical JSON (keys sorted, no whitespace, UTF-8) with ``"v": 1``. 
 failure); ``type``/``id``/``version`` of the resource when there is one; ``patient`` the id of the
 patient whose record it is, when known; ``purpose`` (purpose of use, e.g. TREAT, ETREAT);
 ``source`` the client's network address; ``session`` and ``request`` ids; ``sealed`` detail that
-may hold PHI (a search's query string), sealed like a resource body under AAD bound to ``seq``.
+may hold PHI (a search's query string), sealed like a resource body under AAD bound to ``seq``;
+``patients`` (sorted random ids) when an access disclosed the records of several patients.
 
 The chain: ``hash[n] = SHA-256("hearth/audit/v1" 0x00 | hash[n-1] | body[n])`` with
 ``hash[0]`` the instance's genesis value, so chains of two instances cannot be spliced.
@@ -61,6 +62,9 @@ class AuditRecord:
     request: str | None = None
     code: str | None = None
     detail: bytes | None = None  # may hold PHI: sealed before it is stored
+    #: Every patient whose records the access disclosed, when it touched several (a search,
+    #: a history page, $everything): the per-patient accounting of disclosures follows it.
+    patients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +115,7 @@ def body_for(record: AuditRecord, seq: int, sealed: bytes | None) -> bytes:
         "request": record.request,
         "code": record.code,
         "sealed": base64.b64encode(sealed).decode("ascii") if sealed is not None else None,
+        "patients": sorted(set(record.patients)) or None,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)

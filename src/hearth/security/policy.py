@@ -1,8 +1,9 @@
-"""The access decision point: ``AccessPolicy.decide`` answers allow or deny, nothing else.
+"""Decisions, and the first, minimal policy (superseded by ``hearth.security.access``).
 
-Deny by default. Until the authorization model (roles, scopes, compartments, masks) lands,
-``RolePolicy`` grants each role an explicit set of (resource type, action) pairs; a principal with
-no role that grants the pair is denied. An action this module does not know is denied.
+``Decision`` is what the decision point answers. ``RolePolicy`` (explicit (type, action) grants
+per role) and ``bootstrap_roles`` were the foundation's stand-in; the gate now asks
+``hearth.security.access.DecisionPoint``, the one decision point, and they remain only as small
+building blocks for tests and for policies composed by hand.
 """
 
 from __future__ import annotations
@@ -40,10 +41,16 @@ class Decision:
     allowed: bool
     denial: Denial | None = None
     reason: str = ""
+    #: Top-level elements to remove before the resource leaves (minimum necessary).
+    masks: tuple[str, ...] = ()
+    #: The purpose of use to record the access under, when the decision sets one.
+    purpose: str | None = None
 
     @classmethod
-    def allow(cls, reason: str = "") -> Decision:
-        return cls(True, None, reason)
+    def allow(
+        cls, reason: str = "", *, masks: tuple[str, ...] = (), purpose: str | None = None
+    ) -> Decision:
+        return cls(True, None, reason, masks, purpose)
 
     @classmethod
     def deny(cls, denial: Denial, reason: str) -> Decision:

@@ -10,6 +10,7 @@ once (ASVS v5.0.0-7.4.2); so do a credential reset and a change of roles (privil
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -68,7 +69,7 @@ class UserService:
         authenticator: Authenticator,
         throttle: SignInThrottle,
         *,
-        known_roles: frozenset[str],
+        known_roles: frozenset[str] | Callable[[], frozenset[str]],
         clock: Clock,
         random: Random,
     ) -> None:
@@ -76,7 +77,8 @@ class UserService:
         self._sessions = sessions
         self._authenticator = authenticator
         self._throttle = throttle
-        self.known_roles = known_roles
+        # Roles are data that administrators edit (issue 5): a callable is asked each time.
+        self._known_roles = known_roles
         self._clock = clock
         self._random = random
 
@@ -96,6 +98,11 @@ class UserService:
             created=from_us(user.created_us),
         )
 
+    @property
+    def known_roles(self) -> frozenset[str]:
+        known = self._known_roles
+        return known() if callable(known) else known
+
     def _user(self, username: str) -> UserRow:
         user = self._accounts.user_by_name(canonical_username(username))
         if user is None:
@@ -103,11 +110,12 @@ class UserService:
         return user
 
     def _roles(self, roles: frozenset[str]) -> str:
-        unknown = sorted(roles - self.known_roles)
+        known = self.known_roles
+        unknown = sorted(roles - known)
         if unknown:
             raise HearthError(
                 errors.UNKNOWN_ROLE,
-                f"Unknown role {unknown[0]!r}; known roles: {', '.join(sorted(self.known_roles))}.",
+                f"Unknown role {unknown[0]!r}; known roles: {', '.join(sorted(known))}.",
             )
         return " ".join(sorted(roles))
 

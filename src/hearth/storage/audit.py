@@ -201,6 +201,7 @@ class AuditTrail:
                     body=entry.body,
                     prev_hash=entry.prev_hash,
                     hash=entry.hash,
+                    patients=record.patients,
                 )
             )
             if seq % self._checkpoint_every == 0:

@@ -37,14 +37,27 @@ from hearth.domain import (
     errors,
 )
 from hearth.fhir import jsonbody as fhir_json
-from hearth.fhir.search import ALL, SearchRequest, SubSearch, index_resource
-from hearth.security import AccessPolicy, Decision, Denial, SearchScopePolicy
+from hearth.fhir.search import SearchRequest, SubSearch, index_resource
+from hearth.security import (
+    Capability,
+    Decision,
+    Denial,
+    apply_masks,
+    carry_restricting,
+    masked_present,
+    restore_masked,
+    strip_redacted,
+)
+from hearth.storage.access import AccessControl, compartment_patients, label_keys
 from hearth.storage.audit import AuditTrail
 from hearth.storage.searching import Searcher, SearchPage
+from hearth.storage.sql import access as access_sql
 from hearth.storage.sql import search as search_sql
+from hearth.storage.sql import tables as t
 from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
 
 __all__ = [
+    "DisclosureObserver",
     "HistoryResult",
     "IntegrityObserver",
     "RecordRepository",
@@ -59,6 +72,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: Called with the damaged row's identity when a stored version fails to open or verify.
 IntegrityObserver = Callable[[str, str, int, int], None]
+#: Called after a disclosure with the principal, the patients whose records it disclosed and
+#: the resources as they left (snooping detection, ``hearth.services.monitor``).
+DisclosureObserver = Callable[[Principal, frozenset[str], list[StoredResource]], None]
 
 
 def to_us(ts: datetime) -> int:
@@ -109,7 +125,7 @@ def index_row(
         res_type=res_type,
         res_id=res_id,
         ts_us=ts_us,
-        hashes=keys.blind_many(entries.keys),
+        hashes=keys.blind_many(entries.keys | label_keys(resource)),
         refs=entries.refs,
         patients=entries.patients,
     )
@@ -122,7 +138,7 @@ class RecordRepository:
         self,
         *,
         principal: Principal,
-        policy: AccessPolicy,
+        policy: AccessControl,
         store: SqlStore,
         keyring: KeyRing,
         audit: AuditTrail,
@@ -130,6 +146,7 @@ class RecordRepository:
         random: Random,
         request_id: str | None = None,
         on_integrity_failure: IntegrityObserver | None = None,
+        on_disclosure: DisclosureObserver | None = None,
         bounds: SearchBounds | None = None,
     ) -> None:
         self.principal = principal
@@ -142,11 +159,19 @@ class RecordRepository:
         self._random = random
         self._request = request_id
         self._on_integrity_failure = on_integrity_failure
+        self._on_disclosure = on_disclosure
+        # The principal's access facts and decisions for this request (hearth.storage.access).
+        self.access = policy.bind(principal, lambda row: self._open_or_fail(Action.READ, row))
         # Inside a write batch the writer lock is held, so failures cannot be audited in a
         # transaction of their own until it ends; they wait here (see ``batch``).
         self._deferred: list[AuditRecord] | None = None
 
     # -- audit and decisions ----------------------------------------------------------------
+    def _purpose(self) -> str:
+        """The request's purpose of use: the profile's once it is resolved."""
+        resolved = self.access.resolved
+        return resolved.purpose if resolved is not None else self.principal.purpose_of_use
+
     def _record(
         self,
         action: Action | str,
@@ -158,6 +183,8 @@ class RecordRepository:
         patient: str | None = None,
         code: str | None = None,
         detail: bytes | None = None,
+        purpose: str | None = None,
+        patients: tuple[str, ...] = (),
     ) -> AuditRecord:
         p = self.principal
         return AuditRecord(
@@ -170,12 +197,13 @@ class RecordRepository:
             res_id=res_id,
             version=version,
             patient=patient,
-            purpose=p.purpose_of_use,
+            purpose=purpose or self._purpose(),
             source=p.source,
             session=p.session,
             request=self._request,
             code=code,
             detail=detail,
+            patients=patients,
         )
 
     def _fail(
@@ -196,6 +224,9 @@ class RecordRepository:
                 errors.NOT_FOUND.code: Outcome.NOT_FOUND,
                 errors.GONE.code: Outcome.NOT_FOUND,
                 errors.VERSION_NOT_FOUND.code: Outcome.NOT_FOUND,
+                errors.MASKED_FIELD.code: Outcome.DENIED,
+                errors.ACCESS_THROTTLED.code: Outcome.DENIED,
+                errors.BREAK_GLASS_NOT_ACTIVE.code: Outcome.DENIED,
             }.get(error.code.code, Outcome.INVALID if error.status < 500 else Outcome.ERROR)
         record = self._record(
             action,
@@ -229,19 +260,75 @@ class RecordRepository:
         resource: Mapping[str, Any] | None = None,
         *,
         res_id: str | None = None,
-    ) -> None:
-        """Ask the policy; on deny, audit the denial and raise (403, or 404 when out of scope)."""
-        decision: Decision = self._policy.decide(
-            self.principal, action, res_type, resource, res_id=res_id
-        )
+        conn: Connection | None = None,
+        instance: bool | None = None,
+    ) -> Decision:
+        """Ask the decision point; on deny, audit the denial and raise (403, or 404 when out of
+        scope). ``resource`` None decides on the type alone, before anything is loaded."""
+        try:
+            decision = self.access.decide(
+                action, res_type, resource, res_id=res_id, conn=conn, instance=instance
+            )
+        except HearthError as error:  # the principal's facts refuse it (throttled, bad grant)
+            if error.code is errors.INTEGRITY_FAILED:
+                raise  # already audited where the version was opened
+            raise self._fail(action, error, res_type=res_type, res_id=res_id) from None
         if decision.allowed:
-            return
+            return decision
         if decision.denial is Denial.OUT_OF_SCOPE and not action.is_write:
-            error = HearthError(errors.NOT_FOUND)
+            hidden = HearthError(errors.NOT_FOUND)
             raise self._fail(
-                action, error, res_type=res_type, res_id=res_id, outcome=Outcome.DENIED
+                action, hidden, res_type=res_type, res_id=res_id, outcome=Outcome.DENIED
             )
         raise self._fail(action, HearthError(errors.FORBIDDEN), res_type=res_type, res_id=res_id)
+
+    def _within(self, conn: Connection, action: Action, res_type: str, res_id: str) -> None:
+        """Refuse a resource outside the principal's scope before its body is fetched: as not
+        found for reads (nothing leaks), forbidden for writes."""
+        try:
+            inside = self.access.in_scope(conn, res_type, res_id, action)
+        except HearthError as error:
+            raise self._fail(action, error, res_type=res_type, res_id=res_id) from None
+        if inside:
+            return
+        if action.is_write:
+            raise self._fail(
+                action, HearthError(errors.FORBIDDEN), res_type=res_type, res_id=res_id
+            )
+        exists = access_sql.current_state(conn, res_type, res_id) is not None
+        raise self._fail(
+            action,
+            HearthError(errors.NOT_FOUND),
+            res_type=res_type,
+            res_id=res_id,
+            outcome=Outcome.DENIED if exists else Outcome.NOT_FOUND,
+        )
+
+    def may(self, capability: Capability) -> Decision:
+        """Whether the principal holds one of Hearth's own capabilities (audit views,
+        break-the-glass, administration): the same decision point as every interaction."""
+        try:
+            return self.access.profile.allows(capability)
+        except HearthError as error:
+            return Decision.deny(Denial.FORBIDDEN, error.detail)
+
+    @staticmethod
+    def _masked(stored: StoredResource, decision: Decision) -> StoredResource:
+        """The resource as it may leave: masked elements removed and marked REDACTED."""
+        if not decision.masks or stored.resource is None:
+            return stored
+        return replace(stored, resource=apply_masks(stored.resource, decision.masks))
+
+    def _disclosed(self, items: list[StoredResource]) -> tuple[str, ...]:
+        """The patients whose records ``items`` are, and tell the snooping monitor."""
+        patients: set[str] = set()
+        for stored in items:
+            found = compartment_patients(stored.res_type, stored.resource, stored.res_id)
+            if found:
+                patients.update(found)
+        if self._on_disclosure is not None and items:
+            self._on_disclosure(self.principal, frozenset(patients), items)
+        return tuple(sorted(patients))
 
     # -- opening ------------------------------------------------------------------------------
     def _open(self, row: VersionRow) -> StoredResource:
@@ -293,6 +380,7 @@ class RecordRepository:
         """Read the current version (FHIR R4 http.html#read)."""
         self._check(Action.READ, res_type, res_id=res_id)
         with self._store.read() as conn:
+            self._within(conn, Action.READ, res_type, res_id)
             row = self._store.current(conn, res_type, res_id)
         return self._disclose(Action.READ, res_type, res_id, row)
 
@@ -300,6 +388,7 @@ class RecordRepository:
         """Read one version (FHIR R4 http.html#vread)."""
         self._check(Action.VREAD, res_type, res_id=res_id)
         with self._store.read() as conn:
+            self._within(conn, Action.VREAD, res_type, res_id)
             row = self._store.version(conn, res_type, res_id, version)
         return self._disclose(Action.VREAD, res_type, res_id, row, version=version)
 
@@ -327,7 +416,10 @@ class RecordRepository:
                 res_id=res_id,
                 version=stored.version,
             )
-        self._check(action, res_type, stored.resource, res_id=res_id)
+        # The version's own content decides too: an older version may belong elsewhere.
+        decision = self._check(action, res_type, stored.resource, res_id=res_id)
+        stored = self._masked(stored, decision)
+        self._disclosed([stored])
         self._audit.record(
             self._record(
                 action,
@@ -336,6 +428,7 @@ class RecordRepository:
                 res_id=res_id,
                 version=stored.version,
                 patient=patient_of(res_type, res_id, stored.resource),
+                purpose=decision.purpose,
             )
         )
         return stored
@@ -363,13 +456,30 @@ class RecordRepository:
     ) -> HistoryResult:
         """Versions newest first (FHIR R4 http.html#history), ``count`` rows at a time.
 
-        Rows the policy does not allow are left out of the page without ending the paging; the
+        Rows the principal may not see are left out of the page without ending the paging; the
         total is given only for one resource's history and only when nothing was left out (a
-        count would otherwise tell the caller about versions they may not see).
+        count would otherwise tell the caller about versions they may not see). A type's history
+        is scoped in SQL by each resource's current version; each version (a tombstone by the
+        content it deleted) is then decided on its own content (docs/design.md, "Access
+        control"). System history needs unrestricted access.
         """
+        instance = res_id is not None
         self._check(Action.HISTORY, res_type or "*", res_id=res_id)
+        if res_type is None and not self.access.profile.unrestricted:
+            raise self._fail(
+                Action.HISTORY,
+                HearthError(
+                    errors.FORBIDDEN, "System history needs unrestricted access: ask for a type's."
+                ),
+                res_type=None,
+            )
         since_us = to_us(since) if since is not None else None
         with self._store.snapshot() as conn:
+            scope = None
+            if instance and res_type is not None and res_id is not None:
+                self._within(conn, Action.HISTORY, res_type, res_id)
+            elif res_type is not None:
+                scope = self.access.history_scope(res_type, t.resource_version)
             rows = self._store.history(
                 conn,
                 res_type=res_type,
@@ -377,6 +487,7 @@ class RecordRepository:
                 since_us=since_us,
                 before_seq=before_seq,
                 limit=count + 1,
+                scope=scope,
             )
             # Counting a whole type's or the system's history costs a scan of it; FHIR makes
             # Bundle.total optional, so only an instance's history carries one.
@@ -385,21 +496,20 @@ class RecordRepository:
                 if res_id is not None
                 else None
             )
-        more = len(rows) > count
-        rows = rows[:count]
-        page: list[StoredResource] = []
-        for row in rows:
-            stored = self._open_or_fail(Action.HISTORY, row)
-            # The same instance/type level as the call itself: a row of a type history is
-            # judged as a search result (``s``), a row of an instance history as a read (``r``).
-            content = stored.resource if not stored.deleted else self._last_content(stored)
-            decision = self._policy.decide(
-                self.principal, Action.HISTORY, row.res_type, content, res_id=res_id
-            )
-            if decision.allowed:
-                page.append(stored)
+            more = len(rows) > count
+            rows = rows[:count]
+            opened = [self._open_or_fail(Action.HISTORY, row) for row in rows]
+            # A deletion is judged by the content it deleted: it tells the caller that record
+            # existed. The same instance/type level as the call itself: a row of a type history
+            # is judged as a search result (``s``), a row of an instance history as a read.
+            judged = [
+                replace(s, resource=self._last_content(s)) if s.deleted else s for s in opened
+            ]
+            decisions = self.access.decide_many(conn, Action.HISTORY, judged, instance=instance)
+        page = [self._masked(s, d) for s, d in zip(opened, decisions, strict=True) if d.allowed]
         if len(page) < len(rows):
             total = None
+        patients = self._disclosed(page)
         patient = patient_of(res_type, res_id, None) if res_type and res_id else None
         disclosed = [f"{s.res_type}/{s.res_id}/_history/{s.version}" for s in page]
         self._audit.record(
@@ -410,20 +520,16 @@ class RecordRepository:
                 res_id=res_id,
                 patient=patient,
                 detail=orjson.dumps({"disclosed": disclosed}),
+                patients=patients if len(patients) > 1 or patient is None else (),
             )
         )
         return HistoryResult(page, total, rows[-1].seq if more and rows else None)
 
     # -- search -----------------------------------------------------------------------------------
     def _scope(self, res_type: str) -> object:
-        """The policy's search scope for ``res_type`` as an exact condition (docs/design.md)."""
-        policy = self._policy
-        if not isinstance(policy, SearchScopePolicy):
-            return ALL
-        scope = policy.search_scope(self.principal, res_type)
-        if scope.patients is None:
-            return ALL
-        return search_sql.InCompartment(scope.patients)
+        """The principal's search scope for ``res_type`` as an exact condition (docs/design.md,
+        "Access control": scoping in SQL)."""
+        return self.access.scope(res_type)
 
     def _searcher(self, conn: Connection) -> Searcher:
         return Searcher(
@@ -436,15 +542,13 @@ class RecordRepository:
             include_bound=self.bounds.include,
         )
 
-    def _allowed(self, page: list[StoredResource]) -> list[StoredResource]:
-        out = []
-        for stored in page:
-            decision = self._policy.decide(
-                self.principal, Action.SEARCH, stored.res_type, stored.resource
-            )
-            if decision.allowed:
-                out.append(stored)
-        return out
+    def _allowed(
+        self, page: list[StoredResource], conn: Connection | None = None
+    ) -> list[StoredResource]:
+        """The page as it may leave: each resource decided again (SQL scoped the rows; this is
+        the same rule, per resource) and masked."""
+        decisions = self.access.decide_many(conn, Action.SEARCH, page)
+        return [self._masked(s, d) for s, d in zip(page, decisions, strict=True) if d.allowed]
 
     def search(
         self,
@@ -468,14 +572,14 @@ class RecordRepository:
         try:
             with self._store.read() as conn:
                 page = self._searcher(conn).run(request, offset=offset, extra=extra)
+                page.matches = self._allowed(page.matches, conn)
+                page.included = self._allowed(page.included, conn)
         except HearthError as error:
             if error.code is errors.INTEGRITY_FAILED:
                 raise  # already audited where the version was opened
             raise self._fail(
                 Action.SEARCH, error, res_type=res_type, detail=query_text.encode()
             ) from None
-        page.matches = self._allowed(page.matches)
-        page.included = self._allowed(page.included)
         self._audit_search(res_type, query_text, page, compartment)
         return page
 
@@ -494,6 +598,7 @@ class RecordRepository:
         self._check(Action.SEARCH, "Patient", res_id=patient_id)
         self._check(Action.READ, "Patient", res_id=patient_id)
         with self._store.read() as conn:
+            self._within(conn, Action.READ, "Patient", patient_id)
             searcher = self._searcher(conn)
             page = searcher.compartment(
                 patient_id,
@@ -510,8 +615,8 @@ class RecordRepository:
                     res_id=patient_id,
                 )
             page.included = searcher.referenced(page.matches)
-        page.matches = self._allowed(page.matches)
-        page.included = self._allowed(page.included)
+            page.matches = self._allowed(page.matches, conn)
+            page.included = self._allowed(page.included, conn)
         self._audit_search("Patient", query_text, page, patient_id, operation="$everything")
         return page
 
@@ -523,7 +628,11 @@ class RecordRepository:
         patient: str | None,
         operation: str | None = None,
     ) -> None:
-        disclosed = [f"{s.res_type}/{s.res_id}" for s in (*page.matches, *page.included)]
+        items = [*page.matches, *page.included]
+        patients = self._disclosed(items)
+        if patient is None and len(patients) == 1:
+            patient = patients[0]
+        disclosed = [f"{s.res_type}/{s.res_id}" for s in items]
         detail = orjson.dumps({"query": query_text, "operation": operation, "disclosed": disclosed})
         self._audit.record(
             self._record(
@@ -533,6 +642,7 @@ class RecordRepository:
                 res_id=patient if operation else None,
                 patient=patient,
                 detail=detail,
+                patients=patients if len(patients) > 1 or patients != (patient,) else (),
             )
         )
 
@@ -646,10 +756,11 @@ class WriteBatch:
         return self._current(Action.READ, res_type, res_id)
 
     def read(self, res_type: str, res_id: str) -> StoredResource:
-        """Read inside the batch (a GET entry of a transaction), decided and audited."""
+        """Read inside the batch (a GET entry of a transaction), decided, masked and audited
+        like ``RecordRepository.read``."""
         repo = self._repo
         repo._check(Action.READ, res_type, res_id=res_id)
-        current = self._current(Action.READ, res_type, res_id)
+        current = self._in_scope_current(Action.READ, res_type, res_id)
         if current is None:
             raise repo._fail(
                 Action.READ, HearthError(errors.NOT_FOUND), res_type=res_type, res_id=res_id
@@ -658,7 +769,11 @@ class WriteBatch:
             raise repo._fail(
                 Action.READ, HearthError(errors.GONE), res_type=res_type, res_id=res_id
             )
-        repo._check(Action.READ, res_type, current.resource, res_id=res_id)
+        decision = repo._check(
+            Action.READ, res_type, current.resource, res_id=res_id, conn=self._conn
+        )
+        current = repo._masked(current, decision)
+        repo._disclosed([current])
         self.audit_records.append(
             repo._record(
                 Action.READ,
@@ -667,24 +782,30 @@ class WriteBatch:
                 res_id=res_id,
                 version=current.version,
                 patient=patient_of(res_type, res_id, current.resource),
+                purpose=decision.purpose,
             )
         )
         return current
 
     def search(self, request: SearchRequest, *, query_text: str = "") -> SearchPage:
-        """Search inside the batch (a GET search entry of a transaction), audited with it."""
+        """Search inside the batch (a GET search entry of a transaction), scoped in SQL like
+        ``RecordRepository.search`` and audited with the batch."""
         repo = self._repo
         repo._check(Action.SEARCH, request.res_type)
         self.flush_index()
         page = repo._searcher(self._conn).run(request, offset=0)
-        page.matches = repo._allowed(page.matches)
-        page.included = repo._allowed(page.included)
-        disclosed = [f"{s.res_type}/{s.res_id}" for s in (*page.matches, *page.included)]
+        page.matches = repo._allowed(page.matches, self._conn)
+        page.included = repo._allowed(page.included, self._conn)
+        items = [*page.matches, *page.included]
+        patients = repo._disclosed(items)
+        disclosed = [f"{s.res_type}/{s.res_id}" for s in items]
         self.audit_records.append(
             repo._record(
                 Action.SEARCH,
                 Outcome.SUCCESS,
                 res_type=request.res_type,
+                patient=patients[0] if len(patients) == 1 else None,
+                patients=patients if len(patients) > 1 else (),
                 detail=orjson.dumps({"query": query_text, "disclosed": disclosed}),
             )
         )
@@ -763,12 +884,55 @@ class WriteBatch:
         )
         return StoredResource(res_type, res_id, version, seq, from_us(ts_us), deleted, resource)
 
+    def _guard(
+        self,
+        action: Action,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        stored: Mapping[str, Any] | None,
+        masks: tuple[str, ...],
+    ) -> dict[str, Any]:
+        """What a write may store (minimum necessary, FHIR-SL-03): a body that sets an element
+        the role may not see is refused; the stored version's masked elements are carried over,
+        and so are its restricting labels unless the principal manages labels."""
+        repo = self._repo
+        resource = strip_redacted(resource)
+        if masks and masked_present(resource, masks):
+            raise repo._fail(
+                action, HearthError(errors.MASKED_FIELD), res_type=res_type, res_id=res_id
+            )
+        if stored is None:
+            return resource
+        if masks:
+            resource = restore_masked(resource, stored, masks)
+        if not repo.may(Capability.LABELS_MANAGE).allowed:
+            resource = carry_restricting(resource, stored)
+        return resource
+
+    def _in_scope_current(
+        self, action: Action, res_type: str, res_id: str
+    ) -> StoredResource | None:
+        """The current version, refused before it is fetched when it exists outside the
+        principal's scope; None when there is none."""
+        repo = self._repo
+        state = access_sql.current_state(self._conn, res_type, res_id)
+        if state is None:
+            return None
+        if not state[1]:  # not deleted: it must be within the principal's scope
+            repo._within(self._conn, action, res_type, res_id)
+        return self._current(action, res_type, res_id)
+
     def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
         """Create (FHIR R4 http.html#create): the server assigns a random id."""
         repo = self._repo
         res_type = str(resource["resourceType"])
-        repo._check(Action.CREATE, res_type, resource)
+        repo._check(Action.CREATE, res_type)
         new_id = res_id or repo.new_id()
+        decision = repo._check(
+            Action.CREATE, res_type, {**resource, "id": new_id}, res_id=new_id, conn=self._conn
+        )
+        resource = self._guard(Action.CREATE, res_type, new_id, resource, None, decision.masks)
         if res_id is not None and repo._store.current_version_number(self._conn, res_type, res_id):
             raise repo._fail(
                 Action.CREATE, HearthError(errors.CONFLICT), res_type=res_type, res_id=res_id
@@ -786,7 +950,7 @@ class WriteBatch:
         """Update, or update-as-create with a client id (FHIR R4 http.html#update)."""
         repo = self._repo
         repo._check(Action.UPDATE, res_type, res_id=res_id)
-        current = self._current(Action.UPDATE, res_type, res_id)
+        current = self._in_scope_current(Action.UPDATE, res_type, res_id)
         if if_match is not None and (current is None or current.version != if_match):
             raise repo._fail(
                 Action.UPDATE,
@@ -795,11 +959,20 @@ class WriteBatch:
                 res_id=res_id,
             )
         if current is None:
-            repo._check(Action.CREATE, res_type, resource, res_id=res_id)
+            repo._check(Action.CREATE, res_type)
+            decision = repo._check(
+                Action.CREATE, res_type, resource, res_id=res_id, conn=self._conn
+            )
+            resource = self._guard(Action.CREATE, res_type, res_id, resource, None, decision.masks)
             return self._append(Action.CREATE, res_type, res_id, 1, resource), True
+        masks: tuple[str, ...] = ()
         if current.resource is not None:
-            repo._check(Action.UPDATE, res_type, current.resource, res_id=res_id)
-        repo._check(Action.UPDATE, res_type, resource, res_id=res_id)
+            old = repo._check(
+                Action.UPDATE, res_type, current.resource, res_id=res_id, conn=self._conn
+            )
+            masks = old.masks
+        resource = self._guard(Action.UPDATE, res_type, res_id, resource, current.resource, masks)
+        repo._check(Action.UPDATE, res_type, resource, res_id=res_id, conn=self._conn)
         return self._append(Action.UPDATE, res_type, res_id, current.version + 1, resource), False
 
     def update_with(
@@ -811,10 +984,13 @@ class WriteBatch:
         action: Action = Action.PATCH,
         if_match: int | None = None,
     ) -> StoredResource:
-        """Read-modify-write under the writer lock (JSON Patch, FHIR R4 http.html#patch)."""
+        """Read-modify-write under the writer lock (JSON Patch, FHIR R4 http.html#patch).
+
+        ``change`` sees the resource as the principal may (masked elements removed), so a patch
+        can neither read nor test a masked element; those are put back afterwards."""
         repo = self._repo
         repo._check(action, res_type, res_id=res_id)
-        current = self._current(action, res_type, res_id)
+        current = self._in_scope_current(action, res_type, res_id)
         if current is None:
             raise repo._fail(
                 action, HearthError(errors.NOT_FOUND), res_type=res_type, res_id=res_id
@@ -825,24 +1001,26 @@ class WriteBatch:
             raise repo._fail(
                 action, HearthError(errors.VERSION_CONFLICT), res_type=res_type, res_id=res_id
             )
-        repo._check(action, res_type, current.resource, res_id=res_id)
+        decision = repo._check(action, res_type, current.resource, res_id=res_id, conn=self._conn)
+        view = apply_masks(current.resource, decision.masks) if decision.masks else current.resource
         try:
-            changed = change(current.resource)
+            changed = change(view)
         except HearthError as error:
             raise repo._fail(action, error, res_type=res_type, res_id=res_id) from None
-        repo._check(action, res_type, changed, res_id=res_id)
+        changed = self._guard(action, res_type, res_id, changed, current.resource, decision.masks)
+        repo._check(action, res_type, changed, res_id=res_id, conn=self._conn)
         return self._append(action, res_type, res_id, current.version + 1, changed)
 
     def delete(self, res_type: str, res_id: str) -> StoredResource | None:
         """Delete: append a tombstone version (FHIR R4 http.html#delete). Idempotent."""
         repo = self._repo
         repo._check(Action.DELETE, res_type, res_id=res_id)
-        current = self._current(Action.DELETE, res_type, res_id)
+        current = self._in_scope_current(Action.DELETE, res_type, res_id)
         if current is None or current.deleted:
             self.audit_records.append(
                 repo._record(Action.DELETE, Outcome.NOT_FOUND, res_type=res_type, res_id=res_id)
             )
             return None
-        repo._check(Action.DELETE, res_type, current.resource, res_id=res_id)
+        repo._check(Action.DELETE, res_type, current.resource, res_id=res_id, conn=self._conn)
         stored = self._append(Action.DELETE, res_type, res_id, current.version + 1, None)
         return replace(stored, resource=None)

@@ -43,6 +43,7 @@ from hearth.fhir.search.conditions import (
     Updated,
 )
 from hearth.storage.sql import tables as t
+from hearth.storage.sql.access import ScopePredicate
 
 __all__ = [
     "IndexRow",
@@ -226,6 +227,8 @@ def compile_cond(
             if not patients:
                 return false()
             return root.c.seq.in_(select(P.c.seq).where(P.c.patient_id.in_(sorted(patients))))
+        case ScopePredicate():  # access scoping (hearth.storage.access)
+            return cond.where(root)
         case Resolved(node=Chain() as chain, inner=inner):
             target = R.alias()
             return root.c.seq.in_(

@@ -10,7 +10,18 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hearth.domain import HearthError, errors
@@ -59,6 +70,8 @@ class AuditRow:
     body: bytes
     prev_hash: bytes
     hash: bytes
+    #: The patients the entry names in its ``patients`` field (indexed in ``audit_patient``).
+    patients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,9 +408,11 @@ class SqlStore:
         since_us: int | None,
         before_seq: int | None,
         limit: int,
+        scope: ColumnElement[bool] | None = None,
     ) -> list[VersionRow]:
-        """Versions newest first (FHIR R4 http.html#history), paged by ``seq``."""
-        conditions = []
+        """Versions newest first (FHIR R4 http.html#history), paged by ``seq``. ``scope`` is
+        the principal's access condition on ``resource_version`` rows (the gate's)."""
+        conditions = [] if scope is None else [scope]
         if res_type is not None:
             conditions.append(_V.c.res_type == res_type)
         if res_id is not None:
@@ -506,6 +521,9 @@ class SqlStore:
                 for r in rows
             ],
         )
+        listed = [{"patient_id": p, "seq": r.seq} for r in rows for p in sorted(set(r.patients))]
+        if listed:
+            conn.execute(insert(t.audit_patient), listed)
 
     def insert_checkpoint(self, conn: Connection, row: CheckpointRow) -> None:
         conn.execute(

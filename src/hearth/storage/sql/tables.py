@@ -31,10 +31,15 @@ __all__ = [
     "oauth_refresh",
     "alarm",
     "alarm_delivery",
+    "access_break_glass",
+    "access_link",
+    "access_request",
+    "access_role",
     "api_token",
     "audit_checkpoint",
     "audit_entry",
     "audit_head",
+    "audit_patient",
     "counter",
     "crypto_key",
     "instance_meta",
@@ -532,4 +537,88 @@ integrity_finding = Table(
     Column("alarm_id", String(32)),
     Index(None, "state", "kind"),
     Index(None, "res_type", "res_id"),
+)
+
+
+# -- access control (docs/design.md, "Access control"). None of these columns holds PHI in the
+# clear: role definitions, random ids, times, states; the break-the-glass reason and review note
+# are free text and sealed under the data key.
+
+# Administrators' edits of the role set: a row replaces the shipped default definition of one
+# role (``deleted`` removes it). The shipped defaults are data in hearth/security/data/roles.json.
+access_role = Table(
+    "access_role",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("definition", Blob),  # canonical JSON; NULL when deleted
+    Column("deleted", Boolean, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+)
+
+# Which FHIR resource a user is: a Practitioner (clinicians: relationship scoping) and/or a Patient
+# (patient users, and staff who are also patients: self-lookup detection). ``family_key`` is the
+# keyed hash of the linked person's family name in the snooping domain, never the name itself.
+access_link = Table(
+    "access_link",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("practitioner_id", String(64)),
+    Column("patient_id", String(64)),
+    Column("family_key", BlindKey),
+    Column("updated_us", BigInteger, nullable=False),
+    Column("updated_by", String(128), nullable=False),
+    Index(None, "practitioner_id"),
+    Index(None, "patient_id"),
+)
+
+# Administrative changes waiting for a second administrator (self-granted clinical access).
+access_request = Table(
+    "access_request",
+    metadata,
+    Column("request_id", String(40), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("payload", Blob, nullable=False),  # canonical JSON: role names, ids
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # pending | approved | rejected
+    Column("decided_by", String(128)),
+    Column("decided_us", BigInteger),
+    Index(None, "status", "requested_us"),
+)
+
+# Break-the-glass grants and their review queue.
+access_break_glass = Table(
+    "access_break_glass",
+    metadata,
+    Column("grant_id", String(40), primary_key=True),
+    Column("user_id", String(128), nullable=False),
+    Column("patient_id", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("reason", Blob, nullable=False),  # sealed, AAD bound to the grant id
+    Column("created_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("ended_us", BigInteger),
+    Column("review_status", String(16), nullable=False),  # open | closed
+    Column("reviewed_by", String(128)),
+    Column("reviewed_us", BigInteger),
+    Column("finding", String(32)),
+    Column("note", Blob),  # sealed
+    Index(None, "user_id", "expires_us"),
+    Index(None, "review_status", "created_us"),
+)
+
+# The patients an audit entry disclosed records of, when it names several (a search, a history
+# page, $everything): the per-patient accounting of disclosures reads it. Derived from the
+# entry's own ``patients`` field, which the hash chain covers.
+audit_patient = Table(
+    "audit_patient",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Index(None, "seq"),
+    sqlite_with_rowid=False,
 )

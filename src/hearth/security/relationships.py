@@ -1,0 +1,109 @@
+"""Care relationships: which patients a clinician may see (issue 5 item 3; HIPAA 164.312(a)(1)).
+
+A user who works as a clinician is linked to one ``Practitioner`` resource (``hearth role link
+USER --practitioner ID``). The principal then *acts as* that Practitioner, each active
+``PractitionerRole`` whose ``practitioner`` is it, and each ``Organization`` those roles name
+(organization membership). A patient is *linked* to the principal when a resource of one of the
+kinds below references one of those actors through the named search parameter; the patients
+linked are the ones in that resource's patient compartment:
+
+============== ========================= =======================================================
+resource        parameter                 what it means
+============== ========================= =======================================================
+CareTeam        ``participant``           the actor is on the patient's care team
+EpisodeOfCare   ``care-manager``          the actor manages an episode of the patient's care
+EpisodeOfCare   ``organization``          the actor's organization manages the episode
+Encounter       ``participant``           the actor took part in one of the patient's encounters
+Encounter       ``service-provider``      the actor's organization provided the encounter
+Patient         ``general-practitioner``  the actor is the patient's nominated care provider
+Patient         ``organization``          the actor's organization is the custodian of the record
+============== ========================= =======================================================
+
+CareTeams that are ``inactive`` or ``entered-in-error``, and EpisodesOfCare and Encounters that are
+``cancelled`` or ``entered-in-error``, link nobody. A finished encounter still links: a treating
+relationship outlives the visit. The storage layer turns these rules into one SQL subquery over
+the search tables, so that scoping is enforced in SQL (docs/design.md, "Access control").
+
+``DIRECTORY_TYPES`` are resource types that describe the organisation, its people and its
+knowledge, not a patient: they are reached by type permission alone. Every other type outside
+the patient compartment (Task, Group, Bundle, Binary, ...) may hold PHI that cannot be tied to a
+patient, so only a role that sees every patient reaches it (deny by default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "ACTOR_TYPES",
+    "DIRECTORY_TYPES",
+    "LINK_RULES",
+    "ROLE_RULE",
+    "LinkRule",
+]
+
+#: The resource types a principal can act as.
+ACTOR_TYPES = frozenset({"Practitioner", "PractitionerRole", "Organization"})
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRule:
+    """A ``res_type`` resource referencing an actor through ``param`` links the patients in its
+    compartment, unless its ``status_param`` is one of ``dead_statuses``."""
+
+    res_type: str
+    param: str
+    status_param: str | None = None
+    dead_statuses: frozenset[str] = frozenset()
+
+
+_CARE_TEAM_DEAD = frozenset({"inactive", "entered-in-error"})
+_EPISODE_DEAD = frozenset({"cancelled", "entered-in-error"})
+
+LINK_RULES: tuple[LinkRule, ...] = (
+    LinkRule("CareTeam", "participant", "status", _CARE_TEAM_DEAD),
+    LinkRule("EpisodeOfCare", "care-manager", "status", _EPISODE_DEAD),
+    LinkRule("EpisodeOfCare", "organization", "status", _EPISODE_DEAD),
+    LinkRule("Encounter", "participant", "status", _EPISODE_DEAD),
+    LinkRule("Encounter", "service-provider", "status", _EPISODE_DEAD),
+    LinkRule("Patient", "general-practitioner"),
+    LinkRule("Patient", "organization"),
+)
+
+#: How a Practitioner's roles and organizations are found: PractitionerRoles whose
+#: ``practitioner`` is the user's Practitioner and whose ``active`` is not ``false``; each one's
+#: ``organization`` is an Organization the user belongs to.
+ROLE_RULE = LinkRule("PractitionerRole", "practitioner", "active", frozenset({"false"}))
+
+DIRECTORY_TYPES: frozenset[str] = frozenset(
+    {
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "OrganizationAffiliation",
+        "Location",
+        "HealthcareService",
+        "Endpoint",
+        "Schedule",
+        "Slot",
+        "Medication",
+        "MedicationKnowledge",
+        "Substance",
+        "ActivityDefinition",
+        "PlanDefinition",
+        "Questionnaire",
+        "Library",
+        "Measure",
+        "ObservationDefinition",
+        "SpecimenDefinition",
+        "StructureDefinition",
+        "ValueSet",
+        "CodeSystem",
+        "ConceptMap",
+        "NamingSystem",
+        "SearchParameter",
+        "OperationDefinition",
+        "CapabilityStatement",
+        "ImplementationGuide",
+    }
+)

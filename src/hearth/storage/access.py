@@ -1,0 +1,465 @@
+"""The gate's side of access control: gathering facts, and stating decisions in SQL.
+
+``hearth.security.access`` decides and is pure. This module gives it what it needs and applies
+its answers where the data is:
+
+- ``RoleStore``: the role catalog (shipped defaults plus administrators' stored edits), cached
+  in the process and reloaded at once after a local edit and within ``_ROLE_TTL`` seconds after
+  another process's;
+- ``AccessControl`` (one per container) and ``BoundAccess`` (one per repository, that is per
+  request and principal): the principal's facts (its user link, the actors it works as, the
+  Consents that deny them, the break-the-glass grant it invokes), each resource's compartment
+  patients and which of them are linked to the principal, and the ``SearchScope`` of a type
+  compiled into a condition the searcher runs in SQL, so counts and pages are right.
+
+See docs/design.md, "Access control".
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, Connection, FromClause, select
+
+from hearth.crypto import KeyRing
+from hearth.domain import Action, Clock, HearthError, Principal, StoredResource, errors
+from hearth.fhir import definitions
+from hearth.fhir.search import ALL, NONE, IdIn, Keys, Not, and_, or_, param_for, parse_search
+from hearth.fhir.search.conditions import Cond
+from hearth.fhir.search.criteria import Context
+from hearth.fhir.search.extract import Ref, extract
+from hearth.security import (
+    LABEL_DOMAIN,
+    LINK_RULES,
+    ROLE_RULE,
+    AccessProfile,
+    Capability,
+    Decision,
+    DecisionPoint,
+    Facts,
+    LinkRule,
+    Reach,
+    RoleCatalog,
+    SearchScope,
+    consent_denials,
+    default_catalog,
+    interaction_for,
+    restricting_labels,
+)
+from hearth.storage.sql import access as sql
+from hearth.storage.sql import search as search_sql
+from hearth.storage.sql.store import SqlStore, VersionRow
+
+__all__ = [
+    "AccessControl",
+    "BoundAccess",
+    "RoleStore",
+    "compartment_patients",
+    "in_compartment",
+    "label_keys",
+]
+
+_ROLE_TTL = 5.0
+#: The request attribute that invokes a break-the-glass grant (set from the
+#: ``X-Hearth-Break-Glass`` header or an access token's ``hearth_break_glass`` claim).
+BREAK_GLASS_ATTRIBUTE = "break_glass"
+
+Opener = Callable[[VersionRow], StoredResource]
+
+
+@cache
+def _compartment_params(res_type: str) -> tuple[Any, ...]:
+    params = []
+    for code in definitions.patient_compartment(res_type):
+        param = param_for(res_type, code)
+        if param is not None and param.type == "reference":
+            params.append(param)
+    return tuple(params)
+
+
+def in_compartment(res_type: str) -> bool:
+    """Whether ``res_type`` belongs to the patient compartment (compartmentdefinition-patient)."""
+    return res_type == "Patient" or bool(definitions.patient_compartment(res_type))
+
+
+def compartment_patients(
+    res_type: str, resource: Mapping[str, Any] | None, res_id: str | None = None
+) -> frozenset[str] | None:
+    """The patients whose compartment holds a resource (the same rule as the search index's
+    ``search_compartment``), or None for a type outside the patient compartment."""
+    if not in_compartment(res_type):
+        return None
+    out: set[str] = set()
+    if res_type == "Patient":
+        own = res_id or (resource or {}).get("id")
+        if isinstance(own, str):
+            out.add(own)
+    if resource:
+        for param in _compartment_params(res_type):
+            for ref in extract(param, dict(resource)):
+                if isinstance(ref, Ref) and ref.type == "Patient" and ref.id is not None:
+                    out.add(ref.id)
+    return frozenset(out)
+
+
+def label_keys(resource: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """(domain, key) of the restricting labels a resource carries, for its search index, so that
+    SQL can leave out what a principal may not see (hearth.security.labels)."""
+    return {(LABEL_DOMAIN, label) for label in restricting_labels(resource)}
+
+
+class RoleStore:
+    """The role catalog: shipped defaults with administrators' edits (``access_role``)."""
+
+    def __init__(self, store: SqlStore, defaults: RoleCatalog | None = None) -> None:
+        self._store = store
+        self._defaults = defaults or default_catalog()
+        self._lock = threading.Lock()
+        self._cached: tuple[float, RoleCatalog] | None = None
+
+    @property
+    def defaults(self) -> RoleCatalog:
+        return self._defaults
+
+    def catalog(self) -> RoleCatalog:
+        cached = self._cached
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < _ROLE_TTL:
+            return cached[1]
+        with self._lock:
+            with self._store.read() as conn:
+                rows = sql.role_rows(conn)
+            edits: dict[str, Mapping[str, Any] | None] = {
+                r.name: None if r.deleted or r.definition is None else orjson.loads(r.definition)
+                for r in rows
+            }
+            catalog = self._defaults.with_edits(edits)
+            self._cached = (now, catalog)
+            return catalog
+
+    def invalidate(self) -> None:
+        self._cached = None
+
+
+class AccessControl:
+    """The decision point and the fact gathering around it; one per container."""
+
+    def __init__(
+        self,
+        store: SqlStore,
+        keyring: KeyRing,
+        clock: Clock,
+        roles: RoleStore,
+        *,
+        throttled: Callable[[Principal], bool] | None = None,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.clock = clock
+        self.roles = roles
+        self.point = DecisionPoint(roles.catalog)
+        self._throttled = throttled
+
+    @property
+    def catalog(self) -> RoleCatalog:
+        return self.roles.catalog()
+
+    def allows(self, principal: Principal, capability: Capability) -> Decision:
+        """Hearth's own actions (audit views, break-the-glass, administration): they depend on
+        roles alone, so no facts are gathered."""
+        return self.point.profile(principal).allows(capability)
+
+    def bind(self, principal: Principal, open_row: Opener) -> BoundAccess:
+        return BoundAccess(self, principal, open_row)
+
+    def profile(self, principal: Principal, open_row: Opener) -> AccessProfile:
+        return self.bind(principal, open_row).profile
+
+    # -- blind keys of the relationship rules ------------------------------------------------
+    def _dead(self, rule: LinkRule) -> frozenset[bytes]:
+        if rule.status_param is None:
+            return frozenset()
+        param = param_for(rule.res_type, rule.status_param)
+        if param is None:  # pragma: no cover - the rules name R4 search parameters
+            return frozenset()
+        return frozenset(self.keyring.blind(param.domain, "c:" + s) for s in rule.dead_statuses)
+
+    def link_sources(self) -> tuple[sql.LinkSource, ...]:
+        return tuple(sql.LinkSource(r.res_type, r.param, self._dead(r)) for r in LINK_RULES)
+
+
+class BoundAccess:
+    """Access control for one principal, in one repository (one request)."""
+
+    def __init__(self, control: AccessControl, principal: Principal, open_row: Opener) -> None:
+        self._control = control
+        self.principal = principal
+        self._open = open_row
+        self._profile: AccessProfile | None = None
+        self._scopes: dict[tuple[str, str], object] = {}
+        self._sources: tuple[sql.LinkSource, ...] | None = None
+
+    # -- the profile and its facts -----------------------------------------------------------
+    @property
+    def profile(self) -> AccessProfile:
+        if self._profile is None:
+            self._profile = self._resolve()
+        return self._profile
+
+    @property
+    def resolved(self) -> AccessProfile | None:
+        """The profile if it has been resolved already (nothing is queried)."""
+        return self._profile
+
+    def _resolve(self) -> AccessProfile:
+        control = self._control
+        principal = self.principal
+        bare = control.point.profile(principal)
+        if bare.unrestricted and BREAK_GLASS_ATTRIBUTE not in principal.attributes:
+            return bare
+        if control._throttled is not None and control._throttled(principal):
+            raise HearthError(errors.ACCESS_THROTTLED)
+        with control.store.read() as conn:
+            facts = self._facts(conn)
+        return control.point.profile(principal, facts)
+
+    def _facts(self, conn: Connection) -> Facts:
+        principal = self.principal
+        link = sql.link_of(conn, principal.subject)
+        practitioner = link.practitioner_id if link is not None else None
+        patient = link.patient_id if link is not None else None
+        actors: set[tuple[str, str]] = set()
+        if practitioner is not None:
+            actors.add(("Practitioner", practitioner))
+            dead = self._control._dead(ROLE_RULE)
+            roles = sql.referencing_current(
+                conn, "PractitionerRole", "practitioner", [("Practitioner", practitioner)], dead
+            )
+            actors.update(("PractitionerRole", role_id) for _seq, role_id in roles)
+            for _seq, target_type, target_id in sql.reference_targets(
+                conn, [seq for seq, _ in roles], "organization"
+            ):
+                if target_type == "Organization":
+                    actors.add(("Organization", target_id))
+        denials = self._denials(conn, sorted(actors)) if actors else ()
+        grant_id = principal.attributes.get(BREAK_GLASS_ATTRIBUTE)
+        break_glass: frozenset[str] = frozenset()
+        if grant_id is not None:
+            grant = sql.grant(conn, grant_id)
+            now_us = _us(self._control.clock)
+            if (
+                grant is None
+                or grant.user_id != principal.subject
+                or grant.ended_us is not None
+                or not grant.created_us <= now_us < grant.expires_us
+            ):
+                raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
+            break_glass = frozenset({grant.patient_id})
+        return Facts(
+            practitioner=practitioner,
+            patient=patient,
+            actors=frozenset(actors),
+            denials=tuple(denials),
+            break_glass=break_glass,
+            break_glass_grant=grant_id if break_glass else None,
+        )
+
+    def _denials(self, conn: Connection, actors: Sequence[tuple[str, str]]) -> list[Any]:
+        """Denials of the active privacy Consents that name one of ``actors``."""
+        seqs = [seq for seq, _id in sql.referencing_current(conn, "Consent", "actor", actors)]
+        out = []
+        now = self._control.clock.now()
+        for row in self._control.store.versions(conn, seqs):
+            stored = self._open(row)
+            if stored.resource is not None:
+                out.extend(consent_denials(stored.resource, actors, now))
+        return out
+
+    @property
+    def sources(self) -> tuple[sql.LinkSource, ...]:
+        if self._sources is None:
+            self._sources = self._control.link_sources()
+        return self._sources
+
+    # -- decisions on one resource -------------------------------------------------------------
+    def linked(self, conn: Connection | None, patients: Iterable[str]) -> frozenset[str]:
+        """Which of ``patients`` are linked to the principal (a fact, from SQL)."""
+        profile = self.profile
+        wanted = frozenset(patients)
+        if not wanted or not profile.needs_links or not profile.facts.actors:
+            return frozenset()
+        actors = sorted(profile.facts.actors)
+        if conn is not None:
+            return sql.linked_among(conn, wanted, actors, self.sources)
+        with self._control.store.read() as own:
+            return sql.linked_among(own, wanted, actors, self.sources)
+
+    def decide(
+        self,
+        action: Action,
+        res_type: str,
+        resource: Mapping[str, Any] | None = None,
+        *,
+        res_id: str | None = None,
+        conn: Connection | None = None,
+        instance: bool | None = None,
+    ) -> Decision:
+        """Decide one action: on a type (``resource`` None) or on one resource, with its facts."""
+        profile = self.profile
+        if resource is None:
+            return profile.decide(action, res_type, res_id=res_id, instance=instance)
+        patients = compartment_patients(res_type, resource, res_id)
+        linked = self.linked(conn, patients or ())
+        return profile.decide(
+            action,
+            res_type,
+            res_id=res_id,
+            resource=resource,
+            patients=patients,
+            linked=linked,
+            instance=instance,
+        )
+
+    def decide_many(
+        self,
+        conn: Connection | None,
+        action: Action,
+        items: Sequence[StoredResource],
+        *,
+        instance: bool = False,
+    ) -> list[Decision]:
+        """Decisions for a page of resources, with one SQL query for all their links."""
+        profile = self.profile
+        facts = [compartment_patients(s.res_type, s.resource, s.res_id) for s in items]
+        everyone = {p for f in facts if f for p in f}
+        linked = self.linked(conn, everyone)
+        return [
+            profile.decide(
+                action,
+                s.res_type,
+                res_id=s.res_id,
+                resource=s.resource,
+                patients=f,
+                linked=linked & f if f else frozenset(),
+                instance=instance,
+            )
+            if s.resource is not None
+            else Decision.allow("a deletion discloses nothing")
+            for s, f in zip(items, facts, strict=True)
+        ]
+
+    # -- decisions on every row of a type, in SQL ----------------------------------------------
+    def search_scope(self, res_type: str, action: Action = Action.SEARCH) -> SearchScope:
+        return self.profile.search_scope(
+            res_type, compartment=in_compartment(res_type), action=action
+        )
+
+    def scope(self, res_type: str, action: Action = Action.SEARCH) -> object:
+        """The rows of ``res_type`` the principal may reach with ``action`` (a search by
+        default), as a condition the searcher compiles (docs/design.md, "Access control":
+        scoping in SQL). The interaction matters for scopes: ``.r`` reads what ``.s`` cannot
+        search."""
+        key = (res_type, interaction_for(action, instance=False))
+        found = self._scopes.get(key)
+        if found is None:
+            found = self._compile(res_type, self.search_scope(res_type, action))
+            self._scopes[key] = found
+        return found
+
+    def _compile(self, res_type: str, scope: SearchScope) -> object:
+        if scope.unrestricted:
+            return ALL
+        if scope.nothing:
+            return NONE
+        options = [self._reach(res_type, reach) for reach in scope.reaches]
+        cond: object = or_(*options)  # type: ignore[arg-type]
+        if scope.delegations is not None:
+            allowed = []
+            for d in scope.delegations:
+                parts: list[object] = []
+                if d.within is not None:
+                    parts.append(search_sql.InCompartment(d.within))
+                if d.query:
+                    parts.append(self._query(res_type, d.query))
+                allowed.append(and_(*parts))  # type: ignore[arg-type]
+            cond = and_(cond, or_(*allowed))  # type: ignore[arg-type]
+        return cond
+
+    def _reach(self, res_type: str, reach: Reach) -> object:
+        parts: list[object] = []
+        patients = reach.patients
+        if not patients.everyone:
+            options: list[object] = []
+            if patients.linked:
+                actors = tuple(sorted(self.profile.facts.actors))
+                options.append(sql.InLinked(actors, self.sources) if actors else NONE)
+            if patients.ids:
+                options.append(search_sql.InCompartment(patients.ids))
+            parts.append(or_(*options))  # type: ignore[arg-type]
+        if reach.lacking:
+            parts.append(Not(Keys(LABEL_DOMAIN, reach.lacking)))
+        if reach.excluded_patients:
+            parts.append(Not(search_sql.InCompartment(reach.excluded_patients)))  # type: ignore[arg-type]
+        if reach.excluded_ids:
+            parts.append(Not(IdIn(reach.excluded_ids)))
+        if reach.queries is not None:
+            parts.append(or_(*(self._query(res_type, q) for q in reach.queries)))
+        return and_(*parts)  # type: ignore[arg-type]
+
+    def _query(self, res_type: str, query: tuple[tuple[str, str], ...]) -> Cond:
+        """A granular scope's query as an exact condition (search parameters, SMART-SC-04).
+        A query the index cannot answer exactly reaches nothing (fail closed)."""
+        try:
+            request = parse_search(
+                res_type,
+                list(query),
+                ctx=Context(now_us=0),
+                default_count=1,
+                max_count=1,
+                strict=True,
+            )
+        except HearthError:
+            return NONE
+        if not request.exact or any(c.sure != c.maybe for c in request.criteria):
+            return NONE
+        return and_(*(c.sure for c in request.criteria))
+
+    def in_scope(
+        self, conn: Connection, res_type: str, res_id: str, action: Action = Action.READ
+    ) -> bool:
+        """Whether the current version of ``Type/id`` is within the principal's search scope
+        for ``action`` (a read or write of an out-of-scope resource is refused before its body is
+        fetched). Instance history is a read."""
+        if action is Action.HISTORY:
+            action = Action.READ
+        cond = self.scope(res_type, action)
+        if cond is ALL:
+            return True
+        root = search_sql.R.alias("r")
+        both = and_(IdIn(frozenset({res_id})), cond)  # type: ignore[arg-type]
+        where = search_sql.compile_cond(both, root, self._control.keyring.blind)
+        query = select(root.c.seq).where(root.c.res_type == res_type, where).limit(1)
+        return conn.execute(query).first() is not None
+
+    def history_scope(self, res_type: str, versions: FromClause) -> ColumnElement[bool] | None:
+        """A condition on ``resource_version`` rows: the resource's current version is in
+        scope. None when the principal sees every row of the type."""
+        cond = self.scope(res_type)
+        if cond is ALL:
+            return None
+        root = search_sql.R.alias("r")
+        where = search_sql.compile_cond(cond, root, self._control.keyring.blind)
+        return versions.c.res_id.in_(
+            select(root.c.res_id).where(root.c.res_type == res_type, where)
+        )
+
+
+def _us(clock: Clock) -> int:
+    delta = clock.now().astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds

@@ -1,0 +1,61 @@
+"""Field masks: minimum necessary on the way out, and no clobbering on the way in."""
+
+from __future__ import annotations
+
+from hearth.security.labels import OBSERVATION_VALUE
+from hearth.security.masks import (
+    apply_masks,
+    masked_keys,
+    masked_present,
+    restore_masked,
+    strip_redacted,
+)
+
+OBS = {
+    "resourceType": "Observation",
+    "id": "1",
+    "status": "final",
+    "valueQuantity": {"value": 1},
+    "note": [{"text": "secret"}],
+    "meta": {"versionId": "2"},
+}
+
+
+def test_masks_remove_elements_and_mark_the_resource_redacted() -> None:
+    masked = apply_masks(OBS, ("note", "value[x]", "id", "meta", "absent"))
+    assert "note" not in masked
+    assert "valueQuantity" not in masked
+    assert masked["id"] == "1"
+    assert masked["meta"]["versionId"] == "2"
+    assert masked["meta"]["security"] == [
+        {"system": OBSERVATION_VALUE, "code": "REDACTED", "display": "redacted"}
+    ]
+    assert apply_masks(masked, ("note",))["meta"]["security"] == masked["meta"]["security"]
+    assert apply_masks(OBS, ("absent",)) == OBS
+
+
+def test_choice_masks_match_only_typed_names() -> None:
+    resource = {"value": 1, "valueString": "x", "valueset": 2}
+    assert masked_keys(resource, ("value[x]",)) == ["valueString"]
+
+
+def test_a_write_is_checked_and_masked_elements_restored() -> None:
+    assert masked_present({"note": []}, ("note",)) == ["note"]
+    new = apply_masks(OBS, ("note",))
+    new["status"] = "amended"
+    restored = restore_masked(new, OBS, ("note",))
+    assert restored["note"] == OBS["note"]
+    assert restored["status"] == "amended"
+    assert "security" not in restored["meta"]
+    assert restore_masked(new, None, ("note",)).get("note") is None
+
+
+def test_strip_redacted_keeps_other_labels_and_drops_empty_meta() -> None:
+    redacted = {"system": OBSERVATION_VALUE, "code": "REDACTED"}
+    other = {"system": "x", "code": "R"}
+    assert strip_redacted({"meta": {"security": [redacted]}}) == {}
+    assert strip_redacted({"meta": {"security": [redacted], "tag": []}}) == {"meta": {"tag": []}}
+    assert strip_redacted({"meta": {"security": [redacted, other]}}) == {
+        "meta": {"security": [other]}
+    }
+    assert strip_redacted({"a": 1}) == {"a": 1}
