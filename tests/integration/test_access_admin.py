@@ -185,4 +185,4 @@ def test_the_role_command_line(tmp_path: Path, sqlite_instance: Instance) -> Non
     assert json.loads(hearth("role", "requests", "--json")) == []
     failed = CliRunner().invoke(main, ["--home", str(home), "role", "approve", "req_nope"])
     assert failed.exit_code == 1
-    assert "HRT-1003" in failed.output
+    assert "HRT-1103" in failed.output

@@ -268,49 +268,49 @@ TOTP_SECRET_INVALID = _code(
     "A stored TOTP secret is malformed. Reset the user's second factor and enrol again.",
 )
 
-# 10xx: access control (roles, relationships, masks, break-the-glass, audit views)
-ROLE_INVALID = _code("HRT-1001", 400, "invalid", "The role definition is not valid.")
+# 11xx: access control (roles, relationships, masks, break-the-glass, audit views)
+ROLE_INVALID = _code("HRT-1101", 400, "invalid", "The role definition is not valid.")
 ROLE_BUILTIN = _code(
-    "HRT-1002", 409, "business-rule", "This role is built in and cannot be changed or removed."
+    "HRT-1102", 409, "business-rule", "This role is built in and cannot be changed or removed."
 )
 APPROVAL_NOT_FOUND = _code(
-    "HRT-1003", 404, "not-found", "No pending request with that id (it may have expired)."
+    "HRT-1103", 404, "not-found", "No pending request with that id (it may have expired)."
 )
 APPROVAL_SELF = _code(
-    "HRT-1004",
+    "HRT-1104",
     403,
     "security",
     "Another administrator must approve this: nobody approves a change they asked for or that "
     "gives them clinical access.",
 )
 BREAK_GLASS_NOT_ACTIVE = _code(
-    "HRT-1005",
+    "HRT-1105",
     403,
     "forbidden",
     "No active break-the-glass grant of yours has that id; declare an emergency first.",
 )
 BREAK_GLASS_REASON = _code(
-    "HRT-1006",
+    "HRT-1106",
     400,
     "required",
     "Give the reason for the emergency access (at least 10 characters) and a purpose of use.",
 )
 REVIEW_CLOSED = _code(
-    "HRT-1007", 409, "business-rule", "This break-the-glass use has already been reviewed."
+    "HRT-1107", 409, "business-rule", "This break-the-glass use has already been reviewed."
 )
-REVIEW_OWN = _code("HRT-1008", 403, "security", "Nobody reviews their own break-the-glass use.")
+REVIEW_OWN = _code("HRT-1108", 403, "security", "Nobody reviews their own break-the-glass use.")
 ACCESS_THROTTLED = _code(
-    "HRT-1009",
+    "HRT-1109",
     429,
     "throttled",
     "Access paused: you opened an unusual number of patient records. A privacy officer has "
     "been alerted and can lift the pause.",
 )
 MASKED_FIELD = _code(
-    "HRT-1010", 403, "forbidden", "The body sets an element your role may not see or change."
+    "HRT-1110", 403, "forbidden", "The body sets an element your role may not see or change."
 )
 LINK_INVALID = _code(
-    "HRT-1011",
+    "HRT-1111",
     400,
     "value",
     "Link a user to an existing Practitioner or Patient by its id.",
