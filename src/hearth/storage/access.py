@@ -443,7 +443,7 @@ class BoundAccess:
             return True
         root = search_sql.R.alias("r")
         both = and_(IdIn(frozenset({res_id})), cond)  # type: ignore[arg-type]
-        where = search_sql.compile_cond(both, root, self._control.keyring.blind)
+        where = search_sql.compile_cond(both, root, self._control.keyring.blind, res_type)
         query = select(root.c.seq).where(root.c.res_type == res_type, where).limit(1)
         return conn.execute(query).first() is not None
 
@@ -454,7 +454,7 @@ class BoundAccess:
         if cond is ALL:
             return None
         root = search_sql.R.alias("r")
-        where = search_sql.compile_cond(cond, root, self._control.keyring.blind)
+        where = search_sql.compile_cond(cond, root, self._control.keyring.blind, res_type)
         return versions.c.res_id.in_(
             select(root.c.res_id).where(root.c.res_type == res_type, where)
         )
