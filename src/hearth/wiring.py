@@ -160,6 +160,7 @@ class Container:
         clock: Clock | None = None,
         random: Random | None = None,
         roles: RoleStore | None = None,
+        policy: AccessControl | None = None,
         password_parameters: Argon2Parameters | None = None,
         throttle: ThrottlePolicy | None = None,
         alarms: AlarmRaiser | None = None,
@@ -199,7 +200,7 @@ class Container:
         # The one decision point (hearth.security.access) with the gate's fact gathering: roles
         # are data (defaults plus administrators' edits), granted SMART scopes narrow them.
         self.roles = roles or RoleStore(self.store)
-        self.policy = AccessControl(self.store, self.keyring, self.clock, self.roles)
+        self.policy = policy or AccessControl(self.store, self.keyring, self.clock, self.roles)
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         # OAuth 2 / SMART: clients, client authentication, tokens (docs/design.md).
         self.oauth_store = OAuthStore(self.store, self.audit, self.clock)

@@ -350,9 +350,9 @@ def test_history_shows_only_versions_within_reach(world: World) -> None:
     # Recorded for a stranger, then moved to a linked patient: version 1 must stay hidden.
     moved_in = root.create(observation(world.ids["stranger"])).res_id
     root.update("Observation", moved_in, {**observation(world.ids["gp"]), "id": moved_in})
-    versions, total = doc.history(res_type="Observation", res_id=moved_in)
-    assert [v.version for v in versions] == [2]
-    assert total == 2
+    result = doc.history(res_type="Observation", res_id=moved_in)
+    assert [v.version for v in result.page] == [2]
+    assert result.total is None  # a total would tell of the version left out
     with pytest.raises(HearthError) as old:
         doc.vread("Observation", moved_in, 1)
     assert old.value.code is errors.NOT_FOUND
@@ -362,7 +362,7 @@ def test_history_shows_only_versions_within_reach(world: World) -> None:
     with pytest.raises(HearthError) as gone:
         doc.history(res_type="Observation", res_id=moved_out)
     assert gone.value.code is errors.NOT_FOUND
-    page, _ = doc.history(res_type="Observation", count=1000)
+    page = doc.history(res_type="Observation", count=1000).page
     listed = {(v.res_id, v.version) for v in page}
     assert (moved_in, 2) in listed
     assert (moved_in, 1) not in listed

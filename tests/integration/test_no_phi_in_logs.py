@@ -120,7 +120,7 @@ def test_server_output_holds_no_phi(tmp_path: Path) -> None:
 class ExplodingPolicy:
     """A policy with a bug whose exception message quotes a patient's name."""
 
-    def decide(self, *args: object, **kwargs: object) -> object:
+    def bind(self, *args: object, **kwargs: object) -> object:
         raise KeyError(MARKER)
 
 
