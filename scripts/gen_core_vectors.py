@@ -13,7 +13,14 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hearth.audit import AuditRecord, checkpoint_message, genesis_hash, sealed_aad, sequence
+from hearth.audit import (
+    AuditRecord,
+    checkpoint_message,
+    genesis_hash,
+    head_message,
+    sealed_aad,
+    sequence,
+)
 from hearth.crypto import envelope, mac
 from hearth.crypto.blind import blind_index
 from hearth.crypto.signing import signer_from_seed
@@ -109,6 +116,7 @@ def main() -> None:
     )
 
     instance_id = "00aa11bb22cc33dd"
+    chain_key = bytes(range(150, 182))
     seed = bytes(range(50, 82))
     signer = signer_from_seed(seed)
     prev = genesis_hash(instance_id)
@@ -169,7 +177,13 @@ def main() -> None:
         )
     )
     for i, record in enumerate(records, start=1):
-        entry = sequence(record, seq=i, prev_hash=prev, sealed=sealed_detail if i == 3 else None)
+        entry = sequence(
+            record,
+            seq=i,
+            prev_hash=prev,
+            sealed=sealed_detail if i == 3 else None,
+            link=lambda p, b: mac.chain_link(chain_key, p, b),
+        )
         entries.append(
             {
                 "seq": i,
@@ -180,12 +194,15 @@ def main() -> None:
         )
         prev = entry.hash
     message = checkpoint_message(3, prev)
+    head = head_message(3, prev, 42)
     (OUT / "audit_chain.json").write_text(
         json.dumps(
             {
-                "description": "Audit entries v1, SHA-256 chain, Ed25519-signed head/checkpoint",
+                "description": "Audit entries v1, HMAC-SHA-256 chain, Ed25519-signed head and "
+                "checkpoint",
                 "instance_id": instance_id,
                 "genesis": genesis_hash(instance_id).hex(),
+                "chain_key": chain_key.hex(),
                 "data_key": data_key.hex(),
                 "entries": entries,
                 "signing_seed": seed.hex(),
@@ -195,6 +212,13 @@ def main() -> None:
                     "hash": prev.hex(),
                     "message": message.hex(),
                     "signature": signer.sign(message).hex(),
+                },
+                "head": {
+                    "seq": 3,
+                    "hash": prev.hex(),
+                    "version_seq": 42,
+                    "message": head.hex(),
+                    "signature": signer.sign(head).hex(),
                 },
             },
             indent=2,

@@ -262,7 +262,6 @@ class Settings:
     tls_client_crl: Path | None = None
     limits: Limits = field(default_factory=Limits)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
-    audit_checkpoint_every: int = 1000
     sessions: SessionSettings = field(default_factory=SessionSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     #: ``[redis] url``: sessions and sign-in throttling shared by several processes.

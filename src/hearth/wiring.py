@@ -91,10 +91,12 @@ from hearth.storage.access import AccessControl, RoleStore
 from hearth.storage.access_admin import AccessStore
 from hearth.storage.accounts import AccountStore
 from hearth.storage.alarms import AlarmStore
+from hearth.storage.anchor import AnchorFile
 from hearth.storage.oauth import OAuthStore
 from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
 from hearth.storage.sql import SqlStore, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
+from hearth.storage.system import CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY
 from hearth.storage.throttle import MemoryCounters, ThrottleCounters
 
 __all__ = [
@@ -181,11 +183,15 @@ class Container:
         self.keyring = KeyRing(load_wrapped_keys(self.store), self._kek)
         self._keys_checked = time.monotonic()
         self._keys_lock = threading.Lock()
+        with self.store.read() as conn:
+            meta = self.store.meta(conn)
+        self.anchor = AnchorFile(settings.home / "audit-anchor.json")
         self.audit = AuditTrail(
             self.store,
             self.keyring,
             self.random,
-            checkpoint_every=settings.audit_checkpoint_every,
+            checkpoint_every=int(meta.get(CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY)),
+            anchor=self.anchor.write,
         )
         self.alarm_service = AlarmService(
             AlarmStore(self.store, self.audit, self.keyring, self.random),
@@ -446,6 +452,7 @@ class Container:
             clock=self.clock,
             random=self.random,
             operator=operator,
+            anchor=self.anchor,
         )
 
     def system_principal(self, purpose: str) -> Principal:
@@ -464,6 +471,10 @@ class Container:
         chosen = tuple(KeyPurpose(p) for p in purposes)
         if KeyPurpose.BLIND in chosen:
             raise HearthError(errors.BAD_PARAMETER, "Blind-index keys rotate by re-indexing.")
+        if KeyPurpose.AUDIT_CHAIN in chosen:
+            raise HearthError(
+                errors.BAD_PARAMETER, "The audit chain key cannot rotate: it links every entry."
+            )
         created = self.system_repository("keys", operator=operator).rotate(self._kek, chosen)
         self.refresh_keys(force=True)
         return created
@@ -510,6 +521,7 @@ def init_instance(
     passphrase: Secret | None = None,
     clock: Clock | None = None,
     random: Random | None = None,
+    audit_checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
 ) -> InitResult:
     """Create an instance: config, key-encryption key, schema, keys, audit genesis, admin token."""
     clock = clock or SystemClock()
@@ -555,7 +567,12 @@ def init_instance(
         upgrade(db)
         store = SqlStore(db)
         initialise_store(
-            store, build_kek(settings), instance_id=instance_id, clock=clock, random=random
+            store,
+            build_kek(settings),
+            instance_id=instance_id,
+            clock=clock,
+            random=random,
+            checkpoint_every=audit_checkpoint_every,
         )
     except Exception:
         db.dispose()
@@ -650,7 +667,9 @@ def create_pepper_file(path: Path, random: Random) -> None:
         handle.write(random.token_bytes(32).hex() + "\n")
 
 
-KEY_PURPOSES = tuple(p.value for p in KeyPurpose if p is not KeyPurpose.BLIND)
+KEY_PURPOSES = tuple(
+    p.value for p in KeyPurpose if p not in (KeyPurpose.BLIND, KeyPurpose.AUDIT_CHAIN)
+)
 
 
 def rewrap_keys(home: Path, new_key_file: Path) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,15 @@ from hearth.domain import HearthError, IntegrityError, errors
 from hearth.services.integrity import verify_audit
 from hearth.settings import load_settings
 from hearth.storage import deferred_durability, wait_tickets, wait_tickets_async
-from hearth.wiring import Container
-from tests.support import Instance, admin, make_instance
+from hearth.wiring import Container, init_instance
+from tests.support import Instance, admin
 
 
 @pytest.fixture
 def small_checkpoints(tmp_path: Path) -> Instance:
-    inst = make_instance(tmp_path / "home", None)
-    inst.container.close()
-    settings = replace(load_settings(inst.home), audit_checkpoint_every=3)
-    inst.container = Container(settings)
-    return inst
+    home = tmp_path / "home"
+    result = init_instance(home, audit_checkpoint_every=3)
+    return Instance(home, result, Container(load_settings(home)))
 
 
 def sql(instance: Instance, statement: str) -> list[tuple[object, ...]]:

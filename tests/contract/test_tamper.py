@@ -11,6 +11,8 @@ from sqlalchemy import text
 
 from hearth.audit import FindingKind
 from hearth.services.integrity import verify_audit, verify_integrity
+from hearth.settings import load_settings
+from hearth.wiring import Container, init_instance
 from tests.support import Instance, admin
 
 pytestmark = pytest.mark.engines
@@ -210,3 +212,102 @@ def test_marker_is_nowhere_in_the_raw_database(instance: Instance, tmp_path: Pat
     assert b"resource_version" in dump
     assert MARKER.encode() not in dump
     assert MARKER.encode().hex().encode() not in dump.lower()
+
+
+def test_wiping_the_whole_audit_trail_is_found(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "DELETE FROM audit_checkpoint")
+    sql(instance, "DELETE FROM audit_entry")
+    sql(instance, "UPDATE audit_head SET seq = 0, signature = NULL")
+    found = audit_findings(instance)
+    assert (0, FindingKind.BAD_SIGNATURE) in found
+    assert FindingKind.DELETED in {kind for _seq, kind in found}  # versions nobody audited
+
+
+def test_cutting_the_tail_back_to_a_checkpoint_is_found(tmp_path: Path) -> None:
+    """The head's signed statement differs from a checkpoint's: one cannot replace the other."""
+    home = tmp_path / "home"
+    result = init_instance(home, audit_checkpoint_every=4)
+    inst = Instance(home, result, Container(load_settings(home)))
+    try:
+        seed(inst)
+        with inst.container.db.write.begin() as conn:
+            cp = conn.execute(
+                text("SELECT seq, hash, key_id, signature FROM audit_checkpoint ORDER BY seq")
+            ).first()
+            assert cp is not None
+            conn.execute(text("DELETE FROM audit_entry WHERE seq > :s"), {"s": cp.seq})
+            conn.execute(
+                text("UPDATE audit_head SET seq = :s, hash = :h, key_id = :k, signature = :g"),
+                {"s": cp.seq, "h": cp.hash, "k": cp.key_id, "g": cp.signature},
+            )
+        found = audit_findings(inst)
+        assert (cp.seq, FindingKind.BAD_SIGNATURE) in found
+    finally:
+        inst.container.close()
+
+
+def test_removing_the_newest_versions_consistently_is_found(instance: Instance) -> None:
+    seed(instance)
+    with instance.container.db.write.begin() as conn:
+        top = conn.execute(text("SELECT max(seq) FROM resource_version")).scalar_one()
+        conn.execute(text("DELETE FROM resource_version WHERE seq = :s"), {"s": top})
+        conn.execute(text("DELETE FROM resource_current WHERE seq = :s"), {"s": top})
+        conn.execute(text("UPDATE counter SET value = value - 1 WHERE name = 'version'"))
+    kinds = {kind for _seq, kind in audit_findings(instance)}
+    assert FindingKind.VERSIONS_MISMATCH in kinds
+
+
+def test_edited_query_columns_are_found(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "UPDATE audit_entry SET ts_us = ts_us + 1 WHERE seq = 3")
+    sql(instance, "UPDATE audit_entry SET version = 9 WHERE seq = 4")
+    found = audit_findings(instance)
+    assert (3, FindingKind.EDITED) in found
+    assert (4, FindingKind.EDITED) in found
+
+
+def test_an_edited_key_id_column_is_found(instance: Instance) -> None:
+    seed(instance)
+    sql(instance, "UPDATE resource_version SET key_id = key_id + 100 WHERE seq = 2")
+    assert any("seq 2" in f and "key_id" in f for f in integrity(instance))
+
+
+def test_a_rollback_of_the_whole_database_is_caught_by_the_anchor(tmp_path: Path) -> None:
+    """Restoring an older, genuinely signed copy of the database file (SQLite)."""
+    home = tmp_path / "home"
+    init_instance(home)
+    container = Container(load_settings(home))
+    records = container.records(admin())
+    records.create("Patient", {"resourceType": "Patient", "active": True})
+    container.close()  # writes the anchor and checkpoints the WAL
+    database = home / "data" / "hearth.db"
+    old = database.read_bytes()
+    container = Container(load_settings(home))
+    for _ in range(3):
+        container.records(admin()).create("Patient", {"resourceType": "Patient"})
+    container.close()
+    for suffix in ("-wal", "-shm"):
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
+    database.write_bytes(old)
+    container = Container(load_settings(home))
+    try:
+        report = verify_audit(container.system_repository("test"))
+        assert FindingKind.TRUNCATED in {f.kind for f in report.findings}
+    finally:
+        container.close()
+
+
+def test_hostile_values_are_reported_not_fatal(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    inst = Instance(home, init_instance(home), Container(load_settings(home)))
+    container = inst.container
+    try:
+        seed(inst)
+        sql(inst, "UPDATE resource_version SET body = 'not a blob' WHERE seq = 2")
+        sql(inst, "UPDATE resource_version SET res_id = 'Zoë' WHERE seq = 3")
+        found = integrity(inst)
+        assert any("seq 2" in f for f in found), found
+        assert any("seq 3" in f for f in found), found
+    finally:
+        container.close()

@@ -15,7 +15,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hearth.audit import SignedPoint, StoredEntry, checkpoint_message, genesis_hash, verify_chain
+from hearth.audit import (
+    SignedHead,
+    SignedPoint,
+    StoredEntry,
+    checkpoint_message,
+    genesis_hash,
+    head_message,
+    verify_chain,
+)
 from hearth.crypto import envelope, mac
 from hearth.crypto.blind import blind_index
 from hearth.crypto.signing import signer_from_seed
@@ -98,10 +106,12 @@ def test_audit_chain_vector() -> None:
     v = load("audit_chain.json")
     assert genesis_hash(v["instance_id"]).hex() == v["genesis"]
     prev = bytes.fromhex(v["genesis"])
+    key = bytes.fromhex(v["chain_key"])
     for entry in v["entries"]:
         body = entry["body"].encode()
         assert entry["prev_hash"] == prev.hex()
-        digest = hashlib.sha256(b"hearth/audit/v1\x00" + prev + body).digest()
+        digest = hmac.new(key, b"hearth/audit/v1\x00" + prev + body, hashlib.sha256).digest()
+        assert mac.chain_link(key, prev, body) == digest
         assert digest.hex() == entry["hash"]
         parsed = json.loads(body)
         assert parsed["v"] == 1
@@ -123,6 +133,18 @@ def test_audit_chain_vector() -> None:
     Ed25519PublicKey.from_public_bytes(bytes.fromhex(v["public_key"])).verify(
         bytes.fromhex(cp["signature"]), message
     )
+    h = v["head"]
+    head = (
+        b"hearth/audit-head/v1\x00"
+        + struct.pack(">Q", h["seq"])
+        + bytes.fromhex(h["hash"])
+        + struct.pack(">Q", h["version_seq"])
+    )
+    assert head.hex() == h["message"]
+    assert head_message(h["seq"], bytes.fromhex(h["hash"]), h["version_seq"]) == head
+    Ed25519PublicKey.from_public_bytes(bytes.fromhex(v["public_key"])).verify(
+        bytes.fromhex(h["signature"]), head
+    )
     signer = signer_from_seed(bytes.fromhex(v["signing_seed"]))
     assert signer.verifier.public_bytes.hex() == v["public_key"]
 
@@ -130,6 +152,7 @@ def test_audit_chain_vector() -> None:
 def test_verifier_accepts_the_vector_chain() -> None:
     v = load("audit_chain.json")
     public = Ed25519PublicKey.from_public_bytes(bytes.fromhex(v["public_key"]))
+    key = bytes.fromhex(v["chain_key"])
 
     def check(_key_id: int, signature: bytes, message: bytes) -> bool:
         public.verify(signature, message)
@@ -145,24 +168,23 @@ def test_verifier_accepts_the_vector_chain() -> None:
         )
         for e in v["entries"]
     ]
-    cp = v["checkpoint"]
-    head = SignedPoint(cp["seq"], bytes.fromhex(cp["hash"]), 1, bytes.fromhex(cp["signature"]))
+    cp, h = v["checkpoint"], v["head"]
+    checkpoint = SignedPoint(
+        cp["seq"], bytes.fromhex(cp["hash"]), 1, bytes.fromhex(cp["signature"])
+    )
+    head = SignedHead(
+        h["seq"], bytes.fromhex(h["hash"]), h["version_seq"], 1, bytes.fromhex(h["signature"])
+    )
     findings = list(
         verify_chain(
             entries,
             genesis=bytes.fromhex(v["genesis"]),
+            link=lambda p, b: mac.chain_link(key, p, b),
             head=head,
-            checkpoints=[head],
+            checkpoints=[checkpoint],
+            checkpoint_every=3,
+            version_seq=h["version_seq"],
             check_signature=check,
         )
     )
     assert findings == []
-
-
-def test_blind_indexes_match_the_blind_index_vector() -> None:
-    from hearth.crypto.blind import blind_indexes
-
-    v = load("blind.json")
-    key = bytes.fromhex(v["key"])
-    pairs = [(case["domain"], case["value"]) for case in v["cases"]]
-    assert blind_indexes(key, pairs) == {bytes.fromhex(case["index"]) for case in v["cases"]}

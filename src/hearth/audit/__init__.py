@@ -1,28 +1,40 @@
-"""The audit entry format, its hash chain and the chain verifier. Pure: no I/O."""
+"""The audit entry format, its keyed hash chain and the chain verifier. Pure: no I/O."""
 
 from hearth.audit.entry import (
     AUDIT_FORMAT_VERSION,
+    CHAIN_PREFIX,
     AuditRecord,
+    ChainLink,
     SequencedEntry,
-    chain_hash,
     checkpoint_message,
     genesis_hash,
+    head_message,
     sealed_aad,
     sequence,
 )
-from hearth.audit.verify import ChainFinding, FindingKind, SignedPoint, StoredEntry, verify_chain
+from hearth.audit.verify import (
+    ChainFinding,
+    FindingKind,
+    SignedHead,
+    SignedPoint,
+    StoredEntry,
+    verify_chain,
+)
 
 __all__ = [
     "AUDIT_FORMAT_VERSION",
+    "CHAIN_PREFIX",
     "AuditRecord",
     "ChainFinding",
+    "ChainLink",
     "FindingKind",
     "SequencedEntry",
+    "SignedHead",
     "SignedPoint",
     "StoredEntry",
-    "chain_hash",
     "checkpoint_message",
     "genesis_hash",
+    "head_message",
     "sealed_aad",
     "sequence",
     "verify_chain",

@@ -11,8 +11,17 @@ patient whose record it is, when known; ``purpose`` (purpose of use, e.g. TREAT,
 may hold PHI (a search's query string), sealed like a resource body under AAD bound to ``seq``;
 ``patients`` (sorted random ids) when an access disclosed the records of several patients.
 
-The chain: ``hash[n] = SHA-256("hearth/audit/v1" 0x00 | hash[n-1] | body[n])`` with
-``hash[0]`` the instance's genesis value, so chains of two instances cannot be spliced.
+The chain: ``hash[n] = HMAC-SHA-256(chain key, "hearth/audit/v1" 0x00 | hash[n-1] | body[n])``
+with ``hash[0]`` the instance's genesis value, so chains of two instances cannot be spliced.
+The chain key lives in the key ring (purpose ``audit-chain``): someone who can edit the database
+but not read the keys cannot recompute a hash, so an edited entry is named as the entry edited,
+not as a broken link further on. This module computes links through a ``ChainLink`` function it
+is given; the key never enters it.
+
+Two signed statements anchor the chain (Ed25519, domain-separated so that one can never stand
+in for the other): a checkpoint every N entries, ``"hearth/audit-checkpoint/v1" 0x00 | seq |
+hash``, and the head, re-signed at every commit, ``"hearth/audit-head/v1" 0x00 | seq | hash |
+version sequence``, which also pins how many resource versions existed at that commit.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,17 +40,23 @@ from hearth.domain import Outcome
 
 __all__ = [
     "AUDIT_FORMAT_VERSION",
+    "CHAIN_PREFIX",
     "AuditRecord",
+    "ChainLink",
     "SequencedEntry",
-    "chain_hash",
     "checkpoint_message",
     "genesis_hash",
+    "head_message",
     "sealed_aad",
     "sequence",
 ]
 
 AUDIT_FORMAT_VERSION = 1
-_CHAIN_PREFIX = b"hearth/audit/v1\x00"
+#: What the chain key MACs before ``hash[n-1] | body[n]`` (see ``hearth.crypto``).
+CHAIN_PREFIX = b"hearth/audit/v1\x00"
+
+#: ``link(prev_hash, body) -> hash``: the keyed chain function, from the key ring.
+ChainLink = Callable[[bytes, bytes], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,10 +106,6 @@ def genesis_hash(instance_id: str) -> bytes:
     return hashlib.sha256(b"hearth/audit-genesis/v1\x00" + instance_id.encode("ascii")).digest()
 
 
-def chain_hash(prev: bytes, body: bytes) -> bytes:
-    return hashlib.sha256(_CHAIN_PREFIX + prev + body).digest()
-
-
 def body_for(record: AuditRecord, seq: int, sealed: bytes | None) -> bytes:
     fields: dict[str, Any] = {
         "v": AUDIT_FORMAT_VERSION,
@@ -122,7 +134,7 @@ def body_for(record: AuditRecord, seq: int, sealed: bytes | None) -> bytes:
 
 
 def sequence(
-    record: AuditRecord, *, seq: int, prev_hash: bytes, sealed: bytes | None
+    record: AuditRecord, *, seq: int, prev_hash: bytes, sealed: bytes | None, link: ChainLink
 ) -> SequencedEntry:
     """Place ``record`` at ``seq`` after ``prev_hash``; ``sealed`` is its sealed detail."""
     body = body_for(record, seq, sealed)
@@ -131,14 +143,19 @@ def sequence(
         ts_us=_ts_us(record.ts),
         body=body,
         prev_hash=prev_hash,
-        hash=chain_hash(prev_hash, body),
+        hash=link(prev_hash, body),
         record=record,
     )
 
 
-_CHECKPOINT = struct.Struct(">Q")
+_U64 = struct.Struct(">Q")
 
 
 def checkpoint_message(seq: int, entry_hash: bytes) -> bytes:
-    """What a checkpoint or the chain head signs: the position and the hash at it."""
-    return b"hearth/audit-checkpoint/v1\x00" + _CHECKPOINT.pack(seq) + entry_hash
+    """What a checkpoint signs: a position in the chain and the hash at it."""
+    return b"hearth/audit-checkpoint/v1\x00" + _U64.pack(seq) + entry_hash
+
+
+def head_message(seq: int, entry_hash: bytes, version_seq: int) -> bytes:
+    """What the head signs: the end of the chain and the resource version sequence then."""
+    return b"hearth/audit-head/v1\x00" + _U64.pack(seq) + entry_hash + _U64.pack(version_seq)

@@ -1,21 +1,43 @@
 """Verification of the audit chain: names each edited, deleted, inserted or reordered entry.
 
-The verifier is pure: it receives the stored rows in ``seq`` order, the signed head and the
-signed checkpoints, and a function that checks a signature. It keeps going after a finding so
-that one run names every damaged entry, re-anchoring on each stored hash to localise damage.
+The verifier is pure: it receives the stored rows in ``seq`` order, the signed head, the signed
+checkpoints, an optional anchor kept outside the database, the keyed link function and a function
+that checks a signature. It keeps going after a finding so that one run names every damaged
+entry, re-anchoring on each stored hash to localise damage.
+
+What each check catches:
+
+- an entry whose keyed hash does not match its content was edited (the key is not in the
+  database, so an editor cannot recompute it);
+- a gap in ``seq`` is a deletion; a ``prev_hash`` that is not the previous entry's hash, or a
+  body that names another position, is an insertion or a reordering;
+- the head must be signed (from the very first, empty chain on), must name the last entry, and
+  must pin the current resource version sequence: removing entries from the end, or resource
+  versions from the end, breaks one of these;
+- a checkpoint must exist at every multiple of the interval up to the head, and agree with its
+  entry: dropping the head back to an old checkpoint or re-chaining a stretch is caught;
+- the anchor, a signed head kept outside the database, must lie on the chain: rolling the whole
+  database back to an older, genuinely signed state is caught up to the anchor's position.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import orjson
 
-from hearth.audit.entry import chain_hash, checkpoint_message
+from hearth.audit.entry import ChainLink, checkpoint_message, head_message
 
-__all__ = ["ChainFinding", "FindingKind", "SignedPoint", "StoredEntry", "verify_chain"]
+__all__ = [
+    "ChainFinding",
+    "FindingKind",
+    "SignedHead",
+    "SignedPoint",
+    "StoredEntry",
+    "verify_chain",
+]
 
 
 class FindingKind(enum.StrEnum):
@@ -25,6 +47,7 @@ class FindingKind(enum.StrEnum):
     TRUNCATED = "truncated"
     BAD_SIGNATURE = "bad-signature"
     CHECKPOINT_MISMATCH = "checkpoint-mismatch"
+    VERSIONS_MISMATCH = "versions-mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,18 +56,30 @@ class StoredEntry:
     body: bytes
     prev_hash: bytes
     hash: bytes
-    # Columns stored beside the body for querying; they must agree with it.
-    columns: dict[str, object]
+    # Columns stored beside the body for querying, keyed by the body field they repeat; they
+    # must agree with it.
+    columns: Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
 class SignedPoint:
-    """A signed (seq, hash): the chain head or a checkpoint."""
+    """A signed checkpoint: a position in the chain and the hash at it."""
 
     seq: int
     hash: bytes
     key_id: int
     signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """The signed end of the chain, with the resource version sequence at that commit."""
+
+    seq: int
+    hash: bytes
+    version_seq: int
+    key_id: int
+    signature: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,21 +95,31 @@ class ChainFinding:
 SignatureCheck = Callable[[int, bytes, bytes], bool]  # (key_id, signature, message) -> valid
 
 
-def _signed_ok(point: SignedPoint, check: SignatureCheck) -> bool:
-    return check(point.key_id, point.signature, checkpoint_message(point.seq, point.hash))
+def _head_ok(head: SignedHead, check: SignatureCheck) -> bool:
+    return head.signature is not None and check(
+        head.key_id, head.signature, head_message(head.seq, head.hash, head.version_seq)
+    )
 
 
 def verify_chain(
     entries: Iterable[StoredEntry],
     *,
     genesis: bytes,
-    head: SignedPoint | None,
+    link: ChainLink,
+    head: SignedHead | None,
     checkpoints: Iterable[SignedPoint],
+    checkpoint_every: int,
+    version_seq: int,
     check_signature: SignatureCheck,
+    anchor: SignedHead | None = None,
     on_entry: Callable[[int], None] | None = None,
 ) -> Iterator[ChainFinding]:
-    """Yield a finding for every problem; yields nothing for an intact chain."""
+    """Yield a finding for every problem; yields nothing for an intact chain.
+
+    ``version_seq`` is the resource version sequence as stored now (the ``counter`` row).
+    """
     wanted = {cp.seq: cp for cp in checkpoints}
+    seen_hashes: dict[int, bytes] = {}
     expected_seq = 1
     expected_prev = genesis
     last_seq, last_hash = 0, genesis
@@ -91,12 +136,13 @@ def verify_chain(
                 FindingKind.INSERTED_OR_REORDERED,
                 "does not chain to the entry before it",
             )
-        if chain_hash(entry.prev_hash, entry.body) != entry.hash:
+        if link(entry.prev_hash, entry.body) != entry.hash:
             yield ChainFinding(entry.seq, FindingKind.EDITED, "content does not match its hash")
         yield from _check_body(entry)
         checkpoint = wanted.pop(entry.seq, None)
         if checkpoint is not None:
-            if not _signed_ok(checkpoint, check_signature):
+            message = checkpoint_message(checkpoint.seq, checkpoint.hash)
+            if not check_signature(checkpoint.key_id, checkpoint.signature, message):
                 yield ChainFinding(entry.seq, FindingKind.BAD_SIGNATURE, "checkpoint signature")
             elif checkpoint.hash != entry.hash:
                 yield ChainFinding(
@@ -104,18 +150,33 @@ def verify_chain(
                     FindingKind.CHECKPOINT_MISMATCH,
                     "differs from its signed checkpoint (edited and re-chained)",
                 )
+        elif entry.seq % checkpoint_every == 0:
+            yield ChainFinding(entry.seq, FindingKind.DELETED, "its signed checkpoint is missing")
+        if anchor is not None and entry.seq == anchor.seq:
+            seen_hashes[entry.seq] = entry.hash
         expected_seq = entry.seq + 1
         expected_prev = entry.hash
         last_seq, last_hash = entry.seq, entry.hash
     for seq in sorted(wanted):
         yield ChainFinding(seq, FindingKind.DELETED, "a signed checkpoint names a missing entry")
-    if head is None:
-        if last_seq:
-            yield ChainFinding(last_seq, FindingKind.BAD_SIGNATURE, "the chain head is missing")
+    yield from _check_head(head, last_seq, last_hash, version_seq, check_signature)
+    if anchor is not None:
+        yield from _check_anchor(anchor, seen_hashes, last_seq, genesis, check_signature)
+
+
+def _check_head(
+    head: SignedHead | None,
+    last_seq: int,
+    last_hash: bytes,
+    version_seq: int,
+    check: SignatureCheck,
+) -> Iterator[ChainFinding]:
+    if head is None or not _head_ok(head, check):
+        yield ChainFinding(
+            last_seq, FindingKind.BAD_SIGNATURE, "the chain head is missing, unsigned or forged"
+        )
         return
-    if not _signed_ok(head, check_signature):
-        yield ChainFinding(head.seq, FindingKind.BAD_SIGNATURE, "chain head signature")
-    elif head.seq > last_seq:
+    if head.seq > last_seq:
         yield ChainFinding(
             last_seq + 1,
             FindingKind.TRUNCATED,
@@ -127,6 +188,35 @@ def verify_chain(
         )
     elif head.hash != last_hash:
         yield ChainFinding(last_seq, FindingKind.CHECKPOINT_MISMATCH, "differs from signed head")
+    if head.version_seq != version_seq:
+        yield ChainFinding(
+            head.seq,
+            FindingKind.VERSIONS_MISMATCH,
+            f"the signed head counts {head.version_seq} resource versions but the database "
+            f"holds {version_seq} (versions removed from the end, or the counter edited)",
+        )
+
+
+def _check_anchor(
+    anchor: SignedHead,
+    seen: Mapping[int, bytes],
+    last_seq: int,
+    genesis: bytes,
+    check: SignatureCheck,
+) -> Iterator[ChainFinding]:
+    if not _head_ok(anchor, check):
+        yield ChainFinding(anchor.seq, FindingKind.BAD_SIGNATURE, "the outside anchor is forged")
+    elif anchor.seq > last_seq:
+        yield ChainFinding(
+            last_seq + 1,
+            FindingKind.TRUNCATED,
+            f"the chain ends at {last_seq}, before entry {anchor.seq} that the anchor kept "
+            "outside the database names (the database was rolled back)",
+        )
+    elif seen.get(anchor.seq, genesis) != anchor.hash:
+        yield ChainFinding(
+            anchor.seq, FindingKind.CHECKPOINT_MISMATCH, "differs from the outside anchor"
+        )
 
 
 def _check_body(entry: StoredEntry) -> Iterator[ChainFinding]:

@@ -39,6 +39,7 @@ class KeyPurpose(enum.StrEnum):
     MAC = "mac"
     BLIND = "blind"
     AUDIT_SIGN = "audit-sign"
+    AUDIT_CHAIN = "audit-chain"
     TOKEN_SIGN = "token-sign"  # noqa: S105 - a key purpose, not a secret
 
 
@@ -105,6 +106,7 @@ class KeyRing:
         signers: dict[int, Signer] = {}
         token_keys: dict[int, dict[str, str]] = {}
         blind: bytes | None = None
+        chain: bytes | None = None
         active: dict[KeyPurpose, int] = {}
         for key in keys:
             if key.wrapped is None or key.state is KeyState.RETIRED:
@@ -124,6 +126,8 @@ class KeyRing:
                     macs[key.key_id] = material
                 case KeyPurpose.BLIND:
                     blind = material
+                case KeyPurpose.AUDIT_CHAIN:
+                    chain = material
                 case KeyPurpose.AUDIT_SIGN:
                     signers[key.key_id] = signer_from_seed(material)
                 case KeyPurpose.TOKEN_SIGN:
@@ -133,17 +137,23 @@ class KeyRing:
                     raise HearthError(errors.KEY_UNAVAILABLE, "Two active keys for one purpose.")
                 active[key.purpose] = key.key_id
         missing = [p.value for p in KeyPurpose if p not in active and p not in _OPTIONAL]
-        if missing or blind is None:
+        if missing or blind is None or chain is None:
             raise HearthError(
                 errors.KEY_UNAVAILABLE, f"No active key for: {', '.join(sorted(missing))}."
             )
         self._data, self._mac, self._signers, self._blind = data, macs, signers, blind
+        self._chain = chain
         self._token_keys = token_keys
         self.token_key_id: int | None = active.get(KeyPurpose.TOKEN_SIGN)
         self.generation += 1
         self.data_key_id = active[KeyPurpose.DATA]
         self.mac_key_id = active[KeyPurpose.MAC]
         self.sign_key_id = active[KeyPurpose.AUDIT_SIGN]
+
+    # -- the audit chain ------------------------------------------------------------------
+    def audit_link(self, prev: bytes, body: bytes) -> bytes:
+        """The keyed hash that chains an audit entry to the one before it."""
+        return mac.chain_link(self._chain, prev, body)
 
     # -- sealing --------------------------------------------------------------------------
     def seal(self, plaintext: bytes, *, aad: bytes, random: Random) -> bytes:

@@ -16,7 +16,7 @@ import struct
 
 from hearth.domain import IntegrityError
 
-__all__ = ["MAC_BYTES", "body_digest", "compute_mac", "verify_mac"]
+__all__ = ["MAC_BYTES", "body_digest", "chain_link", "compute_mac", "verify_mac"]
 
 MAC_BYTES = 32
 _PREFIX = b"hearth/mac/v1\x00"
@@ -93,3 +93,12 @@ def verify_mac(
     )
     if not hmac.compare_digest(expected, mac):
         raise IntegrityError()
+
+
+_CHAIN_PREFIX = b"hearth/audit/v1\x00"
+
+
+def chain_link(key: bytes, prev: bytes, body: bytes) -> bytes:
+    """``HMAC-SHA-256(key, "hearth/audit/v1" 0x00 | prev | body)``: one link of the audit chain
+    (format in ``hearth.audit.entry``)."""
+    return hmac.new(key, _CHAIN_PREFIX + prev + body, hashlib.sha256).digest()

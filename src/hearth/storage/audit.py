@@ -19,17 +19,25 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
-from hearth.audit import AuditRecord, checkpoint_message, sealed_aad, sequence
+from hearth.audit import (
+    AuditRecord,
+    SignedHead,
+    checkpoint_message,
+    head_message,
+    sealed_aad,
+    sequence,
+)
 from hearth.crypto import KeyRing, sealed_key_id
 from hearth.domain import HearthError, Random, errors
-from hearth.storage.sql.store import AuditHeadRow, AuditRow, CheckpointRow, SqlStore
+from hearth.storage.sql.store import VERSION_SEQ, AuditHeadRow, AuditRow, CheckpointRow, SqlStore
 
 __all__ = [
     "AuditTicket",
@@ -143,10 +151,17 @@ class AuditTrail:
         checkpoint_every: int = 1000,
         max_batch: int = 512,
         wait_seconds: float = 30.0,
+        anchor: Callable[[SignedHead], None] | None = None,
+        anchor_seconds: float = 10.0,
     ) -> None:
         self._store = store
         self._keys = keyring
         self._random = random
+        # Outside anchoring: at most every ``anchor_seconds`` (and when the trail closes) the
+        # committed, signed head is handed to ``anchor``, which keeps it outside the database.
+        self._anchor = anchor
+        self._anchor_seconds = anchor_seconds
+        self._anchored_at = 0.0
         self._checkpoint_every = checkpoint_every
         self._max_batch = max_batch
         self._wait = wait_seconds
@@ -186,7 +201,9 @@ class AuditTrail:
                 if record.detail is not None
                 else None
             )
-            entry = sequence(record, seq=seq, prev_hash=prev, sealed=sealed)
+            entry = sequence(
+                record, seq=seq, prev_hash=prev, sealed=sealed, link=self._keys.audit_link
+            )
             rows.append(
                 AuditRow(
                     seq=seq,
@@ -196,6 +213,7 @@ class AuditTrail:
                     outcome=record.outcome.value,
                     res_type=record.res_type,
                     res_id=record.res_id,
+                    version=record.version,
                     patient=record.patient,
                     detail_key_id=sealed_key_id(sealed) if sealed is not None else None,
                     body=entry.body,
@@ -212,8 +230,12 @@ class AuditTrail:
         for checkpoint in checkpoints:
             self._store.insert_checkpoint(conn, checkpoint)
         last = rows[-1]
-        key_id, signature = self._keys.sign(checkpoint_message(last.seq, last.hash))
-        self._store.set_audit_head(conn, AuditHeadRow(last.seq, last.hash, key_id, signature))
+        # The head pins the resource version sequence as this transaction sees it: a write's
+        # own new versions, or, for reads, everything committed before this append.
+        version_seq = self._store.peek_seq(conn, VERSION_SEQ)
+        key_id, signature = self._keys.sign(head_message(last.seq, last.hash, version_seq))
+        head = AuditHeadRow(last.seq, last.hash, version_seq, key_id, signature)
+        self._store.set_audit_head(conn, head)
 
     # -- group commit for reads ---------------------------------------------------------------
     def record(self, record: AuditRecord) -> None:
@@ -249,7 +271,11 @@ class AuditTrail:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._anchor_seconds)
+            except queue.Empty:
+                self.anchor_now(due_only=True)
+                continue
             if item is _STOP:
                 return
             batch: list[AuditTicket] = [item]  # type: ignore[list-item]
@@ -264,6 +290,7 @@ class AuditTrail:
                     break
                 batch.append(more)  # type: ignore[arg-type]
             self._commit(batch)
+            self.anchor_now(due_only=True)
             if stop:
                 return
 
@@ -286,9 +313,28 @@ class AuditTrail:
             with suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, futures)
 
+    def anchor_now(self, *, due_only: bool = False) -> None:
+        """Hand the committed, signed head to the outside anchor (if one is configured)."""
+        if self._anchor is None:
+            return
+        now = time.monotonic()
+        if due_only and now - self._anchored_at < self._anchor_seconds:
+            return
+        self._anchored_at = now
+        try:
+            with self._store.read() as conn:
+                head = self._store.audit_head(conn, for_update=False)
+            if head is not None and head.signature is not None:
+                self._anchor(
+                    SignedHead(head.seq, head.hash, head.version_seq, head.key_id, head.signature)
+                )
+        except Exception as exc:  # noqa: BLE001 - anchoring must never break the audit writer
+            log.error("could not anchor the audit head: %s", type(exc).__name__)
+
     def close(self) -> None:
-        """Drain the queue and stop the writer thread."""
+        """Drain the queue, stop the writer thread and anchor the final head."""
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._queue.put(_STOP)
             thread.join(timeout=self._wait)
+        self.anchor_now()

@@ -7,15 +7,22 @@ never returns a resource to an adapter, only findings, counts and identifiers.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import orjson
+from sqlalchemy import Connection
 
 from hearth.audit import (
     AuditRecord,
     ChainFinding,
+    FindingKind,
+    SignedHead,
     SignedPoint,
     StoredEntry,
     genesis_hash,
+    head_message,
     verify_chain,
 )
 from hearth.crypto import (
@@ -26,21 +33,70 @@ from hearth.crypto import (
     WrappedKey,
     new_wrapped_key,
     rewrap,
+    sealed_key_id,
 )
 from hearth.domain import Clock, HearthError, IntegrityError, Outcome, Random, ResourceRef, errors
 from hearth.fhir import jsonbody as fhir_json
+from hearth.storage.anchor import AnchorFile
 from hearth.storage.audit import AuditTrail
-from hearth.storage.repository import index_row, to_us
+from hearth.storage.repository import from_us, index_row, to_us
 from hearth.storage.sql import search as search_sql
-from hearth.storage.sql.store import KEY_SEQ, VERSION_SEQ, KeyRow, SqlStore
+from hearth.storage.sql.store import (
+    KEY_SEQ,
+    VERSION_SEQ,
+    AuditHeadRow,
+    AuditRow,
+    KeyRow,
+    SqlStore,
+    VersionRow,
+)
 
 __all__ = [
+    "CHECKPOINT_META",
+    "DEFAULT_CHECKPOINT_EVERY",
     "KeyInfo",
     "SystemRepository",
     "VersionFinding",
     "initialise_store",
     "load_wrapped_keys",
 ]
+
+
+#: Instance metadata naming the audit checkpoint interval fixed at ``hearth init``.
+CHECKPOINT_META = "audit_checkpoint_every"
+DEFAULT_CHECKPOINT_EVERY = 1000
+
+
+def _iso(ts_us: int) -> str:
+    return from_us(ts_us).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _stored_entry(row: AuditRow, extra: list[ChainFinding]) -> StoredEntry:
+    """The verifier's view of a row: every query column is checked against the body, and the
+    key id beside a sealed detail against the key id inside it."""
+    try:
+        sealed = orjson.loads(row.body).get("sealed")
+        inside = sealed_key_id(base64.b64decode(sealed)) if isinstance(sealed, str) else None
+    except (ValueError, AttributeError, IntegrityError, orjson.JSONDecodeError):
+        inside = -1  # the body is damaged; the chain check names it
+    if inside not in (-1, row.detail_key_id):
+        extra.append(ChainFinding(row.seq, FindingKind.EDITED, "column 'detail_key_id' disagrees"))
+    return StoredEntry(
+        row.seq,
+        row.body,
+        row.prev_hash,
+        row.hash,
+        {
+            "actor": row.actor,
+            "action": row.action,
+            "outcome": row.outcome,
+            "type": row.res_type,
+            "id": row.res_id,
+            "version": row.version,
+            "patient": row.patient,
+            "ts": _iso(row.ts_us),
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,15 +137,22 @@ def load_wrapped_keys(store: SqlStore) -> list[WrappedKey]:
 
 
 def initialise_store(
-    store: SqlStore, kek: KeyEncryptionKey, *, instance_id: str, clock: Clock, random: Random
+    store: SqlStore,
+    kek: KeyEncryptionKey,
+    *,
+    instance_id: str,
+    clock: Clock,
+    random: Random,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
 ) -> None:
-    """Seed a freshly migrated database: counters, one key per purpose, the audit genesis."""
+    """Seed a freshly migrated database: counters, one key per purpose, and the audit chain's
+    genesis head, signed like every later head (an unsigned head is always a finding)."""
     now_us = to_us(clock.now())
     with store.write() as conn:
         if store.meta(conn):
             raise HearthError(errors.BAD_PARAMETER, "This database already holds an instance.")
         store.init_counters(conn)
-        sign_key_id = 0
+        created: list[WrappedKey] = []
         for purpose in KeyPurpose:
             key_id = store.next_seq(conn, KEY_SEQ)
             wrapped = new_wrapped_key(kek, key_id=key_id, purpose=purpose, random=random)
@@ -106,11 +169,13 @@ def initialise_store(
                     None,
                 ),
             )
-            if purpose is KeyPurpose.AUDIT_SIGN:
-                sign_key_id = key_id
+            created.append(wrapped)
         store.set_meta(conn, "instance_id", instance_id)
         store.set_meta(conn, "created_us", str(now_us))
-        store.init_audit_head(conn, genesis_hash(instance_id), sign_key_id)
+        store.set_meta(conn, CHECKPOINT_META, str(checkpoint_every))
+        genesis = genesis_hash(instance_id)
+        key_id, signature = KeyRing(created, kek).sign(head_message(0, genesis, 0))
+        store.init_audit_head(conn, AuditHeadRow(0, genesis, 0, key_id, signature))
 
 
 class SystemRepository:
@@ -126,9 +191,11 @@ class SystemRepository:
         clock: Clock,
         random: Random,
         operator: str | None = None,
+        anchor: AnchorFile | None = None,
     ) -> None:
         self.actor = f"system:{purpose}"
         self._operator = operator
+        self._anchor = anchor
         self._store = store
         self._keys = keyring
         self._audit = audit
@@ -181,43 +248,14 @@ class SystemRepository:
                     for missing in range(expected, row.seq):
                         yield VersionFinding(missing, None, None, None, "row is missing")
                 expected = row.seq + 1
-                body: bytes | None = None
                 try:
-                    if not row.deleted:
-                        if row.body is None:
-                            raise IntegrityError()
-                        body = self._keys.open(
-                            row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
-                        )
-                except IntegrityError:
-                    yield VersionFinding(
-                        row.seq,
-                        row.res_type,
-                        row.res_id,
-                        row.version,
-                        "sealed body does not open (edited body, id or version number)",
-                    )
-                    continue
-                try:
-                    self._keys.verify_mac(
-                        row.mac,
-                        mac_key_id=row.mac_key_id,
-                        seq=row.seq,
-                        res_type=row.res_type,
-                        res_id=row.res_id,
-                        version=row.version,
-                        deleted=row.deleted,
-                        ts_us=row.ts_us,
-                        body=body,
-                    )
-                except IntegrityError:
-                    yield VersionFinding(
-                        row.seq,
-                        row.res_type,
-                        row.res_id,
-                        row.version,
-                        "MAC does not match (edited MAC, time, deletion flag or sequence)",
-                    )
+                    problem = self._check_version(row)
+                except Exception as exc:  # noqa: BLE001 - a hostile row must not stop the scan
+                    problem = f"row cannot be read ({type(exc).__name__})"
+                if problem is not None:
+                    yield VersionFinding(row.seq, row.res_type, row.res_id, row.version, problem)
+                    if problem.startswith(("sealed body", "row cannot")):
+                        continue
                 key = (row.res_type, row.res_id)
                 previous = per_resource.get(key, 0)
                 if after_seq == 0 and row.version != previous + 1:
@@ -232,6 +270,39 @@ class SystemRepository:
             if expected <= high:
                 for missing in range(expected, high + 1):
                     yield VersionFinding(missing, None, None, None, "row is missing")
+
+    def _check_version(self, row: VersionRow) -> str | None:
+        """What is wrong with one stored version, or None: it opens under its AAD, its key id
+        column names the key that sealed it, and its MAC verifies."""
+        body: bytes | None = None
+        if not row.deleted:
+            try:
+                if row.body is None:
+                    raise IntegrityError()
+                body = self._keys.open(
+                    row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
+                )
+            except IntegrityError:
+                return "sealed body does not open (edited body, id or version number)"
+            if row.key_id != sealed_key_id(row.body):
+                return "key_id column disagrees with the key that sealed the body"
+        elif row.body is not None or row.key_id is not None:
+            return "a deletion carries a body"
+        try:
+            self._keys.verify_mac(
+                row.mac,
+                mac_key_id=row.mac_key_id,
+                seq=row.seq,
+                res_type=row.res_type,
+                res_id=row.res_id,
+                version=row.version,
+                deleted=row.deleted,
+                ts_us=row.ts_us,
+                body=body,
+            )
+        except IntegrityError:
+            return "MAC does not match (edited MAC, time, deletion flag or sequence)"
+        return None
 
     def check_current_pointers(self) -> Iterator[VersionFinding]:
         """Every resource's current pointer names its newest version, and nothing else."""
@@ -257,43 +328,59 @@ class SystemRepository:
                 )
 
     def verify_audit_chain(
-        self, *, on_entry: Callable[[int], None] | None = None
+        self,
+        *,
+        on_entry: Callable[[int], None] | None = None,
     ) -> Iterator[ChainFinding]:
+        """Verify the chain, its signed head and checkpoints, the anchor kept outside the
+        database, and that the audit and the stored versions account for each other."""
+        extra: list[ChainFinding] = []
+        anchor = self._anchor.read() if self._anchor is not None else None
         with self._store.snapshot() as conn:
             meta = self._store.meta(conn)
             head = self._store.audit_head(conn, for_update=False)
             checkpoints = self._store.checkpoints(conn)
+            version_seq = self._store.peek_seq(conn, VERSION_SEQ)
             signed_head = (
-                SignedPoint(head.seq, head.hash, head.key_id, head.signature)
-                if head is not None and head.signature is not None
+                SignedHead(head.seq, head.hash, head.version_seq, head.key_id, head.signature)
+                if head is not None
                 else None
             )
-            entries = (
-                StoredEntry(
-                    r.seq,
-                    r.body,
-                    r.prev_hash,
-                    r.hash,
-                    {
-                        "actor": r.actor,
-                        "action": r.action,
-                        "outcome": r.outcome,
-                        "type": r.res_type,
-                        "id": r.res_id,
-                        "patient": r.patient,
-                    },
-                )
-                for r in self._store.iter_audit(conn)
-            )
+            entries = (_stored_entry(r, extra) for r in self._store.iter_audit(conn))
             yield from verify_chain(
                 entries,
                 genesis=genesis_hash(meta.get("instance_id", "")),
+                link=self._keys.audit_link,
                 head=signed_head,
                 checkpoints=[
                     SignedPoint(c.seq, c.hash, c.key_id, c.signature) for c in checkpoints
                 ],
+                checkpoint_every=int(meta.get(CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY)),
+                version_seq=version_seq,
                 check_signature=self._check_signature,
+                anchor=anchor,
                 on_entry=on_entry,
+            )
+            yield from extra
+            yield from self._unaccounted_writes(conn)
+
+    def _unaccounted_writes(self, conn: Connection, limit: int = 1000) -> Iterator[ChainFinding]:
+        """Every stored version must have the audit entry of the write that made it, and every
+        audited write its version: removing either side, even consistently, is found."""
+        for row in self._store.versions_without_audit(conn, limit=limit):
+            yield ChainFinding(
+                0,
+                FindingKind.DELETED,
+                f"no audit entry records writing {row.res_type}/{row.res_id} version "
+                f"{row.version} (seq {row.seq})",
+            )
+        for seq, res_type, res_id, version in self._store.audited_writes_without_version(
+            conn, limit=limit
+        ):
+            yield ChainFinding(
+                seq,
+                FindingKind.VERSIONS_MISMATCH,
+                f"records writing {res_type}/{res_id} version {version}, which is not stored",
             )
 
     def audit_length(self) -> int:

@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 VERSION_SEQ = "version"
+#: Audit actions whose success made exactly one resource version.
+WRITE_ACTIONS = ("create", "update", "patch", "delete")
 KEY_SEQ = "key"
 
 
@@ -65,6 +67,7 @@ class AuditRow:
     outcome: str
     res_type: str | None
     res_id: str | None
+    version: int | None
     patient: str | None
     detail_key_id: int | None
     body: bytes
@@ -78,6 +81,7 @@ class AuditRow:
 class AuditHeadRow:
     seq: int
     hash: bytes
+    version_seq: int
     key_id: int
     signature: bytes | None
 
@@ -155,12 +159,23 @@ _SET_AUDIT_HEAD = (
     .values(
         seq=bindparam("b_seq"),
         hash=bindparam("b_hash"),
+        version_seq=bindparam("b_version_seq"),
         key_id=bindparam("b_key_id"),
         signature=bindparam("b_signature"),
     )
 )
 _INSERT_AUDIT = insert(_A)
 _TOKEN = select(t.api_token).where(t.api_token.c.token_id == bindparam("token_id"))
+
+
+def _blob(value: object) -> bytes:
+    """A binary column as bytes, whatever a damaged database holds there (SQLite will store
+    text in a blob column): verification then reports the row, instead of failing on it."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    return b"" if value is None else str(value).encode("utf-8")
 
 
 def _version(row: object) -> VersionRow:
@@ -173,9 +188,9 @@ def _version(row: object) -> VersionRow:
         ts_us=m["ts_us"],
         deleted=bool(m["deleted"]),
         key_id=m["key_id"],
-        body=bytes(m["body"]) if m["body"] is not None else None,
+        body=_blob(m["body"]) if m["body"] is not None else None,
         mac_key_id=m["mac_key_id"],
-        mac=bytes(m["mac"]),
+        mac=_blob(m["mac"]),
     )
 
 
@@ -482,11 +497,18 @@ class SqlStore:
         if row is None:
             return None
         signature = bytes(row.signature) if row.signature is not None else None
-        return AuditHeadRow(row.seq, bytes(row.hash), row.key_id, signature)
+        return AuditHeadRow(row.seq, bytes(row.hash), row.version_seq, row.key_id, signature)
 
-    def init_audit_head(self, conn: Connection, genesis: bytes, key_id: int) -> None:
+    def init_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
         conn.execute(
-            insert(t.audit_head).values(id=1, seq=0, hash=genesis, key_id=key_id, signature=None)
+            insert(t.audit_head).values(
+                id=1,
+                seq=head.seq,
+                hash=head.hash,
+                version_seq=head.version_seq,
+                key_id=head.key_id,
+                signature=head.signature,
+            )
         )
 
     def set_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
@@ -495,6 +517,7 @@ class SqlStore:
             {
                 "b_seq": head.seq,
                 "b_hash": head.hash,
+                "b_version_seq": head.version_seq,
                 "b_key_id": head.key_id,
                 "b_signature": head.signature,
             },
@@ -512,6 +535,7 @@ class SqlStore:
                     "outcome": r.outcome,
                     "res_type": r.res_type,
                     "res_id": r.res_id,
+                    "version": r.version,
                     "patient": r.patient,
                     "detail_key_id": r.detail_key_id,
                     "body": r.body,
@@ -559,13 +583,56 @@ class SqlStore:
                     outcome=r.outcome,
                     res_type=r.res_type,
                     res_id=r.res_id,
+                    version=r.version,
                     patient=r.patient,
                     detail_key_id=r.detail_key_id,
-                    body=bytes(r.body),
-                    prev_hash=bytes(r.prev_hash),
-                    hash=bytes(r.hash),
+                    body=_blob(r.body),
+                    prev_hash=_blob(r.prev_hash),
+                    hash=_blob(r.hash),
                 )
             last = rows[-1].seq
+
+    def versions_without_audit(self, conn: Connection, *, limit: int) -> list[VersionRow]:
+        """Stored versions that no successful write's audit entry names (at most ``limit``)."""
+        writes = (
+            select(_A.c.seq)
+            .where(
+                _A.c.res_type == _V.c.res_type,
+                _A.c.res_id == _V.c.res_id,
+                _A.c.version == _V.c.version,
+                _A.c.outcome == "success",
+                _A.c.action.in_(WRITE_ACTIONS),
+            )
+            .exists()
+        )
+        rows = conn.execute(select(_V).where(~writes).order_by(_V.c.seq).limit(limit))
+        return [_version(r) for r in rows]
+
+    def audited_writes_without_version(
+        self, conn: Connection, *, limit: int
+    ) -> list[tuple[int, str, str, int]]:
+        """Successful writes in the audit whose version is not stored: (seq, type, id, version)."""
+        stored = (
+            select(_V.c.seq)
+            .where(
+                _V.c.res_type == _A.c.res_type,
+                _V.c.res_id == _A.c.res_id,
+                _V.c.version == _A.c.version,
+            )
+            .exists()
+        )
+        rows = conn.execute(
+            select(_A.c.seq, _A.c.res_type, _A.c.res_id, _A.c.version)
+            .where(
+                _A.c.outcome == "success",
+                _A.c.action.in_(WRITE_ACTIONS),
+                _A.c.version.is_not(None),
+                ~stored,
+            )
+            .order_by(_A.c.seq)
+            .limit(limit)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     def count_audit(self, conn: Connection) -> int:
         return int(conn.execute(select(func.count()).select_from(_A)).scalar_one())

@@ -145,6 +145,9 @@ audit_entry = Table(
     Column("outcome", String(16), nullable=False),
     Column("res_type", String(64)),
     Column("res_id", String(64)),
+    # The resource version the entry is about; lets verification match every stored version
+    # with the audit entry of the write that made it, and back.
+    Column("version", Integer),
     Column("patient", String(64)),
     Column("detail_key_id", Integer),  # the data key that sealed this entry's detail, if any
     Column("body", Blob, nullable=False),
@@ -152,7 +155,7 @@ audit_entry = Table(
     Column("hash", Digest, nullable=False),
     Index(None, "actor", "ts_us"),
     Index(None, "patient", "ts_us"),
-    Index(None, "res_type", "res_id"),
+    Index(None, "res_type", "res_id", "version"),
     Index(None, "ts_us"),
     Index(None, "detail_key_id"),
 )
@@ -165,6 +168,8 @@ audit_head = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("seq", BigInteger, nullable=False),
     Column("hash", Digest, nullable=False),
+    # The resource version sequence at the head's commit, signed with it.
+    Column("version_seq", BigInteger, nullable=False, server_default="0"),
     Column("key_id", Integer, nullable=False),
     Column("signature", LargeBinary(64).with_variant(mysql.VARBINARY(64), "mysql", "mariadb")),
 )
