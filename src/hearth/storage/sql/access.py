@@ -559,6 +559,7 @@ def _audit_row(r: object) -> AuditRow:
         outcome=m["outcome"],
         res_type=m["res_type"],
         res_id=m["res_id"],
+        version=m["version"],
         patient=m["patient"],
         detail_key_id=m["detail_key_id"],
         body=bytes(m["body"]),
