@@ -192,3 +192,9 @@ def test_decimal_precision_survives_create_read_patch_and_history(client: TestCl
     history = client.get(f"{url}/_history").content
     assert b'"value":2.500' in history
     assert b'"value":1.50' in history
+
+
+def test_an_out_of_range_since_is_a_clear_400(client: TestClient) -> None:
+    response = client.get("/fhir/_history", params={"_since": "9999-12-31T23:59:59-14:00"})
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"

@@ -145,7 +145,10 @@ def parse_instant(raw: str | None, name: str) -> datetime | None:
         raise HearthError(errors.BAD_PARAMETER, f"{name} must be a FHIR instant.") from None
     if value.tzinfo is None:
         raise HearthError(errors.BAD_PARAMETER, f"{name} needs a time zone.")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise HearthError(errors.BAD_PARAMETER, f"{name} is out of range.") from None
 
 
 def client_address(request: Request) -> str | None:

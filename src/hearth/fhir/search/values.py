@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 MIN_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
 MAX_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
 
@@ -53,7 +54,10 @@ _DATE = re.compile(
 def date_range(text: str) -> tuple[int, int]:
     """The closed range of microseconds a FHIR date, dateTime or instant covers.
 
-    Raises ``ValueError`` for anything that is not one of those forms.
+    Computed on naive date arithmetic and integer offsets, so the edges of the calendar
+    (9999-12-31 in a negative offset, 0001-01-01 in a positive one) clamp to the representable
+    range instead of overflowing. Raises ``ValueError`` for anything that is not one of those
+    forms.
     """
     match = _DATE.fullmatch(text.strip())
     if match is None:
@@ -61,46 +65,44 @@ def date_range(text: str) -> tuple[int, int]:
     year = int(match["y"])
     if year < 1:
         raise ValueError("year out of range")
+    day_us = 86_400_000_000
     if match["m"] is None:
-        start = datetime(year, 1, 1, tzinfo=UTC)
-        end = datetime(year + 1, 1, 1, tzinfo=UTC) if year < 9999 else None
-        return _closed(start, end)
+        span = (366 if calendar.isleap(year) else 365) * day_us
+        return _closed(_naive_us(datetime(year, 1, 1)), span)
     month = int(match["m"])
     if match["d"] is None:
-        start = datetime(year, month, 1, tzinfo=UTC)
-        days = calendar.monthrange(year, month)[1]
-        return _closed(start, start + timedelta(days=days))
+        span = calendar.monthrange(year, month)[1] * day_us
+        return _closed(_naive_us(datetime(year, month, 1)), span)
     day = int(match["d"])
     if match["H"] is None:
-        start = datetime(year, month, day, tzinfo=UTC)
-        return _closed(start, start + timedelta(days=1))
-    tz = UTC
+        return _closed(_naive_us(datetime(year, month, day)), day_us)
+    offset_us = 0
     if match["tz"] and match["tz"] != "Z":
         sign = 1 if match["tz"][0] == "+" else -1
         hours, minutes = int(match["tz"][1:3]), int(match["tz"][4:6])
-        tz = _offset(sign * (hours * 60 + minutes))
-    base = datetime(year, month, day, int(match["H"]), int(match["M"]), tzinfo=tz)
+        offset_us = sign * (hours * 60 + minutes) * 60_000_000
+    base = _naive_us(datetime(year, month, day, int(match["H"]), int(match["M"]))) - offset_us
     if match["S"] is None:
-        return _closed(base, base + timedelta(minutes=1))
-    base = base.replace(second=int(match["S"]))
+        return _closed(base, 60_000_000)
+    base += int(match["S"]) * 1_000_000
     if match["f"] is None:
-        return _closed(base, base + timedelta(seconds=1))
+        return _closed(base, 1_000_000)
     digits = match["f"]
-    micro = int((digits + "000000")[:6])
-    start = base.replace(microsecond=micro)
-    if len(digits) >= 6:
-        return _closed(start, start + timedelta(microseconds=1))
-    return _closed(start, start + timedelta(microseconds=10 ** (6 - len(digits))))
+    base += int((digits + "000000")[:6])
+    return _closed(base, 10 ** max(0, 6 - len(digits)))
 
 
-def _offset(minutes: int) -> timezone:
-    return timezone(timedelta(minutes=minutes))
+def _naive_us(ts: datetime) -> int:
+    """Microseconds since the epoch of a naive (UTC) datetime; never overflows."""
+    delta = ts - _NAIVE_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _closed(start: datetime, end: datetime | None) -> tuple[int, int]:
-    lo = to_us(start)
-    hi = MAX_US if end is None else to_us(end) - 1
-    return lo, hi
+def _closed(start_us: int, span_us: int) -> tuple[int, int]:
+    def clamp(us: int) -> int:
+        return min(MAX_US, max(MIN_US, us))
+
+    return clamp(start_us), clamp(start_us + span_us - 1)
 
 
 def parse_number(text: str) -> tuple[Decimal, Decimal]:
