@@ -24,6 +24,7 @@ from hearth.domain import HearthError, Secret, Severity, errors
 
 __all__ = [
     "CONFIG_FILE",
+    "AccessSettings",
     "AlarmSettings",
     "AuthSettings",
     "EmailSinkSettings",
@@ -247,6 +248,30 @@ class IntegritySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessSettings:
+    """``[access]``: break-the-glass and snooping detection (docs/design.md, "Access control").
+
+    ``break_glass_minutes``: how long an emergency grant lasts (at most 240). Snooping: a user who
+    opens the records of more than ``snooping_hour`` distinct patients in an hour, or
+    ``snooping_day`` in a day, raises ``access.snooping``; with ``snooping_throttle`` their
+    access is also paused for the rest of that window (a privacy officer can lift it).
+    ``same_surname`` flags a user opening a record with their own family name (or their own).
+    """
+
+    break_glass_minutes: int = 60
+    snooping_hour: int = 100
+    snooping_day: int = 300
+    snooping_throttle: bool = False
+    same_surname: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.break_glass_minutes <= 240:
+            raise ValueError("access.break_glass_minutes must be 1 to 240")
+        if self.snooping_hour < 1 or self.snooping_day < 1:
+            raise ValueError("access.snooping_hour and snooping_day must be at least 1")
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
     instance_id: str
@@ -268,6 +293,7 @@ class Settings:
     redis_url: Secret | None = None
     alarms: AlarmSettings = field(default_factory=AlarmSettings)
     integrity: IntegritySettings = field(default_factory=IntegritySettings)
+    access: AccessSettings = field(default_factory=AccessSettings)
 
     @property
     def engine(self) -> str:
@@ -361,7 +387,21 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         oauth=_oauth_settings(raw.get("oauth", {})),
         alarms=_alarm_settings(home, raw.get("alarms", {}), env),
         integrity=integrity,
+        access=_access_settings(config_path, raw.get("access", {})),
     )
+
+
+def _access_settings(config_path: Path, raw: dict[str, Any]) -> AccessSettings:
+    try:
+        return AccessSettings(
+            break_glass_minutes=int(raw.get("break_glass_minutes", 60)),
+            snooping_hour=int(raw.get("snooping_hour", 100)),
+            snooping_day=int(raw.get("snooping_day", 300)),
+            snooping_throttle=bool(raw.get("snooping_throttle", False)),
+            same_surname=bool(raw.get("same_surname", True)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise HearthError(errors.BAD_PARAMETER, f"{config_path}: {exc}") from None
 
 
 # -- [alarms] ---------------------------------------------------------------------------------

@@ -58,10 +58,12 @@ from hearth.notify import Sink, build_sinks
 from hearth.services.access import AccessAdmin
 from hearth.services.account import AccountService
 from hearth.services.alarms import AlarmService, DeliveryPolicy
+from hearth.services.breakglass import BreakGlassService
 from hearth.services.bundles import BundleService
 from hearth.services.certificate_signin import CertificateSignIn
 from hearth.services.identity import Authenticator
 from hearth.services.importer import ImportService
+from hearth.services.monitor import AccessMonitor
 from hearth.services.oauth import (
     AuthorizationService,
     CertificateService,
@@ -320,6 +322,24 @@ class Container:
             clock=self.clock,
             random=self.random,
         )
+        self.monitor = AccessMonitor(
+            counters,
+            self.alarms,
+            self.access_store,
+            self.roles.catalog,
+            settings.access,
+            clock=self.clock,
+            keyed_hash=self._keyed_hash,
+        )
+        self.policy.throttled = self.monitor.throttled
+        self.break_glass = BreakGlassService(
+            self.access_store,
+            self.policy,
+            self.alarms,
+            clock=self.clock,
+            random=self.random,
+            minutes=settings.access.break_glass_minutes,
+        )
         self.account = AccountService(
             self.accounts,
             self.sessions,
@@ -403,6 +423,7 @@ class Container:
             random=self.random,
             request_id=request_id,
             on_integrity_failure=self._integrity_failure,
+            on_disclosure=self.monitor.observe,
             bounds=SearchBounds(
                 open=self.settings.limits.search_open_bound,
                 include=self.settings.limits.search_include_bound,

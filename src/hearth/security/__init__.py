@@ -6,6 +6,7 @@ control"); ``roles`` holds roles as data, ``labels`` and ``masks`` minimum neces
 """
 
 from hearth.security.access import (
+    BREAK_GLASS_ATTRIBUTE,
     CHAIN_TYPES,
     EMERGENCY_PURPOSE,
     AccessProfile,
@@ -62,6 +63,7 @@ __all__ = [
     "ALL_LABELS",
     "ALL_TYPES",
     "BOOTSTRAP_ADMIN",
+    "BREAK_GLASS_ATTRIBUTE",
     "CHAIN_TYPES",
     "DIRECTORY_TYPES",
     "EMERGENCY_PURPOSE",

@@ -51,6 +51,7 @@ from hearth.security.roles import PURPOSES, Capability, PatientScope, Role, Role
 from hearth.security.scopes import interaction_for, matches_query
 
 __all__ = [
+    "BREAK_GLASS_ATTRIBUTE",
     "CHAIN_TYPES",
     "EMERGENCY_PURPOSE",
     "AccessProfile",
@@ -62,6 +63,9 @@ __all__ = [
 ]
 
 EMERGENCY_PURPOSE = "ETREAT"
+#: ``Principal.attributes`` key naming the break-the-glass grant a request invokes (set by the
+#: web adapter from the ``X-Hearth-Break-Glass`` header).
+BREAK_GLASS_ATTRIBUTE = "break_glass"
 #: Types never stored as resources: AuditEvent is rendered from the audit chain (the source of
 #: truth) by the audit views, which the ``audit.read`` capability decides.
 CHAIN_TYPES = frozenset({"AuditEvent"})

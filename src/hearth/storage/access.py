@@ -35,6 +35,7 @@ from hearth.fhir.search.conditions import Cond
 from hearth.fhir.search.criteria import Context
 from hearth.fhir.search.extract import Ref, extract
 from hearth.security import (
+    BREAK_GLASS_ATTRIBUTE,
     LABEL_DOMAIN,
     LINK_RULES,
     ROLE_RULE,
@@ -66,9 +67,6 @@ __all__ = [
 ]
 
 _ROLE_TTL = 5.0
-#: The request attribute that invokes a break-the-glass grant (set from the
-#: ``X-Hearth-Break-Glass`` header or an access token's ``hearth_break_glass`` claim).
-BREAK_GLASS_ATTRIBUTE = "break_glass"
 
 Opener = Callable[[VersionRow], StoredResource]
 
@@ -164,7 +162,8 @@ class AccessControl:
         self.clock = clock
         self.roles = roles
         self.point = DecisionPoint(roles.catalog)
-        self._throttled = throttled
+        #: Whether a principal's access is paused (snooping detection); set by the wiring.
+        self.throttled = throttled
 
     @property
     def catalog(self) -> RoleCatalog:
@@ -223,7 +222,7 @@ class BoundAccess:
         bare = control.point.profile(principal)
         if bare.unrestricted and BREAK_GLASS_ATTRIBUTE not in principal.attributes:
             return bare
-        if control._throttled is not None and control._throttled(principal):
+        if control.throttled is not None and control.throttled(principal):
             raise HearthError(errors.ACCESS_THROTTLED)
         with control.store.read() as conn:
             facts = self._facts(conn)

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from hearth.domain import HearthError, errors
+from hearth.web.access import access_routes
 from hearth.web.alarms import alarm_routes
 from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
@@ -82,6 +83,7 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
         + certificate_signin_routes(container)
         + fhir_routes(container)
         + alarm_routes(container)
+        + access_routes(container)
         + auth_routes(),
         middleware=[
             Middleware(EdgeMiddleware, allowed_hosts=hosts),

@@ -24,6 +24,7 @@ from hearth.fhir.capability import ServerFeatures, capability_statement
 from hearth.fhir.definitions import RESOURCE_TYPES
 from hearth.fhir.outcome import informational_outcome
 from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
+from hearth.services.breakglass import BREAK_GLASS_HEADER, invoking
 from hearth.services.bundles import BundleService
 from hearth.services.disclosure import disclosing
 from hearth.services.oauth import Endpoints, oauth_uris
@@ -73,12 +74,14 @@ class FhirApi:
         source = client_address(request)
         der = peer_certificate(request)
         cert = self.c.certificates.check(der, source=source) if der is not None else None
-        return self.c.authenticator.authenticate_bearer(
+        principal = self.c.authenticator.authenticate_bearer(
             token.strip() if scheme.lower() == "bearer" else None,
             source=source,
             endpoints=Endpoints(self.base(request)),
             certificate=cert.thumbprint if cert is not None else None,
         )
+        # Emergency access is invoked per request, by naming one's break-the-glass grant.
+        return invoking(principal, request.headers.get(BREAK_GLASS_HEADER))
 
     async def authenticate(self, request: Request) -> Principal:
         """Who is calling; done before a body is even read, so anonymous callers learn nothing."""
