@@ -186,3 +186,73 @@ def test_the_role_command_line(tmp_path: Path, sqlite_instance: Instance) -> Non
     failed = CliRunner().invoke(main, ["--home", str(home), "role", "approve", "req_nope"])
     assert failed.exit_code == 1
     assert "HRT-1103" in failed.output
+
+
+def test_the_access_api(sqlite_instance: Instance) -> None:
+    from starlette.testclient import TestClient
+
+    from hearth.web.app import create_app
+
+    container = sqlite_instance.container
+    ann = user(sqlite_instance, "ann", "administrator")
+    bob = user(sqlite_instance, "bob", "administrator")
+    nina = user(sqlite_instance, "nina", "nurse")
+
+    def bearer(p: Principal) -> dict[str, str]:
+        token = container.authenticator.issue_token(
+            subject=p.subject, roles=p.roles, label="t", ttl=None, by="test"
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    api = TestClient(create_app(container), base_url="http://127.0.0.1")
+    listed = api.get("/api/access/roles", headers=bearer(ann))
+    assert listed.status_code == 200
+    assert listed.json()["roles"]["researcher"]["permissions"] == []
+    assert api.get("/api/access/roles", headers=bearer(nina)).status_code == 403
+    assert api.get("/api/access/roles").status_code == 401
+    made = api.put(
+        "/api/access/roles/scribe",
+        json={"patients": "linked", "permissions": ["user/Patient.rs"]},
+        headers=bearer(ann),
+    )
+    assert made.json() == {"applied": True}
+    bad = api.put("/api/access/roles/scribe", json={"patients": 1}, headers=bearer(ann))
+    assert bad.status_code == 400
+    assert bad.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-1101"
+    mine = api.put(
+        "/api/access/users/ann/roles",
+        json={"roles": ["administrator", "scribe"]},
+        headers=bearer(ann),
+    )
+    assert mine.status_code == 202
+    request_id = mine.json()["request_id"]
+    assert (
+        api.post(f"/api/access/requests/{request_id}/approve", headers=bearer(ann)).status_code
+        == 403
+    )
+    pending = api.get("/api/access/requests", headers=bearer(bob)).json()["requests"]
+    assert [r["request_id"] for r in pending] == [request_id]
+    done = api.post(f"/api/access/requests/{request_id}/approve", headers=bearer(bob))
+    assert done.json()["status"] == "approved"
+    assert container.users.get("ann").roles == {"administrator", "scribe"}
+    assert (
+        api.post(f"/api/access/requests/{request_id}/maybe", headers=bearer(bob)).status_code == 404
+    )
+    root = container.repository(admin())
+    practitioner = root.create({"resourceType": "Practitioner"}).res_id
+    patient = root.create({"resourceType": "Patient"}).res_id
+    linked = api.put(
+        "/api/access/users/nina/link", json={"practitioner": practitioner}, headers=bearer(bob)
+    )
+    assert linked.json() == {"applied": True}
+    team = api.post(
+        "/api/access/care-teams",
+        json={"practitioner": practitioner, "patient": patient},
+        headers=bearer(bob),
+    )
+    assert team.json() == {"applied": True}
+    assert container.repository(nina).read("Patient", patient).res_id == patient
+    assert api.post("/api/access/roles/nurse/reset", headers=bearer(bob)).json() == {
+        "applied": True
+    }
+    assert api.delete("/api/access/roles/scribe", headers=bearer(bob)).status_code == 204
