@@ -528,3 +528,16 @@ def test_jwks_by_url_with_cache_control_and_key_rotation(smart: Smart, patient_i
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_service_token_introspects_only_its_own_tokens(smart: Smart) -> None:
+    key = ClientKey.generate("ES384")
+    client_id = smart.register(key)
+    mine = smart.token(key, client_id)
+    other_key = ClientKey.generate("ES384")
+    theirs = smart.token(other_key, smart.register(other_key))
+    asked = {"Authorization": f"Bearer {mine}"}
+    own = smart.http.post("/oauth/introspect", data={"token": mine}, headers=asked).json()
+    assert own["active"] is True
+    other = smart.http.post("/oauth/introspect", data={"token": theirs}, headers=asked).json()
+    assert other == {"active": False}

@@ -130,7 +130,7 @@ class KeyRing:
                     chain = material
                 case KeyPurpose.AUDIT_SIGN:
                     signers[key.key_id] = signer_from_seed(material)
-                case KeyPurpose.TOKEN_SIGN:
+                case KeyPurpose.TOKEN_SIGN:  # pragma: no branch - the match is exhaustive
                     token_keys[key.key_id] = p256_jwk_from_seed(material)
             if key.state is KeyState.ACTIVE:
                 if key.purpose in active:

@@ -186,8 +186,11 @@ class OAuthApi:
                         endpoints=endpoints,
                         certificate=cert.thumbprint if cert is not None else None,
                     )
-                    # An administrator may introspect any token; a client its own only.
-                    caller = None if ADMIN_ROLE in principal.roles else principal.client_id or "-"
+                    # An administrator (acting on their own rights, not through an app) may
+                    # introspect any token; a client its own only.
+                    own_rights = principal.scopes is None
+                    is_admin = own_rights and ADMIN_ROLE in principal.roles
+                    caller = None if is_admin else principal.client_id or "-"
                 else:
                     client = self.c.client_auth.authenticate(
                         creds, token_url=endpoints.token, source=source

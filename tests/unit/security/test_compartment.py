@@ -42,3 +42,10 @@ def test_unlisted_types_and_missing_content() -> None:
         "Organization", "o", {"partOf": {"reference": "Patient/p1"}}, "p1"
     )
     assert not in_patient_compartment("Observation", "o", None, "p1")
+
+
+def test_a_path_through_a_non_object_reaches_nothing() -> None:
+    obs = {"subject": "Patient/p1", "performer": [5, "x"]}
+    assert not in_patient_compartment("Observation", "o", obs, "p1")
+    team = {"participant": ["Patient/p1", {"member": "Patient/p1"}]}
+    assert not in_patient_compartment("CareTeam", "t", team, "p1")

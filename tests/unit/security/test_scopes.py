@@ -16,6 +16,7 @@ from hearth.security import (
     bootstrap_roles,
     interaction_for,
     matches_query,
+    scope_decision,
 )
 
 LAB = "http://terminology.hl7.org/CodeSystem/observation-category"
@@ -192,3 +193,33 @@ def test_code_and_status_parameters() -> None:
 
 def test_unknown_query_parameter_fails_closed() -> None:
     assert not matches_query(observation("p1"), (("date", "2020"),))
+
+
+def test_backend_role_grants_nothing_without_scopes() -> None:
+    undelegated = Principal(
+        subject="svc", kind=PrincipalKind.CLIENT, roles=frozenset({"backend-service"})
+    )
+    assert not POLICY.decide(undelegated, Action.READ, "Patient", res_id="p").allowed
+    delegated = Principal(
+        subject="svc",
+        kind=PrincipalKind.CLIENT,
+        roles=frozenset({"backend-service"}),
+        scopes=scopes("system/Patient.r"),
+    )
+    assert POLICY.decide(delegated, Action.READ, "Patient", res_id="p").allowed
+
+
+def test_unknown_action_is_refused() -> None:
+    decision = POLICY.decide(principal("user/*.cruds"), "fly", "Patient")  # type: ignore[arg-type]
+    assert not decision.allowed
+    direct = scope_decision(principal("user/*.cruds"), "fly", "Patient")  # type: ignore[arg-type]
+    assert direct.denial is Denial.FORBIDDEN
+
+
+@pytest.mark.parametrize(
+    "category",
+    [{"text": "lab"}, 7, None, [{"system": LAB, "code": 3}], {"system": 1, "code": "laboratory"}],
+)
+def test_category_shapes_that_do_not_match_a_system_code(category: object) -> None:
+    obs = {**observation("p1"), "category": category}
+    assert not matches_query(obs, (("category", f"{LAB}|laboratory"),))

@@ -15,6 +15,7 @@ Every failure raises ``INVALID_CLIENT`` with the same message (RFC 6749 sec. 5.2
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ ASSERTION_ALGS = ("ES384", "RS384")
 MAX_ASSERTION_SECONDS = 300
 _SKEW = 60
 _KEY_TYPE = {"ES384": ("EC", "P-384"), "RS384": ("RSA", None)}
+_MIN_RSA_BITS = 2048
 
 
 def _refused() -> HearthError:
@@ -96,13 +98,25 @@ def validate_jwks(jwks: object) -> dict[str, Any]:
                 errors.INVALID_CLIENT_METADATA,
                 "Register public keys only: a JWK holds a private key.",
             )
+        if jwk["kty"] == "RSA" and _rsa_bits(jwk) < _MIN_RSA_BITS:
+            raise HearthError(errors.INVALID_CLIENT_METADATA, "RSA keys need 2048 bits or more.")
         try:
-            key = JWKRegistry.import_key(jwk)
+            JWKRegistry.import_key(jwk)
         except (JoseError, ValueError, TypeError):
             raise HearthError(errors.INVALID_CLIENT_METADATA, "A JWK is malformed.") from None
-        if isinstance(key, RSAKey) and key.get_op_key("verify").key_size < 2048:
-            raise HearthError(errors.INVALID_CLIENT_METADATA, "RSA keys need 2048 bits or more.")
     return jwks
+
+
+def _rsa_bits(jwk: Mapping[str, Any]) -> int:
+    """The modulus length of an RSA JWK (RFC 7518 sec. 6.3.1.1), 0 when unreadable."""
+    n = jwk.get("n")
+    if not isinstance(n, str):
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))
+    except ValueError:
+        return 0
+    return int.from_bytes(raw, "big").bit_length()
 
 
 def _pick_key(jwks: Mapping[str, Any], kid: str, alg: str) -> ECKey | RSAKey:
@@ -117,14 +131,14 @@ def _pick_key(jwks: Mapping[str, Any], kid: str, alg: str) -> ECKey | RSAKey:
     ]
     if len(matches) != 1:  # zero or several matches fail (SMART-BS-07)
         raise _refused()
+    if kty == "RSA" and _rsa_bits(matches[0]) < _MIN_RSA_BITS:  # e.g. from a JWKS URL
+        raise _refused()
     public = {k: v for k, v in matches[0].items() if k not in ("d", "p", "q", "dp", "dq", "qi")}
     try:
         key = JWKRegistry.import_key(public)
     except (JoseError, ValueError, TypeError):
         raise _refused() from None
-    if not isinstance(key, ECKey | RSAKey):
-        raise _refused()
-    return key
+    return key  # type: ignore[return-value] # kty was checked to be EC or RSA above
 
 
 def validate_client_assertion(
@@ -148,7 +162,7 @@ def validate_client_assertion(
     key = _pick_key(jwks, kid, alg)
     try:
         valid = jws.validate_compact(obj, key, algorithms=[alg])
-    except (JoseError, ValueError):
+    except (JoseError, ValueError):  # pragma: no cover - joserfc reports a bad signature as False
         raise _refused() from None
     if not valid:
         raise _refused()

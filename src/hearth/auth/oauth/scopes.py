@@ -14,7 +14,6 @@ form (SMART-SC-03).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from hearth.domain import (
@@ -34,7 +33,6 @@ __all__ = [
     "grant_scopes",
     "describe",
     "requested_all",
-    "scope_strings",
 ]
 
 LAUNCH_SCOPES = frozenset({"launch", "launch/patient", "launch/encounter"})
@@ -101,10 +99,6 @@ def requested_all(request: ScopeRequest, granted: ScopeRequest) -> bool:
     have = granted.scopes
     full = all(any(g.covers(s) for g in have) for s in request.scopes)
     return full and request.other <= granted.other
-
-
-def scope_strings(scopes: Iterable[SmartScope]) -> str:
-    return " ".join(sorted(str(s) for s in scopes))
 
 
 _VERBS = {"c": "create", "r": "read", "u": "change", "d": "delete", "s": "search"}
