@@ -68,10 +68,21 @@ class AccessMonitor:
         self._clock = clock
         self._hash = keyed_hash
         self._links: dict[str, tuple[float, LinkRow | None]] = {}
+        self._user_hashes: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def _key(self, kind: str, user_id: str) -> str:
-        return f"access:{kind}:{self._hash('access/v1/monitor-user', user_id)}"
+        return f"access:{kind}:{self._user_hash(user_id)}"
+
+    def _user_hash(self, user_id: str) -> str:
+        # One keyed hash per user, not one per read: they are remembered (a bounded table).
+        hashed = self._user_hashes.get(user_id)
+        if hashed is None:
+            hashed = self._hash("access/v1/monitor-user", user_id)
+            if len(self._user_hashes) >= 10_000:
+                self._user_hashes.clear()
+            self._user_hashes[user_id] = hashed
+        return hashed
 
     @staticmethod
     def _watched(principal: Principal) -> bool:

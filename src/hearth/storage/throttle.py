@@ -57,7 +57,9 @@ class MemoryCounters:
 
     def __init__(self, max_entries: int = _MAX_ENTRIES) -> None:
         self._counters: OrderedDict[str, _Counter] = OrderedDict()
-        self._sets: OrderedDict[str, dict[str, int]] = OrderedDict()
+        # Each set is kept in the order members were last seen, oldest first, so expiring the
+        # old ones pops from the front and adding one is amortised constant time.
+        self._sets: OrderedDict[str, OrderedDict[str, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_entries
 
@@ -89,12 +91,16 @@ class MemoryCounters:
     def add_member(self, key: str, member: str, now_us: int, ttl_seconds: int) -> int:
         horizon = now_us - ttl_seconds * 1_000_000
         with self._lock:
-            members = self._sets.pop(key, {})
-            members = {m: ts for m, ts in members.items() if ts > horizon}
+            members = self._sets.pop(key, None)
+            if members is None:
+                members = OrderedDict()
+            members.pop(member, None)
             members[member] = now_us
-            if len(members) > _MAX_MEMBERS:  # keep the newest; the count saturates
-                newest = sorted(members.items(), key=lambda kv: kv[1])[-_MAX_MEMBERS:]
-                members = dict(newest)
+            while members:
+                oldest = next(iter(members.values()))
+                if oldest > horizon and len(members) <= _MAX_MEMBERS:
+                    break
+                members.popitem(last=False)  # expired, or past the cap (the count saturates)
             self._sets[key] = members
             while len(self._sets) > self._max:
                 self._sets.popitem(last=False)
