@@ -58,6 +58,7 @@ from hearth.notify import Sink, build_sinks
 from hearth.services.access import AccessAdmin
 from hearth.services.account import AccountService
 from hearth.services.alarms import AlarmService, DeliveryPolicy
+from hearth.services.audit_views import AuditViews
 from hearth.services.breakglass import BreakGlassService
 from hearth.services.bundles import BundleService
 from hearth.services.certificate_signin import CertificateSignIn
@@ -332,6 +333,9 @@ class Container:
             keyed_hash=self._keyed_hash,
         )
         self.policy.throttled = self.monitor.throttled
+        self.audit_views = AuditViews(
+            self.access_store, self.policy, clock=self.clock, site=settings.instance_id
+        )
         self.break_glass = BreakGlassService(
             self.access_store,
             self.policy,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 
 from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
 from hearth.services.integrity import verify_audit
+from hearth.wiring import Container
 
 
 @click.group("audit")
@@ -49,3 +52,174 @@ def verify(state: State, as_json: bool) -> None:
         verdict = "intact" if report.ok else f"BROKEN ({len(report.findings)} findings)"
         click.echo(f"audit chain: {report.entries} entries, {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+# -- examining the trail (issue 5 item 8): the accounting of disclosures and access reports ------
+
+
+def _when(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise click.BadParameter(f"{raw!r} is not a date (YYYY-MM-DD).") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _who(c: Container, user_id: str, names: dict[str, str]) -> str:
+    if user_id not in names:
+        info = c.users.by_id(user_id)
+        names[user_id] = f"{info.username} ({user_id})" if info is not None else user_id
+    return names[user_id]
+
+
+def _print_events(c: Container, events: list[dict[str, Any]]) -> None:
+    names: dict[str, str] = {}
+    if not events:
+        click.echo("No entries.")
+    for event in events:
+        agent = event["agent"][0]["who"]["identifier"]["value"]
+        purpose = event.get("purposeOfEvent", [{}])[0].get("coding", [{}])[0].get("code", "-")
+        what = next(
+            (
+                x["what"]["reference"]
+                for x in event.get("entity", [])
+                if x.get("role", {}).get("code") == "4" and "reference" in x.get("what", {})
+            ),
+            "-",
+        )
+        subtype = event.get("subtype", [{}])[0].get("code", "?")
+        outcome = "ok" if event["outcome"] == "0" else f"refused ({event.get('outcomeDesc', '')})"
+        click.echo(
+            f"{event['recorded']}  {_who(c, agent, names)}  {subtype}  {what}  "
+            f"purpose={purpose}  {outcome}"
+        )
+
+
+@command.command("disclosures")
+@click.argument("patient_id")
+@click.option("--since", default=None, help="From this date (at most six years back).")
+@click.option("--until", default=None, help="Up to this date.")
+@click.option("--access", "every_access", is_flag=True, help="Every access, not only disclosures.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the AuditEvents as JSON.")
+@pass_state
+@handle_errors
+def disclosures(
+    state: State,
+    patient_id: str,
+    since: str | None,
+    until: str | None,
+    every_access: bool,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """The accounting of disclosures of PATIENT_ID (45 CFR 164.528), newest first.
+
+    Disclosures for purposes other than treatment, payment and operations, over up to six
+    years; with --access, every access to the patient's records (who looked, and why).
+
+    \b
+    Example:
+      hearth audit disclosures 3f1c0d6e-... --since 2021-01-01
+    """
+    with container(state) as c:
+        page = c.audit_views.disclosures(
+            c.system_principal("cli"),
+            patient_id,
+            since=_when(since),
+            until=_when(until),
+            kind="access" if every_access else "accounting",
+            count=limit,
+        )
+        if as_json:
+            emit_json(page.events)
+        else:
+            _print_events(c, page.events)
+
+
+@command.group("report")
+def report() -> None:
+    """Access reports: who opened a patient's records, what a user opened, break-the-glass."""
+
+
+@report.command("patient")
+@click.argument("patient_id")
+@click.option("--since", default=None, help="From this date.")
+@click.option("--json", "as_json", is_flag=True, help="Print the AuditEvents as JSON.")
+@pass_state
+@handle_errors
+def report_patient(state: State, patient_id: str, since: str | None, as_json: bool) -> None:
+    """Everyone who accessed PATIENT_ID's records, and whether they were allowed.
+
+    \b
+    Example:
+      hearth audit report patient 3f1c0d6e-...
+    """
+    with container(state) as c:
+        page = c.audit_views.disclosures(
+            c.system_principal("cli"), patient_id, since=_when(since), kind="access", count=10_000
+        )
+        emit_json(page.events) if as_json else _print_events(c, page.events)
+
+
+@report.command("user")
+@click.argument("username")
+@click.option("--since", default=None, help="From this date (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Print the AuditEvents as JSON.")
+@pass_state
+@handle_errors
+def report_user(state: State, username: str, since: str | None, as_json: bool) -> None:
+    """Everything USERNAME accessed (a user id works too), newest first.
+
+    \b
+    Example:
+      hearth audit report user alice --since 2026-01-01
+    """
+    with container(state) as c:
+        info = c.users.by_id(username) if username.startswith("usr_") else c.users.get(username)
+        user_id = info.user_id if info is not None else username
+        params = [("agent", user_id)] + ([("date", f"ge{since}")] if since else [])
+        page = c.audit_views.search(c.system_principal("cli"), params, count=10_000)
+        emit_json(page.events) if as_json else _print_events(c, page.events)
+
+
+@report.command("break-glass")
+@click.option("--since", default=None, help="From this date (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def report_break_glass(state: State, since: str | None, as_json: bool) -> None:
+    """Every break-the-glass use: each grant, its review, and every access made under it.
+
+    \b
+    Example:
+      hearth audit report break-glass --since 2026-01-01
+    """
+    from hearth.services.breakglass import grant_document
+
+    with container(state) as c:
+        cli = c.system_principal("cli")
+        start = _when(since)
+        grants = [
+            g for g in c.break_glass.queue(cli, status=None) if start is None or g.created >= start
+        ]
+        params = [("purpose", "ETREAT")] + ([("date", f"ge{since}")] if since else [])
+        accesses = [
+            e
+            for e in c.audit_views.search(cli, params, count=10_000).events
+            if not e["subtype"][0]["code"].startswith("break-glass.")
+        ]
+        if as_json:
+            emit_json({"grants": [grant_document(g) for g in grants], "accesses": accesses})
+            return
+        for g in grants:
+            click.echo(
+                f"{g.grant_id} {g.created:%Y-%m-%d %H:%M}Z {_who(c, g.user_id, {})} "
+                f"Patient/{g.patient_id} review={g.review_status}"
+                + (f" ({g.finding})" if g.finding else "")
+            )
+            click.echo(f"  reason: {g.reason}")
+        click.echo(f"{len(accesses)} accesses recorded under emergency treatment (ETREAT):")
+        _print_events(c, accesses)

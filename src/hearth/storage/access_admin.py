@@ -191,6 +191,11 @@ class AccessStore:
         with self._store.read() as conn:
             return sql.audit_row(conn, seq)
 
+    def chained(self, row: AuditRow) -> bool:
+        """Whether the entry's stored hash is the keyed link of its body to the one before
+        (the chain is the source of truth; ``hearth audit verify`` checks all of it)."""
+        return self._keys.audit_link(row.prev_hash, row.body) == row.hash
+
     def audit_detail(self, row: AuditRow) -> dict[str, object] | None:
         """The sealed detail of an entry (a search's query and what it disclosed): PHI, opened
         only for an audit view that the decision point allowed."""

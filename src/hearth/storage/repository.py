@@ -234,6 +234,8 @@ class RecordRepository:
             res_type=res_type,
             res_id=res_id,
             version=version,
+            # A refused Patient read names the patient: their access report shows the attempt.
+            patient=patient_of(res_type, res_id, None) if res_type and res_id else None,
             code=error.code.code,
             detail=detail,
         )

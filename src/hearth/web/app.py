@@ -15,6 +15,7 @@ from starlette.responses import Response
 from hearth.domain import HearthError, errors
 from hearth.web.access import access_routes
 from hearth.web.alarms import alarm_routes
+from hearth.web.audit_views import audit_view_routes
 from hearth.web.auth import AuthRedirect, auth_routes
 from hearth.web.auth.pages import e, page
 from hearth.web.authorize import authorize_routes
@@ -81,6 +82,7 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
         routes=oauth_routes(container)
         + authorize_routes(container)
         + certificate_signin_routes(container)
+        + audit_view_routes(container)
         + fhir_routes(container)
         + alarm_routes(container)
         + access_routes(container)
