@@ -39,6 +39,8 @@ __all__ = [
     "WebhookSinkSettings",
     "load_settings",
     "render_config",
+    "set_key_file",
+    "write_config",
 ]
 
 CONFIG_FILE = "hearth.toml"
@@ -657,3 +659,59 @@ def render_config(
         "",
     ]
     return "\n".join(lines)
+
+
+def write_config(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically, readable by its owner only (mode 0600).
+
+    The text goes to a temporary file in the same directory, is fsynced and renamed over the
+    old file, and the directory is fsynced: a crash leaves the old file or the new one, never
+    half of either.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+_TABLE = re.compile(r"^\s*\[")
+
+
+def set_key_file(text: str, key_file: Path) -> str:
+    """``text`` (a hearth.toml) with ``[keys]`` naming ``key_file`` as the key source.
+
+    Only the ``source`` and ``file`` lines of ``[keys]`` change; comments and every other
+    setting stay as they were. The result is checked by parsing it again.
+    """
+    lines = text.splitlines()
+    wanted = {"source": _toml_string("file"), "file": _toml_string(str(key_file))}
+    start = next((i for i, line in enumerate(lines) if line.strip() == "[keys]"), None)
+    if start is None:
+        lines += ["", "[keys]", *(f"{k} = {v}" for k, v in wanted.items())]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if _TABLE.match(lines[i])), len(lines))
+        seen: set[str] = set()
+        for i in range(start + 1, end):
+            key = lines[i].split("=", 1)[0].strip()
+            if key in wanted and "=" in lines[i]:
+                lines[i] = f"{key} = {wanted[key]}"
+                seen.add(key)
+        missing = [f"{k} = {v}" for k, v in wanted.items() if k not in seen]
+        lines[start + 1 : start + 1] = missing
+    result = "\n".join(lines) + "\n"
+    parsed = tomllib.loads(result).get("keys", {})
+    if parsed.get("source") != "file" or parsed.get("file") != str(key_file):
+        raise HearthError(errors.BAD_PARAMETER, "Could not update [keys] in hearth.toml.")
+    return result

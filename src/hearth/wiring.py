@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import threading
-import time
 from datetime import timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -35,7 +33,6 @@ from hearth.crypto import (
     FileKek,
     KeyEncryptionKey,
     KeyPurpose,
-    KeyRing,
     PassphraseKek,
     create_key_file,
 )
@@ -80,15 +77,25 @@ from hearth.services.sessions import SessionService
 from hearth.services.signin import SignInService
 from hearth.services.throttle import SignInThrottle
 from hearth.services.users import SetUpLink, UserService
-from hearth.settings import CONFIG_FILE, AlarmSettings, Settings, load_settings, render_config
+from hearth.settings import (
+    CONFIG_FILE,
+    AlarmSettings,
+    Settings,
+    load_settings,
+    render_config,
+    set_key_file,
+    write_config,
+)
 from hearth.storage import (
     ApiTokenStore,
     AuditTrail,
+    KeyAdministration,
+    LiveKeys,
     RecordRepository,
     SearchBounds,
     SystemRepository,
+    ensure_key_purposes,
     initialise_store,
-    load_wrapped_keys,
 )
 from hearth.storage.access import AccessControl, RoleStore
 from hearth.storage.access_admin import AccessStore
@@ -110,6 +117,7 @@ __all__ = [
     "Container",
     "InitResult",
     "init_instance",
+    "check_key_file_location",
     "issue_admin_credential",
     "migrate_database",
     "rewrap_keys",
@@ -123,7 +131,6 @@ ADMIN_SUBJECT = "admin"
 #: opens the one-time set-up link (``hearth serve --issue-admin-credential``, ``hearth user
 #: link admin``), so it is not a default account with a default password (ASVS v5.0.0-6.3.2).
 ADMIN_USERNAME = "admin"
-_KEY_REFRESH_SECONDS = 30.0
 
 
 def build_kek(settings: Settings) -> KeyEncryptionKey:
@@ -155,6 +162,16 @@ def delivery_policy(settings: AlarmSettings) -> DeliveryPolicy:
     )
 
 
+class _LateAlarms:
+    """Raises through ``container.alarms``, which exists only once the key ring does."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+
+    def raise_alarm(self, alarm: Alarm) -> None:
+        self._container.alarms.raise_alarm(alarm)
+
+
 class Container:
     """Everything one Hearth process needs, built once from settings."""
 
@@ -182,10 +199,17 @@ class Container:
         self.db = open_database(settings.database_url.reveal())
         self.store = SqlStore(self.db)
         self._check_schema()
-        self._kek = build_kek(settings)
-        self.keyring = KeyRing(load_wrapped_keys(self.store), self._kek)
-        self._keys_checked = time.monotonic()
-        self._keys_lock = threading.Lock()
+        kek = build_kek(settings)
+        # An instance made by an earlier Hearth gets the keys of purposes added since.
+        created = ensure_key_purposes(self.store, kek, clock=self.clock, random=self.random)
+        self.live_keys = LiveKeys(
+            self.store,
+            kek,
+            reload_kek=lambda: build_kek(load_settings(settings.home)),
+            # The alarm service needs the key ring, so it is built later; this defers to it.
+            alarms=_LateAlarms(self),
+        )
+        self.keyring = self.live_keys.ring
         with self.store.read() as conn:
             meta = self.store.meta(conn)
         self.anchor = AnchorFile(settings.home / "audit-anchor.json")
@@ -196,6 +220,8 @@ class Container:
             checkpoint_every=int(meta.get(CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY)),
             anchor=self.anchor.write,
         )
+        if created:
+            self.key_admin(operator="upgrade").record_created(created)
         self.alarm_service = AlarmService(
             AlarmStore(self.store, self.audit, self.keyring, self.random),
             build_sinks(settings.alarms) if sinks is None else sinks,
@@ -210,6 +236,7 @@ class Container:
         # are data (defaults plus administrators' edits), granted SMART scopes narrow them.
         self.roles = roles or RoleStore(self.store)
         self.policy = policy or AccessControl(self.store, self.keyring, self.clock, self.roles)
+        self.live_keys.check_budget()
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         # OAuth 2 / SMART: clients, client authentication, tokens (docs/design.md).
         self.oauth_store = OAuthStore(self.store, self.audit, self.clock)
@@ -380,13 +407,9 @@ class Container:
             )
 
     def refresh_keys(self, *, force: bool = False) -> None:
-        """Pick up keys rotated by another process; cheap, and at most every 30 seconds."""
-        now = time.monotonic()
-        if not force and now - self._keys_checked < _KEY_REFRESH_SECONDS:
-            return
-        with self._keys_lock:
-            self._keys_checked = now
-            self.keyring.reload(load_wrapped_keys(self.store), self._kek)
+        """Pick up keys rotated by another process; cheap, and at most every 30 seconds.
+        Writers do not depend on it: they check the key epoch under their lock."""
+        self.live_keys.refresh(force=force)
 
     def token_keys(self) -> TokenKeys:
         """The token signing keys, rebuilt only when the key ring was reloaded."""
@@ -404,8 +427,7 @@ class Container:
         """Rotate the token signing key when due; retire keys no unexpired token can need."""
         oauth = self.settings.oauth
         longest = max(oauth.access_token_seconds, oauth.backend_token_seconds)
-        created = self.system_repository("keys").ensure_token_key(
-            self._kek,
+        created = self.key_admin().ensure_token_key(
             max_age_us=oauth.signing_key_seconds * 1_000_000,
             retire_after_us=(longest + 300) * 1_000_000,
         )
@@ -425,6 +447,7 @@ class Container:
             audit=self.audit,
             clock=self.clock,
             random=self.random,
+            keys_current=self.live_keys.ensure_current,
             request_id=request_id,
             on_integrity_failure=self._integrity_failure,
             on_disclosure=self.monitor.observe,
@@ -488,19 +511,32 @@ class Container:
             purpose_of_use="HOPERAT",
         )
 
+    def key_admin(self, *, operator: str | None = None) -> KeyAdministration:
+        """Key rotation, re-sealing, retirement and KEK rotation, audited as ``system:keys``."""
+        self.refresh_keys(force=True)
+        oauth = self.settings.oauth
+        longest_token = max(oauth.access_token_seconds, oauth.backend_token_seconds)
+        # Secrets keys also seal sessions and page tokens, which are not re-sealed: a rotated
+        # one stays until the longest of them has expired.
+        longest_session = max(self.settings.sessions.absolute_hours * 3600, 3600)
+        return KeyAdministration(
+            store=self.store,
+            live_keys=self.live_keys,
+            audit=self.audit,
+            clock=self.clock,
+            random=self.random,
+            operator=operator,
+            token_grace_us=(longest_token + 300) * 1_000_000,
+            secrets_grace_us=(longest_session + 300) * 1_000_000,
+        )
+
     @property
     def kek(self) -> KeyEncryptionKey:
-        return self._kek
+        return self.live_keys.kek
 
     def rotate_keys(self, purposes: tuple[str, ...], *, operator: str | None) -> list[int]:
         chosen = tuple(KeyPurpose(p) for p in purposes)
-        if KeyPurpose.BLIND in chosen:
-            raise HearthError(errors.BAD_PARAMETER, "Blind-index keys rotate by re-indexing.")
-        if KeyPurpose.AUDIT_CHAIN in chosen:
-            raise HearthError(
-                errors.BAD_PARAMETER, "The audit chain key cannot rotate: it links every entry."
-            )
-        created = self.system_repository("keys", operator=operator).rotate(self._kek, chosen)
+        created = self.key_admin(operator=operator).rotate(chosen)
         self.refresh_keys(force=True)
         return created
 
@@ -523,6 +559,7 @@ class Container:
 
     def close(self) -> None:
         self.alarm_service.close()
+        self.live_keys.flush_seal_counts()
         self.audit.close()
         self.db.dispose()
         if self._redis is not None:
@@ -697,16 +734,47 @@ KEY_PURPOSES = tuple(
 )
 
 
+def check_key_file_location(home: Path, key_file: Path) -> None:
+    """Refuse a key file inside the instance's ``data/``: copying the data (a backup, a file
+    copy) must never copy the key that opens it (BRIEF "Keys")."""
+    data = (home / "data").resolve()
+    if key_file.resolve().is_relative_to(data):
+        raise HearthError(
+            errors.BAD_PARAMETER,
+            f"Refusing a key file inside {data}: keep keys apart from the data they protect "
+            "(by default HOME/keys/, in production outside the instance).",
+        )
+
+
 def rewrap_keys(home: Path, new_key_file: Path) -> int:
-    """KEK rotation: create ``new_key_file`` and re-wrap every key under it."""
+    """KEK rotation: create ``new_key_file``, re-wrap every key under it, then point
+    ``keys.file`` in hearth.toml at it (written atomically, mode 0600).
+
+    Running servers keep the keys they hold (a re-wrap changes no key) and, when they next
+    need a key created under the new KEK, read the new ``keys.file`` from hearth.toml.
+    """
+    new_key_file = new_key_file.expanduser().absolute()
+    check_key_file_location(home, new_key_file)
     settings = load_settings(home)
+    config_path = home / CONFIG_FILE
+    config = config_path.read_text("utf-8")
+    updated = set_key_file(config, new_key_file)  # fails before anything changes
     container = Container(settings)
     try:
         create_key_file(new_key_file, container.random)
         new = FileKek(new_key_file)
-        return container.system_repository("keys", operator="cli").rewrap_all(container.kek, new)
+        count = container.key_admin(operator="cli").rewrap_all(new)
     finally:
         container.close()
+    try:
+        write_config(config_path, updated)
+    except OSError as exc:
+        raise HearthError(
+            errors.KEY_UNAVAILABLE,
+            f"The keys are re-wrapped under {new_key_file}, but {config_path} could not be "
+            f'updated ({type(exc).__name__}): set keys.file = "{new_key_file}" in it now.',
+        ) from None
+    return count
 
 
 def migrate_database(settings: Settings) -> tuple[str | None, str | None]:

@@ -318,6 +318,7 @@ def test_past_the_bound_the_search_is_refused(instance: Instance) -> None:
         policy=instance.container.policy,
         store=instance.container.store,
         keyring=instance.container.keyring,
+        keys_current=instance.container.live_keys.ensure_current,
         audit=instance.container.audit,
         clock=instance.container.clock,
         random=instance.container.random,

@@ -112,7 +112,7 @@ def test_key_rotation_reseal_and_retire(home: Path) -> None:
     assert code == 0, out
     code, out = run(home, "keys", "retire", str(old_data))
     assert code == 1
-    assert "still protects" in out
+    assert "still seals" in out
     run(home, "demo", "load", "--patients", "1")  # new writes use the new key
     code, out = run(home, "keys", "reseal", str(old_data))
     assert code == 0, out
@@ -121,6 +121,18 @@ def test_key_rotation_reseal_and_retire(home: Path) -> None:
     keys = json.loads(run(home, "keys", "list", "--json")[1])
     assert next(k for k in keys if k["id"] == old_data)["state"] == "retired"
     assert run(home, "integrity", "verify")[0] == 0
+    # MAC keys retire too: reseal checks each MAC and makes it again under the active key.
+    old_mac = next(k["id"] for k in keys if k["purpose"] == "mac" and k["state"] == "decrypt-only")
+    code, out = run(home, "keys", "retire", str(old_mac))
+    assert code == 1
+    assert "still MACs" in out
+    assert run(home, "keys", "reseal", str(old_mac))[0] == 0
+    code, out = run(home, "keys", "retire", str(old_mac))
+    assert code == 0, out
+    assert run(home, "integrity", "verify")[0] == 0
+    keys = json.loads(run(home, "keys", "list", "--json")[1])
+    active_data = next(k for k in keys if k["purpose"] == "data" and k["state"] == "active")
+    assert active_data["seals"] > 0
 
 
 def test_kek_rewrap(home: Path, tmp_path: Path) -> None:
@@ -128,8 +140,10 @@ def test_kek_rewrap(home: Path, tmp_path: Path) -> None:
     new_key = tmp_path / "offsite" / "kek2.key"
     code, out = run(home, "keys", "rewrap", "--new-key-file", str(new_key))
     assert code == 0, out
+    # hearth.toml now names the new key file, and is still private.
     config = home / "hearth.toml"
-    config.write_text(config.read_text().replace('file = "keys/kek.key"', f'file = "{new_key}"'))
+    assert f'file = "{new_key}"' in config.read_text()
+    assert config.stat().st_mode & 0o777 == 0o600
     assert run(home, "integrity", "verify")[0] == 0
     (home / "keys" / "kek.key").unlink()
     assert run(home, "integrity", "verify")[0] == 0

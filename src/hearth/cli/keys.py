@@ -13,7 +13,7 @@ from hearth.wiring import KEY_PURPOSES, rewrap_keys
 
 @click.group("keys")
 def command() -> None:
-    """Manage the data, MAC and signing keys and the key-encryption key."""
+    """Manage the sealing, MAC and signing keys and the key-encryption key."""
 
 
 @command.command("list")
@@ -21,14 +21,15 @@ def command() -> None:
 @pass_state
 @handle_errors
 def list_keys(state: State, as_json: bool) -> None:
-    """List keys with their state and how many stored rows use each.
+    """List keys with their state, how many stored rows use each, and how many messages each
+    sealing key has sealed (rotate well before 2^32; see docs/design.md, "Keys").
 
     \b
     Example:
       hearth --home ./var keys list --json
     """
     with container(state) as c:
-        keys = c.system_repository("keys").list_keys()
+        keys = c.key_admin().list_keys()
     rows = [
         {
             "id": k.key_id,
@@ -36,6 +37,7 @@ def list_keys(state: State, as_json: bool) -> None:
             "state": k.state,
             "created": datetime.fromtimestamp(k.created_us / 1e6, UTC).isoformat(),
             "rows_using": k.in_use,
+            "seals": k.seals,
         }
         for k in keys
     ]
@@ -44,7 +46,8 @@ def list_keys(state: State, as_json: bool) -> None:
         return
     for r in rows:
         used = "" if r["rows_using"] is None else f"  used by {r['rows_using']} rows"
-        click.echo(f"{r['id']:>4}  {r['purpose']:<11} {r['state']:<13} {r['created']}{used}")
+        seals = "" if r["seals"] is None else f"  {r['seals']} seals"
+        click.echo(f"{r['id']:>4}  {r['purpose']:<11} {r['state']:<13} {r['created']}{used}{seals}")
 
 
 @command.command("rotate")
@@ -53,7 +56,7 @@ def list_keys(state: State, as_json: bool) -> None:
     "purposes",
     multiple=True,
     type=click.Choice(KEY_PURPOSES),
-    help="Which keys (default: data and mac).",
+    help="Which keys (repeatable; default: data and mac).",
 )
 @pass_state
 @handle_errors
@@ -75,7 +78,12 @@ def rotate(state: State, purposes: tuple[str, ...]) -> None:
 @pass_state
 @handle_errors
 def reseal(state: State, key_id: int) -> None:
-    """Re-seal every version sealed with KEY_ID under the active data key.
+    """Move what the rotated-out key KEY_ID protects to the active keys, so it can retire.
+
+    A data key: every version it sealed is opened, MAC-checked and sealed under the active data
+    key. A mac key: every version it MACed is checked and MACed again under the active MAC key
+    (backups taken afterwards carry the new MACs). A secrets key: every TOTP secret it sealed
+    is re-sealed (sessions and page tokens expire instead). Audit-seal keys are never re-sealed.
 
     \b
     Example:
@@ -84,11 +92,9 @@ def reseal(state: State, key_id: int) -> None:
     with container(state) as c:
         progress = RichProgress()
         progress.start("re-sealing", None)
-        count = c.system_repository("keys", operator="cli").reseal(
-            key_id, on_row=lambda _seq: progress.advance()
-        )
+        count = c.key_admin(operator="cli").reseal(key_id, on_row=lambda _seq: progress.advance())
         progress.finish()
-    click.echo(f"Re-sealed {count} versions.")
+    click.echo(f"Re-sealed {count} rows.")
 
 
 @command.command("retire")
@@ -98,12 +104,15 @@ def reseal(state: State, key_id: int) -> None:
 def retire(state: State, key_id: int) -> None:
     """Destroy a rotated-out key; refused while any stored row still needs it.
 
+    Servers that have not reloaded their keys yet cannot seal under the retired key: every
+    write checks the key epoch under the lock that retirement takes.
+
     \b
     Example:
       hearth --home ./var keys retire 1
     """
     with container(state) as c:
-        c.system_repository("keys", operator="cli").retire(key_id)
+        c.key_admin(operator="cli").retire(key_id)
     click.echo(f"Key {key_id} retired.")
 
 
@@ -119,12 +128,13 @@ def retire(state: State, key_id: int) -> None:
 def rewrap(state: State, new_key_file: Path) -> None:
     """Rotate the key-encryption key: re-wrap every key under a new key file.
 
-    Afterwards point keys.file in hearth.toml at the new file and keep the old one offline
-    until you have verified the instance opens.
+    keys.file in hearth.toml is then pointed at the new file (the file is replaced atomically);
+    running servers pick it up without a restart. Keep the old key file offline until you have
+    verified that the instance opens, then destroy it.
 
     \b
     Example:
       hearth --home ./var keys rewrap --new-key-file /etc/hearth/kek-2027.key
     """
     count = rewrap_keys(state.home, new_key_file)
-    click.echo(f"Re-wrapped {count} keys under {new_key_file}. Now set keys.file to it.")
+    click.echo(f"Re-wrapped {count} keys under {new_key_file}; hearth.toml now names it.")

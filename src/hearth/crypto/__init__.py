@@ -14,7 +14,15 @@ from hearth.crypto.kek import (
     PassphraseKek,
     create_key_file,
 )
-from hearth.crypto.keyring import KeyPurpose, KeyRing, KeyState, WrappedKey, new_wrapped_key, rewrap
+from hearth.crypto.keyring import (
+    SEALING_PURPOSES,
+    KeyPurpose,
+    KeyRing,
+    KeyState,
+    WrappedKey,
+    new_wrapped_key,
+    rewrap,
+)
 from hearth.crypto.signing import Signer, Verifier
 from hearth.crypto.token_keys import TOKEN_KEY_ALG, p256_jwk_from_seed
 
@@ -27,6 +35,7 @@ __all__ = [
     "KeyState",
     "LocalKek",
     "PassphraseKek",
+    "SEALING_PURPOSES",
     "Signer",
     "TOKEN_KEY_ALG",
     "Verifier",

@@ -1,26 +1,40 @@
 """The key ring: every key Hearth uses, wrapped by the KEK at rest, unwrapped in memory.
 
-Purposes:
+Purposes (docs/design.md, "Keys"), one per kind of protected data, so that each can be rotated
+and retired on its own terms:
 
-- ``data``: AES-256-GCM keys that seal resource bodies and sealed audit fields; one is active
-  for new writes, older ones stay readable until retired;
-- ``mac``: HMAC-SHA-256 keys for per-version MACs; kept apart from data keys so that whoever can
-  decrypt cannot also forge integrity;
+- ``data``: AES-256-GCM keys that seal resource bodies, and nothing else;
+- ``audit-seal``: AES-256-GCM keys that seal audit details (query strings). The sealed bytes
+  are part of a hash-chained entry, so these are never re-sealed, and a key is kept for as long
+  as an entry it sealed is retained;
+- ``secrets``: AES-256-GCM keys that seal account secrets (TOTP seeds) and short-lived state
+  (session data, page tokens); TOTP seeds are re-sealed on rotation, the rest expires;
+- ``mac``: HMAC-SHA-256 keys for per-version MACs, apart from the data keys;
 - ``blind``: the HMAC key for blind search indexes;
 - ``audit-sign``: Ed25519 seeds that sign audit checkpoints and the chain head;
+- ``audit-chain``: the HMAC key that links each audit entry to the one before it; it links every
+  entry, so it never rotates;
 - ``token-sign``: seeds of the ECDSA P-256 keys that sign OAuth access and ID tokens
   (``hearth.crypto.token_keys``). Rotated-out ones stay to verify tokens until they expire. An
   instance created before this purpose existed gets its first one from the token service.
 
+Each sealing purpose has its own pair of methods (``seal_resource``/``open_resource``,
+``seal_audit_detail``/``open_audit_detail``, ``seal_secret``/``open_secret``), so a call site
+says what it protects and cannot pick another purpose's key by accident. Instances created
+before ``audit-seal`` and ``secrets`` existed sealed those things with ``data`` keys: their
+openers also accept a ``data`` key, and nothing new is sealed that way.
+
 A key's id is a small integer that sealed blobs and rows carry, so the ring can find the key to
 open them and ``hearth keys retire`` can prove nothing still uses a key before dropping it.
+The ring also counts how many messages each AES-GCM key has sealed, for the nonce budget.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -31,7 +45,15 @@ from hearth.crypto.signing import Signer, Verifier, signer_from_seed
 from hearth.crypto.token_keys import p256_jwk_from_seed
 from hearth.domain import HearthError, IntegrityError, Random, errors
 
-__all__ = ["KeyPurpose", "KeyRing", "KeyState", "WrappedKey", "new_wrapped_key", "rewrap"]
+__all__ = [
+    "SEALING_PURPOSES",
+    "KeyPurpose",
+    "KeyRing",
+    "KeyState",
+    "WrappedKey",
+    "new_wrapped_key",
+    "rewrap",
+]
 
 
 class KeyPurpose(enum.StrEnum):
@@ -41,10 +63,23 @@ class KeyPurpose(enum.StrEnum):
     AUDIT_SIGN = "audit-sign"
     AUDIT_CHAIN = "audit-chain"
     TOKEN_SIGN = "token-sign"  # noqa: S105 - a key purpose, not a secret
+    AUDIT_SEAL = "audit-seal"
+    SECRETS = "secrets"
 
+
+#: Purposes whose keys are AES-256-GCM sealing keys (and so spend random nonces).
+SEALING_PURPOSES = frozenset({KeyPurpose.DATA, KeyPurpose.AUDIT_SEAL, KeyPurpose.SECRETS})
 
 #: Purposes an instance may lack (created before the purpose existed); created on first use.
 _OPTIONAL = frozenset({KeyPurpose.TOKEN_SIGN})
+
+#: Which keys may open what a purpose sealed: its own, and, for data sealed before the purpose
+#: existed, a ``data`` key.
+_OPENERS: Mapping[KeyPurpose, frozenset[KeyPurpose]] = {
+    KeyPurpose.DATA: frozenset({KeyPurpose.DATA}),
+    KeyPurpose.AUDIT_SEAL: frozenset({KeyPurpose.AUDIT_SEAL, KeyPurpose.DATA}),
+    KeyPurpose.SECRETS: frozenset({KeyPurpose.SECRETS, KeyPurpose.DATA}),
+}
 
 
 class KeyState(enum.StrEnum):
@@ -60,6 +95,22 @@ class WrappedKey:
     state: KeyState
     wrapped: bytes | None  # None once retired
     kek_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    """One consistent set of unwrapped keys. The ring swaps whole sets, so a thread that seals
+    or opens while another reloads sees the old set or the new one, never a mixture."""
+
+    epoch: int
+    material: dict[int, tuple[KeyPurpose, bytes]]
+    aead: dict[int, tuple[KeyPurpose, AESGCM]]
+    macs: dict[int, bytes]
+    signers: dict[int, Signer]
+    token_keys: dict[int, dict[str, str]]
+    blind: bytes
+    chain: bytes
+    active: dict[KeyPurpose, int] = field(default_factory=dict)
 
 
 def _aad(key_id: int, purpose: KeyPurpose) -> bytes:
@@ -87,21 +138,70 @@ def rewrap(
 
 
 class KeyRing:
-    """Unwrapped keys in memory, with the operations the repository and audit need."""
+    """Unwrapped keys in memory, with the operations the repository, audit and services need.
 
-    def __init__(self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey) -> None:
+    ``on_unknown_key`` (set by the composition root) is called once when a blob or row names a
+    key id the ring does not hold, before the ring gives up: another process may have rotated
+    keys since this one last loaded them.
+    """
+
+    def __init__(
+        self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey, *, epoch: int = 0
+    ) -> None:
+        self._keys = self._build(list(keys), kek, epoch, {})
         #: Changes at every (re)load, so that what is derived from the keys can be cached.
-        self.generation = 0
-        self._load(keys, kek)
+        self.generation = 1
+        self.on_unknown_key: Callable[[], None] | None = None
+        self._counts: dict[int, int] = {}
+        self._count_lock = threading.Lock()
 
-    def reload(self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey) -> None:
-        """Pick up keys rotated by another process (``hearth keys rotate`` beside a server)."""
-        self._load(keys, kek)
+    # -- loading ----------------------------------------------------------------------------
+    @property
+    def epoch(self) -> int:
+        """The key epoch these keys were loaded at (``instance_meta.key_epoch``)."""
+        return self._keys.epoch
 
-    def _load(self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey) -> None:
-        # Build everything first and assign at the end, so that a reload while other threads
-        # seal and open never shows them a half-filled ring.
-        data: dict[int, AESGCM] = {}
+    def reload(self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey, *, epoch: int) -> None:
+        """Pick up keys rotated, retired or re-wrapped by another process.
+
+        A key already held is kept as it is (its material cannot change, only its wrapping),
+        so only keys new to this process are unwrapped: a KEK rotation (``hearth keys rewrap``)
+        needs nothing from the new KEK until a key is created under it. Raises
+        ``KEY_UNAVAILABLE``, leaving the ring unchanged, if a new key does not unwrap.
+        """
+        self._keys = self._build(list(keys), kek, epoch, self._keys.material)
+        self.generation += 1
+
+    def forget(self, key_ids: Iterable[int]) -> None:
+        """Drop keys (retired elsewhere) without loading anything new: what a process that
+        cannot reload does, so that it never seals under a destroyed key. A purpose whose
+        active key is dropped has none, and sealing for it fails with ``KEY_UNAVAILABLE``."""
+        gone = set(key_ids)
+        old = self._keys
+        if not gone & set(old.material):
+            return
+        self._keys = _Keys(
+            epoch=old.epoch,
+            material={k: v for k, v in old.material.items() if k not in gone},
+            aead={k: v for k, v in old.aead.items() if k not in gone},
+            macs={k: v for k, v in old.macs.items() if k not in gone},
+            signers={k: v for k, v in old.signers.items() if k not in gone},
+            token_keys={k: v for k, v in old.token_keys.items() if k not in gone},
+            blind=old.blind,
+            chain=old.chain,
+            active={p: k for p, k in old.active.items() if k not in gone},
+        )
+        self.generation += 1
+
+    @staticmethod
+    def _build(
+        keys: list[WrappedKey],
+        kek: KeyEncryptionKey,
+        epoch: int,
+        known: Mapping[int, tuple[KeyPurpose, bytes]],
+    ) -> _Keys:
+        material: dict[int, tuple[KeyPurpose, bytes]] = {}
+        aead: dict[int, tuple[KeyPurpose, AESGCM]] = {}
         macs: dict[int, bytes] = {}
         signers: dict[int, Signer] = {}
         token_keys: dict[int, dict[str, str]] = {}
@@ -111,27 +211,32 @@ class KeyRing:
         for key in keys:
             if key.wrapped is None or key.state is KeyState.RETIRED:
                 continue
-            try:
-                material = kek.unwrap(key.wrapped, aad=_aad(key.key_id, key.purpose))
-            except IntegrityError:
-                raise HearthError(
-                    errors.KEY_UNAVAILABLE,
-                    "The key-encryption key does not open this instance's keys "
-                    "(wrong key file or passphrase).",
-                ) from None
+            held = known.get(key.key_id)
+            if held is not None and held[0] is key.purpose:
+                secret = held[1]
+            else:
+                try:
+                    secret = kek.unwrap(key.wrapped, aad=_aad(key.key_id, key.purpose))
+                except IntegrityError:
+                    raise HearthError(
+                        errors.KEY_UNAVAILABLE,
+                        "The key-encryption key does not open this instance's keys "
+                        "(wrong key file or passphrase).",
+                    ) from None
+            material[key.key_id] = (key.purpose, secret)
             match key.purpose:
-                case KeyPurpose.DATA:
-                    data[key.key_id] = AESGCM(material)
+                case KeyPurpose.DATA | KeyPurpose.AUDIT_SEAL | KeyPurpose.SECRETS:
+                    aead[key.key_id] = (key.purpose, AESGCM(secret))
                 case KeyPurpose.MAC:
-                    macs[key.key_id] = material
+                    macs[key.key_id] = secret
                 case KeyPurpose.BLIND:
-                    blind = material
+                    blind = secret
                 case KeyPurpose.AUDIT_CHAIN:
-                    chain = material
+                    chain = secret
                 case KeyPurpose.AUDIT_SIGN:
-                    signers[key.key_id] = signer_from_seed(material)
+                    signers[key.key_id] = signer_from_seed(secret)
                 case KeyPurpose.TOKEN_SIGN:  # pragma: no branch - the match is exhaustive
-                    token_keys[key.key_id] = p256_jwk_from_seed(material)
+                    token_keys[key.key_id] = p256_jwk_from_seed(secret)
             if key.state is KeyState.ACTIVE:
                 if key.purpose in active:
                     raise HearthError(errors.KEY_UNAVAILABLE, "Two active keys for one purpose.")
@@ -141,34 +246,102 @@ class KeyRing:
             raise HearthError(
                 errors.KEY_UNAVAILABLE, f"No active key for: {', '.join(sorted(missing))}."
             )
-        self._data, self._mac, self._signers, self._blind = data, macs, signers, blind
-        self._chain = chain
-        self._token_keys = token_keys
-        self.token_key_id: int | None = active.get(KeyPurpose.TOKEN_SIGN)
-        self.generation += 1
-        self.data_key_id = active[KeyPurpose.DATA]
-        self.mac_key_id = active[KeyPurpose.MAC]
-        self.sign_key_id = active[KeyPurpose.AUDIT_SIGN]
+        return _Keys(epoch, material, aead, macs, signers, token_keys, blind, chain, active)
 
-    # -- the audit chain ------------------------------------------------------------------
+    # -- which keys are active ----------------------------------------------------------------
+    def active_id(self, purpose: KeyPurpose) -> int:
+        """The id of the active key of ``purpose``; ``KEY_UNAVAILABLE`` if there is none."""
+        key_id = self._keys.active.get(purpose)
+        if key_id is None:
+            raise HearthError(errors.KEY_UNAVAILABLE)
+        return key_id
+
+    def has_active(self, purpose: KeyPurpose) -> bool:
+        return purpose in self._keys.active
+
+    def purpose_of(self, key_id: int) -> KeyPurpose | None:
+        """The purpose of a key the ring holds, or None."""
+        held = self._keys.material.get(key_id)
+        return held[0] if held is not None else None
+
+    @property
+    def data_key_id(self) -> int:
+        return self.active_id(KeyPurpose.DATA)
+
+    @property
+    def mac_key_id(self) -> int:
+        return self.active_id(KeyPurpose.MAC)
+
+    @property
+    def sign_key_id(self) -> int:
+        return self.active_id(KeyPurpose.AUDIT_SIGN)
+
+    @property
+    def token_key_id(self) -> int | None:
+        return self._keys.active.get(KeyPurpose.TOKEN_SIGN)
+
+    # -- the audit chain ----------------------------------------------------------------------
     def audit_link(self, prev: bytes, body: bytes) -> bytes:
         """The keyed hash that chains an audit entry to the one before it."""
-        return mac.chain_link(self._chain, prev, body)
+        return mac.chain_link(self._keys.chain, prev, body)
 
-    # -- sealing --------------------------------------------------------------------------
-    def seal(self, plaintext: bytes, *, aad: bytes, random: Random) -> bytes:
-        key_id = self.data_key_id
-        return envelope.seal(
-            plaintext, key_id=key_id, key=self._data[key_id], aad=aad, random=random
+    # -- sealing ------------------------------------------------------------------------------
+    def seal_resource(self, plaintext: bytes, *, aad: bytes, random: Random) -> bytes:
+        """Seal a resource body under the active ``data`` key."""
+        return self._seal(KeyPurpose.DATA, plaintext, aad, random)
+
+    def open_resource(self, blob: bytes, *, aad: bytes) -> bytes:
+        return self._open(KeyPurpose.DATA, blob, aad)
+
+    def seal_audit_detail(self, plaintext: bytes, *, aad: bytes, random: Random) -> bytes:
+        """Seal an audit entry's detail under the active ``audit-seal`` key."""
+        return self._seal(KeyPurpose.AUDIT_SEAL, plaintext, aad, random)
+
+    def open_audit_detail(self, blob: bytes, *, aad: bytes) -> bytes:
+        return self._open(KeyPurpose.AUDIT_SEAL, blob, aad)
+
+    def seal_secret(self, plaintext: bytes, *, aad: bytes, random: Random) -> bytes:
+        """Seal an account secret or short-lived state under the active ``secrets`` key."""
+        return self._seal(KeyPurpose.SECRETS, plaintext, aad, random)
+
+    def open_secret(self, blob: bytes, *, aad: bytes) -> bytes:
+        return self._open(KeyPurpose.SECRETS, blob, aad)
+
+    def _seal(self, purpose: KeyPurpose, plaintext: bytes, aad: bytes, random: Random) -> bytes:
+        keys = self._keys
+        key_id = keys.active.get(purpose)
+        if key_id is None:
+            raise HearthError(errors.KEY_UNAVAILABLE)
+        blob = envelope.seal(
+            plaintext, key_id=key_id, key=keys.aead[key_id][1], aad=aad, random=random
         )
+        with self._count_lock:
+            self._counts[key_id] = self._counts.get(key_id, 0) + 1
+        return blob
 
-    def open(self, blob: bytes, *, aad: bytes) -> bytes:
-        key = self._data.get(envelope.sealed_key_id(blob))
-        if key is None:
+    def _open(self, purpose: KeyPurpose, blob: bytes, aad: bytes) -> bytes:
+        key_id = envelope.sealed_key_id(blob)
+        found = self._keys.aead.get(key_id)
+        if found is None and self._ask_for(key_id):
+            found = self._keys.aead.get(key_id)
+        if found is None or found[0] not in _OPENERS[purpose]:
             raise IntegrityError()
-        return envelope.open_sealed(blob, key=key, aad=aad)
+        return envelope.open_sealed(blob, key=found[1], aad=aad)
 
-    # -- integrity ------------------------------------------------------------------------
+    def _ask_for(self, key_id: int) -> bool:
+        """Reload once through ``on_unknown_key``; True if the ring now holds ``key_id``."""
+        if self.on_unknown_key is None:
+            return False
+        self.on_unknown_key()
+        return key_id in self._keys.material
+
+    def take_seal_counts(self) -> dict[int, int]:
+        """Messages sealed per key id since the last call (for the nonce budget), and reset."""
+        with self._count_lock:
+            counts, self._counts = self._counts, {}
+        return counts
+
+    # -- integrity ----------------------------------------------------------------------------
     def mac(
         self,
         *,
@@ -179,9 +352,14 @@ class KeyRing:
         deleted: bool,
         ts_us: int,
         body: bytes | None,
-    ) -> bytes:
-        return mac.compute_mac(
-            self._mac[self.mac_key_id],
+    ) -> tuple[int, bytes]:
+        """The MAC of one version under the active MAC key: ``(key id, tag)``."""
+        keys = self._keys
+        key_id = keys.active.get(KeyPurpose.MAC)
+        if key_id is None:
+            raise HearthError(errors.KEY_UNAVAILABLE)
+        tag = mac.compute_mac(
+            keys.macs[key_id],
             seq=seq,
             res_type=res_type,
             res_id=res_id,
@@ -190,6 +368,7 @@ class KeyRing:
             ts_us=ts_us,
             digest=mac.body_digest(body),
         )
+        return key_id, tag
 
     def verify_mac(
         self,
@@ -204,7 +383,9 @@ class KeyRing:
         ts_us: int,
         body: bytes | None,
     ) -> None:
-        key = self._mac.get(mac_key_id)
+        key = self._keys.macs.get(mac_key_id)
+        if key is None and self._ask_for(mac_key_id):
+            key = self._keys.macs.get(mac_key_id)
         if key is None:
             raise IntegrityError()
         mac.verify_mac(
@@ -219,20 +400,26 @@ class KeyRing:
             digest=mac.body_digest(body),
         )
 
-    # -- blind indexes --------------------------------------------------------------------
+    # -- blind indexes ------------------------------------------------------------------------
     def blind(self, domain: str, value: str) -> bytes:
-        return blind_index(self._blind, domain, value)
+        return blind_index(self._keys.blind, domain, value)
 
     def blind_many(self, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
         """``blind`` of every (domain, value) pair, as a set (the search index of a resource)."""
-        return blind_indexes(self._blind, pairs)
+        return blind_indexes(self._keys.blind, pairs)
 
-    # -- signing --------------------------------------------------------------------------
+    # -- signing ------------------------------------------------------------------------------
     def sign(self, message: bytes) -> tuple[int, bytes]:
-        return self.sign_key_id, self._signers[self.sign_key_id].sign(message)
+        keys = self._keys
+        key_id = keys.active.get(KeyPurpose.AUDIT_SIGN)
+        if key_id is None:
+            raise HearthError(errors.KEY_UNAVAILABLE)
+        return key_id, keys.signers[key_id].sign(message)
 
     def verifier(self, key_id: int) -> Verifier:
-        signer = self._signers.get(key_id)
+        signer = self._keys.signers.get(key_id)
+        if signer is None and self._ask_for(key_id):
+            signer = self._keys.signers.get(key_id)
         if signer is None:
             raise IntegrityError()
         return signer.verifier
@@ -240,4 +427,4 @@ class KeyRing:
     def token_signing_keys(self) -> dict[int, dict[str, str]]:
         """Private JWKs of the token signing keys by key id: the active one and those rotated
         out but not yet retired (which still verify unexpired tokens). For ``hearth.auth``."""
-        return dict(self._token_keys)
+        return dict(self._keys.token_keys)

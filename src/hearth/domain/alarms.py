@@ -55,6 +55,8 @@ class AlarmKind(enum.StrEnum):
     ACCESS_BREAK_GLASS = "access.break_glass"
     ACCESS_SNOOPING = "access.snooping"
     EXPORT_VOLUME = "export.volume"
+    KEY_RELOAD_FAILED = "keys.reload_failed"
+    KEY_NONCE_BUDGET = "keys.nonce_budget"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,14 +35,14 @@ class PageTokens:
     def issue(self, principal: Principal, state: dict[str, Any]) -> str:
         expires = int((self._clock.now() + self._ttl).timestamp())
         plain = orjson.dumps({"exp": expires, "s": state})
-        sealed = self._keys.seal(plain, aad=_aad(principal), random=self._random)
+        sealed = self._keys.seal_secret(plain, aad=_aad(principal), random=self._random)
         return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
     def open(self, principal: Principal, token: str) -> dict[str, Any]:
         invalid = HearthError(errors.BAD_PARAMETER, "The page link is invalid or has expired.")
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            payload = orjson.loads(self._keys.open(sealed, aad=_aad(principal)))
+            payload = orjson.loads(self._keys.open_secret(sealed, aad=_aad(principal)))
         except (ValueError, IntegrityError, orjson.JSONDecodeError):
             raise invalid from None
         if not isinstance(payload, dict) or payload.get("exp", 0) < self._clock.now().timestamp():

@@ -12,6 +12,8 @@ from hearth.storage.audit import (
     wait_tickets_async,
 )
 from hearth.storage.identity import ApiTokenStore, TokenGrant
+from hearth.storage.key_admin import KeyAdministration, KeyInfo, ensure_key_purposes
+from hearth.storage.keys import LiveKeys
 from hearth.storage.repository import (
     IntegrityObserver,
     RecordRepository,
@@ -21,20 +23,16 @@ from hearth.storage.repository import (
     to_us,
 )
 from hearth.storage.searching import SearchPage
-from hearth.storage.system import (
-    KeyInfo,
-    SystemRepository,
-    VersionFinding,
-    initialise_store,
-    load_wrapped_keys,
-)
+from hearth.storage.system import SystemRepository, VersionFinding, initialise_store
 
 __all__ = [
     "ApiTokenStore",
     "AuditTicket",
     "AuditTrail",
     "IntegrityObserver",
+    "KeyAdministration",
     "KeyInfo",
+    "LiveKeys",
     "RecordRepository",
     "SearchBounds",
     "SearchPage",
@@ -43,9 +41,9 @@ __all__ = [
     "VersionFinding",
     "WriteBatch",
     "deferred_durability",
+    "ensure_key_purposes",
     "from_us",
     "initialise_store",
-    "load_wrapped_keys",
     "to_us",
     "wait_tickets",
     "wait_tickets_async",

@@ -33,10 +33,12 @@ __all__ = [
     "LinkRow",
     "RequestRow",
     "RoleRow",
+    "grant_aad",
 ]
 
 
-def _grant_aad(grant_id: str, part: str) -> bytes:
+def grant_aad(grant_id: str, part: str) -> bytes:
+    """Associated data of a break-glass reason or review note (sealed under a ``secrets`` key)."""
     return b"hearth/break-glass/v1\x00%s\x00%s" % (part.encode("ascii"), grant_id.encode("ascii"))
 
 
@@ -114,8 +116,8 @@ class AccessStore:
 
     # -- break-the-glass ------------------------------------------------------------------------
     def create_grant(self, row: BreakGlassRow, reason: str, records: Sequence[AuditRecord]) -> None:
-        sealed = self._keys.seal(
-            reason.encode("utf-8"), aad=_grant_aad(row.grant_id, "reason"), random=self._random
+        sealed = self._keys.seal_secret(
+            reason.encode("utf-8"), aad=grant_aad(row.grant_id, "reason"), random=self._random
         )
         with self._store.write() as conn:
             sql.insert_grant(conn, replace(row, reason=sealed))
@@ -143,12 +145,14 @@ class AccessStore:
             )
 
     def reason(self, row: BreakGlassRow) -> str:
-        return self._keys.open(row.reason, aad=_grant_aad(row.grant_id, "reason")).decode("utf-8")
+        return self._keys.open_secret(row.reason, aad=grant_aad(row.grant_id, "reason")).decode(
+            "utf-8"
+        )
 
     def note(self, row: BreakGlassRow) -> str | None:
         if row.note is None:
             return None
-        return self._keys.open(row.note, aad=_grant_aad(row.grant_id, "note")).decode("utf-8")
+        return self._keys.open_secret(row.note, aad=grant_aad(row.grant_id, "note")).decode("utf-8")
 
     def end_grant(self, grant_id: str, now_us: int, records: Sequence[AuditRecord]) -> bool:
         with self._store.write() as conn:
@@ -168,8 +172,8 @@ class AccessStore:
         records: Sequence[AuditRecord],
     ) -> bool:
         sealed = (
-            self._keys.seal(
-                note.encode("utf-8"), aad=_grant_aad(grant_id, "note"), random=self._random
+            self._keys.seal_secret(
+                note.encode("utf-8"), aad=grant_aad(grant_id, "note"), random=self._random
             )
             if note
             else None
@@ -203,7 +207,7 @@ class AccessStore:
         sealed = body.get("sealed")
         if not isinstance(sealed, str):
             return None
-        plain = self._keys.open(base64.b64decode(sealed), aad=sealed_aad(row.seq))
+        plain = self._keys.open_audit_detail(base64.b64decode(sealed), aad=sealed_aad(row.seq))
         try:
             found = orjson.loads(plain)
         except orjson.JSONDecodeError:

@@ -22,14 +22,22 @@ from hearth.storage.audit import AuditTrail
 from hearth.storage.sql.accounts import CredentialRow, EnrolmentRow, SqlAccounts, UserRow
 from hearth.storage.sql.store import SqlStore
 
-__all__ = ["AccountStore", "CredentialRow", "EnrolmentRow", "UserRow", "credential_digest"]
+__all__ = [
+    "AccountStore",
+    "CredentialRow",
+    "EnrolmentRow",
+    "UserRow",
+    "credential_digest",
+    "totp_aad",
+]
 
 
 def credential_digest(credential_id: bytes) -> bytes:
     return hashlib.sha256(b"hearth/webauthn-credential/v1\x00" + credential_id).digest()
 
 
-def _totp_aad(user_id: str) -> bytes:
+def totp_aad(user_id: str) -> bytes:
+    """Associated data of a sealed TOTP secret (sealed under a ``secrets`` key)."""
     return b"hearth/totp-secret/v1\x00" + user_id.encode("ascii")
 
 
@@ -63,7 +71,7 @@ class AccountStore:
     def totp_secret(self, user: UserRow) -> str | None:
         if user.totp_secret is None:
             return None
-        return self._keys.open(user.totp_secret, aad=_totp_aad(user.user_id)).decode("ascii")
+        return self._keys.open_secret(user.totp_secret, aad=totp_aad(user.user_id)).decode("ascii")
 
     def recovery_codes(self, user_id: str) -> list[tuple[int, str]]:
         with self._store.read() as conn:
@@ -134,7 +142,9 @@ class AccountStore:
         """Enrol (or remove, with ``secret`` None) a TOTP seed, with its first used step, and
         optionally replace the recovery codes and the password in the same transaction."""
         sealed = (
-            self._keys.seal(secret.encode("ascii"), aad=_totp_aad(user_id), random=self._random)
+            self._keys.seal_secret(
+                secret.encode("ascii"), aad=totp_aad(user_id), random=self._random
+            )
             if secret is not None
             else None
         )
@@ -233,7 +243,9 @@ class AccountStore:
             self._audit.append_in(conn, records)
 
     def seal_totp(self, user_id: str, secret: str) -> bytes:
-        return self._keys.seal(secret.encode("ascii"), aad=_totp_aad(user_id), random=self._random)
+        return self._keys.seal_secret(
+            secret.encode("ascii"), aad=totp_aad(user_id), random=self._random
+        )
 
     def record(self, record: AuditRecord) -> None:
         """Audit an event that changes nothing stored here (a failed sign-in), durably."""

@@ -89,7 +89,8 @@ def _details_json(details: dict[str, str]) -> str:
     return text
 
 
-def _note_aad(alarm_id: str, transition: str) -> bytes:
+def note_aad(alarm_id: str, transition: str) -> bytes:
+    """Associated data of a sealed alarm note (sealed under a ``secrets`` key)."""
     return b"hearth/alarm-note/v1\x00%s\x00%s" % (
         alarm_id.encode("ascii"),
         transition.encode("ascii"),
@@ -290,7 +291,9 @@ class AlarmStore:
         if sealed is None:
             return None
         try:
-            return self._keys.open(sealed, aad=_note_aad(alarm_id, transition)).decode("utf-8")
+            return self._keys.open_secret(sealed, aad=note_aad(alarm_id, transition)).decode(
+                "utf-8"
+            )
         except IntegrityError:
             return "(this note failed its integrity check)"
 
@@ -356,9 +359,9 @@ class AlarmStore:
                 )
             else:
                 sealed = (
-                    self._keys.seal(
+                    self._keys.seal_secret(
                         text.encode("utf-8"),
-                        aad=_note_aad(alarm_id, transition),
+                        aad=note_aad(alarm_id, transition),
                         random=self._random,
                     )
                     if text is not None

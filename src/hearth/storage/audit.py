@@ -197,7 +197,9 @@ class AuditTrail:
         for offset, record in enumerate(records):
             seq = first + offset
             sealed = (
-                self._keys.seal(record.detail, aad=sealed_aad(seq), random=self._random)
+                self._keys.seal_audit_detail(
+                    record.detail, aad=sealed_aad(seq), random=self._random
+                )
                 if record.detail is not None
                 else None
             )

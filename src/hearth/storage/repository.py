@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Connection
 
 from hearth.audit import AuditRecord
-from hearth.crypto import KeyRing
+from hearth.crypto import KeyRing, sealed_key_id
 from hearth.domain import (
     Action,
     Clock,
@@ -144,16 +144,20 @@ class RecordRepository:
         audit: AuditTrail,
         clock: Clock,
         random: Random,
+        keys_current: Callable[[Connection], None],
         request_id: str | None = None,
         on_integrity_failure: IntegrityObserver | None = None,
         on_disclosure: DisclosureObserver | None = None,
         bounds: SearchBounds | None = None,
     ) -> None:
+        """``keys_current`` reloads the key ring inside a write transaction when keys changed
+        (``hearth.storage.keys.LiveKeys.ensure_current``)."""
         self.principal = principal
         self.bounds = bounds or SearchBounds()
         self._policy = policy
         self._store = store
         self._keys = keyring
+        self._keys_current = keys_current
         self._audit = audit
         self._clock = clock
         self._random = random
@@ -340,7 +344,7 @@ class RecordRepository:
             if not row.deleted:
                 if row.body is None:
                     raise IntegrityError()
-                body = self._keys.open(
+                body = self._keys.open_resource(
                     row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
                 )
             self._keys.verify_mac(
@@ -831,6 +835,9 @@ class WriteBatch:
         now = repo._clock.now()
         ts_us = to_us(now)
         seq = repo._store.next_seq(self._conn, VERSION_SEQ)
+        # Holding the version counter's lock, which key changes take too: reload the key ring
+        # if keys changed, so nothing is sealed under a key retired meanwhile (docs/design.md).
+        repo._keys_current(self._conn)
         body: bytes | None = None
         sealed: bytes | None = None
         if resource is not None:
@@ -843,14 +850,14 @@ class WriteBatch:
             meta["lastUpdated"] = instant(now)
             resource = {**resource, "id": res_id, "meta": meta}
             body = fhir_json.dumps(resource)
-            sealed = keys.seal(
+            sealed = keys.seal_resource(
                 body, aad=ResourceRef(res_type, res_id).aad(version), random=repo._random
             )
         deleted = resource is None
         self._index[(res_type, res_id)] = (
             None if resource is None else index_row(keys, seq, res_type, res_id, ts_us, resource)
         )
-        tag = keys.mac(
+        mac_key_id, tag = keys.mac(
             seq=seq,
             res_type=res_type,
             res_id=res_id,
@@ -868,9 +875,9 @@ class WriteBatch:
                 version=version,
                 ts_us=ts_us,
                 deleted=deleted,
-                key_id=keys.data_key_id if sealed is not None else None,
+                key_id=sealed_key_id(sealed) if sealed is not None else None,
                 body=sealed,
-                mac_key_id=keys.mac_key_id,
+                mac_key_id=mac_key_id,
                 mac=tag,
             ),
         )

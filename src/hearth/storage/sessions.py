@@ -3,8 +3,8 @@
 Both stores implement ``SessionStore`` and pass the same contract tests. A session is keyed by
 the SHA-256 digest of its id (``hearth.auth.sessions.session_digest``); its ``data`` (the state
 of a sign-in in progress: a WebAuthn challenge, the TOTP seed being enrolled) is sealed under
-the active data key with associated data bound to that digest, so neither a database dump nor a
-Redis snapshot shows it, and a sealed blob cannot be moved to another session.
+the active ``secrets`` key with associated data bound to that digest, so neither a database
+dump nor a Redis snapshot shows it, and a sealed blob cannot be moved to another session.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class SessionSealer:
     def seal(self, row: SessionRow) -> SessionRow:
         if row.data is None:
             return row
-        sealed = self._keys.seal(row.data, aad=self._aad(row.id_digest), random=self._random)
+        sealed = self._keys.seal_secret(row.data, aad=self._aad(row.id_digest), random=self._random)
         return replace(row, data=sealed)
 
     def open(self, row: SessionRow) -> SessionRow | None:
@@ -77,7 +77,7 @@ class SessionSealer:
         if row.data is None:
             return row
         try:
-            return replace(row, data=self._keys.open(row.data, aad=self._aad(row.id_digest)))
+            return replace(row, data=self._keys.open_secret(row.data, aad=self._aad(row.id_digest)))
         except IntegrityError:
             return None
 

@@ -25,28 +25,19 @@ from hearth.audit import (
     head_message,
     verify_chain,
 )
-from hearth.crypto import (
-    KeyEncryptionKey,
-    KeyPurpose,
-    KeyRing,
-    KeyState,
-    WrappedKey,
-    new_wrapped_key,
-    rewrap,
-    sealed_key_id,
-)
+from hearth.crypto import KeyEncryptionKey, KeyPurpose, KeyRing, sealed_key_id
 from hearth.domain import Clock, HearthError, IntegrityError, Outcome, Random, ResourceRef, errors
 from hearth.fhir import jsonbody as fhir_json
 from hearth.storage.anchor import AnchorFile
 from hearth.storage.audit import AuditTrail
+from hearth.storage.key_admin import create_key
+from hearth.storage.keys import wrapped_keys
 from hearth.storage.repository import from_us, index_row, to_us
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql.store import (
-    KEY_SEQ,
     VERSION_SEQ,
     AuditHeadRow,
     AuditRow,
-    KeyRow,
     SqlStore,
     VersionRow,
 )
@@ -54,11 +45,9 @@ from hearth.storage.sql.store import (
 __all__ = [
     "CHECKPOINT_META",
     "DEFAULT_CHECKPOINT_EVERY",
-    "KeyInfo",
     "SystemRepository",
     "VersionFinding",
     "initialise_store",
-    "load_wrapped_keys",
 ]
 
 
@@ -118,24 +107,6 @@ class VersionFinding:
         return f"version seq {self.seq} {where}: {self.problem}"
 
 
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
-    key_id: int
-    purpose: str
-    state: str
-    created_us: int
-    in_use: int | None = None
-
-
-def load_wrapped_keys(store: SqlStore) -> list[WrappedKey]:
-    with store.read() as conn:
-        rows = store.keys(conn)
-    return [
-        WrappedKey(r.key_id, KeyPurpose(r.purpose), KeyState(r.state), r.wrapped, r.kek_id)
-        for r in rows
-    ]
-
-
 def initialise_store(
     store: SqlStore,
     kek: KeyEncryptionKey,
@@ -152,29 +123,15 @@ def initialise_store(
         if store.meta(conn):
             raise HearthError(errors.BAD_PARAMETER, "This database already holds an instance.")
         store.init_counters(conn)
-        created: list[WrappedKey] = []
         for purpose in KeyPurpose:
-            key_id = store.next_seq(conn, KEY_SEQ)
-            wrapped = new_wrapped_key(kek, key_id=key_id, purpose=purpose, random=random)
-            store.insert_key(
-                conn,
-                KeyRow(
-                    key_id,
-                    purpose.value,
-                    KeyState.ACTIVE.value,
-                    wrapped.wrapped,
-                    kek.kek_id,
-                    now_us,
-                    None,
-                    None,
-                ),
-            )
-            created.append(wrapped)
+            create_key(store, conn, kek, purpose, now_us=now_us, random=random)
+        store.bump_key_epoch(conn)
         store.set_meta(conn, "instance_id", instance_id)
         store.set_meta(conn, "created_us", str(now_us))
         store.set_meta(conn, CHECKPOINT_META, str(checkpoint_every))
         genesis = genesis_hash(instance_id)
-        key_id, signature = KeyRing(created, kek).sign(head_message(0, genesis, 0))
+        ring = KeyRing(wrapped_keys(store.keys(conn)), kek)
+        key_id, signature = ring.sign(head_message(0, genesis, 0))
         store.init_audit_head(conn, AuditHeadRow(0, genesis, 0, key_id, signature))
 
 
@@ -279,7 +236,7 @@ class SystemRepository:
             try:
                 if row.body is None:
                     raise IntegrityError()
-                body = self._keys.open(
+                body = self._keys.open_resource(
                     row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
                 )
             except IntegrityError:
@@ -418,7 +375,7 @@ class SystemRepository:
                     if row.body is None:
                         raise IntegrityError()
                     aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
-                    body = self._keys.open(row.body, aad=aad)
+                    body = self._keys.open_resource(row.body, aad=aad)
                     self._keys.verify_mac(
                         row.mac,
                         mac_key_id=row.mac_key_id,
@@ -442,245 +399,3 @@ class SystemRepository:
                 done += len(rows)
         self.record("search.reindex", Outcome.SUCCESS)
         return done
-
-    # -- keys -------------------------------------------------------------------------------
-    def list_keys(self) -> list[KeyInfo]:
-        with self._store.snapshot() as conn:
-            rows = self._store.keys(conn)
-            return [
-                KeyInfo(
-                    r.key_id,
-                    r.purpose,
-                    r.state,
-                    r.created_us,
-                    self._store.rows_using_key(conn, r.key_id)
-                    if r.purpose in (KeyPurpose.DATA, KeyPurpose.MAC)
-                    else None,
-                )
-                for r in rows
-            ]
-
-    def rotate(self, kek: KeyEncryptionKey, purposes: tuple[KeyPurpose, ...]) -> list[int]:
-        """Make a new active key for each purpose; the old ones stay for reading (decrypt-only).
-
-        Blind-index keys are not rotated here: every index row would have to be rebuilt.
-        """
-        now_us = to_us(self._clock.now())
-        created: list[int] = []
-        with self._store.write() as conn:
-            # Take the key counter's row lock before reading the keys, so two rotations in two
-            # processes run one after the other and never leave two active keys.
-            self._store.next_seq(conn, KEY_SEQ, 0)
-            for row in self._store.keys(conn):
-                if KeyPurpose(row.purpose) in purposes and row.state == KeyState.ACTIVE.value:
-                    self._store.update_key(
-                        conn,
-                        row.key_id,
-                        state=KeyState.DECRYPT_ONLY.value,
-                        wrapped=row.wrapped,
-                        kek_id=row.kek_id,
-                        rotated_us=now_us,
-                    )
-            for purpose in purposes:
-                key_id = self._store.next_seq(conn, KEY_SEQ)
-                wrapped = new_wrapped_key(kek, key_id=key_id, purpose=purpose, random=self._random)
-                self._store.insert_key(
-                    conn,
-                    KeyRow(
-                        key_id,
-                        purpose.value,
-                        KeyState.ACTIVE.value,
-                        wrapped.wrapped,
-                        kek.kek_id,
-                        now_us,
-                        None,
-                        None,
-                    ),
-                )
-                created.append(key_id)
-        self.record("keys.rotate", Outcome.SUCCESS)
-        return created
-
-    def ensure_token_key(
-        self, kek: KeyEncryptionKey, *, max_age_us: int, retire_after_us: int
-    ) -> int | None:
-        """Keep one fresh token signing key: rotate when there is none or it is older than
-        ``max_age_us``; retire rotated-out ones after ``retire_after_us`` (longer than any
-        token they signed lives). Returns the new key's id, or None when nothing changed.
-
-        Safe to call from several processes at once: the work runs under the key counter's
-        row lock and re-reads the keys after taking it.
-        """
-        now_us = to_us(self._clock.now())
-        purpose = KeyPurpose.TOKEN_SIGN
-
-        def due(rows: list[KeyRow]) -> bool:
-            active = [r for r in rows if r.state == KeyState.ACTIVE.value]
-            stale = [
-                r
-                for r in rows
-                if r.state == KeyState.DECRYPT_ONLY.value
-                and r.rotated_us is not None
-                and r.rotated_us + retire_after_us <= now_us
-            ]
-            return not active or active[0].created_us + max_age_us <= now_us or bool(stale)
-
-        # Most calls find nothing to do: decide that in a read transaction, without the lock.
-        with self._store.read() as conn:
-            if not due([r for r in self._store.keys(conn) if r.purpose == purpose.value]):
-                return None
-        created: int | None = None
-        retired: list[int] = []
-        with self._store.write() as conn:
-            self._store.next_seq(conn, KEY_SEQ, 0)  # the lock, as in ``rotate``
-            rows = [r for r in self._store.keys(conn) if r.purpose == purpose.value]
-            active = [r for r in rows if r.state == KeyState.ACTIVE.value]
-            if not active or active[0].created_us + max_age_us <= now_us:
-                for row in active:
-                    self._store.update_key(
-                        conn,
-                        row.key_id,
-                        state=KeyState.DECRYPT_ONLY.value,
-                        wrapped=row.wrapped,
-                        kek_id=row.kek_id,
-                        rotated_us=now_us,
-                    )
-                created = self._store.next_seq(conn, KEY_SEQ)
-                wrapped = new_wrapped_key(kek, key_id=created, purpose=purpose, random=self._random)
-                self._store.insert_key(
-                    conn,
-                    KeyRow(
-                        created,
-                        purpose.value,
-                        KeyState.ACTIVE.value,
-                        wrapped.wrapped,
-                        kek.kek_id,
-                        now_us,
-                        None,
-                        None,
-                    ),
-                )
-            for row in rows:
-                old_enough = (
-                    row.rotated_us is not None and row.rotated_us + retire_after_us <= now_us
-                )
-                if row.state == KeyState.DECRYPT_ONLY.value and old_enough:
-                    self._store.update_key(
-                        conn,
-                        row.key_id,
-                        state=KeyState.RETIRED.value,
-                        wrapped=None,
-                        kek_id=row.kek_id,
-                        retired_us=now_us,
-                    )
-                    retired.append(row.key_id)
-        if created is not None:
-            self.record("keys.rotate", Outcome.SUCCESS)
-        if retired:
-            self.record("keys.retire", Outcome.SUCCESS)
-        return created
-
-    def reseal(self, key_id: int, *, on_row: Callable[[int], None] | None = None) -> int:
-        """Re-seal every version sealed with ``key_id`` under the active data key.
-
-        MACs cover the plaintext, so they do not change; each body is opened and checked first.
-        """
-        if key_id == self._keys.data_key_id:
-            raise HearthError(errors.BAD_PARAMETER, "That is the active data key; rotate first.")
-        done = 0
-        after = 0
-        while True:
-            with self._store.write() as conn:
-                rows = self._store.versions_sealed_with(conn, key_id, after_seq=after, limit=500)
-                if not rows:
-                    break
-                for row in rows:
-                    if row.body is None:  # a row with a key id always has a sealed body
-                        raise IntegrityError()
-                    aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
-                    body = self._keys.open(row.body, aad=aad)
-                    self._keys.verify_mac(
-                        row.mac,
-                        mac_key_id=row.mac_key_id,
-                        seq=row.seq,
-                        res_type=row.res_type,
-                        res_id=row.res_id,
-                        version=row.version,
-                        deleted=row.deleted,
-                        ts_us=row.ts_us,
-                        body=body,
-                    )
-                    sealed = self._keys.seal(body, aad=aad, random=self._random)
-                    self._store.reseal_version(
-                        conn, row.seq, key_id=self._keys.data_key_id, body=sealed
-                    )
-                    done += 1
-                    if on_row is not None:
-                        on_row(row.seq)
-                after = rows[-1].seq
-        self.record("keys.reseal", Outcome.SUCCESS)
-        return done
-
-    def retire(self, key_id: int, *, token_grace_us: int = 3_600_000_000) -> None:
-        """Destroy a rotated-out key once no stored row (or unexpired token) needs it."""
-        now_us = to_us(self._clock.now())
-        with self._store.write() as conn:
-            rows = {r.key_id: r for r in self._store.keys(conn)}
-            row = rows.get(key_id)
-            if row is None:
-                raise HearthError(errors.BAD_PARAMETER, f"No key {key_id}.")
-            if row.state != KeyState.DECRYPT_ONLY.value:
-                raise HearthError(
-                    errors.BAD_PARAMETER,
-                    f"Key {key_id} is {row.state}; only rotated-out keys retire.",
-                )
-            if row.purpose == KeyPurpose.AUDIT_SIGN.value:
-                raise HearthError(
-                    errors.BAD_PARAMETER,
-                    "Audit signing keys are kept so that old checkpoints stay verifiable.",
-                )
-            if row.purpose == KeyPurpose.TOKEN_SIGN.value and (
-                row.rotated_us is None or row.rotated_us + token_grace_us > now_us
-            ):
-                raise HearthError(
-                    errors.BAD_PARAMETER,
-                    f"Key {key_id} may still verify unexpired access tokens; retire it once "
-                    "the longest token lifetime has passed since it was rotated out.",
-                )
-            in_use = self._store.rows_using_key(conn, key_id)
-            if in_use:
-                raise HearthError(
-                    errors.BAD_PARAMETER,
-                    f"Key {key_id} still protects {in_use} stored rows. `hearth keys reseal "
-                    f"{key_id}` moves resource versions to the active key; audit entries keep "
-                    "theirs for as long as they are retained.",
-                )
-            self._store.update_key(
-                conn,
-                key_id,
-                state=KeyState.RETIRED.value,
-                wrapped=None,
-                kek_id=row.kek_id,
-                retired_us=now_us,
-            )
-        self.record("keys.retire", Outcome.SUCCESS)
-
-    def rewrap_all(self, old: KeyEncryptionKey, new: KeyEncryptionKey) -> int:
-        """Re-wrap every key under a new key-encryption key (KEK rotation)."""
-        count = 0
-        with self._store.write() as conn:
-            for row in self._store.keys(conn):
-                key = WrappedKey(
-                    row.key_id,
-                    KeyPurpose(row.purpose),
-                    KeyState(row.state),
-                    row.wrapped,
-                    row.kek_id,
-                )
-                fresh = rewrap(key, old, new, self._random)
-                self._store.update_key(
-                    conn, row.key_id, state=row.state, wrapped=fresh.wrapped, kek_id=new.kek_id
-                )
-                count += 1
-        self.record("keys.rewrap", Outcome.SUCCESS)
-        return count

@@ -459,6 +459,29 @@ def end_grant(conn: Connection, grant_id: str, now_us: int) -> bool:
     return bool(done.rowcount == 1)
 
 
+def sealed_grant_parts(conn: Connection) -> list[tuple[str, str, bytes]]:
+    """``(grant id, "reason" or "note", sealed bytes)`` of every grant (key management)."""
+    g = t.access_break_glass
+    out: list[tuple[str, str, bytes]] = []
+    for grant_id, reason, note in conn.execute(select(g.c.grant_id, g.c.reason, g.c.note)):
+        out.append((grant_id, "reason", bytes(reason)))
+        if note is not None:
+            out.append((grant_id, "note", bytes(note)))
+    return out
+
+
+def replace_grant_part(
+    conn: Connection, grant_id: str, part: str, *, old: bytes, new: bytes
+) -> bool:
+    """Swap a re-sealed reason or note in (``hearth keys reseal``), if it is unchanged."""
+    g = t.access_break_glass
+    column = g.c.reason if part == "reason" else g.c.note
+    done = conn.execute(
+        update(g).where(g.c.grant_id == grant_id, column == old).values({column.name: new})
+    )
+    return bool(done.rowcount == 1)
+
+
 def review_grant(
     conn: Connection, grant_id: str, *, by: str, now_us: int, finding: str, note: bytes | None
 ) -> bool:

@@ -189,6 +189,17 @@ class SqlAccounts:
         )
         return bool(done.rowcount)
 
+    def replace_totp_secret(
+        self, conn: Connection, user_id: str, *, old: bytes, new: bytes
+    ) -> bool:
+        """Swap a re-sealed TOTP secret in, unless the user enrolled another meanwhile."""
+        done = conn.execute(
+            update(_U)
+            .where(_U.c.user_id == user_id, _U.c.totp_secret == old)
+            .values(totp_secret=new)
+        )
+        return bool(done.rowcount)
+
     def accept_totp_step(self, conn: Connection, user_id: str, step: int) -> bool:
         """Record ``step`` as used if it is newer than the last one (NIST-OTP-02)."""
         done = conn.execute(

@@ -175,6 +175,31 @@ class SqlAlarms:
         )
         return int(done.rowcount)
 
+    def sealed_notes(self, conn: Connection) -> list[tuple[str, str, bytes]]:
+        """``(alarm id, transition, sealed note)`` of every stored note (key management)."""
+        rows = conn.execute(
+            select(_A.c.alarm_id, _A.c.ack_note, _A.c.resolve_note).where(
+                or_(_A.c.ack_note.is_not(None), _A.c.resolve_note.is_not(None))
+            )
+        )
+        out: list[tuple[str, str, bytes]] = []
+        for alarm_id, ack, resolved in rows:
+            if ack is not None:
+                out.append((alarm_id, "acknowledge", bytes(ack)))
+            if resolved is not None:
+                out.append((alarm_id, "resolve", bytes(resolved)))
+        return out
+
+    def replace_note(
+        self, conn: Connection, alarm_id: str, transition: str, *, old: bytes, new: bytes
+    ) -> bool:
+        """Swap a re-sealed note in (``hearth keys reseal``), if it is still the same note."""
+        column = _A.c.ack_note if transition == "acknowledge" else _A.c.resolve_note
+        done = conn.execute(
+            update(_A).where(_A.c.alarm_id == alarm_id, column == old).values({column.name: new})
+        )
+        return bool(done.rowcount)
+
     def resolve(
         self, conn: Connection, alarm_id: str, *, by: str, at_us: int, note: bytes | None
     ) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Table,
     and_,
     bindparam,
     func,
@@ -29,6 +30,8 @@ from hearth.storage.sql import tables as t
 from hearth.storage.sql.engine import Database
 
 __all__ = [
+    "KEY_EPOCH",
+    "KeyUse",
     "AuditHeadRow",
     "AuditRow",
     "CheckpointRow",
@@ -42,6 +45,10 @@ VERSION_SEQ = "version"
 #: Audit actions whose success made exactly one resource version.
 WRITE_ACTIONS = ("create", "update", "patch", "delete")
 KEY_SEQ = "key"
+#: ``instance_meta`` row counting key changes (rotate, retire, rewrap); see ``key_epoch``.
+KEY_EPOCH = "key_epoch"
+#: ``counter`` rows ``seals:<key id>``: messages each AES-GCM key has sealed (nonce budget).
+_SEALS = "seals:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +115,15 @@ class KeyRow:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyUse:
+    """What stored rows still need one key (``hearth keys retire`` refuses while any do)."""
+
+    versions_sealed: int  # resource versions whose body it sealed
+    versions_maced: int  # resource versions whose MAC it made
+    audit_details: int  # audit entries whose detail it sealed
+
+
+@dataclass(frozen=True, slots=True)
 class TokenRow:
     token_id: str
     subject: str
@@ -165,6 +181,12 @@ _SET_AUDIT_HEAD = (
     )
 )
 _INSERT_AUDIT = insert(_A)
+_KEY_EPOCH = select(t.instance_meta.c.value).where(t.instance_meta.c.name == KEY_EPOCH)
+_ADD_SEALS = (
+    update(t.counter)
+    .where(t.counter.c.name == bindparam("n"))
+    .values(value=t.counter.c.value + bindparam("v"))
+)
 _TOKEN = select(t.api_token).where(t.api_token.c.token_id == bindparam("token_id"))
 
 
@@ -333,31 +355,77 @@ class SqlStore:
             values["retired_us"] = retired_us
         conn.execute(update(t.crypto_key).where(t.crypto_key.c.key_id == key_id).values(values))
 
-    def rows_using_key(self, conn: Connection, key_id: int) -> int:
-        """How many stored rows still need ``key_id`` (sealed bodies, MACs, audit details)."""
-        versions = conn.execute(
-            select(func.count())
-            .select_from(_V)
-            .where(or_(_V.c.key_id == key_id, _V.c.mac_key_id == key_id))
-        ).scalar_one()
-        audit = conn.execute(
-            select(func.count()).select_from(_A).where(_A.c.detail_key_id == key_id)
-        ).scalar_one()
-        return int(versions) + int(audit)
+    def key_use(self, conn: Connection, key_id: int) -> KeyUse:
+        """How many stored rows still need ``key_id`` (bodies, MACs, audit details)."""
 
-    def versions_sealed_with(
+        def count(table: Table, where: ColumnElement[bool]) -> int:
+            return int(
+                conn.execute(select(func.count()).select_from(table).where(where)).scalar_one()
+            )
+
+        return KeyUse(
+            versions_sealed=count(_V, _V.c.key_id == key_id),
+            versions_maced=count(_V, _V.c.mac_key_id == key_id),
+            audit_details=count(_A, _A.c.detail_key_id == key_id),
+        )
+
+    def versions_using_key(
         self, conn: Connection, key_id: int, *, after_seq: int, limit: int
     ) -> list[VersionRow]:
+        """Versions whose body ``key_id`` sealed or whose MAC it made, in ``seq`` order."""
         rows = conn.execute(
             select(_V)
-            .where(_V.c.key_id == key_id, _V.c.seq > after_seq)
+            .where(or_(_V.c.key_id == key_id, _V.c.mac_key_id == key_id), _V.c.seq > after_seq)
             .order_by(_V.c.seq)
             .limit(limit)
         )
         return [_version(r) for r in rows]
 
-    def reseal_version(self, conn: Connection, seq: int, *, key_id: int, body: bytes) -> None:
-        conn.execute(update(_V).where(_V.c.seq == seq).values(key_id=key_id, body=body))
+    def rekey_version(
+        self,
+        conn: Connection,
+        seq: int,
+        *,
+        key_id: int | None,
+        body: bytes | None,
+        mac_key_id: int,
+        mac: bytes,
+    ) -> None:
+        """Re-seal and re-MAC one version in place (``hearth keys reseal``): the plaintext and
+        every other column stay as they are."""
+        conn.execute(
+            update(_V)
+            .where(_V.c.seq == seq)
+            .values(key_id=key_id, body=body, mac_key_id=mac_key_id, mac=mac)
+        )
+
+    # -- the key epoch and the nonce budget ----------------------------------------------------
+    def key_epoch(self, conn: Connection) -> int:
+        """How many times the key set changed. Writers read it after taking the version
+        counter's lock and reload their key ring when it moved (docs/design.md, "Keys")."""
+        value = conn.execute(_KEY_EPOCH).scalar_one_or_none()
+        return int(value) if value is not None else 0
+
+    def bump_key_epoch(self, conn: Connection) -> int:
+        """Count one change of the key set. Callers hold the key counter's row lock, which
+        serialises every change of keys, so the read-increment-write cannot race."""
+        epoch = self.key_epoch(conn) + 1
+        self.set_meta(conn, KEY_EPOCH, str(epoch))
+        return epoch
+
+    def add_seal_counts(self, conn: Connection, counts: dict[int, int]) -> None:
+        """Add messages sealed per key id (one atomic ``value = value + n`` per key)."""
+        for key_id, n in counts.items():
+            name = f"{_SEALS}{key_id}"
+            done = conn.execute(_ADD_SEALS, {"n": name, "v": n})
+            if done.rowcount == 0:
+                conn.execute(insert(t.counter).values(name=name, value=n))
+
+    def seal_counts(self, conn: Connection) -> dict[int, int]:
+        rows = conn.execute(
+            select(t.counter.c.name, t.counter.c.value).where(t.counter.c.name.like(f"{_SEALS}%"))
+        )
+        return {int(name.removeprefix(_SEALS)): int(value) for name, value in rows}
 
     # -- resource versions ----------------------------------------------------------------
     def current(self, conn: Connection, res_type: str, res_id: str) -> VersionRow | None:
