@@ -159,6 +159,11 @@ class AlarmStore:
                     )
             except SqlIntegrityError:
                 continue
+            except HearthError as exc:
+                # ``SqlStore.write`` reports a broken unique key as a conflict.
+                if exc.code is not errors.CONFLICT:
+                    raise
+                continue
         raise HearthError(errors.STORAGE_UNAVAILABLE, "The alarm could not be stored.")
 
     def _open(
