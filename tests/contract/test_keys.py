@@ -18,6 +18,7 @@ from hearth.audit import AuditRecord
 from hearth.crypto import KeyPurpose, sealed_key_id
 from hearth.domain import Alarm, AlarmKind, HearthError, Outcome, Severity
 from hearth.settings import load_settings
+from hearth.storage.access_admin import BreakGlassRow
 from hearth.storage.accounts import totp_aad
 from hearth.storage.keys import LiveKeys
 from hearth.storage.sql import tables as t
@@ -185,6 +186,8 @@ def test_secrets_mac_and_data_keys_retire_audit_seal_keys_refuse(
     c.alarm_service.process()  # record it now rather than on the worker's next round
     (raised,) = c.alarm_service.list_alarms()
     c.alarm_service.acknowledge(raised.alarm_id, by="test", note="looked at Mr Smith's record")
+    grant = BreakGlassRow("g1", info.user_id, created.res_id, "ETREAT", b"", 1, 2)
+    c.access_store.create_grant(grant, "unconscious in A&E", records=[])
     old = {p: key_ids(operator, p, "active")[0] for p in ("data", "mac", "secrets", "audit-seal")}
     operator.rotate_keys(tuple(old), operator="test")
     admin_keys = operator.key_admin(operator="test")
@@ -201,7 +204,8 @@ def test_secrets_mac_and_data_keys_retire_audit_seal_keys_refuse(
         admin_keys.reseal(old["audit-seal"])
     assert admin_keys.reseal(old["data"]) >= 1
     assert admin_keys.reseal(old["mac"]) >= 1
-    assert admin_keys.reseal(old["secrets"]) == 2  # the TOTP secret and the alarm note
+    # The TOTP secret, the alarm note and the break-glass reason.
+    assert admin_keys.reseal(old["secrets"]) == 3
     admin_keys.retire(old["data"])
     admin_keys.retire(old["mac"])
     with pytest.raises(HearthError, match="live sessions"):
@@ -215,6 +219,9 @@ def test_secrets_mac_and_data_keys_retire_audit_seal_keys_refuse(
     assert user is not None
     assert c.accounts.totp_secret(user) == TOTP
     assert c.alarm_service.get(raised.alarm_id).acknowledge_note == "looked at Mr Smith's record"
+    stored_grant = c.access_store.grant("g1")
+    assert stored_grant is not None
+    assert c.access_store.reason(stored_grant) == "unconscious in A&E"
     assert c.repository(admin()).read("Patient", created.res_id).version == 1
     assert_all_versions_sound(operator)
     states = {k.key_id: k.state for k in operator.key_admin().list_keys()}
