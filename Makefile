@@ -22,7 +22,7 @@ install: $(BIN)/hearth
 ## make run: initialise a demo instance in ./var (once), then serve it on 127.0.0.1.
 run: install
 	@if [ ! -f $(HOME_DIR)/hearth.toml ]; then \
-	  $(BIN)/hearth --home $(HOME_DIR) init --quiet && \
+	  $(BIN)/hearth --home $(HOME_DIR) init --quiet --host $(HOST) --port $(PORT) && \
 	  $(BIN)/hearth --home $(HOME_DIR) demo load --patients 300; \
 	fi
 	$(BIN)/hearth --home $(HOME_DIR) serve --host $(HOST) --port $(PORT) --issue-admin-credential

@@ -614,6 +614,8 @@ def render_config(
     key_file: str | None,
     salt_hex: str | None,
     pepper_file: str | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
 ) -> str:
     """The ``hearth.toml`` that ``hearth init`` writes. Never contains a secret."""
     lines = [
@@ -637,8 +639,8 @@ def render_config(
     lines += [
         "",
         "[server]",
-        'host = "127.0.0.1"',
-        "port = 8080",
+        f"host = {_toml_string(host)}",
+        f"port = {int(port)}",
         "",
         "[sessions]",
         "# Console sessions lock after idle_minutes without activity (a PIN or security key",

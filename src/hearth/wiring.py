@@ -584,6 +584,8 @@ def init_instance(
     clock: Clock | None = None,
     random: Random | None = None,
     audit_checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    host: str = "127.0.0.1",
+    port: int = 8080,
 ) -> InitResult:
     """Create an instance: config, key-encryption key, schema, keys, audit genesis, admin token."""
     clock = clock or SystemClock()
@@ -619,6 +621,8 @@ def init_instance(
             key_file=key_file_setting,
             salt_hex=salt_hex,
             pepper_file=pepper_setting,
+            host=host,
+            port=port,
         ),
         "utf-8",
     )

@@ -57,5 +57,5 @@ def test_first_administrator_sign_in_from_serve_output(tmp_path: Path, tab: Tab)
             server.terminate()
             server.wait(timeout=15)
     output = log.read_text()
-    assert "One-time administrator token (valid 12 hours): hrt_" in output
+    assert "Administrator API token (valid 12 hours; shown once): hrt_" in output
     assert f"Console sign-in: http://localhost:{port}/login" in output

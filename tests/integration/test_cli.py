@@ -243,3 +243,18 @@ def test_serve_over_tls_with_a_one_time_admin_credential(home: Path, tmp_path: P
     finally:
         process.terminate()
         process.communicate(timeout=20)
+
+
+def test_init_records_the_port_the_server_will_use(tmp_path: Path) -> None:
+    code, out = run(tmp_path / "h", "init", "--json", "--port", "8188")
+    assert code == 0, out
+    assert json.loads(out)["base_url"] == "http://127.0.0.1:8188/fhir"
+    assert "port = 8188" in (tmp_path / "h" / "hearth.toml").read_text()
+
+
+def test_serve_says_when_the_certificate_and_key_are_swapped(home: Path, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    code, out = run(home, "serve", "--port", "1", "--tls-cert", str(key), "--tls-key", str(cert))
+    assert code == 1
+    assert "do not load together" in out
+    assert "internal error" not in out

@@ -78,3 +78,12 @@ def test_fhirclient_create_read_update_delete(live_server: LiveServer) -> None:
     read.delete(smart.server)
     history = smart.server.request_json(f"Patient/{patient_id}/_history")
     assert history["entry"][0]["request"]["method"] == "DELETE"
+
+
+def test_fhirpy_patch(live_server: LiveServer) -> None:
+    client = SyncFHIRClient(live_server.base_url, authorization=f"Bearer {live_server.token}")
+    patient = client.resource("Patient", name=[{"family": "Patchy"}], active=True)
+    patient.save()
+    patched = client.patch("Patient", patient.id, active=False)
+    assert patched["active"] is False
+    assert patched["meta"]["versionId"] == "2"

@@ -95,7 +95,7 @@ def test_server_output_holds_no_phi(tmp_path: Path) -> None:
             while token is None:
                 assert time.monotonic() < deadline, log_file.read_text()
                 for line in log_file.read_text().splitlines():
-                    if "administrator token" in line:
+                    if "Administrator API token" in line:
                         token = line.rsplit(" ", 1)[1]
                 time.sleep(0.1)
             with httpx.Client(

@@ -198,3 +198,54 @@ def test_an_out_of_range_since_is_a_clear_400(client: TestClient) -> None:
     response = client.get("/fhir/_history", params={"_since": "9999-12-31T23:59:59-14:00"})
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_merge_patch_from_a_partial_resource(client: TestClient) -> None:
+    """fhirpy's ``patch()`` sends a partial resource: JSON Merge Patch (RFC 7386)."""
+    body = create(
+        client,
+        {
+            "resourceType": "Patient",
+            "active": True,
+            "gender": "female",
+            "name": [{"family": "Merge"}],
+        },
+    )
+    url = f"/fhir/Patient/{body['id']}"
+    patched = client.patch(
+        url,
+        content=b'{"active": false, "gender": null}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert patched.status_code == 200, patched.text
+    result = patched.json()
+    assert result["active"] is False
+    assert "gender" not in result
+    assert result["name"] == [{"family": "Merge"}]
+    refused = client.patch(
+        url, content=b'{"id": "other"}', headers={"Content-Type": "application/merge-patch+json"}
+    )
+    assert refused.status_code == 400
+
+
+def test_new_user_mistakes_get_answers_that_say_what_to_do(client: TestClient) -> None:
+    base = client.get("/fhir")
+    assert base.status_code == 405
+    assert "metadata" in base.json()["issue"][0]["diagnostics"]
+    lower = client.get("/fhir/patient/x")
+    assert lower.status_code == 404
+    assert "did you mean Patient?" in lower.json()["issue"][0]["diagnostics"]
+    token = client.headers["Authorization"].split(" ", 1)[1]
+    no_scheme = client.get("/fhir/Patient/x", headers={"Authorization": token})
+    assert no_scheme.status_code == 401
+    assert "Bearer" in no_scheme.json()["issue"][0]["diagnostics"]
+    no_id = client.put(
+        "/fhir/Patient/abc", content=b'{"resourceType":"Patient"}', headers={"Content-Type": FHIR}
+    )
+    assert no_id.status_code == 400
+    assert "no id" in no_id.json()["issue"][0]["diagnostics"]
+    wrong_type = client.patch(
+        "/fhir/Patient/abc", content=b"[]", headers={"Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415
+    assert "application/json-patch+json" in wrong_type.json()["issue"][0]["diagnostics"]

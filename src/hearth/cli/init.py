@@ -26,6 +26,10 @@ from hearth.wiring import init_instance
     type=click.Path(dir_okay=False, path_type=Path),
     help="Key file location (default HOME/keys/kek.key; keep it outside HOME in production).",
 )
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address `hearth serve` binds."
+)
+@click.option("--port", type=int, default=8080, show_default=True, help="Port `hearth serve` uses.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--quiet", is_flag=True, help="Print only the admin token.")
 @pass_state
@@ -35,6 +39,8 @@ def command(
     database_url: str | None,
     key_source: str,
     key_file: Path | None,
+    host: str,
+    port: int,
     as_json: bool,
     quiet: bool,
 ) -> None:
@@ -53,6 +59,8 @@ def command(
         key_source=key_source,
         key_file=key_file,
         passphrase=Secret(passphrase) if passphrase else None,
+        host=host,
+        port=port,
     )
     if as_json:
         emit_json(

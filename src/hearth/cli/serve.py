@@ -91,6 +91,14 @@ def command(
             "or bind 127.0.0.1.",
             2,
         )
+    if tls_cert is not None and tls_key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert, tls_key)
+        except (ssl.SSLError, OSError):
+            fail(
+                "the TLS certificate and key do not load together: --tls-cert must be the "
+                "certificate (PEM) and --tls-key its private key (PEM, unencrypted)."
+            )
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # Alembic announces its migration context at INFO on every start; that is noise here.
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -103,7 +111,7 @@ def command(
     click.echo(f"Hearth is serving at {base_url}")
     credential = issue_admin_credential_for(container) if issue_admin_credential else None
     if credential is not None:
-        click.echo(f"One-time administrator token (valid 12 hours): {credential.token}")
+        click.echo(f"Administrator API token (valid 12 hours; shown once): {credential.token}")
     click.echo(f"Console sign-in: {console}/login")
     if credential is not None and credential.set_up is not None:
         click.echo(

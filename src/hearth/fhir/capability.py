@@ -115,6 +115,6 @@ def capability_statement(
         "implementation": {"description": "Hearth FHIR server", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "patchFormat": ["application/json-patch+json"],
+        "patchFormat": ["application/json-patch+json", "application/merge-patch+json"],
         "rest": [rest],
     }

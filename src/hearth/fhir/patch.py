@@ -1,4 +1,5 @@
-"""FHIR JSON Patch (R4 http.html#patch): RFC 6902 via the ``jsonpatch`` library.
+"""FHIR JSON Patch (R4 http.html#patch): RFC 6902 via the ``jsonpatch`` library; and JSON
+Merge Patch (RFC 7386), which clients such as fhirpy send as a partial resource.
 
 A patch may not change ``resourceType`` or ``id``, and the result must still be a valid
 resource; the caller validates it before it is stored.
@@ -14,7 +15,7 @@ import jsonpointer
 
 from hearth.domain import HearthError, errors
 
-__all__ = ["apply_json_patch", "parse_json_patch"]
+__all__ = ["apply_json_patch", "apply_merge_patch", "parse_json_patch"]
 
 _OPS = frozenset({"add", "remove", "replace", "move", "copy", "test"})
 
@@ -51,4 +52,25 @@ def apply_json_patch(resource: Mapping[str, Any], ops: list[dict[str, Any]]) -> 
         raise HearthError(errors.PATCH_FAILED) from None
     if not isinstance(result, dict):
         raise HearthError(errors.PATCH_FAILED)
+    return result
+
+
+def apply_merge_patch(resource: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON Merge Patch (RFC 7386 section 2): members replace, ``null`` removes, objects merge."""
+    for key in ("id", "resourceType"):
+        if key in patch and patch[key] != resource.get(key):
+            raise HearthError(errors.BAD_PATCH, "A patch may not change id or resourceType.")
+    return _merge(dict(resource), patch)
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, Mapping):
+            current = result.get(key)
+            result[key] = _merge(current if isinstance(current, dict) else {}, value)
+        else:
+            result[key] = value
     return result

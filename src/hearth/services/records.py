@@ -15,8 +15,8 @@ from typing import Any
 
 from hearth.domain import ID_PATTERN, Action, HearthError, Issue, StoredResource, errors
 from hearth.fhir.bundle import BundleEntry
-from hearth.fhir.definitions import is_resource_type
-from hearth.fhir.patch import apply_json_patch, parse_json_patch
+from hearth.fhir.definitions import RESOURCE_TYPES, is_resource_type
+from hearth.fhir.patch import apply_json_patch, apply_merge_patch, parse_json_patch
 from hearth.fhir.validation import validate_resource
 from hearth.storage import RecordRepository
 
@@ -27,8 +27,18 @@ Validator = Callable[..., None]
 
 def check_type(res_type: str) -> str:
     if not is_resource_type(res_type):
-        raise HearthError(errors.UNKNOWN_RESOURCE_TYPE)
+        # Only a known type's name is ever echoed: the URL segment itself could be anything.
+        hint = _TYPES_BY_FOLDED.get(res_type.casefold())
+        detail = (
+            f"Unknown resource type; resource type names are case-sensitive (did you mean {hint}?)."
+            if hint
+            else None
+        )
+        raise HearthError(errors.UNKNOWN_RESOURCE_TYPE, detail)
     return res_type
+
+
+_TYPES_BY_FOLDED = {name.casefold(): name for name in RESOURCE_TYPES}
 
 
 def check_id(res_id: str) -> str:
@@ -131,6 +141,12 @@ class RecordService:
             check_type(res_type)
             check_id(res_id)
             body = self._checked(res_type, resource)
+            if "id" not in body:
+                raise HearthError(
+                    errors.ID_MISMATCH,
+                    "The body has no id; an update must carry the id in the URL.",
+                    issues=(Issue(errors.ID_MISMATCH, "The body has no id.", f"{res_type}.id"),),
+                )
             if body.get("id") != res_id:
                 raise HearthError(
                     errors.ID_MISMATCH,
@@ -145,15 +161,23 @@ class RecordService:
         document: object,
         *,
         if_match: int | None = None,
+        merge: bool = False,
     ) -> StoredResource:
-        """JSON Patch (R4 http.html#patch); the patched resource is validated before storing."""
+        """JSON Patch (R4 http.html#patch), or with ``merge`` a JSON Merge Patch (RFC 7386, a
+        partial resource, as fhirpy sends); the patched resource is validated before storing."""
         with self._audited(Action.PATCH, res_type, res_id):
             check_type(res_type)
             check_id(res_id)
-            ops = parse_json_patch(document)
+            if merge and not isinstance(document, dict):
+                raise HearthError(errors.BAD_PATCH, "A merge patch is a JSON object.")
+            partial = document if merge and isinstance(document, dict) else None
+            ops = parse_json_patch(document) if partial is None else []
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
-            patched = apply_json_patch(current, ops)
+            if partial is not None:
+                patched = apply_merge_patch(current, partial)
+            else:
+                patched = apply_json_patch(current, ops)
             return self._checked(res_type, patched)
 
         return self._repo.update_with(res_type, res_id, change, if_match=if_match)

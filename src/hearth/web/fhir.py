@@ -33,6 +33,7 @@ from hearth.services.search import SearchQuery
 from hearth.web.requests import (
     check_accept,
     client_address,
+    content_type,
     parse_count,
     parse_if_match,
     parse_instant,
@@ -47,6 +48,12 @@ from hearth.web.responses import fhir_response
 from hearth.wiring import Container
 
 __all__ = ["fhir_routes"]
+
+#: JSON Patch (RFC 6902, R4 http.html#patch), and JSON Merge Patch (RFC 7386) for clients such
+#: as fhirpy that send a partial resource: told apart by shape (an array or an object).
+PATCH_TYPES = frozenset(
+    {"application/json-patch+json", "application/merge-patch+json", "application/json"}
+)
 
 T = TypeVar("T")
 
@@ -71,6 +78,15 @@ class FhirApi:
         """
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        if header and scheme.lower() != "bearer":
+            try:  # audit the failure as any other missing token, then say what to send
+                self.c.authenticator.authenticate_bearer(None, source=client_address(request))
+            except HearthError as error:
+                raise HearthError(
+                    errors.UNAUTHENTICATED,
+                    "Send the token as 'Authorization: Bearer <token>'.",
+                    headers=error.headers,
+                ) from None
         source = client_address(request)
         der = peer_certificate(request)
         cert = self.c.certificates.check(der, source=source) if der is not None else None
@@ -163,6 +179,13 @@ class FhirApi:
         )
 
     # -- metadata -------------------------------------------------------------------------------
+    async def base_url_get(self, request: Request) -> Response:
+        """``GET [base]``: not an interaction; say where to start instead of a bare 405."""
+        raise HearthError(
+            errors.METHOD_NOT_ALLOWED,
+            "This is the FHIR base URL: GET metadata describes the server, GET [type] searches.",
+        )
+
     async def metadata(self, request: Request) -> Response:
         """The CapabilityStatement (R4 http.html#capabilities); needs no authentication."""
         check_accept(request)
@@ -231,19 +254,20 @@ class FhirApi:
         res_type, res_id = request.path_params["type"], request.path_params["id"]
         principal = await self.authenticate(request)
 
-        async def parse() -> tuple[Any, int | None]:
+        async def parse() -> tuple[Any, bool, int | None]:
             check_type(res_type)
             document = await read_json_body(
-                request, self.limits, media_types=frozenset({"application/json-patch+json"})
+                request, self.limits, media_types=PATCH_TYPES, resource=False
             )
-            return document, parse_if_match(request)
+            merge = content_type(request) != "application/json-patch+json"
+            return document, merge, parse_if_match(request)
 
-        document, if_match = await self.parse_audited(
+        document, merge, if_match = await self.parse_audited(
             request, principal, Action.PATCH, res_type, res_id, parse
         )
         stored = await self.call(
             request,
-            lambda svc, _p: svc.patch(res_type, res_id, document, if_match=if_match),
+            lambda svc, _p: svc.patch(res_type, res_id, document, if_match=if_match, merge=merge),
             principal=principal,
         )
         return self.resource_response(request, stored)
@@ -517,6 +541,8 @@ def fhir_routes(container: Container) -> list[Route]:
         Route("/fhir/{type}/{id}", api.update, methods=["PUT"]),
         Route("/fhir/{type}/{id}", api.patch, methods=["PATCH"]),
         Route("/fhir/{type}/{id}", api.delete, methods=["DELETE"]),
+        Route("/fhir", api.base_url_get, methods=["GET"]),
+        Route("/fhir/", api.base_url_get, methods=["GET"]),
         Route("/fhir", api.bundle, methods=["POST"]),
         Route("/fhir/", api.bundle, methods=["POST"]),
         Route("/fhir/{type}", api.create, methods=["POST"]),

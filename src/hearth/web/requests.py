@@ -55,17 +55,30 @@ async def read_body(request: Request, limits: Limits) -> bytes:
 
 
 async def read_json_body(
-    request: Request, limits: Limits, *, media_types: frozenset[str] = _JSON_TYPES
+    request: Request,
+    limits: Limits,
+    *,
+    media_types: frozenset[str] = _JSON_TYPES,
+    resource: bool = True,
 ) -> Any:
+    """The JSON body: a resource (an object with a ``resourceType``), or with ``resource=False``
+    any JSON value (a patch document)."""
     media = _media_type(request.headers.get("content-type", ""))
     if media not in media_types:
-        raise HearthError(errors.UNSUPPORTED_MEDIA_TYPE)
+        raise HearthError(
+            errors.UNSUPPORTED_MEDIA_TYPE, f"Send the body as {' or '.join(sorted(media_types))}."
+        )
     raw = await read_body(request, limits)
-    if media == "application/json-patch+json":
+    if not resource:
         return parse_json_value(
             raw, max_depth=limits.max_json_depth, max_array=limits.max_json_array
         )
     return parse_json_body(raw, max_depth=limits.max_json_depth, max_array=limits.max_json_array)
+
+
+def content_type(request: Request) -> str:
+    """The request's media type, lower-cased, without parameters."""
+    return _media_type(request.headers.get("content-type", ""))
 
 
 def check_accept(request: Request) -> None:
@@ -86,7 +99,10 @@ async def read_form_body(request: Request, limits: Limits) -> list[tuple[str, st
     http.html#search), in order, with repeated names kept."""
     media = _media_type(request.headers.get("content-type", ""))
     if media != "application/x-www-form-urlencoded":
-        raise HearthError(errors.UNSUPPORTED_MEDIA_TYPE, "Send the search as a form body.")
+        raise HearthError(
+            errors.UNSUPPORTED_MEDIA_TYPE,
+            "Send the search parameters as a form body (application/x-www-form-urlencoded).",
+        )
     raw = await read_body(request, limits)
     try:
         text = raw.decode("utf-8")
