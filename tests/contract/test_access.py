@@ -383,3 +383,50 @@ def test_a_read_scope_reads_by_id_but_does_not_search(world: World) -> None:
     with pytest.raises(HearthError) as refused:
         search(app, "Observation")
     assert refused.value.code is errors.FORBIDDEN
+
+
+def test_transaction_and_batch_entries_are_decided_one_by_one(world: World) -> None:
+    bundles = world.container.bundles(world.principal("physician"))
+    mine, theirs = world.obs["careteam"], world.obs["stranger"]
+    batch = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [
+                {"request": {"method": "GET", "url": f"Observation/{mine}"}},
+                {"request": {"method": "GET", "url": f"Observation/{theirs}"}},
+                {"request": {"method": "GET", "url": "Observation?category=vital-signs"}},
+                {
+                    "request": {"method": "POST", "url": "Observation"},
+                    "resource": observation(world.ids["stranger"]),
+                },
+            ],
+        },
+        base="http://h/fhir",
+        representation=True,
+    )
+    statuses = [e["response"]["status"] for e in batch["entry"]]
+    assert statuses[0].startswith("200")
+    assert statuses[1].startswith("404")
+    assert statuses[3].startswith("403")
+    found = {e["resource"]["id"] for e in batch["entry"][2]["resource"].get("entry", [])}
+    assert theirs not in found
+    assert mine in found
+    # A transaction with one out-of-reach entry applies nothing.
+    with pytest.raises(HearthError) as refused:
+        bundles.process(
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {
+                        "request": {"method": "POST", "url": "Observation"},
+                        "resource": observation(world.ids["careteam"]),
+                    },
+                    {"request": {"method": "DELETE", "url": f"Observation/{theirs}"}},
+                ],
+            },
+            base="http://h/fhir",
+            representation=True,
+        )
+    assert refused.value.status == 403

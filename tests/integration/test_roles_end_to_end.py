@@ -1,0 +1,193 @@
+"""A clinician, a biller, a patient and a researcher each see exactly what their role allows,
+through the FHIR API with an API token and through a SMART app's access token obtained on the
+console (issue 5, "Done when")."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from starlette.testclient import TestClient
+
+from hearth.services.oauth import ClientSpec
+from hearth.web.app import create_app
+from tests.access_world import LINKED, World, build_world
+from tests.integration.auth.conftest import Browser, Instance, build
+from tests.oauth_support import pkce_pair
+
+FHIR = "https://localhost/fhir"
+REDIRECT = "https://app.example/callback"
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+@dataclass
+class Site:
+    instance: Instance
+    world: World
+    app: str
+    browsers: dict[str, Browser]
+
+    def smart_token(self, username: str, scope: str, patient: str | None = None) -> str:
+        """Sign in as ``username`` on the console and run the SMART authorization code flow."""
+        browser = self.browsers[username]
+        browser.sign_in(username)
+        verifier, challenge = pkce_pair()
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": self.app,
+                "redirect_uri": REDIRECT,
+                "scope": scope,
+                "state": "st-" + verifier[:20],
+                "aud": FHIR,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+        consent = browser.get(f"/oauth/authorize?{query}")
+        assert consent.status_code == 200, consent.text[:300]
+        hidden = {k: unescape(v) for k, v in _HIDDEN.findall(browser.page) if k != "csrf"}
+        decision = {**hidden, "decision": "approve"}
+        if patient is not None:
+            decision["patient"] = patient
+        answer = browser.post("/oauth/authorize/decision", decision)
+        assert answer.status_code == 303, answer.text[:300]
+        code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+        exchanged = browser.client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "client_id": self.app,
+                "code_verifier": verifier,
+                "redirect_uri": REDIRECT,
+            },
+        )
+        assert exchanged.status_code == 200, exchanged.text
+        token: str = exchanged.json()["access_token"]
+        return token
+
+    def api_token(self, username: str) -> str:
+        c = self.instance.container
+        info = c.users.get(username)
+        return c.authenticator.issue_token(
+            subject=info.user_id, roles=info.roles, label="t", ttl=None, by="test"
+        )
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    instance = build(tmp_path)
+    try:
+        world = build_world(instance.container)
+        c = instance.container
+        cli = c.system_principal("cli")
+        browsers: dict[str, Browser] = {}
+        for username, role in (
+            ("clinician", "physician"),
+            ("biller", "billing"),
+            ("pat", "patient"),
+            ("scientist", "researcher"),
+        ):
+            browser = instance.browser()
+            browser.enrol_password(instance.add_user(username, frozenset({role})))
+            browser.logout()
+            browsers[username] = browser
+        c.access.link_user(cli, "clinician", practitioner=world.ids["doc"], patient=None)
+        c.access.link_user(cli, "pat", practitioner=None, patient=world.ids["careteam"])
+        client, _ = c.clients.register(
+            ClientSpec(
+                name="Chart viewer",
+                kind="app",
+                auth_method="none",
+                scope="launch/patient patient/*.rs user/*.rs openid",
+                redirect_uris=(REDIRECT,),
+            ),
+            by="test",
+        )
+        yield Site(instance, world, client.client_id, browsers)
+    finally:
+        instance.container.close()
+
+
+def fetch(http: TestClient, token: str, path: str, **kw: Any) -> Any:
+    return http.get(f"/fhir/{path}", headers={"Authorization": f"Bearer {token}"}, **kw)
+
+
+def searched(http: TestClient, token: str, res_type: str) -> tuple[int, set[str]]:
+    response = http.post(
+        f"/fhir/{res_type}/_search",
+        data={"_count": "500"},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    if response.status_code != 200:
+        return response.status_code, set()
+    return 200, {e["resource"]["id"] for e in response.json().get("entry", [])}
+
+
+def test_each_role_sees_what_it_may_through_the_api_and_a_smart_app(site: Site) -> None:
+    world = site.world
+    http = TestClient(create_app(site.instance.container), base_url="https://localhost")
+    linked_patients = {world.ids[n] for n in LINKED}
+    reachable_vitals = {
+        world.obs[k] for n in LINKED if n != "consent_obs_only" for k in (n, f"{n}:R", f"{n}:lab")
+    }
+    stranger_obs = world.obs["stranger"]
+    tokens = {
+        "clinician": (
+            site.api_token("clinician"),
+            site.smart_token("clinician", "user/*.rs openid"),
+        ),
+        "biller": (site.api_token("biller"), site.smart_token("biller", "user/*.rs openid")),
+        "pat": (
+            site.api_token("pat"),
+            site.smart_token("pat", "launch/patient patient/*.rs openid", world.ids["careteam"]),
+        ),
+        "scientist": (
+            site.api_token("scientist"),
+            site.smart_token("scientist", "user/*.rs openid"),
+        ),
+    }
+    for how, index in (("API token", 0), ("SMART token", 1)):
+        # The clinician: the patients linked by care relationships, never a stranger.
+        doc = tokens["clinician"][index]
+        status, patients = searched(http, doc, "Patient")
+        assert (status, patients) == (200, linked_patients), how
+        status, observations = searched(http, doc, "Observation")
+        assert observations == reachable_vitals, how
+        assert fetch(http, doc, f"Observation/{stranger_obs}").status_code == 404, how
+        condition = fetch(http, doc, f"Condition/{world.ids['condition']}").json()
+        assert condition["note"], how
+
+        # The biller: every patient's demographics and coded conditions, no notes or text,
+        # no clinical observations.
+        bill = tokens["biller"][index]
+        status, patients = searched(http, bill, "Patient")
+        assert status == 200
+        assert len(patients) == len(LINKED) + 6, how  # every patient
+        condition = fetch(http, bill, f"Condition/{world.ids['condition']}").json()
+        assert "note" not in condition, how
+        assert "text" not in condition, how
+        assert condition["meta"]["security"][0]["code"] == "REDACTED", how
+        assert searched(http, bill, "Observation")[0] == 403, how
+
+        # The patient: their own record only, very restricted entries included.
+        me = tokens["pat"][index]
+        status, patients = searched(http, me, "Patient")
+        assert patients == {world.ids["careteam"]}, how
+        status, observations = searched(http, me, "Observation")
+        own = {world.obs[f"careteam{s}"] for s in ("", ":R", ":V", ":HIV", ":lab")}
+        assert observations == own, how
+        assert fetch(http, me, f"Observation/{stranger_obs}").status_code == 404, how
+
+        # The researcher: no identified PHI at all.
+        sci = tokens["scientist"][index]
+        for res_type in ("Patient", "Observation", "Condition"):
+            assert searched(http, sci, res_type)[0] == 403, (how, res_type)
+        assert fetch(http, sci, f"Patient/{world.ids['careteam']}").status_code == 403, how
