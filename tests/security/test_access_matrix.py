@@ -198,6 +198,7 @@ def counted_repository(world: World, role: str) -> tuple[RecordRepository, Count
         audit=container.audit,
         clock=container.clock,
         random=container.random,
+        keys_current=container.live_keys.ensure_current,
         bounds=SearchBounds(),
     )
     return repo, store
