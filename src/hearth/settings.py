@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hearth.domain import HearthError, Secret, Severity, errors
 
@@ -40,6 +40,7 @@ __all__ = [
     "load_settings",
     "render_config",
     "set_key_file",
+    "strip_password",
     "write_config",
 ]
 
@@ -331,7 +332,15 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
     keys = raw.get("keys", {})
     server = raw.get("server", {})
     limits = raw.get("limits", {})
-    url = env.get("HEARTH_DATABASE_URL") or database.get("url") or "sqlite:///data/hearth.db"
+    url = env.get("HEARTH_DATABASE_URL") or database.get("url")
+    if url is None:
+        if database.get("from_environment"):
+            raise HearthError(
+                errors.BAD_PARAMETER,
+                "This instance's database URL comes from HEARTH_DATABASE_URL (it is not stored "
+                "in hearth.toml, because it holds a password): set it.",
+            )
+        url = "sqlite:///data/hearth.db"
     kind = str(keys.get("source", "file"))
     passphrase = env.get("HEARTH_KEY_PASSPHRASE")
     key_source = KeySource(
@@ -610,6 +619,7 @@ def render_config(
     *,
     instance_id: str,
     database_url: str | None,
+    database_from_env: bool = False,
     key_source: str,
     key_file: str | None,
     salt_hex: str | None,
@@ -617,7 +627,10 @@ def render_config(
     host: str = "127.0.0.1",
     port: int = 8080,
 ) -> str:
-    """The ``hearth.toml`` that ``hearth init`` writes. Never contains a secret."""
+    """The ``hearth.toml`` that ``hearth init`` writes. Never contains a secret: a database
+    URL with a password must come from the environment (``database_from_env``)."""
+    if database_url is not None and strip_password(database_url)[1]:
+        raise HearthError(errors.BAD_PARAMETER, "A database password is never written to a file.")
     lines = [
         "# Hearth instance configuration. See docs/operations.md for every setting.",
         f"instance_id = {_toml_string(instance_id)}",
@@ -625,7 +638,15 @@ def render_config(
         "[database]",
         "# SQLite by default; relative paths are inside this instance's home.",
         "# HEARTH_DATABASE_URL overrides this (use it for credentials).",
-        f"url = {_toml_string(database_url or 'sqlite:///data/hearth.db')}",
+    ]
+    if database_from_env:
+        lines += [
+            "# The URL comes from HEARTH_DATABASE_URL; it is not stored here.",
+            "from_environment = true",
+        ]
+    else:
+        lines.append(f"url = {_toml_string(database_url or 'sqlite:///data/hearth.db')}")
+    lines += [
         "",
         "[keys]",
         "# file: a 32-byte key file, mode 0600, never inside data/. In production keep it",
@@ -717,3 +738,22 @@ def set_key_file(text: str, key_file: Path) -> str:
     if parsed.get("source") != "file" or parsed.get("file") != str(key_file):
         raise HearthError(errors.BAD_PARAMETER, "Could not update [keys] in hearth.toml.")
     return result
+
+
+def strip_password(url: str) -> tuple[str, bool]:
+    """``url`` without a password (in its user information or a ``password`` query parameter),
+    and whether it had one. What ``hearth init`` may write to hearth.toml."""
+    parts = urlsplit(url)
+    changed = False
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}@{hostport}"
+        changed = True
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    kept = [(k, v) for k, v in query if k.lower() != "password"]
+    if len(kept) != len(query):
+        changed = True
+    if not changed:
+        return url, False
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(kept))), True

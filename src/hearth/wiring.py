@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ from hearth.settings import (
     load_settings,
     render_config,
     set_key_file,
+    strip_password,
     write_config,
 )
 from hearth.storage import (
@@ -112,6 +113,7 @@ from hearth.storage.throttle import MemoryCounters, ThrottleCounters
 __all__ = [
     "ADMIN_ROLE",
     "ADMIN_USERNAME",
+    "INIT_TOKEN_TTL",
     "AdminCredential",
     "KEY_PURPOSES",
     "Container",
@@ -566,18 +568,39 @@ class Container:
             self._redis.close()
 
 
+#: How long the administrator token ``hearth init`` prints stays valid (``hearth token issue``
+#: and ``hearth serve --issue-admin-credential`` make more).
+INIT_TOKEN_TTL = timedelta(hours=24)
+
+
 class InitResult:
-    def __init__(self, home: Path, base_url: str, admin_token: str, database: str) -> None:
+    def __init__(
+        self,
+        home: Path,
+        base_url: str,
+        admin_token: str,
+        database: str,
+        *,
+        token_expires: datetime,
+        password_stripped: bool = False,
+        database_from_env: bool = False,
+    ) -> None:
         self.home = home
         self.base_url = base_url
         self.admin_token = admin_token
         self.database = database
+        self.token_expires = token_expires
+        #: the password of ``--database`` was left out of hearth.toml
+        self.password_stripped = password_stripped
+        #: hearth.toml names no database URL: it comes from HEARTH_DATABASE_URL
+        self.database_from_env = database_from_env
 
 
 def init_instance(
     home: Path,
     *,
     database_url: str | None = None,
+    database_from_env: bool = False,
     key_source: str = "file",
     key_file: Path | None = None,
     passphrase: Secret | None = None,
@@ -587,12 +610,24 @@ def init_instance(
     host: str = "127.0.0.1",
     port: int = 8080,
 ) -> InitResult:
-    """Create an instance: config, key-encryption key, schema, keys, audit genesis, admin token."""
+    """Create an instance: config, key-encryption key, schema, keys, audit genesis, admin token.
+
+    ``database_url`` is the database to create it in. hearth.toml (mode 0600) gets it without
+    its password; with ``database_from_env`` (the URL came from ``HEARTH_DATABASE_URL``) it
+    gets no URL at all, so a URL from the environment is never persisted.
+    """
     clock = clock or SystemClock()
     random = random or SystemRandom()
     config_path = home / CONFIG_FILE
     if config_path.exists():
         raise HearthError(errors.BAD_PARAMETER, f"{home} already holds a Hearth instance.")
+    if database_from_env and database_url is None:
+        raise HearthError(errors.BAD_PARAMETER, "HEARTH_DATABASE_URL is not set.")
+    if key_file is not None:
+        check_key_file_location(home, key_file)
+    stored_url, password_stripped = (
+        strip_password(database_url) if database_url is not None else (None, False)
+    )
     home.mkdir(parents=True, exist_ok=True)
     (home / "data").mkdir(mode=0o700, exist_ok=True)
     instance_id = random.token_bytes(8).hex()
@@ -613,10 +648,12 @@ def init_instance(
         if passphrase is None:
             raise HearthError(errors.KEY_UNAVAILABLE, "Set HEARTH_KEY_PASSPHRASE first.")
         salt_hex = random.token_bytes(16).hex()
-    config_path.write_text(
+    write_config(
+        config_path,
         render_config(
             instance_id=instance_id,
-            database_url=database_url,
+            database_url=None if database_from_env else stored_url,
+            database_from_env=database_from_env,
             key_source=key_source,
             key_file=key_file_setting,
             salt_hex=salt_hex,
@@ -624,9 +661,10 @@ def init_instance(
             host=host,
             port=port,
         ),
-        "utf-8",
     )
     env = {"HEARTH_KEY_PASSPHRASE": passphrase.reveal()} if passphrase is not None else {}
+    if database_url is not None and (database_from_env or password_stripped):
+        env["HEARTH_DATABASE_URL"] = database_url  # this run connects with the full URL
     settings = load_settings(home, env)
     db = open_database(settings.database_url.reveal())
     try:
@@ -652,7 +690,7 @@ def init_instance(
             subject=admin,
             roles=frozenset({ADMIN_ROLE}),
             label="created by hearth init",
-            ttl=None,
+            ttl=INIT_TOKEN_TTL,
             by="system:init",
         )
     finally:
@@ -662,6 +700,9 @@ def init_instance(
         f"http://{settings.host}:{settings.port}/fhir",
         token,
         settings.engine,
+        token_expires=clock.now() + INIT_TOKEN_TTL,
+        password_stripped=password_stripped,
+        database_from_env=database_from_env,
     )
 
 
