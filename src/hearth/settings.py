@@ -283,6 +283,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     public_base_url: str | None = None
+    #: ``[server] allowed_hosts``: host names clients use to reach the server (Host header);
+    #: loopback names, the bound address and the host of ``public_base_url`` are added to them.
+    allowed_hosts: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: Client CAs for mutual TLS (``--tls-client-ca``), and their CRLs (``--tls-client-crl``).
@@ -387,6 +390,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         host=str(server.get("host", "127.0.0.1")),
         port=int(server.get("port", 8080)),
         public_base_url=server.get("public_base_url"),
+        allowed_hosts=_host_names(server.get("allowed_hosts", []), config_path),
         tls_cert=_resolve(home, tls["cert"]) if "cert" in tls else None,
         tls_key=_resolve(home, tls["key"]) if "key" in tls else None,
         tls_client_ca=_resolve(home, tls["client_ca"]) if "client_ca" in tls else None,
@@ -611,6 +615,14 @@ def _alarm_settings(home: Path, raw: dict[str, Any], env: dict[str, str]) -> Ala
         raise _sink_error("alarms", str(exc)) from None
 
 
+def _host_names(raw: object, config_path: Path) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(h, str) and h.strip() for h in raw):
+        raise HearthError(
+            errors.BAD_PARAMETER, f"{config_path}: server.allowed_hosts is a list of host names."
+        )
+    return tuple(h.strip().lower() for h in raw)
+
+
 def _toml_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -662,6 +674,9 @@ def render_config(
         "[server]",
         f"host = {_toml_string(host)}",
         f"port = {int(port)}",
+        "# Names clients use to reach the server, checked against the Host header (needed",
+        "# when binding 0.0.0.0); the host of public_base_url is always allowed.",
+        '# allowed_hosts = ["ehr.example.org"]',
         "",
         "[sessions]",
         "# Console sessions lock after idle_minutes without activity (a PIN or security key",

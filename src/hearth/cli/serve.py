@@ -8,15 +8,46 @@ import ssl
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 import uvicorn
 
 from hearth.cli.common import State, fail, handle_errors, pass_state
+from hearth.domain import HearthError, errors
 from hearth.settings import load_settings
 from hearth.web.app import create_app
 from hearth.web.tls import TlsScopeProtocol
 from hearth.wiring import AdminCredential, Container, issue_admin_credential
+
+#: Addresses that bind every interface: the Host header then says nothing about which name a
+#: client used, so the names must be configured.
+_WILDCARDS = frozenset({"", "0.0.0.0", "::", "[::]"})  # noqa: S104 - names, not a bind
+
+
+def allowed_host_names(
+    bind: str, configured: tuple[str, ...], public_base_url: str | None
+) -> list[str]:
+    """The Host names the server answers to (DNS rebinding defence, ``hearth.web.middleware``):
+    the configured ones, the host of ``public_base_url`` and the bound address (loopback names
+    are always added by the app). A wildcard bind with no name configured is refused."""
+    names = [n.strip().lower() for n in configured if n.strip()]
+    if public_base_url:
+        public = urlsplit(public_base_url).hostname
+        if public:
+            names.append(f"[{public}]" if ":" in public else public.lower())
+    if bind in _WILDCARDS:
+        if not names:
+            raise HearthError(
+                errors.BAD_PARAMETER,
+                f"Serving on {bind or 'every address'} accepts connections for any name, and "
+                "Hearth answers only requests addressed to names it knows: pass --allowed-host "
+                "NAME (repeatable), or set [server] allowed_hosts or public_base_url in "
+                "hearth.toml.",
+            )
+    else:
+        names.append(f"[{bind.strip('[]')}]" if ":" in bind else bind.lower())
+    return list(dict.fromkeys(names))
 
 
 def is_loopback(host: str) -> bool:
@@ -49,6 +80,13 @@ def is_loopback(host: str) -> bool:
     help="Print a fresh administrator API token (valid 12 hours) and, while the administrator "
     "cannot sign in to the console yet, a one-time set-up link (valid 1 hour).",
 )
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    help="A host name clients use to reach this server (repeatable), besides [server] "
+    "allowed_hosts and the host of public_base_url. Needed when binding 0.0.0.0.",
+)
 @click.option("--log-level", default="info", show_default=True)
 @pass_state
 @handle_errors
@@ -61,6 +99,7 @@ def command(
     tls_client_ca: Path | None,
     tls_client_crl: Path | None,
     issue_admin_credential: bool,
+    allowed_hosts: tuple[str, ...],
     log_level: str,
 ) -> None:
     """Serve the FHIR API; refuses a non-loopback address without TLS.
@@ -68,7 +107,8 @@ def command(
     \b
     Examples:
       hearth --home ./var serve
-      hearth --home ./var serve --host 0.0.0.0 --port 443 --tls-cert cert.pem --tls-key key.pem
+      hearth --home ./var serve --host 0.0.0.0 --port 443 --tls-cert cert.pem --tls-key key.pem \
+          --allowed-host ehr.example.org
       hearth --home ./var serve --tls-cert cert.pem --tls-key key.pem --tls-client-ca cas.pem
     """
     settings = load_settings(state.home)
@@ -99,6 +139,13 @@ def command(
                 "the TLS certificate and key do not load together: --tls-cert must be the "
                 "certificate (PEM) and --tls-key its private key (PEM, unencrypted)."
             )
+    try:
+        names = allowed_host_names(
+            host, settings.allowed_hosts + allowed_hosts, settings.public_base_url
+        )
+    except HearthError as error:
+        fail(error.detail, 2)
+        return
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # Alembic announces its migration context at INFO on every start; that is noise here.
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -118,7 +165,7 @@ def command(
             "Set up the administrator's console sign-in (one use, valid 1 hour): "
             f"{console}/enrol?token={credential.set_up.token}"
         )
-    app = create_app(container, allowed_hosts=[host])
+    app = create_app(container, allowed_hosts=names)
     uvicorn.run(
         app,
         host=host,
