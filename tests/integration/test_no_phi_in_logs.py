@@ -54,6 +54,13 @@ def exercise(http: httpx.Client | TestClient) -> None:
         headers={"Content-Type": "application/json-patch+json"},
     )
     http.get(f"/fhir/Patient/{pid}", headers={"Authorization": f"Bearer hrt_{MARKER}_x"})
+    # A name planted in the path itself, where no route expects it.
+    http.get(f"/fhir/{MARKER}-Smith")
+    http.get(f"/fhir/Patient/{pid}/{MARKER}")
+    http.get(f"/fhir/Patient/{pid}/_history/{MARKER}")
+    http.get(f"/fhir/Patient/${MARKER}")
+    http.get(f"/{MARKER}")
+    http.get(f"/login/{MARKER}")
     http.delete(f"/fhir/Patient/{pid}")
 
 
@@ -114,6 +121,8 @@ def test_server_output_holds_no_phi(tmp_path: Path) -> None:
             process.wait(timeout=20)
     output = log_file.read_text()
     assert "GET /fhir/Patient/:id 200" in output  # the access log ran, without the query string
+    assert "GET /fhir/:x " in output  # and printed the planted path, masked
+    assert "GET /login/:x " in output
     assert MARKER not in output
 
 

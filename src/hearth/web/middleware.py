@@ -5,8 +5,8 @@ costs a task per request; this wraps ``send`` instead):
   build), with an OperationOutcome;
 - gives each request an id (``X-Request-Id``, and the audit entry's ``request``);
 - adds the security headers of ``hearth.web.headers``;
-- writes one access-log line per request: method, path with ids masked, status, time. Never the
-  query string: it may hold search values, which are PHI;
+- writes one access-log line per request: method, path with ids and every unknown segment
+  masked, status, time. Never the query string: it may hold search values, which are PHI;
 - turns any exception nobody handled into a 500 OperationOutcome with an incident id, and logs
   the incident id, the exception's type and where it was raised, never its message (a KeyError
   names its key; a database error quotes its parameters). The exception stops here: re-raising
@@ -26,6 +26,7 @@ import orjson
 from hearth.domain import HearthError, errors
 from hearth.fhir.outcome import operation_outcome
 from hearth.web.headers import security_headers
+from hearth.web.logpath import app_literals, loggable_path
 
 __all__ = ["EdgeMiddleware", "log_incident"]
 
@@ -127,11 +128,6 @@ async def _send_outcome(send: Send, error: HearthError) -> None:
 
 
 def _route_path(scope: Scope) -> str:
-    """The path with resource ids replaced by ``:id`` (ids are random, but keep logs minimal)."""
-    parts = str(scope.get("path", "")).split("/")
-    # /fhir/Type/id/_history/n -> /fhir/Type/:id/_history/:vid
-    if len(parts) > 3 and parts[1] == "fhir" and not parts[3].startswith("_"):
-        parts[3] = ":id"
-    if len(parts) > 5 and parts[4] == "_history":
-        parts[5] = ":vid"
-    return "/".join(parts)
+    """The path as the access log may print it: known FHIR shapes and route names, ids as
+    ``:id``, anything else as ``:x`` (``hearth.web.logpath``)."""
+    return loggable_path(str(scope.get("path", "")), app_literals(scope.get("app")))
