@@ -254,13 +254,6 @@ class AuditTrail:
             return
         ticket.wait(self._wait)
 
-    def record_now(self, conn: Connection | None, record: AuditRecord) -> None:
-        """Append inside ``conn`` when there is one, otherwise group-commit."""
-        if conn is not None:
-            self.append_in(conn, [record])
-        else:
-            self.record(record)
-
     def _ensure_thread(self) -> None:
         if self._thread is not None and self._thread.is_alive():
             return
