@@ -10,9 +10,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from hearth.cli import main
 from hearth.domain import AlarmKind, HearthError, errors
 from hearth.web.app import create_app
 from tests.access_world import World, build_world
@@ -194,3 +196,39 @@ def test_nobody_reviews_their_own_emergency_access(site: tuple[Instance, World])
     with pytest.raises(HearthError) as bad:
         service.review(world.principal("privacy-officer"), grant.grant_id, finding="fine")
     assert bad.value.code is errors.BAD_PARAMETER
+
+
+def test_the_access_command_line(site: tuple[Instance, World]) -> None:
+    """``hearth access``: the review queue, closing a review, and lifting a pause."""
+    inst, world = site
+    doc = world.principal("physician")
+    grant = inst.container.break_glass.declare(
+        doc, world.ids["stranger"], reason="Anaphylaxis, allergies unknown."
+    )
+
+    def hearth(*args: str) -> str:
+        result = CliRunner().invoke(main, ["--home", str(inst.home), *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    listed = hearth("access", "break-glass")
+    assert grant.grant_id in listed
+    assert "Anaphylaxis, allergies unknown." in listed
+    (item,) = orjson.loads(hearth("access", "break-glass", "--json"))
+    assert item["grant_id"] == grant.grant_id
+    assert item["review_status"] == "open"
+    assert "closed: justified" in hearth(
+        "access", "review", grant.grant_id, "--finding", "justified", "--note", "Seen by the ED."
+    )
+    assert hearth("access", "break-glass") == "No break-the-glass grants.\n"
+    (closed,) = orjson.loads(hearth("access", "break-glass", "--status", "all", "--json"))
+    assert closed["finding"] == "justified"
+    again = CliRunner().invoke(
+        main,
+        ["--home", str(inst.home), "access", "review", grant.grant_id, "--finding", "justified"],
+    )
+    assert again.exit_code == 1
+    assert "Traceback" not in again.output
+    assert "resumed" in hearth("access", "resume", "u-physician")
+    unknown = CliRunner().invoke(main, ["--home", str(inst.home), "access", "resume", "nobody"])
+    assert unknown.exit_code == 1

@@ -8,6 +8,7 @@ import click
 
 from hearth import __version__
 from hearth.cli import (
+    access,
     alarm,
     audit,
     cert,
@@ -63,6 +64,7 @@ for module in (
     migrate,
     reindex,
     role,
+    access,
     client,
     cert,
     importing,
