@@ -11,10 +11,12 @@ Secrets are ``Secret`` values: ``repr(settings)`` never shows them.
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,8 @@ __all__ = [
     "AccessSettings",
     "AlarmSettings",
     "AuthSettings",
+    "BackupSettings",
+    "BackupTargetSettings",
     "EmailSinkSettings",
     "IntegritySettings",
     "KeySource",
@@ -274,6 +278,100 @@ class AccessSettings:
             raise ValueError("access.snooping_hour and snooping_day must be at least 1")
 
 
+TARGET_KINDS = ("local", "offline", "s3", "sftp")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupTargetSettings:
+    """One ``[[backup.targets]]`` table: where backup objects go (docs/operations.md, "Backup
+    targets"). Which fields apply depends on ``kind``; secrets are ``Secret`` values read from
+    the environment or a file, never from hearth.toml itself.
+
+    ``region`` is the policy's label for where the copy physically is (``us-east``,
+    ``eu-central``, ``site-a``); it is compared with ``backup.primary_region`` and matched
+    against ``backup.allowed_regions``. ``object_lock_days`` overrides the section's value for
+    this target (0: no retention).
+    """
+
+    name: str
+    kind: str  # local | offline | s3 | sftp
+    region: str
+    # local and offline: the directory (offline: the mount point of the medium)
+    path: Path | None = None
+    media_id: str | None = None
+    require_mount_point: bool = False
+    # s3
+    bucket: str | None = None
+    endpoint_url: str | None = None
+    prefix: str = ""
+    region_name: str = "us-east-1"
+    access_key: Secret | None = None
+    secret_key: Secret | None = None
+    # sftp
+    host: str | None = None
+    port: int = 22
+    username: str | None = None
+    root: str | None = None
+    host_key: str | None = None
+    private_key_file: Path | None = None
+    private_key_passphrase: Secret | None = None
+    # every kind
+    object_lock_days: int | None = None
+    timeout_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackupSettings:
+    """``[backup]``: targets, the copy policy, retention and scheduled verification.
+
+    The policy (``hearth backup check-policy``): every backup has at least ``min_copies``
+    copies on distinct targets; with ``require_offsite`` at least one of them is on a target
+    whose ``region`` differs from ``primary_region``; every target's region matches one of
+    ``allowed_regions`` (shell-style patterns such as ``us-*``; empty: any region), which is
+    how a US-only residency rule is written. Retention keeps the newest backup of each of the
+    last ``keep_daily`` days, ``keep_weekly`` ISO weeks, ``keep_monthly`` months and
+    ``keep_yearly`` years (grandfather-father-son). New objects on targets that support it
+    are immutable for ``object_lock_days`` (S3 Object Lock, compliance mode). Scheduled
+    verification re-reads every backup at least once in ``verify_period_days``.
+    """
+
+    primary_region: str = "local"
+    min_copies: int = 2
+    require_offsite: bool = True
+    allowed_regions: tuple[str, ...] = ()
+    recipients_file: Path | None = None
+    verify_period_days: float = 7.0
+    keep_daily: int = 7
+    keep_weekly: int = 4
+    keep_monthly: int = 12
+    keep_yearly: int = 6
+    object_lock_days: int = 0
+    targets: tuple[BackupTargetSettings, ...] = ()
+
+    def target(self, name: str) -> BackupTargetSettings:
+        """The target called ``name``; an unknown name is a configuration error that lists the
+        configured ones."""
+        for target in self.targets:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.targets) or "none configured"
+        raise HearthError(
+            errors.BACKUP_CONFIG,
+            f"No backup target named {name!r} in {CONFIG_FILE} (targets: {known}).",
+        )
+
+    def region_allowed(self, region: str) -> bool:
+        return not self.allowed_regions or any(
+            fnmatch.fnmatchcase(region, pattern) for pattern in self.allowed_regions
+        )
+
+    def lock_days(self, target: BackupTargetSettings) -> int:
+        """Days of retention new objects on ``target`` get (0: none)."""
+        if target.object_lock_days is not None:
+            return target.object_lock_days
+        return self.object_lock_days
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     home: Path
@@ -300,6 +398,7 @@ class Settings:
     alarms: AlarmSettings = field(default_factory=AlarmSettings)
     integrity: IntegritySettings = field(default_factory=IntegritySettings)
     access: AccessSettings = field(default_factory=AccessSettings)
+    backup: BackupSettings = field(default_factory=BackupSettings)
 
     @property
     def engine(self) -> str:
@@ -403,6 +502,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         alarms=_alarm_settings(home, raw.get("alarms", {}), env),
         integrity=integrity,
         access=_access_settings(config_path, raw.get("access", {})),
+        backup=_backup_settings(home, raw.get("backup", {}), env),
     )
 
 
@@ -445,28 +545,31 @@ def _severity(value: Any, where: str, default: Severity) -> Severity:
 
 
 def _secret(
-    table: dict[str, Any], stem: str, home: Path, env: dict[str, str], where: str
+    table: dict[str, Any],
+    stem: str,
+    home: Path,
+    env: dict[str, str],
+    where: str,
+    error: Callable[[str, str], HearthError] = _sink_error,
 ) -> Secret | None:
     """A secret named by ``<stem>_env`` (an environment variable) or ``<stem>_file`` (a file,
     which should be mode 0600); never written in hearth.toml itself."""
     if stem in table:
-        raise _sink_error(
-            where, f"do not write {stem} in {CONFIG_FILE}: use {stem}_env or {stem}_file"
-        )
+        raise error(where, f"do not write {stem} in {CONFIG_FILE}: use {stem}_env or {stem}_file")
     if f"{stem}_env" in table:
         name = str(table[f"{stem}_env"])
         value = env.get(name)
         if not value:
-            raise _sink_error(where, f"the environment variable {name} is not set")
+            raise error(where, f"the environment variable {name} is not set")
         return Secret(value)
     if f"{stem}_file" in table:
         path = _resolve(home, str(table[f"{stem}_file"]))
         try:
             value = path.read_text("utf-8").strip()
         except OSError:
-            raise _sink_error(where, f"cannot read {stem}_file {path}") from None
+            raise error(where, f"cannot read {stem}_file {path}") from None
         if not value:
-            raise _sink_error(where, f"{stem}_file {path} is empty")
+            raise error(where, f"{stem}_file {path} is empty")
         return Secret(value)
     return None
 
@@ -613,6 +716,208 @@ def _alarm_settings(home: Path, raw: dict[str, Any], env: dict[str, str]) -> Ala
         )
     except (TypeError, ValueError) as exc:
         raise _sink_error("alarms", str(exc)) from None
+
+
+# -- [backup] ---------------------------------------------------------------------------------
+
+
+def _backup_error(where: str, message: str) -> HearthError:
+    return HearthError(errors.BACKUP_CONFIG, f"{CONFIG_FILE} [{where}]: {message}")
+
+
+_TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_REGION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
+#: Keys each kind of target accepts; anything else is refused (a typo must not be ignored).
+_COMMON_TARGET_KEYS = {"name", "kind", "region", "object_lock_days", "timeout_seconds"}
+_TARGET_KEYS = {
+    "local": {"path"},
+    "offline": {"path", "media_id", "require_mount_point"},
+    "s3": {
+        "bucket", "endpoint_url", "prefix", "region_name", "access_key", "access_key_env",
+        "access_key_file", "secret_key", "secret_key_env", "secret_key_file",
+    },
+    "sftp": {
+        "host", "port", "username", "root", "host_key", "private_key_file",
+        "private_key_passphrase", "private_key_passphrase_env", "private_key_passphrase_file",
+    },
+}  # fmt: skip
+_BACKUP_KEYS = {
+    "primary_region", "min_copies", "require_offsite", "allowed_regions", "recipients_file",
+    "verify_period_days", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
+    "object_lock_days", "targets",
+}  # fmt: skip
+
+
+def _required(table: dict[str, Any], key: str, where: str) -> str:
+    value = table.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise _backup_error(where, f"{key} is required (a non-empty string)")
+    return value.strip()
+
+
+def _whole(value: Any, what: str, where: str, minimum: int = 0) -> int:
+    if type(value) is not int or value < minimum:
+        raise _backup_error(where, f"{what} must be a whole number of at least {minimum}")
+    return value
+
+
+def _backup_target(
+    table: dict[str, Any], index: int, home: Path, env: dict[str, str], primary: str
+) -> BackupTargetSettings:
+    if not isinstance(table, dict):
+        raise _backup_error("backup.targets", "each target is a table ([[backup.targets]])")
+    name = table.get("name")
+    if not isinstance(name, str) or not _TARGET_NAME.fullmatch(name):
+        raise _backup_error(
+            f"backup.targets #{index + 1}",
+            "name is required: 1-64 of A-Z a-z 0-9 . _ - (starting with a letter or digit)",
+        )
+    where = f"backup.targets {name}"
+    kind = table.get("kind")
+    if kind not in TARGET_KINDS:
+        raise _backup_error(where, f"kind is one of {', '.join(TARGET_KINDS)}")
+    unknown = set(table) - _COMMON_TARGET_KEYS - _TARGET_KEYS[kind]
+    if unknown:
+        raise _backup_error(
+            where, f"unknown setting(s) for a {kind} target: {', '.join(sorted(unknown))}"
+        )
+    default_region = primary if kind in ("local", "offline") else None
+    region = table.get("region", default_region)
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
+        raise _backup_error(
+            where,
+            "region is required for s3 and sftp targets (a label such as us-east or site-b: "
+            "1-64 of A-Z a-z 0-9 . _ : -)",
+        )
+    lock = table.get("object_lock_days")
+    timeout = table.get("timeout_seconds")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise _backup_error(where, "timeout_seconds must be a positive number")
+    common: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "region": region,
+        "object_lock_days": None if lock is None else _whole(lock, "object_lock_days", where),
+        "timeout_seconds": None if timeout is None else float(timeout),
+    }
+    if kind in ("local", "offline"):
+        common["path"] = _resolve(home, _required(table, "path", where))
+        if kind == "offline":
+            media_id = _required(table, "media_id", where)
+            if not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", media_id):
+                raise _backup_error(where, "media_id is 1-64 of A-Z a-z 0-9 . _ -")
+            common["media_id"] = media_id
+            common["require_mount_point"] = bool(table.get("require_mount_point", False))
+        return BackupTargetSettings(**common)
+    if kind == "s3":
+        endpoint = table.get("endpoint_url")
+        if endpoint is not None:
+            parts = urlsplit(str(endpoint))
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise _backup_error(where, "endpoint_url must be an https:// URL")
+            if parts.scheme == "http" and not _is_loopback_host(parts.hostname):
+                raise _backup_error(where, "endpoint_url must use https outside loopback")
+        access = (
+            _secret(table, "access_key", home, env, where, _backup_error)
+            if ("access_key" not in table)
+            else Secret(str(table["access_key"]))
+        )
+        secret = _secret(table, "secret_key", home, env, where, _backup_error)
+        if access is None or secret is None:
+            raise _backup_error(
+                where,
+                "set access_key (or access_key_env/access_key_file) and secret_key_env or "
+                "secret_key_file",
+            )
+        prefix = str(table.get("prefix", ""))
+        if prefix.startswith("/") or ".." in prefix:
+            raise _backup_error(where, "prefix is a relative key prefix such as hearth/prod")
+        return BackupTargetSettings(
+            **common,
+            bucket=_required(table, "bucket", where),
+            endpoint_url=None if endpoint is None else str(endpoint),
+            prefix=prefix,
+            region_name=str(table.get("region_name", "us-east-1")),
+            access_key=access,
+            secret_key=secret,
+        )
+    port = table.get("port", 22)
+    if type(port) is not int or not 0 < port < 65536:
+        raise _backup_error(where, "port must be 1 to 65535")
+    host_key = _required(table, "host_key", where)
+    if len(host_key.split()) < 2:
+        raise _backup_error(
+            where, "host_key is the server's public key line, e.g. 'ssh-ed25519 AAAA...'"
+        )
+    return BackupTargetSettings(
+        **common,
+        host=_required(table, "host", where),
+        port=port,
+        username=_required(table, "username", where),
+        root=_required(table, "root", where),
+        host_key=host_key,
+        private_key_file=_resolve(home, _required(table, "private_key_file", where)),
+        private_key_passphrase=_secret(
+            table, "private_key_passphrase", home, env, where, _backup_error
+        ),
+    )
+
+
+def _backup_settings(home: Path, raw: Any, env: dict[str, str]) -> BackupSettings:
+    if not isinstance(raw, dict):
+        raise _backup_error("backup", "expected a table")
+    unknown = set(raw) - _BACKUP_KEYS
+    if unknown:
+        raise _backup_error("backup", f"unknown setting(s): {', '.join(sorted(unknown))}")
+    primary = raw.get("primary_region", "local")
+    if not isinstance(primary, str) or not _REGION.fullmatch(primary):
+        raise _backup_error("backup", "primary_region is a region label such as us-east")
+    allowed = raw.get("allowed_regions", [])
+    if isinstance(allowed, str):
+        allowed = [allowed]
+    if not isinstance(allowed, list) or not all(isinstance(a, str) and a for a in allowed):
+        raise _backup_error("backup", 'allowed_regions is a list of patterns such as ["us-*"]')
+    tables = raw.get("targets", [])
+    if isinstance(tables, dict):
+        tables = [tables]
+    if not isinstance(tables, list):
+        raise _backup_error("backup.targets", "expected [[backup.targets]] tables")
+    targets = tuple(_backup_target(t, i, home, env, primary) for i, t in enumerate(tables))
+    names = [t.name for t in targets]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise _backup_error("backup.targets", f"target names repeat: {', '.join(duplicates)}")
+    period = raw.get("verify_period_days", 7.0)
+    if not isinstance(period, int | float) or isinstance(period, bool) or period <= 0:
+        raise _backup_error("backup", "verify_period_days must be a positive number")
+    recipients = raw.get("recipients_file")
+    keep = {
+        key: _whole(raw.get(key, default), key, "backup")
+        for key, default in (
+            ("keep_daily", 7),
+            ("keep_weekly", 4),
+            ("keep_monthly", 12),
+            ("keep_yearly", 6),
+        )
+    }
+    if not any(keep.values()):
+        raise _backup_error("backup", "retention would keep nothing: set a keep_* above 0")
+    settings = BackupSettings(
+        primary_region=primary,
+        min_copies=_whole(raw.get("min_copies", 2), "min_copies", "backup", 1),
+        require_offsite=bool(raw.get("require_offsite", True)),
+        allowed_regions=tuple(allowed),
+        recipients_file=_resolve(home, str(recipients)) if recipients else None,
+        verify_period_days=float(period),
+        object_lock_days=_whole(raw.get("object_lock_days", 0), "object_lock_days", "backup"),
+        targets=targets,
+        **keep,
+    )
+    if not settings.region_allowed(primary):
+        raise _backup_error(
+            "backup", f"primary_region {primary} is not in allowed_regions {list(allowed)}"
+        )
+    return settings
 
 
 def _host_names(raw: object, config_path: Path) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ import os
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.auth import (
     DEFAULT_PARAMETERS,
@@ -122,8 +122,13 @@ __all__ = [
     "check_key_file_location",
     "issue_admin_credential",
     "migrate_database",
+    "open_target",
+    "open_targets",
     "rewrap_keys",
 ]
+
+if TYPE_CHECKING:
+    from hearth.targets import BackupTarget
 
 log = logging.getLogger("hearth")
 
@@ -133,6 +138,22 @@ ADMIN_SUBJECT = "admin"
 #: opens the one-time set-up link (``hearth serve --issue-admin-credential``, ``hearth user
 #: link admin``), so it is not a default account with a default password (ASVS v5.0.0-6.3.2).
 ADMIN_USERNAME = "admin"
+
+
+def open_target(settings: Settings, name: str) -> BackupTarget:
+    """The backup target ``[[backup.targets]]`` calls ``name`` (docs/operations.md)."""
+    # Imported here: boto3 and paramiko cost a noticeable start-up time that most commands
+    # never need.
+    from hearth.targets.factory import open_target as build
+
+    return build(settings, name)
+
+
+def open_targets(settings: Settings) -> list[BackupTarget]:
+    """Every configured backup target, in hearth.toml's order; none configured is an error."""
+    from hearth.targets.factory import open_targets as build
+
+    return build(settings)
 
 
 def build_kek(settings: Settings) -> KeyEncryptionKey:

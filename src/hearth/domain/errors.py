@@ -350,6 +350,21 @@ TARGET_IMMUTABILITY_UNSUPPORTED = _code(
 )
 TARGET_BAD_NAME = _code("HRT-0817", 400, "value", "Backup object names are plain ASCII paths.")
 TARGET_FAILED = _code("HRT-0818", 502, "exception", "The backup target refused the operation.")
+BACKUP_CONFIG = _code(
+    "HRT-0830", 400, "invalid", "The [backup] section of hearth.toml is not configured correctly."
+)
+BACKUP_POLICY_UNMET = _code(
+    "HRT-0831", 409, "business-rule", "The backups do not meet the configured copy policy."
+)
+BACKUP_COPY_MISMATCH = _code(
+    "HRT-0832",
+    500,
+    "exception",
+    "An object read from the source target is not the one its signed manifest names.",
+)
+BACKUP_REGION_REFUSED = _code(
+    "HRT-0833", 403, "business-rule", "The target's region is outside backup.allowed_regions."
+)
 
 # 07xx: sign-in, sessions and user accounts
 SIGN_IN_REQUIRED = _code("HRT-0701", 401, "login", "Sign in to continue.")

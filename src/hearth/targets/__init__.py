@@ -5,6 +5,7 @@ I/O lives here, on the storage layer beside ``hearth.storage``; the format itsel
 """
 
 from hearth.targets.base import BackupTarget, ObjectInfo, PutResult, check_name
+from hearth.targets.factory import build_target, open_target, open_targets
 from hearth.targets.local import LocalDirectoryTarget
 from hearth.targets.offline import OfflineMediaTarget
 from hearth.targets.retry import RetryPolicy, Transient
@@ -25,4 +26,7 @@ __all__ = [
     "RetryPolicy",
     "Transient",
     "check_name",
+    "build_target",
+    "open_target",
+    "open_targets",
 ]
