@@ -738,13 +738,18 @@ class WriteBatch:
         # Index rows wait here and are written in bulk before the batch commits, or before a
         # search inside the batch (conditional interactions) so that it sees the batch's writes.
         self._index: dict[tuple[str, str], search_sql.IndexRow | None] = {}
+        # Resources whose first version this batch wrote and whose index rows are not flushed
+        # yet: nothing of them is indexed, so flushing need not look for old rows to delete.
+        self._fresh: set[tuple[str, str]] = set()
 
     def flush_index(self) -> None:
         """Write the pending index changes (inside this batch's transaction)."""
         if not self._index:
             return
         pending, self._index = self._index, {}
-        old = search_sql.current_index_seqs(self._conn, list(pending))
+        indexed = [key for key in pending if key not in self._fresh]
+        self._fresh.difference_update(pending)
+        old = search_sql.current_index_seqs(self._conn, indexed)
         search_sql.delete_index(self._conn, old)
         search_sql.insert_index(self._conn, [row for row in pending.values() if row is not None])
 
@@ -854,6 +859,8 @@ class WriteBatch:
                 body, aad=ResourceRef(res_type, res_id).aad(version), random=repo._random
             )
         deleted = resource is None
+        if version == 1:
+            self._fresh.add((res_type, res_id))
         self._index[(res_type, res_id)] = (
             None if resource is None else index_row(keys, seq, res_type, res_id, ts_us, resource)
         )

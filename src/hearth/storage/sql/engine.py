@@ -13,7 +13,8 @@ increment (see ``store.SqlStore.next_seq``).
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ class Database:
     url: URL
     write: Engine
     read: Engine
+    # SQLite writers of one process queue here rather than in SQLite's busy handler, which
+    # polls with sleeps of up to 100 ms and leaves the lock idle between polls. Other
+    # processes (a CLI command beside ``hearth serve``) still meet the busy timeout.
+    writer_mutex: threading.Lock | None = field(default=None, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -100,7 +105,7 @@ def open_database(url: str, *, pool_size: int = 16) -> Database:
         # skipping BEGIN/COMMIT round trips matters on the hottest path. Reads that need several
         # statements in one snapshot use ``SqlStore.snapshot``, which begins a deferred transaction.
         read = _sqlite_engine(parsed, begin=None, pool_size=pool_size)
-        return Database(parsed, write, read)
+        return Database(parsed, write, read, writer_mutex=threading.Lock())
     options: dict[str, Any] = {"pool_size": pool_size, "max_overflow": pool_size}
     if backend in {"mysql", "mariadb"}:
         options["isolation_level"] = "READ COMMITTED"

@@ -216,6 +216,11 @@ def _version(row: object) -> VersionRow:
     )
 
 
+# As long as SQLite's busy timeout (engine.py): a writer that waits longer reports the database
+# unavailable rather than queueing for ever.
+_WRITER_WAIT_SECONDS = 30.0
+
+
 class SqlStore:
     """Statements over one database. Transactions are context managers yielding a Connection."""
 
@@ -230,6 +235,9 @@ class SqlStore:
         A unique-constraint violation (two writers racing for one id or version, which the
         writer lock should already prevent) is a conflict for the client, not a server error.
         """
+        mutex = self.db.writer_mutex
+        if mutex is not None and not mutex.acquire(timeout=_WRITER_WAIT_SECONDS):
+            raise HearthError(errors.STORAGE_UNAVAILABLE)
         try:
             with self.db.write.begin() as conn:
                 yield conn
@@ -237,6 +245,9 @@ class SqlStore:
             raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
         except IntegrityError as exc:
             raise HearthError(errors.CONFLICT) from exc
+        finally:
+            if mutex is not None:
+                mutex.release()
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
