@@ -102,6 +102,14 @@ def test_prefer_return_minimal_and_outcome(client: TestClient) -> None:
         headers={"Content-Type": FHIR, "Prefer": "return=OperationOutcome"},
     )
     assert outcome.json()["resourceType"] == "OperationOutcome"
+    # RFC 7240: several preferences, comma-separated, in any order
+    both = client.post(
+        "/fhir/Patient",
+        content=b'{"resourceType":"Patient"}',
+        headers={"Content-Type": FHIR, "Prefer": "handling=strict, return=minimal"},
+    )
+    assert both.status_code == 201
+    assert both.content == b""
 
 
 def test_json_patch_and_delete_and_gone(client: TestClient) -> None:
@@ -139,6 +147,9 @@ def test_history_paging_with_opaque_links(client: TestClient) -> None:
     assert "1903" not in next_url
     second = client.get(next_url.replace("http://127.0.0.1", "")).json()
     assert [e["response"]["etag"] for e in second["entry"]] == ['W/"3"', 'W/"2"']
+    links = {link["relation"]: link["url"] for link in first["link"]}
+    assert links["self"].endswith(f"{url}/_history?_count=2")
+    assert {link["relation"]: link["url"] for link in second["link"]}["self"] == next_url
     tampered = client.get(next_url.replace("http://127.0.0.1", "")[:-3] + "AAA")
     assert tampered.status_code == 400
 
@@ -172,6 +183,8 @@ def test_pretty_output(client: TestClient) -> None:
 def test_content_negotiation(client: TestClient, headers: dict[str, str], status: int) -> None:
     assert client.get("/fhir/metadata", headers=headers).status_code == status
     assert client.get("/fhir/metadata", params={"_format": "xml"}).status_code == 406
+    # "+" typed into a URL unencoded arrives as a space
+    assert client.get("/fhir/metadata?_format=application/fhir+json").status_code == 200
 
 
 def test_decimal_precision_survives_create_read_patch_and_history(client: TestClient) -> None:

@@ -36,7 +36,10 @@ class ServerFeatures:
     search_includes: Callable[[str], Sequence[str]] | None = None
     #: resource type -> ``_revinclude`` values it supports
     search_revincludes: Callable[[str], Sequence[str]] | None = None
-    operations: Mapping[str, str] = field(default_factory=dict)  # name -> definition url
+    #: system-level operations: name -> definition url
+    operations: Mapping[str, str] = field(default_factory=dict)
+    #: operations on a resource type or its instances: type -> {name -> definition url}
+    resource_operations: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     security_description: str = ""
     oauth_urls: Mapping[str, str] | None = None  # authorize/token/... for the SMART extension
 
@@ -72,10 +75,20 @@ def capability_statement(
                 entry["searchParam"] = [
                     {"name": code, "type": kind, "definition": url} for code, kind, url in params
                 ]
-        if features.search_includes is not None:
-            entry["searchInclude"] = list(features.search_includes(res_type))
-        if features.search_revincludes is not None:
-            entry["searchRevInclude"] = list(features.search_revincludes(res_type))
+        # FHIR JSON has no empty arrays: a type with nothing to include lists no element.
+        includes = list(features.search_includes(res_type)) if features.search_includes else []
+        if includes:
+            entry["searchInclude"] = includes
+        revincludes = (
+            list(features.search_revincludes(res_type)) if features.search_revincludes else []
+        )
+        if revincludes:
+            entry["searchRevInclude"] = revincludes
+        operations = features.resource_operations.get(res_type)
+        if operations:
+            entry["operation"] = [
+                {"name": name, "definition": url} for name, url in sorted(operations.items())
+            ]
         resources.append(entry)
     security: dict[str, Any] = {"cors": False, "description": features.security_description}
     if features.oauth_urls:

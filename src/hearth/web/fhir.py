@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -202,8 +202,10 @@ class FhirApi:
                 search_params=capability_params,
                 search_includes=capability_includes,
                 search_revincludes=capability_revincludes,
-                operations={
-                    "everything": ("http://hl7.org/fhir/OperationDefinition/Patient-everything")
+                resource_operations={
+                    "Patient": {
+                        "everything": "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+                    }
                 },
                 security_description=(
                     "Every request needs a bearer token: an OAuth 2 / SMART access token (see "
@@ -379,9 +381,8 @@ class FhirApi:
         principal = await self.authenticate(request)
         body = await read_json_body(request, self.limits)
         base = self.base(request)
-        representation = prefer_return(request) == "representation" and "return=" in (
-            request.headers.get("prefer", "")
-        )
+        # Bundle entries carry their resources only when the client asks for them.
+        representation = prefer_return(request, default="") == "representation"
         result = await self._bundles(
             request,
             principal,
@@ -512,11 +513,18 @@ class FhirApi:
                     },
                 )
                 next_link = f"{url}?_page={token}"
+            # The self link names this page: its page token, or the first page's parameters
+            # (a count and an instant, never PHI).
+            if page_token is not None:
+                self_link = f"{url}?_page={page_token}"
+            else:
+                shown = [(k, v) for k in ("_since", "_count") if (v := query.get(k)) is not None]
+                self_link = f"{url}?{urlencode(shown)}" if shown else url
             return history_bundle(
                 self.base(request),
                 page.entries,
                 total=page.total,
-                self_link=url,
+                self_link=self_link,
                 next_link=next_link,
                 now=datetime.now(UTC),
             )

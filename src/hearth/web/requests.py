@@ -82,9 +82,13 @@ def content_type(request: Request) -> str:
 
 
 def check_accept(request: Request) -> None:
-    """Content negotiation (R4 http.html#mime-type): only FHIR JSON is produced (406 otherwise)."""
+    """Content negotiation (R4 http.html#mime-type): only FHIR JSON is produced (406 otherwise).
+
+    ``_format=application/fhir+json`` written without percent-encoding arrives with its ``+``
+    decoded to a space; R4 asks servers to accept that spelling too.
+    """
     fmt = request.query_params.get("_format")
-    if fmt is not None and _media_type(fmt) not in _FORMATS:
+    if fmt is not None and _media_type(fmt).replace(" ", "+") not in _FORMATS:
         raise HearthError(errors.NOT_ACCEPTABLE)
     accept = request.headers.get("accept")
     if not accept or fmt is not None:
@@ -111,26 +115,30 @@ async def read_form_body(request: Request, limits: Limits) -> list[tuple[str, st
     return parse_qsl(text, keep_blank_values=True)
 
 
+def _preferences(request: Request) -> dict[str, str]:
+    """The ``Prefer`` header's preferences (RFC 7240): comma-separated, possibly over several
+    header lines, each ``token[=value]`` with optional ``;`` parameters, which FHIR never uses.
+    The first occurrence of a preference wins."""
+    found: dict[str, str] = {}
+    for line in request.headers.getlist("prefer"):
+        for preference in line.split(","):
+            key, _, value = preference.split(";", 1)[0].strip().partition("=")
+            found.setdefault(key.strip().lower(), value.strip().strip('"'))
+    return found
+
+
 def prefer_handling(request: Request) -> bool:
     """``Prefer: handling=strict`` (R4 search.html#errors): True for strict, else lenient."""
-    for part in request.headers.get("prefer", "").replace(",", ";").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key.strip().lower() == "handling":
-            return value.strip().strip('"').lower() == "strict"
-    return False
+    return _preferences(request).get("handling", "").lower() == "strict"
 
 
 def pretty(request: Request) -> bool:
     return request.query_params.get("_pretty") == "true"
 
 
-def prefer_return(request: Request) -> str:
+def prefer_return(request: Request, default: str = "representation") -> str:
     """``Prefer: return=minimal|representation|OperationOutcome`` (R4 http.html#ops)."""
-    for part in request.headers.get("prefer", "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key.strip().lower() == "return":
-            return value.strip().strip('"')
-    return "representation"
+    return _preferences(request).get("return") or default
 
 
 def parse_if_match(request: Request) -> int | None:

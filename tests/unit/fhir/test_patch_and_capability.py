@@ -52,7 +52,9 @@ def test_capability_statement_lists_what_is_implemented() -> None:
         resource_types=["Patient", "Observation"],
         features=ServerFeatures(
             search_params=lambda t: [("name", "string", "http://x")] if t == "Patient" else [],
-            operations={"everything": "http://op"},
+            operations={"validate-all": "http://sys-op"},
+            resource_operations={"Patient": {"everything": "http://op"}},
+            search_includes=lambda t: ["Patient:link"] if t == "Patient" else [],
             oauth_urls={"authorize": "http://h/authorize", "token": "http://h/token"},
         ),
         date=datetime(2026, 1, 1, tzinfo=UTC),
@@ -63,5 +65,10 @@ def test_capability_statement_lists_what_is_implemented() -> None:
     assert patient["searchParam"][0]["name"] == "name"
     observation = next(r for r in rest["resource"] if r["type"] == "Observation")
     assert "searchParam" not in observation
-    assert rest["operation"] == [{"name": "everything", "definition": "http://op"}]
+    assert patient["operation"] == [{"name": "everything", "definition": "http://op"}]
+    assert rest["operation"] == [{"name": "validate-all", "definition": "http://sys-op"}]
+    # FHIR JSON has no empty arrays
+    assert patient["searchInclude"] == ["Patient:link"]
+    assert "searchInclude" not in observation
+    assert "operation" not in observation
     assert rest["security"]["service"][0]["coding"][0]["code"] == "SMART-on-FHIR"
