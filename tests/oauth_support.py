@@ -187,6 +187,7 @@ class Pki:
                 serialization.NoEncryption(),
             )
         )
+        key_path.chmod(0o600)
         return cert_path, key_path, cert
 
     def crl(self, revoked: list[x509.Certificate], path: Path | None = None) -> Path:

@@ -192,6 +192,7 @@ def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
+    key_path.chmod(0o600)
     return cert_path, key_path
 
 
@@ -258,3 +259,12 @@ def test_serve_says_when_the_certificate_and_key_are_swapped(home: Path, tmp_pat
     assert code == 1
     assert "do not load together" in out
     assert "internal error" not in out
+
+
+def test_serve_refuses_a_private_key_others_can_read(home: Path, tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    key.chmod(0o644)
+    code, out = run(home, "serve", "--port", "1", "--tls-cert", str(cert), "--tls-key", str(key))
+    assert code == 2
+    assert "chmod 600" in out
+    assert "BEGIN" not in out

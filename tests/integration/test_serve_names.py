@@ -55,6 +55,7 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
             serialization.NoEncryption(),
         )
     )
+    key_path.chmod(0o600)
     return cert_path, key_path
 
 

@@ -139,6 +139,12 @@ def command(
                 "the TLS certificate and key do not load together: --tls-cert must be the "
                 "certificate (PEM) and --tls-key its private key (PEM, unencrypted)."
             )
+        if tls_key.stat().st_mode & 0o077:
+            fail(
+                f"the TLS private key {tls_key} can be read by other users of this machine "
+                f"(mode {tls_key.stat().st_mode & 0o777:o}): run chmod 600 on it.",
+                2,
+            )
     try:
         names = allowed_host_names(
             host, settings.allowed_hosts + allowed_hosts, settings.public_base_url
