@@ -313,6 +313,22 @@ class AlarmService:
         """open or acknowledged -> resolved. A later repeat opens a new alarm."""
         return self._transition(alarm_id, AlarmState.RESOLVED, by, note, actor_kind)
 
+    def clear_alarm(self, kind: AlarmKind, subject: str, *, by: str, note: str) -> int:
+        """Resolve the active alarms of ``kind`` about ``subject``: the condition they reported
+        has ended (a check found the copy policy met again, a backup succeeded). Resolved by
+        ``by`` as a system actor, with ``note``; returns how many were resolved."""
+        with self._process_lock:
+            self._record_pending()
+        active = self._store.list_alarms(
+            states=(AlarmState.OPEN, AlarmState.ACKNOWLEDGED), kind=kind, limit=1000
+        )
+        cleared = 0
+        for alarm in active:
+            if alarm.subject == subject:
+                self._transition(alarm.alarm_id, AlarmState.RESOLVED, by, note, "system")
+                cleared += 1
+        return cleared
+
     def _transition(
         self, alarm_id: str, target: AlarmState, by: str, note: str | None, actor_kind: str
     ) -> StoredAlarm:
