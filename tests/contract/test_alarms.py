@@ -13,11 +13,11 @@ from sqlalchemy import text
 
 from hearth.domain import AlarmState, DeliveryState, HearthError, Secret, Severity, errors
 from hearth.notify import LogSink, WebhookSink
-from hearth.services.alarms import DeliveryPolicy
+from hearth.services.alarms import AlarmService, DeliveryPolicy
 from hearth.services.integrity import verify_audit
-from hearth.storage.alarms import SinkRoute
+from hearth.storage.alarms import AlarmStore, SinkRoute
 from tests.alarm_support import WebhookReceiver, alarm, closed_port, read_jsonl, service_for
-from tests.support import FixedClock, Instance, make_instance
+from tests.support import FixedClock, Instance, SeededRandom, make_instance
 
 pytestmark = pytest.mark.engines
 
@@ -285,3 +285,44 @@ def test_a_claimed_notice_is_not_sent_twice_by_two_processes(
     # A worker that died holding the lease gives it up when the lease runs out.
     clock.advance(minutes=3)
     assert len(b._store.claim_due(now=clock.now(), lease=lease, limit=10)) == 1
+
+
+class _SharedPrefixIds(SeededRandom):
+    """Alarm ids (16 random bytes) that all begin ``abcdef``; other randomness as seeded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.issued = 0
+
+    def token_bytes(self, n: int) -> bytes:
+        if n != 16:
+            return super().token_bytes(n)
+        self.issued += 1
+        return bytes.fromhex("abcdef") + bytes([self.issued]) + bytes(12)
+
+
+def test_an_alarm_is_named_by_a_unique_prefix_of_its_id(inst: Instance, clock: FixedClock) -> None:
+    c = inst.container
+    service = AlarmService(
+        AlarmStore(c.store, c.audit, c.keyring, _SharedPrefixIds()),
+        [],
+        clock=clock,
+        instance_id=c.settings.instance_id,
+        policy=DeliveryPolicy(),
+        admin_roles=frozenset({"bootstrap-admin"}),
+        background=False,
+    )
+    service.raise_alarm(alarm("Patient/p1"))
+    service.raise_alarm(alarm("Patient/p2"))
+    service.process()
+    first, second = sorted(a.alarm_id for a in service.list_alarms())
+    assert first[:6] == second[:6] == "abcdef"
+    assert service.get(first[:8]).alarm_id == first  # abcdef01...
+    assert service.acknowledge(second[:8].upper(), by="operator:ann").alarm_id == second
+    with pytest.raises(HearthError) as ambiguous:
+        service.get("abcdef0")
+    assert ambiguous.value.code is errors.ALARM_AMBIGUOUS
+    for unknown in ("abcdee", "abcde", "abcdef%", "zzzzzzz"):
+        with pytest.raises(HearthError) as missing:
+            service.get(unknown)
+        assert missing.value.code is errors.ALARM_NOT_FOUND

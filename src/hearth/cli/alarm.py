@@ -89,7 +89,7 @@ def show(state: State, alarm_id: str, as_json: bool) -> None:
 
     \b
     Example:
-      hearth --home ./var alarm show 3f2a...
+      hearth --home ./var alarm show 3f2a9c
     """
     with container(state) as c:
         alarm = c.alarm_service.get(alarm_id)
@@ -134,7 +134,7 @@ def ack(state: State, alarm_id: str, note: str | None, by: str | None) -> None:
 
     \b
     Example:
-      hearth --home ./var alarm ack 3f2a... --note "restoring from last night's backup"
+      hearth --home ./var alarm ack 3f2a9c --note "restoring from last night's backup"
     """
     _transition(state, alarm_id, "acknowledged", by, note)
 
@@ -150,7 +150,7 @@ def resolve(state: State, alarm_id: str, note: str | None, by: str | None) -> No
 
     \b
     Example:
-      hearth --home ./var alarm resolve 3f2a... --note "record repaired from backup 2026-01-14"
+      hearth --home ./var alarm resolve 3f2a9c --note "record repaired from backup 2026-01-14"
     """
     _transition(state, alarm_id, "resolved", by, note)
 

@@ -483,3 +483,6 @@ ALARM_SINK_CONFIG = _code(
     "HRT-1004", 400, "invalid", "An alarm sink in hearth.toml is not configured correctly."
 )
 FINDING_NOT_FOUND = _code("HRT-1005", 404, "not-found", "No such integrity finding.")
+ALARM_AMBIGUOUS = _code(
+    "HRT-1010", 400, "invalid", "That id prefix matches several alarms; give more of the id."
+)

@@ -51,6 +51,7 @@ __all__ = [
 log = logging.getLogger("hearth.alarm")
 
 _ALARM_ID = re.compile(r"[0-9a-f]{32}")
+_ALARM_ID_PREFIX = re.compile(r"[0-9a-f]{6,31}")
 _QUEUE_LIMIT = 10_000
 _RETRY_LIMIT = 1_000
 
@@ -296,10 +297,23 @@ class AlarmService:
     ) -> list[StoredAlarm]:
         return self._store.list_alarms(states=states, kind=kind, limit=max(1, min(limit, 1000)))
 
-    def get(self, alarm_id: str) -> StoredAlarm:
-        if not _ALARM_ID.fullmatch(alarm_id):
+    def full_id(self, alarm_id: str) -> str:
+        """The alarm id that ``alarm_id`` names: the whole id, or (as git takes a commit) a
+        unique prefix of at least six of its hex digits."""
+        alarm_id = alarm_id.strip().lower()
+        if _ALARM_ID.fullmatch(alarm_id):
+            return alarm_id
+        if not _ALARM_ID_PREFIX.fullmatch(alarm_id):
             raise HearthError(errors.ALARM_NOT_FOUND)
-        return self._store.get(alarm_id)
+        found = self._store.ids_with_prefix(alarm_id)
+        if not found:
+            raise HearthError(errors.ALARM_NOT_FOUND)
+        if len(found) > 1:
+            raise HearthError(errors.ALARM_AMBIGUOUS)
+        return found[0]
+
+    def get(self, alarm_id: str) -> StoredAlarm:
+        return self._store.get(self.full_id(alarm_id))
 
     def acknowledge(
         self, alarm_id: str, *, by: str, note: str | None = None, actor_kind: str = "user"
@@ -332,10 +346,13 @@ class AlarmService:
     def _transition(
         self, alarm_id: str, target: AlarmState, by: str, note: str | None, actor_kind: str
     ) -> StoredAlarm:
-        if not _ALARM_ID.fullmatch(alarm_id):
-            raise HearthError(errors.ALARM_NOT_FOUND)
         return self._store.transition(
-            alarm_id, target, by=by, actor_kind=actor_kind, note=note, now=self._clock.now()
+            self.full_id(alarm_id),
+            target,
+            by=by,
+            actor_kind=actor_kind,
+            note=note,
+            now=self._clock.now(),
         )
 
     def counts(self) -> dict[str, int]:

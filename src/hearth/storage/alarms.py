@@ -268,6 +268,11 @@ class AlarmStore:
             deliveries = self._sql.deliveries(conn, [alarm_id])
         return self._stored(row, deliveries)
 
+    def ids_with_prefix(self, prefix: str) -> list[str]:
+        """At most two alarm ids that start with ``prefix``: enough to tell one from many."""
+        with self._store.read() as conn:
+            return self._sql.ids_with_prefix(conn, prefix)
+
     def list_alarms(
         self,
         *,

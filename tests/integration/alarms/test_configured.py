@@ -109,7 +109,10 @@ def test_corrupted_row_to_alarm_to_ack_and_resolve_on_the_command_line(
     assert listed["id"] == alarm_id
     assert (listed["kind"], listed["state"]) == ("integrity.mismatch", "open")
 
-    assert run(home, "alarm", "ack", alarm_id, "--by", "alice", "--note", "on it", env=env)[0] == 0
+    # Like a git commit, an alarm is named by a unique prefix of its id (six characters or more).
+    short = alarm_id[:8]
+    assert run(home, "alarm", "ack", short, "--by", "alice", "--note", "on it", env=env)[0] == 0
+    assert run(home, "alarm", "show", alarm_id[:5], env=env)[0] == 1
     code, out = run(home, "alarm", "ack", alarm_id, env=env)
     assert code == 1
     assert "HRT-1002" in out

@@ -122,6 +122,16 @@ class SqlAlarms:
         row = conn.execute(query.with_for_update() if for_update else query).first()
         return _alarm(row) if row is not None else None
 
+    def ids_with_prefix(self, conn: Connection, prefix: str, *, limit: int = 2) -> list[str]:
+        """Alarm ids starting with ``prefix`` (lower-case hex, so no LIKE wildcard in it)."""
+        query = (
+            select(_A.c.alarm_id)
+            .where(_A.c.alarm_id.startswith(prefix, autoescape=True))
+            .order_by(_A.c.alarm_id)
+            .limit(limit)
+        )
+        return [str(alarm_id) for alarm_id in conn.execute(query).scalars()]
+
     def insert(self, conn: Connection, row: AlarmRow) -> None:
         conn.execute(
             insert(_A).values(
