@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
+from hearth.cli.common import (
+    RichProgress,
+    State,
+    container,
+    count,
+    emit_json,
+    handle_errors,
+    pass_state,
+)
 from hearth.services.integrity import verify_audit
 from hearth.wiring import Container
 
@@ -49,8 +57,8 @@ def verify(state: State, as_json: bool) -> None:
     else:
         for finding in report.findings:
             click.secho(str(finding), fg="red")
-        verdict = "intact" if report.ok else f"BROKEN ({len(report.findings)} findings)"
-        click.echo(f"audit chain: {report.entries} entries, {verdict}")
+        verdict = "intact" if report.ok else f"BROKEN ({count(len(report.findings), 'finding')})"
+        click.echo(f"audit chain: {count(report.entries, 'entry', 'entries')}, {verdict}")
     sys.exit(0 if report.ok else 1)
 
 

@@ -19,7 +19,16 @@ from hearth.domain import HearthError
 from hearth.settings import load_settings
 from hearth.wiring import Container
 
-__all__ = ["RichProgress", "State", "container", "emit_json", "fail", "handle_errors", "pass_state"]
+__all__ = [
+    "RichProgress",
+    "State",
+    "container",
+    "count",
+    "emit_json",
+    "fail",
+    "handle_errors",
+    "pass_state",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,6 +44,13 @@ pass_state = click.make_pass_decorator(State)
 
 def default_home() -> Path:
     return Path(os.environ.get("HEARTH_HOME", "var"))
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 entry``, ``2 entries``: a number with its noun in the right number."""
+    if n == 1:
+        return f"1 {noun}"
+    return f"{n:,} {plural or noun + 's'}"
 
 
 def fail(message: str, code: int = 1) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from hearth.cli.common import RichProgress, State, container, handle_errors, pass_state
+from hearth.cli.common import RichProgress, State, container, count, handle_errors, pass_state
 from hearth.services.demo import load_demo
 
 
@@ -30,4 +30,5 @@ def load(state: State, patients: int, seed: int) -> None:
         summary = load_demo(
             repo, patients=patients, seed=seed, now=c.clock.now(), progress=RichProgress()
         )
-    click.echo(f"Loaded {summary.patients} synthetic patients ({summary.resources} resources).")
+    loaded = count(summary.patients, "synthetic patient")
+    click.echo(f"Loaded {loaded} ({count(summary.resources, 'resource')}).")

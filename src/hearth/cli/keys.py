@@ -7,7 +7,15 @@ from pathlib import Path
 
 import click
 
-from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
+from hearth.cli.common import (
+    RichProgress,
+    State,
+    container,
+    count,
+    emit_json,
+    handle_errors,
+    pass_state,
+)
 from hearth.wiring import KEY_PURPOSES, rewrap_keys
 
 
@@ -92,9 +100,11 @@ def reseal(state: State, key_id: int) -> None:
     with container(state) as c:
         progress = RichProgress()
         progress.start("re-sealing", None)
-        count = c.key_admin(operator="cli").reseal(key_id, on_row=lambda _seq: progress.advance())
+        resealed = c.key_admin(operator="cli").reseal(
+            key_id, on_row=lambda _seq: progress.advance()
+        )
         progress.finish()
-    click.echo(f"Re-sealed {count} rows.")
+    click.echo(f"Re-sealed {count(resealed, 'row')}.")
 
 
 @command.command("retire")
@@ -136,5 +146,7 @@ def rewrap(state: State, new_key_file: Path) -> None:
     Example:
       hearth --home ./var keys rewrap --new-key-file /etc/hearth/kek-2027.key
     """
-    count = rewrap_keys(state.home, new_key_file)
-    click.echo(f"Re-wrapped {count} keys under {new_key_file}; hearth.toml now names it.")
+    rewrapped = rewrap_keys(state.home, new_key_file)
+    click.echo(
+        f"Re-wrapped {count(rewrapped, 'key')} under {new_key_file}; hearth.toml now names it."
+    )

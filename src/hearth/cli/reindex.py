@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
+from hearth.cli.common import (
+    RichProgress,
+    State,
+    container,
+    count,
+    emit_json,
+    handle_errors,
+    pass_state,
+)
 from hearth.services.search_admin import rebuild_search_index
 
 
@@ -24,10 +32,10 @@ def command(state: State, as_json: bool) -> None:
       hearth --home ./var reindex
     """
     with container(state) as c:
-        count = rebuild_search_index(
+        indexed = rebuild_search_index(
             c.system_repository("reindex", operator="cli"), RichProgress(enabled=not as_json)
         )
     if as_json:
-        emit_json({"indexed": count})
+        emit_json({"indexed": indexed})
     else:
-        click.echo(f"Indexed {count} resources.")
+        click.echo(f"Indexed {count(indexed, 'resource')}.")
