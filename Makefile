@@ -27,9 +27,11 @@ run: install
 	fi
 	$(BIN)/hearth --home $(HOME_DIR) serve --host $(HOST) --port $(PORT) --issue-admin-credential
 
-## make test: the whole suite, after the static checks.
+## make test: the whole suite, after the static checks, with branch coverage reported.
 test: check
-	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest -n auto --dist loadgroup --cov --cov-report= $(PYTEST_ARGS)
+	$(BIN)/python scripts/coverage_report.py
 
 check: lint typecheck imports audit-deps
 

@@ -14,9 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import create_engine, text
 
 from tests.support import FixedClock, Instance, make_instance
+
+# Property tests judge results, never speed: on a shared, loaded machine under coverage an
+# example may take longer than hypothesis's default 200 ms deadline without anything being wrong.
+settings.register_profile("hearth", deadline=None)
+settings.load_profile("hearth")
 
 POSTGRES_ADMIN = os.environ.get(
     "HEARTH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
