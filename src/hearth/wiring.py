@@ -72,6 +72,7 @@ from hearth.services.oauth import (
 )
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
+from hearth.services.scanner import IntegrityScanner, ScannerThread
 from hearth.services.search import SearchService
 from hearth.services.sessions import SessionService
 from hearth.services.signin import SignInService
@@ -574,6 +575,25 @@ class Container:
                 {"version": str(version), "seq": str(seq)},
             )
         )
+
+    def integrity_scanner(self, *, operator: str | None = None) -> IntegrityScanner:
+        """The integrity scanner (``hearth integrity scan``, and ``hearth serve``'s background
+        scanner), audited as ``system:integrity-scan``."""
+        return IntegrityScanner(
+            lambda: self.system_repository("integrity-scan", operator=operator),
+            clock=self.clock,
+            settings=self.settings.integrity,
+            alarms=self.alarms,
+            holder=os.getpid(),
+        )
+
+    def start_scanner(self) -> ScannerThread | None:
+        """Start the background scanner if ``[integrity] scan`` is on (the app's lifespan)."""
+        if not self.settings.integrity.scan:
+            return None
+        thread = ScannerThread(self.integrity_scanner())
+        thread.start()
+        return thread
 
     def start_background(self) -> None:
         """Start what a long-running server runs beside requests (``hearth serve``): the alarm

@@ -261,6 +261,31 @@ def test_serve_says_when_the_certificate_and_key_are_swapped(home: Path, tmp_pat
     assert "internal error" not in out
 
 
+def test_integrity_scan_finds_new_damage_once_and_names_it(home: Path) -> None:
+    run(home, "demo", "load", "--patients", "2")
+    code, out = run(home, "integrity", "scan", "--json")
+    assert code == 0, out
+    first = json.loads(out)
+    assert first["ok"]
+    assert first["versions"] > 0
+    assert first["new"] == []
+    code, out = run(home, "integrity", "scan", "--json")
+    assert json.loads(out)["versions"] == 0  # nothing new since the last scan
+    engine = create_engine(f"sqlite:///{home / 'data' / 'hearth.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE resource_version SET mac = :m WHERE seq = 4"), {"m": b"x" * 32})
+    engine.dispose()
+    code, out = run(home, "integrity", "scan", "--full", "--json")
+    assert code == 1
+    report = json.loads(out)
+    assert [(f["kind"], f["seq"]) for f in report["new"]] == [("version", 4)]
+    assert "MAC does not match" in report["new"][0]["problem"]
+    code, out = run(home, "integrity", "scan", "--full")
+    assert code == 1
+    assert "version seq 4" in out
+    assert "0 new findings; 1 OPEN FINDING" in out
+
+
 def test_serve_refuses_a_private_key_others_can_read(home: Path, tmp_path: Path) -> None:
     cert, key = _self_signed(tmp_path)
     key.chmod(0o644)

@@ -113,16 +113,24 @@ def verify_chain(
     check_signature: SignatureCheck,
     anchor: SignedHead | None = None,
     on_entry: Callable[[int], None] | None = None,
+    start_seq: int = 0,
+    partial: bool = False,
 ) -> Iterator[ChainFinding]:
     """Yield a finding for every problem; yields nothing for an intact chain.
 
     ``version_seq`` is the resource version sequence as stored now (the ``counter`` row).
+
+    Incremental verification (the integrity scanner): ``entries`` may start after
+    ``start_seq``, continuing from ``genesis``, which is then the hash at ``start_seq`` taken
+    from a checkpoint whose signature the caller verified. With ``partial`` the entries stop
+    before the head: the head and the anchor are not checked, nor checkpoints past the last
+    entry given.
     """
-    wanted = {cp.seq: cp for cp in checkpoints}
+    wanted = {cp.seq: cp for cp in checkpoints if cp.seq > start_seq}
     seen_hashes: dict[int, bytes] = {}
-    expected_seq = 1
+    expected_seq = start_seq + 1
     expected_prev = genesis
-    last_seq, last_hash = 0, genesis
+    last_seq, last_hash = start_seq, genesis
     for entry in entries:
         if on_entry is not None:
             on_entry(entry.seq)
@@ -158,7 +166,11 @@ def verify_chain(
         expected_prev = entry.hash
         last_seq, last_hash = entry.seq, entry.hash
     for seq in sorted(wanted):
+        if partial and seq > last_seq:
+            continue
         yield ChainFinding(seq, FindingKind.DELETED, "a signed checkpoint names a missing entry")
+    if partial:
+        return
     yield from _check_head(head, last_seq, last_hash, version_seq, check_signature)
     if anchor is not None:
         yield from _check_anchor(anchor, seen_hashes, last_seq, genesis, check_signature)

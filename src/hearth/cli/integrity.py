@@ -6,8 +6,17 @@ import sys
 
 import click
 
-from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
+from hearth.cli.common import (
+    RichProgress,
+    State,
+    container,
+    count,
+    emit_json,
+    handle_errors,
+    pass_state,
+)
 from hearth.services.integrity import verify_integrity
+from hearth.services.scanner import ScanReport, finding_fields
 
 
 @click.group("integrity")
@@ -64,3 +73,56 @@ def verify(state: State, as_json: bool) -> None:
         verdict = "all verified" if report.ok else "PROBLEMS FOUND"
         click.echo(f"{report.versions} versions, {report.audit.entries} audit entries: {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+@command.command("scan")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Check everything now (every version, index rows, the whole audit trail), not only "
+    "what was written since the last scan.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
+@pass_state
+@handle_errors
+def scan(state: State, full: bool, as_json: bool) -> None:
+    """Check versions and audit entries written since the last scan (or, with --full,
+    everything); alarm on new findings; exit 1 while any finding is open.
+
+    \b
+    Examples:
+      hearth --home ./var integrity scan
+      hearth --home ./var integrity scan --full --json
+    """
+    with container(state) as c:
+        report = c.integrity_scanner(operator="cli").scan(
+            full=full, progress=RichProgress(enabled=not as_json)
+        )
+    if as_json:
+        emit_json(scan_json(report))
+    else:
+        for finding in report.open:
+            click.secho(str(finding.finding), fg="red")
+        verdict = "no findings" if report.ok else count(len(report.open), "OPEN FINDING").upper()
+        click.echo(
+            f"{count(report.versions_read, 'version')} and "
+            f"{count(report.audit_entries, 'audit entry', 'audit entries')} checked "
+            f"in {report.seconds:.1f} s ({report.rate:,.0f} versions/s); "
+            f"{count(len(report.new), 'new finding')}; {verdict}"
+        )
+    sys.exit(0 if report.ok else 1)
+
+
+def scan_json(report: ScanReport) -> dict[str, object]:
+    return {
+        "ok": report.ok,
+        "full": report.full,
+        "versions": report.versions_read,
+        "audit_entries": report.audit_entries,
+        "seconds": round(report.seconds, 3),
+        "versions_per_second": round(report.rate),
+        "new": [finding_fields(f) for f in report.new],
+        "open": [
+            {**finding_fields(s.finding), "first_found_us": s.first_found_us} for s in report.open
+        ],
+    }

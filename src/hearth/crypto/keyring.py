@@ -34,11 +34,12 @@ from __future__ import annotations
 import enum
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hearth.crypto import envelope, mac
+from hearth.crypto import envelope, mac, versions
 from hearth.crypto.blind import blind_index, blind_indexes
 from hearth.crypto.kek import KEY_BYTES, KeyEncryptionKey
 from hearth.crypto.signing import Signer, Verifier, signer_from_seed
@@ -111,6 +112,11 @@ class _Keys:
     blind: bytes
     chain: bytes
     active: dict[KeyPurpose, int] = field(default_factory=dict)
+
+
+def _data_keys(keys: _Keys) -> dict[int, AESGCM]:
+    """The AES-GCM keys that may open a resource body (``data`` keys only)."""
+    return {k: key for k, (purpose, key) in keys.aead.items() if purpose is KeyPurpose.DATA}
 
 
 def _aad(key_id: int, purpose: KeyPurpose) -> bytes:
@@ -398,6 +404,28 @@ class KeyRing:
             deleted=deleted,
             ts_us=ts_us,
             digest=mac.body_digest(body),
+        )
+
+    def check_versions(
+        self, rows: Iterable[versions.VersionTuple], *, keep: AbstractSet[int] = frozenset()
+    ) -> tuple[list[tuple[int, versions.VersionProblem]], dict[int, bytes]]:
+        """Open and MAC-check many stored versions at once (the integrity scanner): what is
+        wrong with each damaged row, and the plaintext of the verified rows named in ``keep``
+        (``hearth.crypto.versions``)."""
+        keys = self._keys
+
+        def reload() -> tuple[Mapping[int, AESGCM], Mapping[int, bytes]]:
+            if self.on_unknown_key is not None:
+                self.on_unknown_key()
+            fresh = self._keys
+            return _data_keys(fresh), fresh.macs
+
+        return versions.check_versions(
+            rows,
+            aead=_data_keys(keys),
+            macs=keys.macs,
+            keep=keep,
+            on_unknown_key=reload,
         )
 
     # -- blind indexes ------------------------------------------------------------------------

@@ -16,11 +16,19 @@ import struct
 
 from hearth.domain import IntegrityError
 
-__all__ = ["MAC_BYTES", "body_digest", "chain_link", "compute_mac", "verify_mac"]
+__all__ = [
+    "MAC_BYTES",
+    "MAC_FIXED",
+    "MAC_PREFIX",
+    "body_digest",
+    "chain_link",
+    "compute_mac",
+    "verify_mac",
+]
 
 MAC_BYTES = 32
-_PREFIX = b"hearth/mac/v1\x00"
-_FIXED = struct.Struct(">QIBq")
+MAC_PREFIX = b"hearth/mac/v1\x00"
+MAC_FIXED = struct.Struct(">QIBq")
 
 
 def body_digest(body: bytes | None) -> bytes:
@@ -34,8 +42,8 @@ def _message(
     i = res_id.encode("ascii")
     return b"".join(
         (
-            _PREFIX,
-            _FIXED.pack(seq, version, int(deleted), ts_us),
+            MAC_PREFIX,
+            MAC_FIXED.pack(seq, version, int(deleted), ts_us),
             bytes((len(t),)),
             t,
             bytes((len(i),)),

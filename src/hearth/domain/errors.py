@@ -486,3 +486,9 @@ FINDING_NOT_FOUND = _code("HRT-1005", 404, "not-found", "No such integrity findi
 ALARM_AMBIGUOUS = _code(
     "HRT-1010", 400, "invalid", "That id prefix matches several alarms; give more of the id."
 )
+SCAN_BUSY = _code(
+    "HRT-1006", 409, "transient", "Another Hearth process is scanning this instance; try again."
+)
+REPAIR_REFUSED = _code(
+    "HRT-1007", 409, "business-rule", "The damaged records cannot be repaired from that backup."
+)

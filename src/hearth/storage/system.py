@@ -33,6 +33,7 @@ from hearth.storage.audit import AuditTrail
 from hearth.storage.key_admin import create_key
 from hearth.storage.keys import wrapped_keys
 from hearth.storage.repository import from_us, index_row, to_us
+from hearth.storage.scan import ScanRepository
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql.store import (
     VERSION_SEQ,
@@ -314,12 +315,55 @@ class SystemRepository:
                 ],
                 checkpoint_every=int(meta.get(CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY)),
                 version_seq=version_seq,
-                check_signature=self._check_signature,
+                check_signature=self.check_signature,
                 anchor=anchor,
                 on_entry=on_entry,
             )
             yield from extra
             yield from self._unaccounted_writes(conn)
+
+    def stored_audit_entry(self, row: AuditRow, extra: list[ChainFinding]) -> StoredEntry:
+        """The verifier's view of one audit row (for incremental verification)."""
+        return _stored_entry(row, extra)
+
+    def audit_cross_checks(self) -> Iterator[ChainFinding]:
+        """The whole-trail checks that incremental verification of the chain cannot make:
+        the anchor outside the database lies on the chain, and stored versions and audited
+        writes account for each other."""
+        anchor = self._anchor.read() if self._anchor is not None else None
+        with self._store.snapshot() as conn:
+            if anchor is not None:
+                yield from self._anchor_findings(conn, anchor)
+            yield from self._unaccounted_writes(conn)
+
+    def _anchor_findings(self, conn: Connection, anchor: SignedHead) -> Iterator[ChainFinding]:
+        if not self.check_signature(
+            anchor.key_id,
+            anchor.signature or b"",
+            head_message(anchor.seq, anchor.hash, anchor.version_seq),
+        ):
+            yield ChainFinding(
+                anchor.seq, FindingKind.BAD_SIGNATURE, "the outside anchor is forged"
+            )
+            return
+        if anchor.seq == 0:
+            return
+        rows = list(self._store.iter_audit(conn, after_seq=anchor.seq - 1, upto_seq=anchor.seq))
+        if not rows:
+            yield ChainFinding(
+                anchor.seq,
+                FindingKind.TRUNCATED,
+                f"entry {anchor.seq}, which the anchor kept outside the database names, is gone "
+                "(the database was rolled back)",
+            )
+        elif rows[0].hash != anchor.hash:
+            yield ChainFinding(
+                anchor.seq, FindingKind.CHECKPOINT_MISMATCH, "differs from the outside anchor"
+            )
+
+    def scanning(self) -> ScanRepository:
+        """The integrity scanner's checks and bookkeeping (``hearth.storage.scan``)."""
+        return ScanRepository(store=self._store, keyring=self._keys, system=self)
 
     def _unaccounted_writes(self, conn: Connection, limit: int = 1000) -> Iterator[ChainFinding]:
         """Every stored version must have the audit entry of the write that made it, and every
@@ -345,7 +389,7 @@ class SystemRepository:
             head = self._store.audit_head(conn, for_update=False)
         return head.seq if head is not None else 0
 
-    def _check_signature(self, key_id: int, signature: bytes, message: bytes) -> bool:
+    def check_signature(self, key_id: int, signature: bytes, message: bytes) -> bool:
         try:
             self._keys.verifier(key_id).verify(signature, message)
         except IntegrityError:

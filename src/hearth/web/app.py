@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,9 +74,17 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 def create_app(container: Container, *, allowed_hosts: list[str] | None = None) -> Starlette:
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        yield
-        container.close()
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The integrity scanner runs beside requests for as long as the app serves; it stops
+        # at its next batch boundary before the container closes the database.
+        scanner = container.start_scanner()
+        app.state.scanner = scanner
+        try:
+            yield
+        finally:
+            if scanner is not None:
+                await asyncio.to_thread(scanner.stop)
+            container.close()
 
     hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
     app = Starlette(

@@ -192,3 +192,44 @@ def test_swapped_entries_and_column_and_format_edits() -> None:
     )
     assert (1, FindingKind.EDITED) in [(f.seq, f.kind) for f in findings]
     assert "audit entry 1" in str(findings[0])
+
+
+def incremental(
+    entries: list[StoredEntry],
+    start: StoredEntry,
+    signed: SignedHead | None,
+    checkpoints: list[SignedPoint],
+    *,
+    partial: bool,
+) -> list[tuple[int, FindingKind]]:
+    return [
+        (f.seq, f.kind)
+        for f in verify_chain(
+            [e for e in entries if e.seq > start.seq],
+            genesis=start.hash,
+            link=link,
+            head=signed,
+            checkpoints=checkpoints,
+            checkpoint_every=3,
+            version_seq=0,
+            check_signature=check,
+            start_seq=start.seq,
+            partial=partial,
+        )
+    ]
+
+
+def test_incremental_verification_resumes_at_a_checkpoint() -> None:
+    """The scanner verifies from the last signed checkpoint on, not from the genesis."""
+    entries = chain(8)
+    points = [checkpoint(entries[2]), checkpoint(entries[5])]
+    assert incremental(entries, entries[2], head(entries[-1]), points, partial=False) == []
+    # Stopping before the head: neither the head nor the checkpoints past the end are checked.
+    assert incremental(entries[:4], entries[2], None, points, partial=True) == []
+    edited = list(entries)
+    edited[4] = replace(entries[4], body=entries[4].body.replace(b"user5", b"userX"))
+    found = incremental(edited, entries[2], head(entries[-1]), points, partial=False)
+    assert (5, FindingKind.EDITED) in found
+    # A checkpoint inside the span whose entry is gone is still a finding when partial.
+    gone = [e for e in entries if e.seq != 6][:6]
+    assert (6, FindingKind.DELETED) in incremental(gone, entries[2], None, points, partial=True)

@@ -639,18 +639,43 @@ class SqlStore:
             )
         )
 
-    def checkpoints(self, conn: Connection) -> list[CheckpointRow]:
-        rows = conn.execute(select(t.audit_checkpoint).order_by(t.audit_checkpoint.c.seq))
+    def checkpoints(
+        self, conn: Connection, *, after_seq: int = 0, upto_seq: int | None = None
+    ) -> list[CheckpointRow]:
+        cp = t.audit_checkpoint
+        query = select(cp).where(cp.c.seq > after_seq)
+        if upto_seq is not None:
+            query = query.where(cp.c.seq <= upto_seq)
+        rows = conn.execute(query.order_by(cp.c.seq))
         return [
             CheckpointRow(r.seq, r.ts_us, bytes(r.hash), r.key_id, bytes(r.signature)) for r in rows
         ]
 
-    def iter_audit(self, conn: Connection, *, batch: int = 5000) -> Iterator[AuditRow]:
-        last = 0
+    def checkpoint_at_or_before(self, conn: Connection, seq: int) -> CheckpointRow | None:
+        """The last checkpoint at or before ``seq``: where incremental verification resumes."""
+        cp = t.audit_checkpoint
+        r = conn.execute(
+            select(cp).where(cp.c.seq <= seq).order_by(cp.c.seq.desc()).limit(1)
+        ).first()
+        if r is None:
+            return None
+        return CheckpointRow(r.seq, r.ts_us, bytes(r.hash), r.key_id, bytes(r.signature))
+
+    def iter_audit(
+        self,
+        conn: Connection,
+        *,
+        batch: int = 5000,
+        after_seq: int = 0,
+        upto_seq: int | None = None,
+    ) -> Iterator[AuditRow]:
+        """Audit entries with ``after_seq < seq <= upto_seq`` in ``seq`` order, in batches."""
+        last = after_seq
         while True:
-            rows = conn.execute(
-                select(_A).where(_A.c.seq > last).order_by(_A.c.seq).limit(batch)
-            ).all()
+            query = select(_A).where(_A.c.seq > last)
+            if upto_seq is not None:
+                query = query.where(_A.c.seq <= upto_seq)
+            rows = conn.execute(query.order_by(_A.c.seq).limit(batch)).all()
             if not rows:
                 return
             for r in rows:

@@ -1,0 +1,276 @@
+"""The integrity scanner on every engine: each kind of damage is found, named, and alarmed once;
+the incremental scan reads only new versions; the background scanner runs in a served app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from hearth.domain import Alarm, AlarmKind
+from hearth.services.scanner import IntegrityScanner, ScanKind
+from hearth.settings import IntegritySettings
+from hearth.storage.sql import scan as scan_sql
+from hearth.web.app import create_app
+from hearth.wiring import Container
+from tests.support import Instance, admin
+
+pytestmark = pytest.mark.engines
+
+
+class Alarms:
+    def __init__(self) -> None:
+        self.raised: list[Alarm] = []
+
+    def raise_alarm(self, alarm: Alarm) -> None:
+        self.raised.append(alarm)
+
+
+def scanner(instance: Instance, alarms: Alarms, **settings: Any) -> IntegrityScanner:
+    c = instance.container
+    return IntegrityScanner(
+        lambda: c.system_repository("integrity-scan"),
+        clock=c.clock,
+        settings=IntegritySettings(**settings),
+        alarms=alarms,
+        batch=4,  # several batches even on a small database
+    )
+
+
+def sql(instance: Instance, statement: str, **params: object) -> None:
+    with instance.container.db.write.begin() as conn:
+        conn.execute(text(statement), params)
+
+
+def scalar(instance: Instance, statement: str, **params: object) -> Any:
+    with instance.container.db.write.begin() as conn:
+        return conn.execute(text(statement), params).scalar_one()
+
+
+def seed(instance: Instance, n: int = 6) -> list[str]:
+    records = instance.container.records(admin())
+    ids = []
+    for i in range(n):
+        stored = records.create(
+            "Patient", {"resourceType": "Patient", "name": [{"family": f"T{i}"}], "gender": "other"}
+        )
+        ids.append(stored.res_id)
+    records.update("Patient", ids[0], {"resourceType": "Patient", "id": ids[0], "active": True})
+    records.create(
+        "Observation",
+        {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+            "subject": {"reference": f"Patient/{ids[1]}"},
+        },
+    )
+    return ids
+
+
+@pytest.fixture
+def clean(instance: Instance) -> Iterator[tuple[Instance, list[str], IntegrityScanner, Alarms]]:
+    """A seeded instance whose first full scan found nothing."""
+    ids = seed(instance)
+    alarms = Alarms()
+    scan = scanner(instance, alarms)
+    report = scan.scan(full=True)
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.versions_read == 8
+    return instance, ids, scan, alarms
+
+
+def named(report: Any) -> list[str]:
+    return [str(f) for f in report.findings]
+
+
+def assert_alarmed_once(scan: IntegrityScanner, alarms: Alarms, subject: str) -> None:
+    """The damage alarms at the first run that finds it, and not again at later runs."""
+    matching = [a for a in alarms.raised if a.subject == subject]
+    assert len(matching) == 1, alarms.raised
+    for _ in range(2):
+        again = scan.tick()
+        assert again is not None
+        assert again.findings
+        assert not again.new
+    assert len([a for a in alarms.raised if a.subject == subject]) == 1
+
+
+def test_flipped_byte_in_a_body(clean: Any) -> None:
+    instance, ids, scan, alarms = clean
+    body = bytes(scalar(instance, "SELECT body FROM resource_version WHERE seq = 3"))
+    flipped = body[:40] + bytes([body[40] ^ 0x01]) + body[41:]
+    sql(instance, "UPDATE resource_version SET body = :b WHERE seq = 3", b=flipped)
+    report = scan.tick()
+    assert report is not None
+    assert named(report) == [
+        f"version seq 3 Patient/{ids[2]}/_history/1: sealed body does not open "
+        "(edited body, id or version number)"
+    ]
+    assert [a.kind for a in alarms.raised] == [AlarmKind.INTEGRITY_MISMATCH]
+    assert alarms.raised[0].details["seq"] == "3"
+    assert "T2" not in repr(alarms.raised)  # names the record, never its content
+    assert_alarmed_once(scan, alarms, f"Patient/{ids[2]}")
+
+
+def test_edited_mac(clean: Any) -> None:
+    instance, ids, scan, alarms = clean
+    sql(instance, "UPDATE resource_version SET mac = :m WHERE seq = 2", m=b"\x00" * 32)
+    report = scan.tick()
+    assert report is not None
+    assert named(report) == [
+        f"version seq 2 Patient/{ids[1]}/_history/1: MAC does not match "
+        "(edited MAC, time, deletion flag or sequence)"
+    ]
+    assert_alarmed_once(scan, alarms, f"Patient/{ids[1]}")
+
+
+def test_deleted_version(clean: Any) -> None:
+    instance, ids, scan, alarms = clean
+    sql(instance, "DELETE FROM resource_version WHERE seq = 4")
+    report = scan.tick()
+    assert report is not None
+    found = named(report)
+    assert "missing seq 4 (unknown resource): row is missing" in found
+    assert (
+        f"pointer seq 4 Patient/{ids[3]}/_history/1: current pointer names no stored version"
+        in found
+    )
+    assert_alarmed_once(scan, alarms, "seq:4")
+    assert len([a for a in alarms.raised if a.subject == f"Patient/{ids[3]}"]) == 1
+
+
+def test_wrong_current_pointer(clean: Any) -> None:
+    instance, ids, scan, alarms = clean
+    # Patient 0 has versions 1 (seq 1) and 2 (seq 7): point it back at version 1.
+    sql(instance, "UPDATE resource_current SET seq = 1, version = 1 WHERE seq = 7")
+    report = scan.tick()
+    assert report is not None
+    assert named(report) == [
+        f"pointer seq 1 Patient/{ids[0]}/_history/1: current pointer is not the newest version (2)"
+    ]
+    assert_alarmed_once(scan, alarms, f"Patient/{ids[0]}")
+
+
+def test_tampered_index_row(clean: Any) -> None:
+    instance, ids, scan, alarms = clean
+    first = bytes(scalar(instance, "SELECT hash FROM search_hash WHERE seq = 5 LIMIT 1"))
+    sql(
+        instance,
+        "UPDATE search_hash SET hash = :h WHERE seq = 5 AND hash = :old",
+        h=b"\xff" * 16,
+        old=first,
+    )
+    report = scan.tick()
+    assert report is not None
+    assert named(report) == [
+        f"index seq 5 Patient/{ids[4]}/_history/1: blind index rows (search_hash) disagree "
+        "with the current version"
+    ]
+    assert_alarmed_once(scan, alarms, f"Patient/{ids[4]}")
+
+
+def test_index_row_of_no_current_version(clean: Any) -> None:
+    """A stale row for version 1 of a resource whose current version is 2 is found."""
+    instance, _ids, scan, _alarms = clean
+    sql(instance, "INSERT INTO search_hash (hash, seq) VALUES (:h, 1)", h=b"\xee" * 16)
+    report = scan.tick()
+    assert report is not None
+    assert named(report) == [
+        "index seq 1 (unknown resource): index rows belong to no current version"
+    ]
+
+
+def test_broken_audit_entry(clean: Any) -> None:
+    instance, _ids, scan, alarms = clean
+    sql(instance, "UPDATE audit_entry SET actor = 'someone-else' WHERE seq = 3")
+    report = scan.tick()
+    assert report is not None
+    assert [(f.kind, f.seq) for f in report.findings] == [(ScanKind.AUDIT, 3)]
+    assert "column 'actor' disagrees" in named(report)[0]
+    assert [a.kind for a in alarms.raised] == [AlarmKind.AUDIT_CHAIN_BROKEN]
+    assert_alarmed_once(scan, alarms, "audit-chain")
+
+
+def test_a_healthy_again_record_is_cleared(clean: Any) -> None:
+    instance, _ids, scan, _alarms = clean
+    good = bytes(scalar(instance, "SELECT mac FROM resource_version WHERE seq = 2"))
+    sql(instance, "UPDATE resource_version SET mac = :m WHERE seq = 2", m=b"\x00" * 32)
+    report = scan.tick()
+    assert report is not None
+    assert report.open
+    sql(instance, "UPDATE resource_version SET mac = :m WHERE seq = 2", m=good)
+    report = scan.tick()
+    assert report is not None
+    assert report.ok
+
+
+def test_incremental_scan_reads_only_new_versions(
+    clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, ids, scan, _alarms = clean
+    records = instance.container.records(admin())
+    for i in range(3):
+        records.update(
+            "Patient", ids[i + 1], {"resourceType": "Patient", "id": ids[i + 1], "active": False}
+        )
+    read: list[int] = []
+    original = scan_sql.version_tuples
+
+    def counting(conn: Any, **kw: int) -> list[tuple[Any, ...]]:
+        rows = original(conn, **kw)
+        read.extend(int(r[0]) for r in rows)
+        return rows
+
+    monkeypatch.setattr(scan_sql, "version_tuples", counting)
+    report = scan.scan()
+    assert report.ok
+    assert sorted(read) == [9, 10, 11]
+    assert report.versions_read == 3
+    read.clear()
+    assert scan.scan().versions_read == 0
+    assert read == []
+
+
+def test_background_tick_is_bounded(clean: Any) -> None:
+    """``max_versions_per_tick`` bounds the incremental part; the cursor carries the rest."""
+    instance, _ids, _scan, alarms = clean
+    records = instance.container.records(admin())
+    for _ in range(5):
+        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    bounded = scanner(instance, alarms, max_versions_per_tick=2)
+    first = bounded.tick()
+    assert first is not None
+    assert first.versions_read == 2
+    assert first.cursors["inc.seq"] == 10
+    second = bounded.tick()
+    assert second is not None
+    assert second.cursors["inc.seq"] == 12
+
+
+def test_background_scanner_runs_in_a_served_app(instance: Instance) -> None:
+    ids = seed(instance)
+    alarms = Alarms()
+    settings = replace(
+        instance.container.settings, integrity=IntegritySettings(scan_interval_seconds=1)
+    )
+    container = Container(settings, alarms=alarms, alarm_worker=False)
+    sql(instance, "UPDATE resource_version SET mac = :m WHERE seq = 2", m=b"\x00" * 32)
+    with TestClient(create_app(container), base_url="http://127.0.0.1") as client:
+        scanner_thread = client.app.state.scanner  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while scanner_thread.ticks < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert scanner_thread.ticks >= 2
+        assert [a.subject for a in alarms.raised] == [f"Patient/{ids[1]}"]
+    assert scanner_thread._thread is None  # stopped with the app
+    findings = instance.container.system_repository("test").scanning().findings()
+    assert [str(f.finding) for f in findings] == [
+        f"version seq 2 Patient/{ids[1]}/_history/1: MAC does not match "
+        "(edited MAC, time, deletion flag or sequence)"
+    ]
