@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 import random
+import subprocess
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -125,3 +129,181 @@ def test_memory_stays_bounded_on_a_large_bundle(sqlite_instance: Instance, tmp_p
     assert report.resources == 1500
     assert size > 15_000_000
     assert peak < size / 4, (peak, size)
+
+
+MARKER = "Qwertyzuiop"  # a planted name: it must never come back in an error
+
+
+def ndjson(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    return path
+
+
+def versions(instance: Instance, res_type: str, res_id: str) -> int:
+    stored = instance.container.repository(admin()).read(res_type, res_id)
+    return stored.version
+
+
+def test_importing_again_matches_instead_of_duplicating(instance: Instance, tmp_path: Path) -> None:
+    """Records are keyed by id, identifier or urn:uuid fullUrl; unchanged ones are not rewritten;
+    records with no key are created again and counted as unkeyed (docs/design.md)."""
+    records: list[dict[str, object]] = [
+        {"resourceType": "Patient", "id": f"k{i}", "name": [{"family": f"Keyed{i}"}]}
+        for i in range(4)
+    ]
+    records += [
+        {
+            "resourceType": "Patient",
+            "identifier": [{"system": "urn:example:mrn", "value": f"M|{i},x"}],
+            "name": [{"family": "Byident"}],
+        }
+        for i in range(3)
+    ]
+    records += [{"resourceType": "Basic", "code": {"text": "no key at all"}}]
+    path = ndjson(tmp_path / "mixed.ndjson", records)
+    code, out = run(instance.home, "import", str(path), "--json", "--chunk", "3")
+    assert code == 0, out
+    first = json.loads(out)
+    assert (first["created"], first["unchanged"], first["existing"], first["unkeyed"]) == (
+        8,
+        0,
+        0,
+        1,
+    )
+
+    code, out = run(instance.home, "import", str(path), "--json")
+    assert code == 0, out
+    again = json.loads(out)
+    assert (again["written"], again["unchanged"], again["existing"], again["unkeyed"]) == (
+        1,
+        4,
+        3,
+        1,
+    )
+    assert search_total(instance, "Patient", ("family", "keyed")) == 4
+    assert search_total(instance, "Patient", ("family", "byident")) == 3
+    assert search_total(instance, "Basic") == 2  # the unkeyed record, created again
+    assert versions(instance, "Patient", "k0") == 1  # unchanged: no new version
+
+    records[0] = {**records[0], "active": True}
+    code, out = run(instance.home, "import", str(ndjson(path, records)), "--json")
+    assert json.loads(out)["updated"] == 1
+    assert versions(instance, "Patient", "k0") == 2
+    code, out = run(instance.home, "import", str(path))
+    assert code == 0, out
+    assert "would create them again" in out
+
+    rng = random.Random(5)
+    made = patient_bundle(rng, provider_pool(rng, 2), encounters=2, observations_per_encounter=3)
+    bundle = tmp_path / "synthea.json"
+    bundle.write_bytes(orjson.dumps(made.bundle))
+    code, out = run(instance.home, "import", str(bundle), "--json")
+    assert code == 0, out
+    entries = json.loads(out)["entries"]
+    code, out = run(instance.home, "import", str(bundle), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["written"] == 0
+    assert report["unchanged"] + report["existing"] == entries
+    assert search_total(instance, "Observation") == 2 * 3
+    assert search_total(instance, "Patient", ("family", made.family)) == 1
+
+
+def test_a_bad_record_is_named_by_its_place_and_not_its_values(
+    instance: Instance, tmp_path: Path
+) -> None:
+    good = [
+        {"resourceType": "Patient", "id": f"g{i}", "name": [{"family": f"Good{i}"}]}
+        for i in range(9)
+    ]
+    bad = {
+        "resourceType": "Patient",
+        "id": "bad",
+        "name": [{"family": MARKER}],
+        "birthDate": f"{MARKER}-01",
+    }
+    path = ndjson(tmp_path / "bad.ndjson", [*good[:7], bad, *good[7:]])
+    code, out = run(instance.home, "import", str(path), "--chunk", "3")
+    assert code != 0
+    assert "Line 8" in out, out
+    assert "Patient.birthDate" in out
+    assert "HRT-0201" in out
+    assert "Everything before it is imported (7 records)" in out, out
+    assert MARKER not in out
+    assert search_total(instance, "Patient", ("family", "good")) == 7  # lines 1-7, none after
+
+    fixed = {**bad, "birthDate": "1970-01-01"}
+    code, out = run(
+        instance.home, "import", str(ndjson(path, [*good[:7], fixed, *good[7:]])), "--json"
+    )
+    assert code == 0, out
+    report = json.loads(out)
+    assert (report["unchanged"], report["created"]) == (7, 3)
+
+    not_json = tmp_path / "notjson.ndjson"
+    not_json.write_bytes(orjson.dumps(good[0]) + b"\n{" + MARKER.encode() + b"\n")
+    code, out = run(instance.home, "import", str(not_json))
+    assert code != 0
+    assert "Line 2: Not a JSON object" in out, out
+    assert MARKER not in out
+
+    entries = [
+        {
+            "fullUrl": f"urn:uuid:00000000-0000-4000-8000-{i:012d}",
+            "resource": {"resourceType": "Patient", "name": [{"family": f"Entry{i}"}]},
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        for i in range(5)
+    ]
+    entries[3]["resource"] = {"resourceType": "Patient", "active": MARKER}
+    broken = tmp_path / "bundle.json"
+    broken.write_bytes(
+        orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    )
+    code, out = run(instance.home, "import", str(broken), "--chunk", "2")
+    assert code != 0
+    assert "Bundle.entry[3]" in out, out
+    assert "Patient.active" in out
+    assert MARKER not in out
+    assert search_total(instance, "Patient", ("family", "entry")) == 3
+
+
+def import_stream(home: Path, prefix: str, megabytes: int) -> tuple[dict[str, object], int, int]:
+    """``hearth import -`` fed ``megabytes`` of NDJSON from a generator through a pipe (nothing
+    on disk); returns the report, the bytes sent and the child's peak RSS in KiB."""
+    text = "x" * 20_000  # large resources: many bytes, few writes, so the test stays quick
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hearth", "--home", str(home), "import", "-", "--json"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    sent = 0
+    for i in itertools.count():
+        if sent >= megabytes * 1_000_000:
+            break
+        line = orjson.dumps(
+            {"resourceType": "Basic", "id": f"{prefix}{i}", "code": {"text": f"{i} {text}"}}
+        )
+        proc.stdin.write(line + b"\n")
+        sent += len(line) + 1
+    proc.stdin.close()
+    with proc.stdout:
+        out = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, out
+    return json.loads(out), sent, usage.ru_maxrss
+
+
+def test_a_large_stream_imports_in_bounded_memory(sqlite_instance: Instance) -> None:
+    """110 MB of NDJSON piped into ``hearth import -``: the process's peak RSS grows by a small
+    fraction of that over a 2 MB import's (chunks are bounded in bytes as well as records)."""
+    _, _, small_rss = import_stream(sqlite_instance.home, "small", 2)
+    big, sent, big_rss = import_stream(sqlite_instance.home, "big", 110)
+    assert sent > 110_000_000
+    assert big["entries"] == big["created"] > 5000
+    growth_mb = (big_rss - small_rss) / 1024
+    print(f"peak RSS: {small_rss // 1024} MiB for 2 MB, {big_rss // 1024} MiB for 110 MB")
+    assert growth_mb < 40, (small_rss, big_rss)

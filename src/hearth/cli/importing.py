@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from hearth.cli.common import RichProgress, State, container, emit_json, handle_
 
 
 @click.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @click.option("--chunk", default=500, show_default=True, help="Resources per transaction.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")
 @pass_state
@@ -19,21 +22,30 @@ from hearth.cli.common import RichProgress, State, container, emit_json, handle_
 def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
     """Load FILE: NDJSON (.ndjson, .jsonl; one resource per line) or a Bundle (.json).
 
-    Memory stays bounded however large the file: NDJSON is read line by line, a Bundle with a
-    streaming parser. Every resource is validated, sealed, indexed and audited (as
-    system:import); each chunk is one transaction.
+    FILE may be '-' for NDJSON on standard input. Memory stays bounded however large the input:
+    NDJSON is read line by line, a Bundle with a streaming parser. Every resource is validated,
+    sealed, indexed and audited (as system:import); each chunk is one transaction.
+
+    Importing a file again does not duplicate it: records are matched by their id, a Bundle
+    entry's ifNoneExist or urn:uuid fullUrl, or their first identifier, and unchanged ones are
+    not written again. The first bad record stops the import; the error names its line (NDJSON)
+    or entry (Bundle.entry[i]) and everything before it is imported.
 
     \b
     Example:
       hearth --home ./var import export/Patient.ndjson
       hearth --home ./var import synthea/fhir/Ann_Smith.json
+      zcat export/Observation.ndjson.gz | hearth --home ./var import -
     """
     with container(state) as c:
         principal = c.system_principal("import")
         started = time.monotonic()
-        report = c.importer(principal, chunk=chunk).import_path(
-            file, RichProgress(enabled=not as_json)
-        )
+        importer = c.importer(principal, chunk=chunk)
+        progress = RichProgress(enabled=not as_json)
+        if str(file) == "-":
+            report = importer.import_ndjson(sys.stdin.buffer, progress)
+        else:
+            report = importer.import_path(file, progress)
         seconds = time.monotonic() - started
     rate = report.resources / seconds if seconds > 0 else 0.0
     if as_json:
@@ -41,13 +53,23 @@ def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
             {
                 "entries": report.entries,
                 "written": report.resources,
+                "created": report.created,
+                "updated": report.updated,
+                "unchanged": report.unchanged,
                 "existing": report.existing,
+                "unkeyed": report.unkeyed,
                 "seconds": round(seconds, 3),
                 "per_second": round(rate, 1),
             }
         )
-    else:
+        return
+    click.echo(
+        f"Imported {report.resources} resources ({report.created} created, {report.updated} "
+        f"updated) from {report.entries} records in {seconds:.1f} s ({rate:.0f}/s); "
+        f"{report.unchanged} unchanged and {report.existing} already present were not written."
+    )
+    if report.unkeyed:
         click.echo(
-            f"Imported {report.resources} resources ({report.existing} already present) "
-            f"in {seconds:.1f} s ({rate:.0f}/s)."
+            f"Note: {report.unkeyed} resources had no id, urn:uuid fullUrl or identifier; "
+            "importing this file again would create them again."
         )

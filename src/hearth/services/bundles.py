@@ -160,6 +160,17 @@ class BundleService:
         stored, created = batch.update(res_type, res_id, body, if_match=if_match)
         return Written(stored, 201 if created else 200)
 
+    def load_in(
+        self, batch: WriteBatch, res_type: str, resource: Mapping[str, Any], *, res_id: str
+    ) -> Written:
+        """Write a loaded resource under the id the file gives it (``hearth import``): 201 when
+        created, 200 when updated, 304 when the stored version already holds this content (then
+        nothing is written, so loading a file again adds no versions)."""
+        res_id = check_id(res_id)
+        body = self._validated(res_type, {**resource, "id": res_id})
+        stored, created = batch.update_if_changed(res_type, res_id, body)
+        return Written(stored, 304 if created is None else 201 if created else 200)
+
     def patch_in(
         self,
         batch: WriteBatch,

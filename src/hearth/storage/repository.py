@@ -964,6 +964,26 @@ class WriteBatch:
         if_match: int | None = None,
     ) -> tuple[StoredResource, bool]:
         """Update, or update-as-create with a client id (FHIR R4 http.html#update)."""
+        stored, created = self._update(res_type, res_id, resource, if_match=if_match)
+        return stored, bool(created)
+
+    def update_if_changed(
+        self, res_type: str, res_id: str, resource: dict[str, Any]
+    ) -> tuple[StoredResource, bool | None]:
+        """Update or update-as-create for loaders (``hearth import``): when the current version
+        already holds this content (``meta.versionId`` and ``meta.lastUpdated`` aside), nothing
+        is written and the second item is None, so loading a file again adds no versions."""
+        return self._update(res_type, res_id, resource, if_match=None, skip_unchanged=True)
+
+    def _update(
+        self,
+        res_type: str,
+        res_id: str,
+        resource: dict[str, Any],
+        *,
+        if_match: int | None,
+        skip_unchanged: bool = False,
+    ) -> tuple[StoredResource, bool | None]:
         repo = self._repo
         repo._check(Action.UPDATE, res_type, res_id=res_id)
         current = self._in_scope_current(Action.UPDATE, res_type, res_id)
@@ -989,6 +1009,8 @@ class WriteBatch:
             masks = old.masks
         resource = self._guard(Action.UPDATE, res_type, res_id, resource, current.resource, masks)
         repo._check(Action.UPDATE, res_type, resource, res_id=res_id, conn=self._conn)
+        if skip_unchanged and _same_content(current.resource, resource):
+            return current, None
         return self._append(Action.UPDATE, res_type, res_id, current.version + 1, resource), False
 
     def update_with(
@@ -1040,3 +1062,20 @@ class WriteBatch:
         repo._check(Action.DELETE, res_type, current.resource, res_id=res_id, conn=self._conn)
         stored = self._append(Action.DELETE, res_type, res_id, current.version + 1, None)
         return replace(stored, resource=None)
+
+
+def _content(resource: Mapping[str, Any]) -> bytes:
+    """A resource's content for comparison: keys sorted, the server's version stamps left out."""
+    meta = {
+        k: v
+        for k, v in (resource.get("meta") or {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    plain = {k: v for k, v in resource.items() if k != "meta"}
+    if meta:
+        plain["meta"] = meta
+    return fhir_json.dumps(plain, option=orjson.OPT_SORT_KEYS)
+
+
+def _same_content(stored: Mapping[str, Any] | None, resource: Mapping[str, Any]) -> bool:
+    return stored is not None and _content(stored) == _content(resource)
