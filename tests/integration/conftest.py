@@ -41,9 +41,19 @@ def free_port() -> int:
 @pytest.fixture
 def live_server(sqlite_instance: Instance) -> Iterator[LiveServer]:
     """Hearth served by uvicorn on 127.0.0.1 in a thread, as `hearth serve` would."""
+    yield from _serve(sqlite_instance)
+
+
+@pytest.fixture
+def engine_live_server(instance: Instance) -> Iterator[LiveServer]:
+    """``live_server`` on each engine under test (HEARTH_TEST_ENGINES)."""
+    yield from _serve(instance)
+
+
+def _serve(instance: Instance) -> Iterator[LiveServer]:
     port = free_port()
     config = uvicorn.Config(
-        create_app(sqlite_instance.container),
+        create_app(instance.container),
         host="127.0.0.1",
         port=port,
         access_log=False,
@@ -62,7 +72,7 @@ def live_server(sqlite_instance: Instance) -> Iterator[LiveServer]:
         except httpx.TransportError:
             time.sleep(0.05)
     try:
-        yield LiveServer(base, sqlite_instance.admin_token, sqlite_instance)
+        yield LiveServer(base, instance.admin_token, instance)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

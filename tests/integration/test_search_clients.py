@@ -1,6 +1,7 @@
 """fhirpy and fhirclient searches against a real server: paging, includes, chains (R4 search.html).
 
-Each search is checked against a brute-force filter over every resource the test wrote.
+Each search is checked against a brute-force filter over every resource the test wrote, on every
+engine under test.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def seed(client: SyncFHIRClient) -> tuple[list[dict[str, Any]], list[dict[str, A
     return patients, observations
 
 
-def test_fhirpy_paging_includes_and_chains(live_server: LiveServer) -> None:
+def test_fhirpy_paging_includes_and_chains(engine_live_server: LiveServer) -> None:
+    live_server = engine_live_server
     client = SyncFHIRClient(live_server.base_url, authorization=f"Bearer {live_server.token}")
     patients, observations = seed(client)
 
@@ -82,7 +84,8 @@ def test_fhirpy_paging_includes_and_chains(live_server: LiveServer) -> None:
     }
 
 
-def test_fhirclient_search_with_paging_and_chain(live_server: LiveServer) -> None:
+def test_fhirclient_search_with_paging_includes_and_chains(engine_live_server: LiveServer) -> None:
+    live_server = engine_live_server
     pyclient = SyncFHIRClient(live_server.base_url, authorization=f"Bearer {live_server.token}")
     patients, observations = seed(pyclient)
     smart = fhirclient_client.FHIRClient(
@@ -105,7 +108,40 @@ def test_fhirclient_search_with_paging_and_chain(live_server: LiveServer) -> Non
         )
     )
     young = {p["id"] for p in patients if p["birthDate"] >= "1965"}
-    assert {o.subject.reference.split("/")[1] for o in chained} <= young
-    assert len(chained) == sum(
-        1 for o in observations if o["subject"]["reference"].split("/")[1] in young
+    assert {o.id for o in chained} == {
+        o["id"] for o in observations if o["subject"]["reference"].split("/")[1] in young
+    }
+
+    # Includes across pages: each page carries the subjects of its own matches.
+    paged = FcObservation.where(
+        struct={"value-quantity": "gt60", "subject:Patient.gender": "female", "_count": "5"}
+    ).include("subject")
+    pages = list(paged.perform_iter(smart.server))
+    assert len(pages) > 1
+    matched: list[str] = []
+    for page in pages:
+        entries = page.entry or []
+        mine = [e.resource for e in entries if e.search.mode == "match"]
+        included = {e.resource.id for e in entries if e.search.mode == "include"}
+        assert included == {o.subject.reference.split("/")[1] for o in mine}
+        matched += [o.id for o in mine]
+    female = {p["id"] for p in patients if p["gender"] == "female"}
+    expected = {
+        o["id"]
+        for o in observations
+        if o["valueQuantity"]["value"] > 60 and o["subject"]["reference"].split("/")[1] in female
+    }
+    assert sorted(matched) == sorted(expected)  # every match once, none twice
+
+    reverse = FcPatient.where(struct={"family": "Ok"}).include(
+        "subject", FcObservation, reverse=True
     )
+    ok = {p["id"] for p in patients if p["name"][0]["family"].startswith("Ok")}
+    modes: dict[str, set[str]] = {"match": set(), "include": set()}
+    for page in reverse.perform_iter(smart.server):
+        for entry in page.entry or []:
+            modes[entry.search.mode].add(entry.resource.id)
+    assert modes["match"] == ok
+    assert modes["include"] == {
+        o["id"] for o in observations if o["subject"]["reference"].split("/")[1] in ok
+    }

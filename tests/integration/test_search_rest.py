@@ -125,6 +125,33 @@ def test_strict_and_lenient_handling(client: TestClient) -> None:
     assert "frobnicate" in outcome[0]["resource"]["issue"][0]["diagnostics"]
 
 
+def test_contains_is_served_on_strings_and_refused_elsewhere(client: TestClient) -> None:
+    """``:contains`` (R4 search.html#string) is answered from the trigram index on strings;
+    where no index can serve it the answer is 400, under either handling, never a guess."""
+    seed(client)
+    found = client.get("/fhir/Patient", params={"name:contains": "iver"}).json()
+    assert names(found) == ["Rivera", "Rivers"]
+    assert names(client.get("/fhir/Patient", params={"family:contains": "VIER"}).json()) == [
+        "Riviera"
+    ]
+    for path, name in [
+        ("/fhir/Observation", "code:contains"),
+        ("/fhir/Observation", "subject:contains"),
+        ("/fhir/Observation", "date:contains"),
+        ("/fhir/Patient", "identifier:contains"),
+        ("/fhir/Patient", "birthdate:contains"),
+    ]:
+        for handling in ("strict", "lenient"):
+            response = client.get(
+                path, params={name: "848"}, headers={"Prefer": f"handling={handling}"}
+            )
+            assert response.status_code == 400, (name, handling)
+            outcome = response.json()
+            assert outcome["resourceType"] == "OperationOutcome"
+            assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0902"
+            assert "':contains' is not supported" in outcome["issue"][0]["diagnostics"]
+
+
 def test_summary_and_elements_mark_the_resource_subsetted(client: TestClient) -> None:
     seed(client)
     bundle = client.get("/fhir/Patient", params={"family": "ruiz", "_elements": "birthDate"}).json()
