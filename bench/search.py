@@ -127,6 +127,10 @@ def _hearth(home: Path, *args: str) -> str:
     ).stdout
 
 
+def _log(message: str) -> None:
+    print(time.strftime("%H:%M:%S"), message, file=sys.stderr, flush=True)
+
+
 def _import(home: Path, path: Path) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
@@ -248,8 +252,10 @@ def run_engine(
             args = ["init", "--json"] + (["--database", database] if database else [])
             token = json.loads(_hearth(home, *args))["admin_token"]
             result["load_before"] = os.getloadavg()[0]
-            result["import_patients"] = _import(home, folder / "patients.ndjson")
-            result["import_observations"] = _import(home, folder / "observations.ndjson")
+            for key in ("patients", "observations"):
+                _log(f"{engine}: importing {key}")
+                result[f"import_{key}"] = _import(home, folder / f"{key}.ndjson")
+                _log(f"{engine}: {key}: {json.dumps(result[f'import_{key}'])}")
             port = free_port()
             argv = [
                 sys.executable,
@@ -274,6 +280,7 @@ def run_engine(
                         figures["rps"] = _wrk(server.base, paths, token, duration)
                         figures["load"] = os.getloadavg()[0]
                         result["queries"][label] = figures
+                        _log(f"{engine}: {label}: {json.dumps(figures)}")
                 result["transactions"] = _transactions(server.base, token, bundles)
                 result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
         finally:
@@ -299,6 +306,8 @@ def main() -> None:
         results["engines"][engine] = run_engine(
             engine, folder, patients, samples=samples, duration=duration, bundles=bundles
         )
+        # Written after each engine: a long run that is stopped keeps what it measured.
+        write_results("search", results)
     rows = []
     for engine, r in results["engines"].items():
         for label, q in r["queries"].items():
