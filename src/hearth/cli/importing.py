@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from hearth.cli.common import RichProgress, State, container, emit_json, handle_errors, pass_state
+from hearth.cli.common import (
+    RichProgress,
+    State,
+    container,
+    count,
+    emit_json,
+    handle_errors,
+    pass_state,
+)
 
 
 @click.command("import")
@@ -64,12 +72,13 @@ def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"Imported {report.resources} resources ({report.created} created, {report.updated} "
-        f"updated) from {report.entries} records in {seconds:.1f} s ({rate:.0f}/s); "
-        f"{report.unchanged} unchanged and {report.existing} already present were not written."
+        f"Imported {count(report.resources, 'resource')} ({report.created:,} created, "
+        f"{report.updated:,} updated) from {count(report.entries, 'record')} in {seconds:.1f} s "
+        f"({rate:.0f}/s); {report.unchanged:,} unchanged and {report.existing:,} already present "
+        "were not written."
     )
     if report.unkeyed:
         click.echo(
-            f"Note: {report.unkeyed} resources had no id, urn:uuid fullUrl or identifier; "
-            "importing this file again would create them again."
+            f"Note: {count(report.unkeyed, 'resource')} had no id, urn:uuid fullUrl or "
+            "identifier; importing this file again would create them again."
         )

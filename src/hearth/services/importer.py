@@ -176,8 +176,8 @@ def located(exc: HearthError, place: str, report: ImportReport) -> HearthError:
     return HearthError(
         exc.code,
         f"{place}: {exc.detail.rstrip('.')}{where}. Everything before it is imported ({done} "
-        "records), nothing after it; fix it and import the file again (what is imported already "
-        "is matched, not duplicated).",
+        f"record{'' if done == 1 else 's'}), nothing after it; fix it and import the file again "
+        "(what is imported already is matched, not duplicated).",
         issues=exc.issues,
     )
 
