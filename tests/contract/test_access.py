@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
-from hearth.domain import HearthError, errors
+from hearth.domain import HearthError, Principal, PrincipalKind, errors
 from hearth.fhir.search import Context, parse_search
 from hearth.security import REDACTED
 from hearth.storage import RecordRepository
@@ -430,3 +431,78 @@ def test_transaction_and_batch_entries_are_decided_one_by_one(world: World) -> N
             representation=True,
         )
     assert refused.value.status == 403
+
+
+def test_care_relationships_are_indexed_on_write(world: World) -> None:
+    """``search_care_link`` follows every write of a linking resource at once: a new care team
+    opens the record, an inactive or deleted one closes it (counts and reads alike)."""
+    container = world.container
+    root = container.repository(admin())
+    prac = root.create({"resourceType": "Practitioner", "name": [{"family": "Newcomer"}]}).res_id
+    pat = root.create({"resourceType": "Patient", "name": [{"family": "Fresh"}]}).res_id
+    obs = root.create(observation(pat)).res_id
+    info, _ = container.users.add(
+        "u-newcomer", roles=frozenset({"physician"}), by="test", link_ttl=None
+    )
+    container.access.link_user(
+        container.system_principal("cli"), "u-newcomer", practitioner=prac, patient=None
+    )
+    newcomer = Principal(
+        subject=info.user_id, kind=PrincipalKind.USER, roles=frozenset({"physician"})
+    )
+
+    def seen() -> tuple[set[str], int | None]:
+        repo = container.repository(newcomer)
+        found = search(repo, "Observation")
+        assert search(repo, "Patient").total == (1 if found.matches else 0)
+        if found.matches:
+            assert repo.read("Observation", obs).res_id == obs
+        else:
+            with pytest.raises(HearthError) as hidden:
+                repo.read("Observation", obs)
+            assert hidden.value.code is errors.NOT_FOUND
+        return {s.res_id for s in found.matches}, found.total
+
+    def links() -> set[tuple[str, str, str]]:
+        with container.db.read.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT actor_type, actor_id, patient_id FROM search_care_link "
+                    "WHERE actor_id = :a"
+                ),
+                {"a": prac},
+            ).all()
+        return {(str(a), str(b), str(c)) for a, b, c in rows}
+
+    assert seen() == (set(), 0)
+    team: dict[str, Any] = {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": {"reference": f"Patient/{pat}"},
+        "participant": [{"member": {"reference": f"Practitioner/{prac}"}}],
+    }
+    team_id = root.create(team).res_id
+    assert links() == {("Practitioner", prac, pat)}
+    assert seen() == ({obs}, 1)
+    root.update("CareTeam", team_id, {**team, "id": team_id, "status": "inactive"})
+    assert links() == set()
+    assert seen() == (set(), 0)
+    root.update("CareTeam", team_id, {**team, "id": team_id, "status": "active"})
+    assert seen() == ({obs}, 1)
+    root.delete("CareTeam", team_id)
+    assert links() == set()
+    assert seen() == (set(), 0)
+    # An encounter the practitioner took part in links too, and an entered-in-error one not.
+    encounter: dict[str, Any] = {
+        "resourceType": "Encounter",
+        "status": "entered-in-error",
+        "class": {"code": "AMB"},
+        "subject": {"reference": f"Patient/{pat}"},
+        "participant": [{"individual": {"reference": f"Practitioner/{prac}"}}],
+    }
+    encounter_id = root.create(encounter).res_id
+    assert seen() == (set(), 0)
+    root.update("Encounter", encounter_id, {**encounter, "id": encounter_id, "status": "finished"})
+    assert seen() == ({obs}, 1)
+    root.delete("Encounter", encounter_id)
+    assert seen() == (set(), 0)

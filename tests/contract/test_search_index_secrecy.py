@@ -58,7 +58,13 @@ def test_index_tables_hold_no_plaintext_of_planted_markers(instance: Instance) -
         MARKER_CODE,
         "icd-10",
     }
-    tables = ("search_resource", "search_hash", "search_reference", "search_compartment")
+    tables = (
+        "search_resource",
+        "search_hash",
+        "search_reference",
+        "search_compartment",
+        "search_care_link",
+    )
     rows = {table: _cells(instance, table) for table in tables}
     assert rows["search_hash"], "the index must hold something for this test to mean anything"
     for table, cells in rows.items():

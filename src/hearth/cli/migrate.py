@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import click
 
-from hearth.cli.common import State, handle_errors, pass_state
+from hearth.cli.common import RichProgress, State, container, handle_errors, pass_state
+from hearth.services.search_admin import rebuild_search_index
 from hearth.settings import load_settings
 from hearth.wiring import migrate_database
+
+#: Migrations that add a table the search index fills from the sealed records: crossing one
+#: rebuilds the index at once (0008: care relationships; until it is filled a clinician sees no
+#: linked patient, which is safe but useless).
+_REINDEX_AT = ("0008",)
+
+
+def needs_reindex(before: str | None, after: str | None) -> bool:
+    """Whether migrating from ``before`` to ``after`` crossed a migration that needs a rebuild
+    (never for a new, empty database)."""
+    if before is None or after is None:
+        return False
+    return any(before < revision <= after for revision in _REINDEX_AT)
 
 
 @click.command("migrate")
@@ -21,3 +35,10 @@ def command(state: State) -> None:
     """
     before, after = migrate_database(load_settings(state.home))
     click.echo(f"Schema at {after} (was {before or 'empty'}).")
+    if needs_reindex(before, after):
+        click.echo("Rebuilding the search index (it gained care relationships) ...")
+        with container(state) as c:
+            count = rebuild_search_index(
+                c.system_repository("reindex", operator="cli"), RichProgress()
+            )
+        click.echo(f"Indexed {count} resources.")

@@ -44,6 +44,7 @@ from hearth.security.relationships import (
     LINK_RULES,
     ROLE_RULE,
     LinkRule,
+    care_links,
 )
 from hearth.security.roles import (
     BOOTSTRAP_ADMIN,
@@ -96,6 +97,7 @@ __all__ = [
     "apply_masks",
     "bootstrap_roles",
     "carry_restricting",
+    "care_links",
     "consent_denials",
     "default_catalog",
     "in_patient_compartment",

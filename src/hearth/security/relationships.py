@@ -32,7 +32,9 @@ patient, so only a role that sees every patient reaches it (deny by default).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ACTOR_TYPES",
@@ -40,6 +42,7 @@ __all__ = [
     "LINK_RULES",
     "ROLE_RULE",
     "LinkRule",
+    "care_links",
 ]
 
 #: The resource types a principal can act as.
@@ -69,6 +72,42 @@ LINK_RULES: tuple[LinkRule, ...] = (
     LinkRule("Patient", "general-practitioner"),
     LinkRule("Patient", "organization"),
 )
+
+_RULES_BY_TYPE: dict[str, tuple[LinkRule, ...]] = {}
+for _rule in LINK_RULES:
+    _RULES_BY_TYPE[_rule.res_type] = (*_RULES_BY_TYPE.get(_rule.res_type, ()), _rule)
+
+
+def care_links(
+    res_type: str,
+    resource: Mapping[str, Any],
+    refs: Iterable[tuple[str, str, str]],
+    patients: Iterable[str],
+) -> frozenset[tuple[str, str, str]]:
+    """``(actor type, actor id, patient id)`` of the care relationships one resource states.
+
+    ``refs`` are its references as the search index holds them (``(parameter, target type,
+    target id)``) and ``patients`` its patient compartment, so the links agree with what search
+    finds. Every rule's status parameter is the element ``status``, a code; a status among the
+    rule's dead ones links nobody.
+    """
+    rules = _RULES_BY_TYPE.get(res_type)
+    if not rules:
+        return frozenset()
+    patients = tuple(patients)
+    if not patients:
+        return frozenset()
+    refs = tuple(refs)
+    status = resource.get("status")
+    out: set[tuple[str, str, str]] = set()
+    for rule in rules:
+        if rule.dead_statuses and status in rule.dead_statuses:
+            continue
+        for param, target_type, target_id in refs:
+            if param == rule.param and target_type in ACTOR_TYPES:
+                out.update((target_type, target_id, patient) for patient in patients)
+    return frozenset(out)
+
 
 #: How a Practitioner's roles and organizations are found: PractitionerRoles whose
 #: ``practitioner`` is the user's Practitioner and whose ``active`` is not ``false``; each one's

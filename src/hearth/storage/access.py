@@ -30,14 +30,13 @@ from sqlalchemy import ColumnElement, Connection, FromClause, select
 from hearth.crypto import KeyRing
 from hearth.domain import Action, Clock, HearthError, Principal, StoredResource, errors
 from hearth.fhir import definitions
-from hearth.fhir.search import ALL, NONE, IdIn, Keys, Not, and_, or_, param_for, parse_search
+from hearth.fhir.search import ALL, NONE, IdIn, Not, and_, or_, param_for, parse_search
 from hearth.fhir.search.conditions import Cond
 from hearth.fhir.search.criteria import Context
 from hearth.fhir.search.extract import Ref, extract
 from hearth.security import (
     BREAK_GLASS_ATTRIBUTE,
     LABEL_DOMAIN,
-    LINK_RULES,
     ROLE_RULE,
     AccessProfile,
     Capability,
@@ -189,9 +188,6 @@ class AccessControl:
             return frozenset()
         return frozenset(self.keyring.blind(param.domain, "c:" + s) for s in rule.dead_statuses)
 
-    def link_sources(self) -> tuple[sql.LinkSource, ...]:
-        return tuple(sql.LinkSource(r.res_type, r.param, self._dead(r)) for r in LINK_RULES)
-
 
 class BoundAccess:
     """Access control for one principal, in one repository (one request)."""
@@ -202,7 +198,6 @@ class BoundAccess:
         self._open = open_row
         self._profile: AccessProfile | None = None
         self._scopes: dict[tuple[str, str], object] = {}
-        self._sources: tuple[sql.LinkSource, ...] | None = None
 
     # -- the profile and its facts -----------------------------------------------------------
     @property
@@ -280,12 +275,6 @@ class BoundAccess:
                 out.extend(consent_denials(stored.resource, actors, now))
         return out
 
-    @property
-    def sources(self) -> tuple[sql.LinkSource, ...]:
-        if self._sources is None:
-            self._sources = self._control.link_sources()
-        return self._sources
-
     # -- decisions on one resource -------------------------------------------------------------
     def linked(self, conn: Connection | None, patients: Iterable[str]) -> frozenset[str]:
         """Which of ``patients`` are linked to the principal (a fact, from SQL)."""
@@ -295,9 +284,9 @@ class BoundAccess:
             return frozenset()
         actors = sorted(profile.facts.actors)
         if conn is not None:
-            return sql.linked_among(conn, wanted, actors, self.sources)
+            return sql.linked_among(conn, wanted, actors)
         with self._control.store.read() as own:
-            return sql.linked_among(own, wanted, actors, self.sources)
+            return sql.linked_among(own, wanted, actors)
 
     def decide(
         self,
@@ -397,12 +386,14 @@ class BoundAccess:
             options: list[object] = []
             if patients.linked:
                 actors = tuple(sorted(self.profile.facts.actors))
-                options.append(sql.InLinked(actors, self.sources) if actors else NONE)
+                options.append(sql.InLinked(actors) if actors else NONE)
             if patients.ids:
                 options.append(search_sql.InCompartment(patients.ids))
             parts.append(or_(*options))  # type: ignore[arg-type]
         if reach.lacking:
-            parts.append(Not(Keys(LABEL_DOMAIN, reach.lacking)))
+            blind = self._control.keyring.blind
+            hashes = tuple(sorted(blind(LABEL_DOMAIN, label) for label in reach.lacking))
+            parts.append(Not(sql.Labelled(hashes)))  # type: ignore[arg-type]
         if reach.excluded_patients:
             parts.append(Not(search_sql.InCompartment(reach.excluded_patients)))  # type: ignore[arg-type]
         if reach.excluded_ids:

@@ -43,6 +43,7 @@ from hearth.security import (
     Decision,
     Denial,
     apply_masks,
+    care_links,
     carry_restricting,
     masked_present,
     restore_masked,
@@ -128,6 +129,7 @@ def index_row(
         hashes=keys.blind_many(entries.keys | label_keys(resource)),
         refs=entries.refs,
         patients=entries.patients,
+        links=care_links(res_type, resource, entries.refs, entries.patients),
     )
 
 

@@ -13,7 +13,9 @@ from sqlalchemy import (
     Connection,
     FromClause,
     Select,
+    and_,
     delete,
+    exists,
     false,
     insert,
     or_,
@@ -30,6 +32,7 @@ __all__ = [
     "AuditQuery",
     "BreakGlassRow",
     "InLinked",
+    "Labelled",
     "LinkRow",
     "RequestRow",
     "RoleRow",
@@ -40,6 +43,7 @@ R = t.search_resource
 H = t.search_hash
 X = t.search_reference
 P = t.search_compartment
+L = t.search_care_link
 
 
 class ScopePredicate:
@@ -49,72 +53,70 @@ class ScopePredicate:
         raise NotImplementedError
 
 
-@dataclass(frozen=True, slots=True)
-class LinkSource:
-    """One relationship rule, with the blind keys of its dead statuses computed."""
-
-    res_type: str
-    param: str
-    dead: frozenset[bytes] = frozenset()
-
-
-def linking_seqs(
-    actors: Sequence[tuple[str, str]], sources: Sequence[LinkSource]
-) -> Select[tuple[int]]:
-    """Seqs of the current resources that link one of ``actors`` to patients."""
-    parts = []
-    for source in sources:
-        query = select(X.c.seq).where(
-            X.c.res_type == source.res_type,
-            X.c.param == source.param,
-            tuple_(X.c.target_type, X.c.target_id).in_(sorted(actors)),
-        )
-        if source.dead:
-            query = query.where(
-                X.c.seq.not_in(select(H.c.seq).where(H.c.hash.in_(sorted(source.dead))))
-            )
-        parts.append(query)
-    if len(parts) == 1:
-        return parts[0]
-    return select(union_all(*parts).subquery().c.seq)
+def _acting(actors: Sequence[tuple[str, str]]) -> ColumnElement[bool]:
+    """``search_care_link`` rows of one of ``actors``. The id list alone lets every engine use
+    the index; the pairs make it exact (ids are random, but a client may reuse one across types)."""
+    return and_(
+        L.c.actor_id.in_(sorted({actor_id for _type, actor_id in actors})),
+        tuple_(L.c.actor_type, L.c.actor_id).in_(sorted(actors)),
+    )
 
 
-def linked_patients(
-    actors: Sequence[tuple[str, str]], sources: Sequence[LinkSource]
-) -> Select[tuple[str]]:
+def linked_patients(actors: Sequence[tuple[str, str]]) -> Select[tuple[str]]:
     """Ids of the patients linked to one of ``actors`` (hearth.security.relationships)."""
-    return select(P.c.patient_id).where(P.c.seq.in_(linking_seqs(actors, sources)))
+    return select(L.c.patient_id).where(_acting(actors)).distinct()
 
 
 @dataclass(frozen=True, slots=True)
 class InLinked(ScopePredicate):
-    """Rows in the compartment of a patient linked to one of ``actors``."""
+    """Rows in the compartment of a patient linked to one of ``actors``.
+
+    A correlated probe per candidate row (its compartment patients, then their links, two index
+    lookups), not the set of every row of every linked patient: a page stops after its first
+    matches and a count costs what the unscoped count costs plus the probes, whatever the size
+    of the clinician's panel (docs/benchmarks.md, "Access control")."""
 
     actors: tuple[tuple[str, str], ...]
-    sources: tuple[LinkSource, ...]
 
     def where(self, root: FromClause) -> ColumnElement[bool]:
         if not self.actors:
             return false()
-        patients = linked_patients(self.actors, self.sources)
-        return root.c.seq.in_(select(P.c.seq).where(P.c.patient_id.in_(patients)))
+        # Nested probes, each on an index prefix, so that no engine lists the whole panel per
+        # row: the row's compartment patients (by seq), then each one's links (by patient id).
+        link = exists(
+            select(L.c.patient_id).where(
+                L.c.patient_id == P.c.patient_id,
+                or_(*(and_(L.c.actor_type == t, L.c.actor_id == i) for t, i in self.actors)),
+            )
+        )
+        return exists(select(P.c.patient_id).where(P.c.seq == root.c.seq, link))
+
+
+@dataclass(frozen=True, slots=True)
+class Labelled(ScopePredicate):
+    """Rows carrying one of the blind label keys ``hashes``.
+
+    Always the uncorrelated set of labelled rows, never a probe per row and label: a role lacks
+    dozens of labels (every sensitivity code), and a correlated check of each key on each
+    candidate row made a physician's count over 75,000 Observations cost millions of index
+    probes, while the rows that carry a restricting label are few (docs/benchmarks.md)."""
+
+    hashes: tuple[bytes, ...]
+
+    def where(self, root: FromClause) -> ColumnElement[bool]:
+        if not self.hashes:
+            return false()
+        return root.c.seq.in_(select(H.c.seq).where(H.c.hash.in_(self.hashes)))
 
 
 def linked_among(
-    conn: Connection,
-    patients: Iterable[str],
-    actors: Sequence[tuple[str, str]],
-    sources: Sequence[LinkSource],
+    conn: Connection, patients: Iterable[str], actors: Sequence[tuple[str, str]]
 ) -> frozenset[str]:
     """Which of ``patients`` are linked to one of ``actors``."""
     wanted = sorted(set(patients))
     if not wanted or not actors:
         return frozenset()
-    query = (
-        select(P.c.patient_id)
-        .where(P.c.patient_id.in_(wanted), P.c.seq.in_(linking_seqs(actors, sources)))
-        .distinct()
-    )
+    query = select(L.c.patient_id).where(L.c.patient_id.in_(wanted), _acting(actors)).distinct()
     return frozenset(str(p) for p in conn.execute(query).scalars())
 
 

@@ -58,6 +58,7 @@ R = t.search_resource
 H = t.search_hash
 X = t.search_reference
 P = t.search_compartment
+L = t.search_care_link
 
 Blind = Callable[[str, str], bytes]
 
@@ -95,6 +96,8 @@ class IndexRow:
     hashes: set[bytes] = field(default_factory=set)
     refs: set[tuple[str, str, str]] = field(default_factory=set)
     patients: set[str] = field(default_factory=set)
+    #: (actor type, actor id, patient id): the care relationships it states (search_care_link).
+    links: frozenset[tuple[str, str, str]] = frozenset()
 
 
 # ---------------------------------------------------------------------------- maintenance
@@ -117,7 +120,7 @@ def current_index_seqs(conn: Connection, keys: Sequence[tuple[str, str]]) -> lis
 def delete_index(conn: Connection, seqs: Sequence[int]) -> None:
     for start in range(0, len(seqs), 400):
         chunk = list(seqs[start : start + 400])
-        for table in (H, X, P, R):
+        for table in (H, X, P, L, R):
             conn.execute(delete(table).where(table.c.seq.in_(chunk)))
 
 
@@ -151,10 +154,17 @@ def insert_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
     patients = [{"patient_id": p, "seq": r.seq} for r in rows for p in r.patients]
     if patients:
         conn.execute(insert(P), patients)
+    links = [
+        {"patient_id": patient, "actor_type": at, "actor_id": ai, "seq": r.seq}
+        for r in rows
+        for at, ai, patient in r.links
+    ]
+    if links:
+        conn.execute(insert(L), links)
 
 
 def clear_index(conn: Connection) -> None:
-    for table in (H, X, P, R):
+    for table in (H, X, P, L, R):
         conn.execute(delete(table))
 
 

@@ -343,6 +343,22 @@ search_compartment = Table(
     sqlite_with_rowid=False,
 )
 
+# Care relationships (hearth.security.relationships): the actors (Practitioner, PractitionerRole,
+# Organization) each current resource links to the patients in its compartment, derived on write
+# from the same version as the other index tables. Access scoping probes it per candidate row
+# (patient first) and lists a clinician's patients from it (actor first). Random ids only.
+search_care_link = Table(
+    "search_care_link",
+    metadata,
+    Column("patient_id", String(64), primary_key=True),
+    Column("actor_type", String(64), primary_key=True),
+    Column("actor_id", String(64), primary_key=True),
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Index(None, "actor_id", "actor_type", "patient_id"),
+    Index(None, "seq"),
+    sqlite_with_rowid=False,
+)
+
 
 # ---------------------------------------------------------------- OAuth 2 / SMART (docs/design.md
 # "OAuth 2 and SMART"). No PHI: registration metadata, random ids, digests of secrets, scopes,

@@ -1,0 +1,402 @@
+"""Access-control benchmark (issue 5 item 11): ``python -m bench access``.
+
+What care-team scoping costs on search: the same searches by a physician linked to
+``HEARTH_BENCH_PANEL`` patients (default 2,000) through CareTeam participation, and by the
+unscoped administrator (``bootstrap-admin``), against one instance holding
+``HEARTH_BENCH_ACCESS_PATIENTS`` patients (default 100,000), each with
+``HEARTH_BENCH_ACCESS_OBS`` observations (default 3) and one active CareTeam. The care teams are
+spread over ``patients / panel`` practitioners, so every practitioner has a full panel and the
+scoping join runs over a realistic ``search_reference`` table, not a single practitioner's rows.
+
+The population is generated as NDJSON and loaded through ``hearth import`` (the bulk path, every
+resource validated, sealed, indexed and audited), once per engine; the loaded instance is kept in
+the cache directory (``$HEARTH_BENCH_CACHE``, default ``~/.cache/hearth-bench``; PostgreSQL in a
+database named after it) and reused by later runs, since loading 400,000 resources takes a while
+on a shared machine (``HEARTH_BENCH_FRESH=1`` reloads). Tokens are issued afresh on each run.
+
+A real ``hearth serve`` then answers over loopback HTTP, the two principals interleaved in one
+run so that the machine's load falls on both alike:
+
+- latency: ``HEARTH_BENCH_SAMPLES`` sequential requests per principal and query, alternating
+  administrator and physician request by request; p50 and p95;
+- throughput: wrk (16 connections) in ``HEARTH_BENCH_ROUNDS`` alternating rounds of
+  ``HEARTH_BENCH_DURATION`` seconds per principal; the median of each side's rounds;
+- the ratio physician / administrator of req/s (target >= 0.7) and of p50 and p95 latency.
+
+The physician's searches are answered with their own scope (the same query returns at most
+their 2,000 patients' records); the snooping monitor is on with its default thresholds, as in
+production, so its per-disclosure cost is part of the figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import orjson
+
+from bench.common import free_port, lua_requests, print_table, serve, write_results, wrk
+
+LOINC = "http://loinc.org"
+CODES = ["8867-4", "8480-6", "8462-4", "29463-7"]
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "bo", "da", "fe", "gu", "ha"]
+POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PHYSICIAN = "drbench"
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("HEARTH_BENCH_CACHE", Path.home() / ".cache" / "hearth-bench"))
+
+
+def _families(rng: random.Random, count: int) -> list[str]:
+    out: set[str] = set()
+    while len(out) < count:
+        out.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(3, 4))).capitalize())
+    return sorted(out)
+
+
+def dataset(patients: int, per_patient: int, panel: int) -> Path:
+    """Generate (once) the NDJSON population; returns its directory."""
+    folder = _cache() / f"access-{patients}-{per_patient}-{panel}"
+    if (folder / "done").exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(20261129)
+    families = _families(rng, max(100, patients // 50))
+    practitioners = max(1, patients // panel)
+    with (folder / "1-practitioners.ndjson").open("wb") as out:
+        for n in range(practitioners):
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "Practitioner",
+                        "id": f"pr{n}",
+                        "name": [{"family": f"Doctor{n}"}],
+                    }
+                )
+                + b"\n"
+            )
+    with (folder / "2-patients.ndjson").open("wb") as out:
+        for i in range(patients):
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "Patient",
+                        "id": f"p{i}",
+                        "name": [
+                            {
+                                "family": rng.choice(families),
+                                "given": [rng.choice(SYLLABLES).upper()],
+                            }
+                        ],
+                        "gender": rng.choice(["male", "female"]),
+                        "birthDate": (
+                            f"{rng.randint(1930, 2020)}-{rng.randint(1, 12):02d}"
+                            f"-{rng.randint(1, 28):02d}"
+                        ),
+                    }
+                )
+                + b"\n"
+            )
+    with (folder / "3-careteams.ndjson").open("wb") as out:
+        for i in range(patients):
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "CareTeam",
+                        "id": f"ct{i}",
+                        "status": "active",
+                        "subject": {"reference": f"Patient/p{i}"},
+                        "participant": [
+                            {"member": {"reference": f"Practitioner/pr{i % practitioners}"}}
+                        ],
+                    }
+                )
+                + b"\n"
+            )
+    with (folder / "4-observations.ndjson").open("wb") as out:
+        for i in range(patients * per_patient):
+            day = rng.randrange(0, 5 * 365)
+            out.write(
+                orjson.dumps(
+                    {
+                        "resourceType": "Observation",
+                        "id": f"o{i}",
+                        "status": "final",
+                        "code": {"coding": [{"system": LOINC, "code": CODES[i % len(CODES)]}]},
+                        "subject": {"reference": f"Patient/p{i // per_patient}"},
+                        "effectiveDateTime": time.strftime(
+                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_577_836_800 + day * 86_400)
+                        ),
+                        "valueQuantity": {
+                            "value": round(rng.uniform(40, 200), 1),
+                            "system": "http://unitsofmeasure.org",
+                            "code": "1",
+                        },
+                    }
+                )
+                + b"\n"
+            )
+    (folder / "families.json").write_text(json.dumps(families))
+    (folder / "done").write_text("ok\n")
+    return folder
+
+
+def _hearth(home: Path, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "hearth", "--home", str(home), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def _postgres(statement: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(statement))
+    engine.dispose()
+
+
+def instance(engine: str, folder: Path) -> tuple[Path, dict[str, Any]]:
+    """A loaded instance for ``engine`` (built once and kept in the cache); returns its home and
+    the load report. An interrupted load resumes with the files not yet imported."""
+    place = _cache() / f"{folder.name}-{engine}"
+    home = place / "home"
+    marker = place / "loaded.json"
+    progress = place / "progress.json"
+    database = f"hearth_bench_{folder.name.replace('-', '_')}"
+    fresh = os.environ.get("HEARTH_BENCH_FRESH") == "1"
+    if marker.exists() and not fresh:
+        return home, {**json.loads(marker.read_text()), "reused": True}
+    report: dict[str, Any] = {"engine": engine, "files": {}}
+    if progress.exists() and not fresh:
+        report = json.loads(progress.read_text())
+        _hearth(home, "migrate")
+    else:
+        if place.exists():
+            subprocess.run(["rm", "-rf", str(place)], check=True)
+        place.mkdir(parents=True)
+        args = ["init", "--json"]
+        if engine == "postgresql":
+            _postgres(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            _postgres(f'CREATE DATABASE "{database}"')
+            args += ["--database", f"postgresql://postgres@127.0.0.1:5432/{database}"]
+        elif engine != "sqlite":
+            raise SystemExit(f"unsupported engine {engine!r} (sqlite, postgresql)")
+        _hearth(home, *args)
+        progress.write_text(json.dumps(report))
+    for path in sorted(folder.glob("*.ndjson")):
+        if path.name in report["files"]:
+            continue
+        began = time.monotonic()
+        done = json.loads(_hearth(home, "import", str(path), "--json"))
+        wall = time.monotonic() - began
+        report["files"][path.name] = {"resources": done["written"], "wall_s": wall}
+        progress.write_text(json.dumps(report))
+        print(f"  {engine}: {path.name} {done['written']:,} in {wall:.0f} s", flush=True)
+    report["load_wall_s"] = sum(f["wall_s"] for f in report["files"].values())
+    report["resources"] = sum(f["resources"] for f in report["files"].values())
+    report["load_per_s"] = report["resources"] / report["load_wall_s"]
+    _hearth(home, "user", "add", PHYSICIAN, "--role", "physician")
+    _hearth(home, "role", "link", PHYSICIAN, "--practitioner", "pr0")
+    marker.write_text(json.dumps(report, indent=2) + "\n")
+    return home, {**report, "reused": False}
+
+
+def queries(
+    rng: random.Random, folder: Path, patients: int, panel_size: int
+) -> dict[str, list[str]]:
+    """The searches, each a list of concrete paths cycled through."""
+    families = json.loads((folder / "families.json").read_text())
+    codes = [CODES[rng.randrange(len(CODES))] for _ in range(200)]
+    # Patients on the physician's panel (pr0's care teams), so both principals find the chart.
+    practitioners = max(1, patients // panel_size)
+    panel = [practitioners * rng.randrange(panel_size) for _ in range(200)]
+    return {
+        "Patient name prefix": [
+            f"/fhir/Patient?name={rng.choice(families)[:4].lower()}&_count=20" for _ in range(200)
+        ],
+        "Observation by code": [f"/fhir/Observation?code={LOINC}|{c}&_count=20" for c in codes],
+        "Observation of one patient": [
+            f"/fhir/Observation?patient=p{p}&code={LOINC}|{c}"
+            for p, c in zip(panel, codes, strict=True)
+        ],
+    }
+
+
+def _latency(
+    clients: dict[str, httpx.Client], paths: list[str], samples: int
+) -> dict[str, dict[str, float]]:
+    """Sequential requests, the principals alternating request by request."""
+    times: dict[str, list[float]] = {who: [] for who in clients}
+    totals: dict[str, list[int]] = {who: [] for who in clients}
+    for n in range(samples):
+        order = list(clients) if n % 2 == 0 else list(reversed(clients))
+        for who in order:
+            path = paths[n % len(paths)]
+            start = time.perf_counter()
+            response = clients[who].get(path)
+            times[who].append((time.perf_counter() - start) * 1000)
+            if response.status_code != 200:
+                raise RuntimeError(f"{who} {path}: {response.status_code} {response.text[:300]}")
+            totals[who].append(int(response.json().get("total", -1)))
+    out = {}
+    for who, values in times.items():
+        values.sort()
+        out[who] = {
+            "p50_ms": statistics.median(values),
+            "p95_ms": values[max(0, int(len(values) * 0.95) - 1)],
+            "median_total": statistics.median(totals[who]),
+        }
+    return out
+
+
+def _throughput(
+    base: str, paths: list[str], tokens: dict[str, str], rounds: int, duration: float
+) -> dict[str, dict[str, Any]]:
+    """wrk rounds alternating between the principals; the median of each side's rounds."""
+    per: dict[str, list[float]] = {who: [] for who in tokens}
+    for n in range(rounds):
+        order = list(tokens) if n % 2 == 0 else list(reversed(tokens))
+        for who in order:
+            result = wrk(
+                base + paths[0], lua_requests("GET", paths, None, tokens[who]), duration=duration
+            )
+            if result.errors:
+                raise RuntimeError(f"wrk saw {result.errors} errors for {who} on {paths[0]}")
+            per[who].append(result.requests_per_second)
+    return {who: {"rps": statistics.median(v), "rounds": v} for who, v in per.items()}
+
+
+def run_engine(
+    engine: str,
+    folder: Path,
+    patients: int,
+    panel: int,
+    *,
+    samples: int,
+    rounds: int,
+    duration: float,
+) -> dict[str, Any]:
+    home, load = instance(engine, folder)
+    result: dict[str, Any] = {"engine": engine, "load": load}
+    tokens = {
+        "administrator": _hearth(home, "token", "issue", "--user", "admin", "--hours", "2").strip(),
+        "physician": _hearth(home, "token", "issue", "--user", PHYSICIAN, "--hours", "2").strip(),
+    }
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "hearth",
+        "--home",
+        str(home),
+        "serve",
+        "--log-level",
+        "warning",
+        "--port",
+        str(port),
+    ]
+    with serve(argv, port, "/fhir/metadata") as server:
+        clients = {
+            who: httpx.Client(
+                base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=120
+            )
+            for who, token in tokens.items()
+        }
+        try:
+            panel = clients["physician"].get("/fhir/Patient?_count=1&_total=accurate")
+            panel.raise_for_status()
+            result["physician_patients"] = panel.json().get("total")
+            result["queries"] = {}
+            for label, paths in queries(random.Random(5), folder, patients, panel).items():
+                for client in clients.values():
+                    client.get(paths[0]).raise_for_status()  # warm up
+                figures: dict[str, Any] = {"latency": _latency(clients, paths, samples)}
+                figures["throughput"] = _throughput(server.base, paths, tokens, rounds, duration)
+                figures["load"] = os.getloadavg()[0]
+                lat = figures["latency"]
+                thr = figures["throughput"]
+                figures["ratio_rps"] = thr["physician"]["rps"] / thr["administrator"]["rps"]
+                figures["ratio_p50"] = lat["administrator"]["p50_ms"] / lat["physician"]["p50_ms"]
+                figures["ratio_p95"] = lat["administrator"]["p95_ms"] / lat["physician"]["p95_ms"]
+                result["queries"][label] = figures
+                print(
+                    f"  {engine} {label}: ratio req/s {figures['ratio_rps']:.2f}, "
+                    f"p95 {figures['ratio_p95']:.2f}",
+                    flush=True,
+                )
+        finally:
+            for client in clients.values():
+                client.close()
+        result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
+    return result
+
+
+def main() -> None:
+    patients = int(os.environ.get("HEARTH_BENCH_ACCESS_PATIENTS", "100000"))
+    per_patient = int(os.environ.get("HEARTH_BENCH_ACCESS_OBS", "3"))
+    panel = int(os.environ.get("HEARTH_BENCH_PANEL", "2000"))
+    engines = os.environ.get("HEARTH_BENCH_ENGINES", "sqlite,postgresql").split(",")
+    samples = int(os.environ.get("HEARTH_BENCH_SAMPLES", "100"))
+    rounds = int(os.environ.get("HEARTH_BENCH_ROUNDS", "3"))
+    duration = float(os.environ.get("HEARTH_BENCH_DURATION", "5"))
+    folder = dataset(patients, per_patient, panel)
+    results: dict[str, Any] = {
+        "patients": patients,
+        "observations": patients * per_patient,
+        "care_teams": patients,
+        "panel": panel,
+        "engines": {},
+    }
+    for engine in engines:
+        results["engines"][engine] = run_engine(
+            engine, folder, patients, panel, samples=samples, rounds=rounds, duration=duration
+        )
+    rows = []
+    for engine, r in results["engines"].items():
+        for label, q in r["queries"].items():
+            lat, thr = q["latency"], q["throughput"]
+            rows.append(
+                [
+                    engine,
+                    label,
+                    f"{lat['administrator']['p50_ms']:.1f} / {lat['physician']['p50_ms']:.1f}",
+                    f"{lat['administrator']['p95_ms']:.1f} / {lat['physician']['p95_ms']:.1f}",
+                    f"{thr['administrator']['rps']:.0f} / {thr['physician']['rps']:.0f}",
+                    f"{q['ratio_rps']:.2f}",
+                    f"{q['ratio_p95']:.2f}",
+                    f"{q['load']:.1f}",
+                ]
+            )
+    print_table(
+        f"Care-team scoping: a physician with {panel:,} patients against the unscoped "
+        f"administrator, {patients:,} patients and {patients * per_patient:,} observations",
+        [
+            "engine",
+            "query",
+            "p50 ms admin/phys",
+            "p95 ms admin/phys",
+            "req/s admin/phys",
+            "req/s ratio",
+            "p95 ratio",
+            "load",
+        ],
+        rows,
+    )
+    print(f"\nwrote {write_results('access', results)}")
+
+
+if __name__ == "__main__":
+    main()
