@@ -396,6 +396,11 @@ class ScanRepository:
             return "compartment rows (search_compartment) disagree with the current version"
         return None
 
+    def newest_seqs(self, resources: Iterable[tuple[str, str]]) -> set[int]:
+        """The ``seq`` of each resource's newest stored version."""
+        with self._store.read() as conn:
+            return {seq for _v, seq in scan_sql.newest_versions_of(conn, resources).values()}
+
     # -- whole-table checks, once per full pass ---------------------------------------------------
     def check_all_pointers(self) -> list[ScanFinding]:
         return [

@@ -8,8 +8,9 @@ never returns a resource to an adapter, only findings, counts and identifiers.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection
@@ -32,6 +33,7 @@ from hearth.storage.anchor import AnchorFile
 from hearth.storage.audit import AuditTrail
 from hearth.storage.key_admin import create_key
 from hearth.storage.keys import wrapped_keys
+from hearth.storage.repair import RestoreResult, restore_versions
 from hearth.storage.repository import from_us, index_row, to_us
 from hearth.storage.scan import ScanRepository
 from hearth.storage.sql import search as search_sql
@@ -360,6 +362,38 @@ class SystemRepository:
             yield ChainFinding(
                 anchor.seq, FindingKind.CHECKPOINT_MISMATCH, "differs from the outside anchor"
             )
+
+    def restore_versions(
+        self,
+        copies: Mapping[int, tuple[Any, ...]],
+        *,
+        resources: Iterable[tuple[str, str]] = (),
+        stray_index: Iterable[int] = (),
+        dry_run: bool,
+    ) -> RestoreResult:
+        """Rewrite damaged version rows with verified copies of their original bytes, and
+        recompute what derives from them (``hearth.storage.repair``); audited in the same
+        transaction as ``integrity.repair`` under this repository's actor."""
+
+        def record(**fields: Any) -> AuditRecord:
+            return AuditRecord(
+                ts=self._clock.now(),
+                actor=self.actor,
+                actor_kind="system",
+                session=self._operator,
+                **fields,
+            )
+
+        return restore_versions(
+            store=self._store,
+            keys=self._keys,
+            audit=self._audit,
+            record=record,
+            copies=copies,
+            resources=resources,
+            stray_index=stray_index,
+            dry_run=dry_run,
+        )
 
     def scanning(self) -> ScanRepository:
         """The integrity scanner's checks and bookkeeping (``hearth.storage.scan``)."""

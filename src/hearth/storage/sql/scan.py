@@ -30,6 +30,7 @@ __all__ = [
     "newest_versions_of",
     "open_keys",
     "pointers_in_range",
+    "pointers_of_seqs",
     "pointers_touched",
     "scanner_state",
     "set_scanner_state",
@@ -144,6 +145,18 @@ def pointers_in_range(conn: Connection, *, after_seq: int, upto_seq: int) -> lis
         (after_seq, upto_seq),
     )
     return [_pointer(r) for r in rows]
+
+
+def pointers_of_seqs(conn: Connection, seqs: Iterable[int]) -> list[PointerRow]:
+    """Current pointers naming one of ``seqs``."""
+    wanted = sorted(set(seqs))
+    out: list[PointerRow] = []
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        out.extend(
+            _pointer(r) for r in conn.execute(select(*_POINTER_COLUMNS).where(_C.c.seq.in_(chunk)))
+        )
+    return out
 
 
 #: The resources that have a version in a ``seq`` range (each once).
