@@ -1,6 +1,10 @@
 """The generated access matrix (issue 5 item 10): every role x every interaction x a patient in or
 out of the role's reach x an unlabelled or very-restricted (``V``) resource, on every engine.
 
+Interactions: read, vread, instance and type history, search, compartment search
+(``Patient/{id}/Observation``), ``_revinclude`` (an Observation coming along with its Patient),
+``$everything``, a batch entry, create, update, patch and delete.
+
 Each case asserts the answer (allowed, 403, 404, or an empty search) against an oracle written
 from the role definitions' intent (below, independent of the decision code), and that a refused
 request never reached storage: no resource body was fetched or written (``CountingStore`` counts
@@ -19,6 +23,8 @@ import pytest
 
 from hearth.domain import HearthError, errors
 from hearth.fhir.search import Context, parse_search
+from hearth.services.bundles import BundleService
+from hearth.services.search import SearchService
 from hearth.storage import RecordRepository, SearchBounds
 from hearth.storage.sql.store import SqlStore
 from tests.access_world import ROLES, World, build_world, observation
@@ -31,8 +37,12 @@ INTERACTIONS = (
     "read",
     "vread",
     "history",
+    "history-type",
     "search",
+    "compartment",
+    "revinclude",
     "everything",
+    "batch",
     "create",
     "update",
     "patch",
@@ -72,7 +82,10 @@ LETTER = {
     "read": "r",
     "vread": "r",
     "history": "r",
+    "history-type": "s",
     "search": "s",
+    "compartment": "s",
+    "batch": "r",
     "create": "c",
     "update": "u",
     "patch": "u",
@@ -95,16 +108,24 @@ def expected(role: str, interaction: str, inside: bool, labelled: bool) -> str:
     """ "ok", "forbidden" (403), "hidden" (404) or "empty" (a search with no match)."""
     spec = ORACLE[role]
     reached = reaches(spec, inside, labelled)
+    patient_reached = spec.patients == "all" or (spec.patients != "none" and inside)
+    if interaction == "revinclude":
+        # Patient?_id=...&_revinclude=Observation:subject: the Observation comes along only when
+        # the role reaches the patient and may search it, and also reaches the Observation.
+        if "s" not in spec.patient_letters:
+            return "forbidden"
+        if not patient_reached:
+            return "empty"
+        return "ok" if reached and "s" in spec.letters else "hidden"
     if interaction == "everything":
         if not {"r", "s"} <= set(spec.patient_letters):
             return "forbidden"
-        patient_reached = spec.patients == "all" or (spec.patients != "none" and inside)
         if not patient_reached:
             return "hidden"
         return "ok" if reached and {"r", "s"} <= set(spec.letters) else "empty"
     if LETTER[interaction] not in spec.letters:
         return "forbidden"
-    if interaction == "search":
+    if interaction in ("search", "history-type", "compartment"):
         return "ok" if reached else "empty"
     if interaction == "create":
         return "ok" if reached else "forbidden"
@@ -204,6 +225,31 @@ def counted_repository(world: World, role: str) -> tuple[RecordRepository, Count
     return repo, store
 
 
+def batch_read(world: World, repo: RecordRepository, target: str) -> str:
+    """The status of a batch's one entry, ``GET Observation/{target}``, through the counted
+    repository."""
+    container = world.container
+    search = SearchService(
+        repo, pages=container.pages, limits=container.settings.limits, clock=container.clock
+    )
+    bundles = BundleService(
+        repo,
+        search=search,
+        max_entries=container.settings.limits.max_json_array,
+        now=container.clock.now,
+    )
+    answer = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": f"Observation/{target}"}}],
+        },
+        base="http://h/fhir",
+        representation=True,
+    )
+    return str(answer["entry"][0]["response"]["status"])
+
+
 def run(clinic: Clinic, role: str, interaction: str, inside: bool, labelled: bool) -> str:
     world = clinic.world
     repo, store = counted_repository(world, role)
@@ -218,6 +264,31 @@ def run(clinic: Clinic, role: str, interaction: str, inside: bool, labelled: boo
                 repo.vread("Observation", target, 1)
             case "history":
                 repo.history(res_type="Observation", res_id=target)
+            case "history-type":
+                versions = repo.history(res_type="Observation", count=1000).page
+                return "ok" if target in {v.res_id for v in versions} else "empty"
+            case "compartment":
+                request = parse_search(
+                    "Observation", [("_id", target)], ctx=Context(now_us=0), default_count=10,
+                    max_count=10,
+                )  # fmt: skip
+                page = repo.search(request, compartment=patient)
+                assert page.total == len(page.matches)
+                return "ok" if [s.res_id for s in page.matches] == [target] else "empty"
+            case "revinclude":
+                request = parse_search(
+                    "Patient", [("_id", patient), ("_revinclude", "Observation:subject")],
+                    ctx=Context(now_us=0), default_count=10, max_count=10,
+                )  # fmt: skip
+                page = repo.search(request)
+                if not page.matches:
+                    return "empty"
+                return "ok" if target in {s.res_id for s in page.included} else "hidden"
+            case "batch":
+                status = batch_read(world, repo, target)
+                if not status.startswith("200"):
+                    assert store.bodies == 0, f"{role} batch: a refused entry fetched a body"
+                    return {"403": "forbidden", "404": "hidden"}[status[:3]]
             case "search":
                 request = parse_search(
                     "Observation", [("_id", target)], ctx=Context(now_us=0), default_count=10,
