@@ -29,12 +29,29 @@ from hearth.auth import (
 from hearth.auth.oauth.tokens import TokenKeys
 from hearth.auth.sessions import SessionTimeouts
 from hearth.auth.throttle import DEFAULT_THROTTLE, ThrottlePolicy
+from hearth.backupfmt import (
+    ManifestSigner,
+    ManifestVerifier,
+    SegmentDecryptor,
+    SegmentEncryptor,
+    format_identity_file,
+    format_recipients_file,
+    parse_identity_file,
+    parse_recipients,
+)
 from hearth.crypto import (
     FileKek,
     KeyEncryptionKey,
     KeyPurpose,
     PassphraseKek,
     create_key_file,
+)
+from hearth.crypto.backup import (
+    AgeDecryptor,
+    AgeEncryptor,
+    Ed25519ManifestSigner,
+    Ed25519ManifestVerifier,
+    generate_backup_identity,
 )
 from hearth.domain import (
     Alarm,
@@ -129,6 +146,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from hearth.services.backup import BackupService
     from hearth.targets import BackupTarget
 
 log = logging.getLogger("hearth")
@@ -871,3 +889,261 @@ def migrate_database(settings: Settings) -> tuple[str | None, str | None]:
         return before, current_revision(db)
     finally:
         db.dispose()
+
+
+# -- backups (docs/operations.md, "Backups") -----------------------------------------------------
+
+#: The age recipients backups are encrypted to, one per line (public: kept in the instance home).
+BACKUP_RECIPIENTS_FILE = "backup-recipients.txt"
+#: Trusted manifest-signing public keys (hex, one per line): older keys stay after a rotation.
+BACKUP_SIGNING_PUBLIC_FILE = "backup-signing.pub"
+BACKUP_SIGNING_KEY_FILE = "backup-signing.key"
+
+
+def backup_recipients_path(settings: Settings) -> Path:
+    """``[backup] recipients_file``, by default ``HOME/backup-recipients.txt``."""
+    return settings.backup.recipients_file or settings.home / BACKUP_RECIPIENTS_FILE
+
+
+def backup_signing_key_path(settings: Settings) -> Path:
+    """The manifest-signing key lives beside the key-encryption key file (never in data/)."""
+    if settings.keys.kind == "file" and settings.keys.file is not None:
+        return settings.keys.file.parent / BACKUP_SIGNING_KEY_FILE
+    return settings.home / "keys" / BACKUP_SIGNING_KEY_FILE
+
+
+class BackupKeys:
+    """What backups need from the instance's key files."""
+
+    def __init__(
+        self,
+        recipients: list[str],
+        signer: ManifestSigner | None,
+        public_keys: list[bytes],
+    ) -> None:
+        self.recipients = recipients
+        self.signer = signer
+        self.public_keys = public_keys
+
+    @property
+    def encryptor(self) -> SegmentEncryptor | None:
+        return AgeEncryptor(self.recipients) if self.recipients else None
+
+    @property
+    def verifier(self) -> ManifestVerifier:
+        return Ed25519ManifestVerifier(self.public_keys)
+
+
+def _read_seed(path: Path) -> bytes:
+    try:
+        seed = bytes.fromhex(path.read_text("ascii").strip())
+    except (OSError, ValueError):
+        raise HearthError(
+            errors.KEY_UNAVAILABLE, f"The backup signing key {path} is missing or damaged."
+        ) from None
+    if len(seed) != 32:
+        raise HearthError(errors.KEY_UNAVAILABLE, f"The backup signing key {path} is damaged.")
+    return seed
+
+
+def load_backup_keys(settings: Settings) -> BackupKeys:
+    home = settings.home
+    recipients_path = backup_recipients_path(settings)
+    recipients = (
+        parse_recipients(recipients_path.read_text("utf-8")) if recipients_path.exists() else []
+    )
+    key_path = backup_signing_key_path(settings)
+    signer = Ed25519ManifestSigner(_read_seed(key_path)) if key_path.exists() else None
+    public: list[bytes] = []
+    public_path = home / BACKUP_SIGNING_PUBLIC_FILE
+    if public_path.exists():
+        for raw in public_path.read_text("ascii").splitlines():
+            line = raw.split("#", 1)[0].strip()
+            if line:
+                try:
+                    public.append(bytes.fromhex(line))
+                except ValueError:
+                    raise HearthError(
+                        errors.KEY_UNAVAILABLE, f"{public_path} holds a malformed key."
+                    ) from None
+    if signer is not None and signer.public_key not in public:
+        public.append(signer.public_key)
+    return BackupKeys(recipients, signer, public)
+
+
+class NewBackupRecipient:
+    def __init__(
+        self, identity_file: Secret, recipient: str, recipients: list[str], signing_key_id: str,
+        signing_public_hex: str, signing_created: bool,
+    ) -> None:  # fmt: skip
+        self.identity_file = identity_file
+        self.recipient = recipient
+        self.recipients = recipients
+        self.signing_key_id = signing_key_id
+        self.signing_public_hex = signing_public_hex
+        self.signing_created = signing_created
+
+
+def create_backup_recipient(
+    settings: Settings,
+    *,
+    add: bool = False,
+    clock: Clock | None = None,
+    random: Random | None = None,
+) -> NewBackupRecipient:
+    """Generate an age identity for the operator to keep offline, record its recipient in
+    ``HOME/backup-recipients.txt`` (replacing the list, or adding to it with ``add``), and make
+    sure the manifest-signing key exists (created once, beside the key-encryption key, its
+    public half listed in ``HOME/backup-signing.pub``). The identity is returned, never stored."""
+    clock = clock or SystemClock()
+    random = random or SystemRandom()
+    home = settings.home
+    identity, recipient = generate_backup_identity(random)
+    recipients_path = backup_recipients_path(settings)
+    existing = (
+        parse_recipients(recipients_path.read_text("utf-8"))
+        if add and recipients_path.exists()
+        else []
+    )
+    recipients = [*existing, recipient]
+    key_path = backup_signing_key_path(settings)
+    created = False
+    if not key_path.exists():
+        check_key_file_location(home, key_path)
+        key_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(random.token_bytes(32).hex() + "\n")
+        created = True
+    signer = Ed25519ManifestSigner(_read_seed(key_path))
+    public_path = home / BACKUP_SIGNING_PUBLIC_FILE
+    known = public_path.read_text("ascii") if public_path.exists() else ""
+    if signer.public_key.hex() not in known:
+        write_config(public_path, known + signer.public_key.hex() + "\n")
+    write_config(recipients_path, format_recipients_file(recipients))
+    return NewBackupRecipient(
+        format_identity_file(identity, recipient, clock.now()),
+        recipient,
+        recipients,
+        signer.key_id,
+        signer.public_key.hex(),
+        created,
+    )
+
+
+def backup_decryptor(identity_file: Path) -> SegmentDecryptor:
+    """The operator's identity file (``hearth keys backup-recipient`` wrote it)."""
+    try:
+        text = identity_file.read_text("utf-8")
+    except OSError:
+        raise HearthError(
+            errors.BACKUP_ARGUMENT, f"The identity file {identity_file} cannot be read."
+        ) from None
+    return AgeDecryptor(parse_identity_file(text))
+
+
+def default_backup_targets(settings: Settings) -> list[BackupTarget]:
+    """Every ``[[backup.targets]]``; without any, one local directory: ``HOME/backups``
+    (named ``local``, in the primary region)."""
+    if settings.backup.targets:
+        return open_targets(settings)
+    from hearth.targets import LocalDirectoryTarget
+
+    region = settings.backup.primary_region
+    return [LocalDirectoryTarget(settings.home / "backups", label="local", region=region)]
+
+
+class _LogAlarms:
+    def raise_alarm(self, alarm: Alarm) -> None:
+        log.error("alarm %s on %s: %s", alarm.kind.value, alarm.subject, alarm.summary)
+
+
+def backup_service(
+    settings: Settings,
+    container: Container | None,
+    *,
+    targets: list[BackupTarget] | None = None,
+    operator: str | None = None,
+    clock: Clock | None = None,
+    random: Random | None = None,
+) -> BackupService:
+    """The backup service. Without a container (the instance's database is gone: disaster
+    recovery) only list, verify and restore work; their actions are logged, and a restore is
+    audited in the restored database itself."""
+    from hearth.services.backup import BackupService
+    from hearth.storage.backup import BackupState, RestoreDatabase, open_snapshot
+
+    keys = load_backup_keys(settings)
+    chosen = targets or default_backup_targets(settings)
+    lock_days = {t.name: settings.backup.lock_days(t) for t in settings.backup.targets}
+    work = settings.home / ".backup"
+    if container is None:
+        return BackupService(
+            targets=chosen,
+            verifier=keys.verifier,
+            encryptor=None,
+            signer=None,
+            snapshot=None,
+            state=None,
+            record=lambda action, outcome, code: log.info("%s: %s", action, outcome.value),
+            restore_database=RestoreDatabase,
+            kek=build_kek(settings),
+            alarms=_LogAlarms(),
+            clock=clock or SystemClock(),
+            random=random or SystemRandom(),
+            instance_id=settings.instance_id,
+            work_dir=work,
+            operator=operator,
+            lock_days=lock_days,
+        )
+    system = container.system_repository("backup", operator=operator)
+    store = container.store
+    return BackupService(
+        targets=chosen,
+        verifier=keys.verifier,
+        encryptor=keys.encryptor,
+        signer=keys.signer,
+        snapshot=lambda: open_snapshot(store),
+        state=BackupState(store),
+        record=lambda action, outcome, code: system.record(action, outcome, code=code),
+        restore_database=RestoreDatabase,
+        kek=container.kek,
+        alarms=container.alarms,
+        clock=clock or container.clock,
+        random=random or container.random,
+        instance_id=settings.instance_id,
+        work_dir=work,
+        operator=operator,
+        lock_days=lock_days,
+    )
+
+
+def write_secret_file(path: Path, text: Secret) -> None:
+    """A new file readable by its owner only (mode 0600); refuses to replace one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise HearthError(errors.BAD_PARAMETER, f"{path} exists; not overwriting it.") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text.reveal())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def resolve_backup_targets(settings: Settings, names: tuple[str, ...] = ()) -> list[BackupTarget]:
+    """The targets ``--target NAME`` names, or every configured one. Until targets are
+    configured in hearth.toml there is one: ``local`` (HOME/backups)."""
+    if not names:
+        return default_backup_targets(settings)
+    if settings.backup.targets:
+        return [open_target(settings, name) for name in dict.fromkeys(names)]
+    chosen = default_backup_targets(settings)
+    unknown = [n for n in names if n != "local"]
+    if unknown:
+        raise HearthError(
+            errors.BACKUP_CONFIG,
+            f"No backup target named {unknown[0]!r}: none is configured in hearth.toml "
+            "([[backup.targets]]), so backups go to HOME/backups ('local').",
+        )
+    return chosen

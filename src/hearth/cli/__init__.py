@@ -59,6 +59,7 @@ for module in (
     keys,
     audit,
     integrity,
+    backup,
     alarm,
     backup,
     token,

@@ -16,7 +16,13 @@ from hearth.cli.common import (
     handle_errors,
     pass_state,
 )
-from hearth.wiring import KEY_PURPOSES, rewrap_keys
+from hearth.domain import HearthError, Outcome, errors
+from hearth.wiring import (
+    KEY_PURPOSES,
+    create_backup_recipient,
+    rewrap_keys,
+    write_secret_file,
+)
 
 
 @click.group("keys")
@@ -149,4 +155,51 @@ def rewrap(state: State, new_key_file: Path) -> None:
     rewrapped = rewrap_keys(state.home, new_key_file)
     click.echo(
         f"Re-wrapped {count(rewrapped, 'key')} under {new_key_file}; hearth.toml now names it."
+    )
+
+
+@command.command("backup-recipient")
+@click.option(
+    "--identity-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the new identity here (mode 0600, must not exist); put it on offline media.",
+)
+@click.option("--print", "print_identity", is_flag=True, help="Print the identity instead.")
+@click.option("--add", is_flag=True, help="Add a recipient instead of replacing the list.")
+@pass_state
+@handle_errors
+def backup_recipient(
+    state: State, identity_out: Path | None, print_identity: bool, add: bool
+) -> None:
+    """Create the age identity backups are encrypted to, and the manifest-signing key.
+
+    The identity (its secret half) is written to --identity-out or printed, never kept by the
+    server: store it offline, it is what opens backups. Its recipient (public half) goes to
+    HOME/backup-recipients.txt. The manifest-signing key is created once, beside the
+    key-encryption key; its public half is listed in HOME/backup-signing.pub: keep a copy of
+    that line with the identity, so backups can be verified when this machine is gone.
+
+    \b
+    Example:
+      hearth --home ./var keys backup-recipient --identity-out /media/offline/hearth-backup.key
+    """
+    if (identity_out is None) == (not print_identity):
+        raise HearthError(errors.BAD_PARAMETER, "Give --identity-out FILE or --print.")
+    if identity_out is not None and identity_out.exists():
+        raise HearthError(errors.BAD_PARAMETER, f"{identity_out} exists; not overwriting it.")
+    with container(state) as c:
+        made = create_backup_recipient(c.settings, add=add, clock=c.clock, random=c.random)
+        if identity_out is not None:
+            write_secret_file(identity_out, made.identity_file)
+        c.system_repository("keys", operator="cli").record("keys.backup_recipient", Outcome.SUCCESS)
+    if print_identity:
+        click.echo(made.identity_file.reveal(), nl=False)
+    else:
+        click.echo(f"Identity written to {identity_out}: keep it offline.")
+    click.echo(f"Recipients ({len(made.recipients)}): {', '.join(made.recipients)}", err=True)
+    click.echo(
+        f"Manifest signing key {made.signing_key_id} "
+        f"({'created' if made.signing_created else 'kept'}), public key "
+        f"{made.signing_public_hex}: keep this line with the identity.",
+        err=True,
     )

@@ -1,0 +1,80 @@
+"""``hearth backup`` and ``hearth keys backup-recipient`` as an operator uses them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hearth.cli import main
+
+
+def run(home: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    home = tmp_path / "home"
+    code, out = run(home, "init", "--json")
+    assert code == 0, out
+    return home
+
+
+def test_backup_commands_end_to_end(home: Path, tmp_path: Path) -> None:
+    identity = tmp_path / "offline" / "id.key"
+    code, out = run(home, "backup", "create")
+    assert code == 1
+    assert "hearth keys backup-recipient" in out
+    code, out = run(home, "keys", "backup-recipient", "--identity-out", str(identity))
+    assert code == 0, out
+    assert oct(identity.stat().st_mode & 0o777) == "0o600"
+    assert identity.read_text().count("AGE-SECRET-KEY-1") == 1
+    assert "AGE-SECRET-KEY" not in (home / "backup-recipients.txt").read_text()
+    code, out = run(home, "keys", "backup-recipient", "--identity-out", str(identity))
+    assert code == 1
+    assert "exists" in out
+    code, out = run(home, "backup", "create", "--json")
+    assert code == 0, out
+    first = json.loads(out)
+    assert first["kind"] == "full"
+    code, out = run(home, "backup", "create", "--json")
+    second = json.loads(out)
+    assert second["kind"] == "incremental"
+    code, out = run(home, "backup", "list", "--json")
+    assert [b["backup_id"] for b in json.loads(out)] == [first["backup_id"], second["backup_id"]]
+    code, out = run(home, "backup", "verify", "--json", "--identity", str(identity))
+    assert code == 0, out
+    assert json.loads(out)["ok"] is True
+    code, out = run(home, "backup", "verify", "--deep", "--identity", str(identity))
+    assert code == 0, out
+    assert "all verified" in out
+    restored = tmp_path / "restored.db"
+    args = ["backup", "restore", second["backup_id"], "--into", f"sqlite:///{restored}"]
+    code, out = run(home, *args)
+    assert code == 1
+    assert "--identity" in out
+    code, out = run(home, *args, "--identity", str(identity), "--json")
+    assert code == 0, out
+    assert json.loads(out)["sequence"] == second["sequence"]["to"]
+    code, out = run(home, *args, "--identity", str(identity))
+    assert code == 1
+    assert "not empty" in out
+    code, out = run(home, *args, "--identity", str(identity), "--at", "yesterday")
+    assert code == 1
+    assert "--at is a version sequence number or a time" in out
+    code, out = run(home, "backup", "restore", "nonsense", "--into", "sqlite:///x.db",
+                    "--identity", str(identity))  # fmt: skip
+    assert code == 1
+    assert "Not a backup id" in out
+    code, out = run(home, "backup", "drill", "--identity", str(identity), "--json")
+    assert code == 0, out
+    assert json.loads(out)["rto_seconds"] > 0
+    code, out = run(home, "backup", "create", "--target", "nowhere")
+    assert code == 1
+    assert "No backup target named 'nowhere'" in out
+    code, out = run(home, "audit", "verify", "--json")
+    assert code == 0, out

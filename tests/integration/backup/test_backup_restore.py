@@ -1,0 +1,249 @@
+"""Backup and restore end to end on every engine: full, incremental, point in time, refusals."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from hearth.domain import HearthError
+from hearth.domain.errors import BACKUP_ARGUMENT
+from hearth.services.integrity import verify_integrity
+from hearth.storage.repository import from_us
+from tests.integration.backup.conftest import Backups, container_on, resources, rows, seed
+from tests.support import admin
+
+pytestmark = pytest.mark.engines
+
+
+def versions(url: str) -> list[tuple[object, ...]]:
+    return rows(url, "resource_version", "seq")
+
+
+def assert_sound(backups: Backups, url: str, home: Path) -> dict[tuple[str, str, int], object]:
+    """The restored database passes integrity verify (MACs, pointers, audit chain, every write
+    audited) and its resources, opened through the gate, are returned."""
+    copy = container_on(backups.settings, url, home)
+    try:
+        report = verify_integrity(copy.system_repository("test"))
+        assert report.ok, (report.version_findings, report.audit.findings)
+        return resources(copy)  # type: ignore[return-value]
+    finally:
+        copy.close()
+
+
+def test_full_and_incremental_restore_equal(
+    backups: Backups, restore_url: Callable[[], str], tmp_path: Path
+) -> None:
+    source = backups.instance
+    seed(source, tag="A")
+    full = backups.service.create()
+    assert full.kind == "full"
+    seed(source, 3, tag="B")
+    incremental = backups.service.create()
+    assert incremental.kind == "incremental"
+    assert incremental.sequence_from == full.sequence_to + 1
+    # Incremental holds only the new versions and audit entries.
+    assert incremental.rows["resource_version"] == incremental.sequence_to - full.sequence_to
+    url = restore_url()
+    restored = backups.service.restore(incremental.backup_id, into=url, decryptor=backups.decryptor)
+    assert restored.sequence == incremental.sequence_to
+    listed = {b.backup_id: b for b in backups.service.list_backups()}
+    assert set(listed) == {full.backup_id, incremental.backup_id}
+    assert versions(url) == versions(source.settings_url)
+    for table, order in (("user_account", "user_id"), ("crypto_key", "key_id")):
+        assert rows(url, table, order) == rows(source.settings_url, table, order)
+    assert assert_sound(backups, url, tmp_path / "copy") == resources(source.container)
+
+
+def test_merkle_root_of_restore_is_the_chain_root(
+    backups: Backups, restore_url: Callable[[], str]
+) -> None:
+    seed(backups.instance)
+    first = backups.service.create()
+    seed(backups.instance, 2, tag="C")
+    second = backups.service.create()
+    restored = backups.service.restore(
+        second.backup_id, into=restore_url(), decryptor=backups.decryptor
+    )
+    manifest = backups.service._manifest(backups.target, second.backup_id)
+    assert restored.merkle_root == manifest.merkle.chain_root
+    assert first.backup_id == manifest.previous.backup_id  # type: ignore[union-attr]
+
+
+def test_point_in_time_by_sequence_and_by_time(
+    backups: Backups, restore_url: Callable[[], str], tmp_path: Path
+) -> None:
+    source = backups.instance
+    clock_ids = seed(source, 3, tag="A")
+    full = backups.service.create()
+    seed(source, 3, tag="B")
+    backups.service.create()
+    seed(source, 2, tag="D")
+    last = backups.service.create()
+    everything = versions(source.settings_url)
+    # A point inside the second backup and one inside the full backup.
+    for point in (full.sequence_to + 3, 4):
+        url = restore_url()
+        restored = backups.service.restore(
+            last.backup_id, into=url, decryptor=backups.decryptor, at_seq=point
+        )
+        assert restored.sequence == point
+        assert versions(url) == everything[:point]
+        opened = assert_sound(backups, url, tmp_path / f"pit{point}")
+        assert len(opened) == point
+    # By time: just before the write of version full.to + 2.
+    ts = int(everything[full.sequence_to + 1][4])  # type: ignore[call-overload]
+    url = restore_url()
+    restored = backups.service.restore(
+        last.backup_id, into=url, decryptor=backups.decryptor, at_time=from_us(ts - 1)
+    )
+    assert restored.sequence <= full.sequence_to + 1
+    assert versions(url) == everything[: restored.sequence]
+    assert_sound(backups, url, tmp_path / "pit-time")
+    assert clock_ids
+
+
+def test_point_outside_the_chain_is_refused(
+    backups: Backups, restore_url: Callable[[], str]
+) -> None:
+    seed(backups.instance, 2)
+    made = backups.service.create()
+    with pytest.raises(HearthError) as caught:
+        backups.service.restore(
+            made.backup_id,
+            into=restore_url(),
+            decryptor=backups.decryptor,
+            at_seq=made.sequence_to + 1,
+        )
+    assert caught.value.code is BACKUP_ARGUMENT
+
+
+def test_non_empty_target_is_refused_without_force(
+    backups: Backups, restore_url: Callable[[], str], tmp_path: Path
+) -> None:
+    seed(backups.instance, 2)
+    made = backups.service.create()
+    url = restore_url()
+    backups.service.restore(made.backup_id, into=url, decryptor=backups.decryptor)
+    before = versions(url)
+    with pytest.raises(HearthError) as caught:
+        backups.service.restore(made.backup_id, into=url, decryptor=backups.decryptor)
+    assert caught.value.code is BACKUP_ARGUMENT
+    assert "not empty" in caught.value.detail
+    assert versions(url) == before
+    backups.service.restore(made.backup_id, into=url, decryptor=backups.decryptor, force=True)
+    assert versions(url) == before
+    assert_sound(backups, url, tmp_path / "forced")
+
+
+def test_backup_while_writes_continue(
+    backups: Backups, restore_url: Callable[[], str], tmp_path: Path
+) -> None:
+    """Writers never wait for the snapshot, and the backup is one consistent state: the
+    restore's own checks (contiguous versions, counter, chain root, audit head) pass."""
+    source = backups.instance
+    seed(source, 3)
+    records = source.container.records(admin())
+    stop = threading.Event()
+    written = [0]
+
+    def write() -> None:
+        while not stop.is_set():
+            records.create("Patient", {"resourceType": "Patient", "active": True})
+            written[0] += 1
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        made = [backups.service.create() for _ in range(3)]
+    finally:
+        stop.set()
+        writer.join()
+    assert written[0] > 0
+    url = restore_url()
+    restored = backups.service.restore(made[-1].backup_id, into=url, decryptor=backups.decryptor)
+    assert restored.sequence == made[-1].sequence_to
+    assert versions(url) == versions(source.settings_url)[: restored.sequence]
+    assert_sound(backups, url, tmp_path / "online")
+
+
+def test_verify_and_drill(backups: Backups) -> None:
+    seed(backups.instance, 2)
+    first = backups.service.create()
+    seed(backups.instance, 1, tag="E")
+    backups.service.create()
+    plain = backups.service.verify()
+    assert plain.ok, plain.to_json()
+    assert "note" in plain.targets["t1"]
+    full = backups.service.verify(decryptor=backups.decryptor, deep=True)
+    assert full.ok, full.to_json()
+    assert full.deep is not None
+    assert full.deep["ok"]
+    one = backups.service.verify(first.backup_id, decryptor=backups.decryptor)
+    assert one.ok
+    assert [b["backup_id"] for b in one.targets["t1"]["backups"]] == [first.backup_id]
+    drill = backups.service.drill(decryptor=backups.decryptor)
+    assert drill.rto_seconds > 0
+    assert drill.rpo_seconds is not None
+    assert drill.rpo_seconds >= 0
+    recorded = backups.service.last_drill()
+    assert recorded is not None
+    assert recorded["backup_id"] == drill.backup_id
+
+
+def test_iter_backup_rows(backups: Backups) -> None:
+    seed(backups.instance, 2)
+    first = backups.service.create()
+    seed(backups.instance, 2, tag="F")
+    second = backups.service.create()
+    got = list(
+        backups.service.iter_backup_rows(
+            second.backup_id, decryptor=backups.decryptor, tables=["resource_version"]
+        )
+    )
+    assert [r["seq"] for _t, r in got] == list(range(1, second.sequence_to + 1))
+    assert versions(backups.instance.settings_url) == [tuple(r.values()) for _t, r in got]
+    early = list(
+        backups.service.iter_backup_rows(
+            second.backup_id,
+            decryptor=backups.decryptor,
+            tables=["resource_version"],
+            at=first.sequence_to,
+        )
+    )
+    assert len(early) == first.sequence_to
+    users = list(
+        backups.service.iter_backup_rows(
+            second.backup_id, decryptor=backups.decryptor, tables=["user_account"]
+        )
+    )
+    assert users
+    assert all(t == "user_account" for t, _r in users)
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=False)
+def test_sqlite_backup_restores_into_postgresql_and_mariadb(
+    backups: Backups, tmp_path: Path
+) -> None:
+    """Back up SQLite, restore into each server engine that was asked for."""
+    from tests.conftest import _server_database, requested_engines
+
+    seed(backups.instance, 3)
+    made = backups.service.create()
+    source = versions(backups.instance.settings_url)
+    for engine in [e for e in requested_engines() if e != "sqlite"]:
+        gen = _server_database(engine)
+        url = next(gen)
+        try:
+            restored = backups.service.restore(
+                made.backup_id, into=url, decryptor=backups.decryptor
+            )
+            assert restored.engine == engine
+            assert versions(url) == source
+            assert_sound(backups, url, tmp_path / engine)
+        finally:
+            for _ in gen:
+                pass
