@@ -483,7 +483,11 @@ class BackupService:
                 break
             backup_id = new_backup_id(created, self._random)
         else:
-            raise HearthError(BACKUP_ARGUMENT, "Backups this close together: try again.")
+            raise HearthError(
+                BACKUP_ARGUMENT,
+                f"Backups this close together: try again ({backup_id} after "
+                f"{previous.backup_id if previous else None}).",
+            )
         locked = [self._lock_days.get(t.label, 0) for t in self.targets if t.supports_immutability]
         days = max(locked, default=0)
         spool = TargetSpool(
