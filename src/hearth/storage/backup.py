@@ -83,9 +83,10 @@ APPEND_TABLES: dict[str, str] = {
     "audit_checkpoint": "audit",
     "audit_patient": "audit",
 }
-DERIVED_TABLES = frozenset(
-    {"resource_current", "search_resource", "search_hash", "search_reference", "search_compartment"}
-)
+#: Rebuilt on restore: the current pointers, and every search index table (``search_*``, which
+#: ``hearth reindex`` rebuilds from the versions), whatever index tables later migrations add.
+DERIVED_TABLES = frozenset({"resource_current"})
+DERIVED_PREFIX = "search_"
 EPHEMERAL_TABLES = frozenset({"web_session"})
 
 Row = tuple[Any, ...]
@@ -115,12 +116,16 @@ class TablePlan:
         return keys
 
 
+def is_derived(name: str) -> bool:
+    return name in DERIVED_TABLES or name.startswith(DERIVED_PREFIX)
+
+
 def backup_plan() -> list[TablePlan]:
     """Every table of the schema that a backup holds, the versions table first. A table added
     by a later migration is backed up whole unless it is listed here as something else."""
     plans = [TablePlan(t.metadata.tables[name], kind) for name, kind in APPEND_TABLES.items()]
     for name in sorted(t.metadata.tables):
-        if name in APPEND_TABLES or name in DERIVED_TABLES or name in EPHEMERAL_TABLES:
+        if name in APPEND_TABLES or is_derived(name) or name in EPHEMERAL_TABLES:
             continue
         plans.append(TablePlan(t.metadata.tables[name], None))
     return plans
@@ -412,7 +417,7 @@ class Loader:
             return
         for tbl in t.metadata.tables.values():
             col = tbl.autoincrement_column
-            if col is None or tbl.name in DERIVED_TABLES or tbl.name in EPHEMERAL_TABLES:
+            if col is None or is_derived(tbl.name) or tbl.name in EPHEMERAL_TABLES:
                 continue
             self.conn.execute(
                 text(
