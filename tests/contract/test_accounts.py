@@ -4,14 +4,21 @@ PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from hearth.audit import AuditRecord
+from hearth.auth.oauth.authorization import ApprovedRequest
+from hearth.auth.oauth.discovery import Endpoints
 from hearth.auth.sessions import session_digest
 from hearth.domain import HearthError, Outcome
 from hearth.services.authevents import AuthEvent, auth_record
+from hearth.services.oauth import ClientSpec
 from hearth.storage.accounts import CredentialRow, credential_digest
 from hearth.storage.sessions import SessionRow, SessionSealer, SqlSessionStore
+from hearth.wiring import ADMIN_ROLE
+from tests.oauth_support import pkce_pair
 from tests.support import Instance, SeededRandom
 
 pytestmark = pytest.mark.engines
@@ -120,3 +127,84 @@ def test_session_rows_on_every_engine(instance: Instance) -> None:
     assert [store.add_pin_failure(digest) for _ in range(2)] == [1, 2]
     assert store.delete_user("usr_x") == 1
     assert store.get(digest) is None
+
+
+def _offline_grant(instance: Instance, user_id: str) -> dict[str, object]:
+    """An ``offline_access`` grant for ``user_id`` through a real code exchange: an access
+    token and the first refresh token of a family meant to last ``offline_seconds``."""
+    c = instance.container
+    redirect = "https://app.example/callback"
+    scope = "patient/*.rs offline_access"
+    client, _ = c.clients.register(
+        ClientSpec(
+            name="Charts",
+            kind="app",
+            auth_method="none",
+            scope=scope,
+            redirect_uris=(redirect,),
+        ),
+        by="test",
+    )
+    verifier, challenge = pkce_pair()
+    code = c.tokens.issue_code(
+        ApprovedRequest(
+            client_id=client.client_id,
+            redirect_uri=redirect,
+            code_challenge=challenge,
+            subject=user_id,
+            roles=(ADMIN_ROLE,),
+            scope=scope,
+        ),
+        source=None,
+    )
+    body = c.tokens.exchange_code(
+        client,
+        {"code": code, "code_verifier": verifier, "redirect_uri": redirect},
+        endpoints=Endpoints("https://localhost/fhir"),
+        certificate=None,
+        source=None,
+    )
+    return {"client": client, **body}
+
+
+def test_reset_mfa_ends_everything_disable_ends(instance: Instance) -> None:
+    """After a compromise the administrator resets the user's credentials: their sessions,
+    API tokens and OAuth grants (an offline_access refresh family included) all end, audited,
+    while the account stays enabled for the new set-up link."""
+    c = instance.container
+    info, _ = c.users.add("dave", roles=frozenset({ADMIN_ROLE}), by="test")
+    api_token = c.users.issue_api_token("dave", ttl=timedelta(hours=1), by="test")
+    assert c.authenticator.authenticate_bearer(api_token, source=None).subject == info.user_id
+    grant = _offline_grant(instance, info.user_id)
+    endpoints = Endpoints("https://localhost/fhir")
+    access = str(grant["access_token"])
+    principal = c.authenticator.authenticate_bearer(access, source=None, endpoints=endpoints)
+    assert principal.subject == info.user_id
+    session = c.sessions.establish(
+        None, user_id=info.user_id, amr=("pwd", "otp", "mfa"), source=None, second_factor=True
+    )
+
+    link, ended, revoked = c.users.reset_mfa("dave", by="usr_admin")
+
+    assert link.username == "dave"
+    assert (ended, revoked) == (1, 2)  # one session; one API token and one grant
+    assert c.sessions.load(session.session_id) is None
+    assert c.users.get("dave").status == "active"
+    for token in (api_token, access):
+        with pytest.raises(HearthError) as refused:
+            c.authenticator.authenticate_bearer(token, source=None, endpoints=endpoints)
+        assert refused.value.status == 401
+    with pytest.raises(HearthError) as ended_family:
+        c.tokens.refresh(
+            grant["client"],  # type: ignore[arg-type]
+            {"refresh_token": str(grant["refresh_token"])},
+            endpoints=endpoints,
+            certificate=None,
+            source=None,
+        )
+    assert ended_family.value.code.code == "HRT-0422"  # invalid_grant
+    with c.store.read() as conn:
+        actions = [(r.action, r.actor) for r in c.store.iter_audit(conn)]
+    assert ("mfa.reset", "usr_admin") in actions
+    assert ("token.revoke", "usr_admin") in actions
+    assert ("oauth.token.revoke", "usr_admin") in actions

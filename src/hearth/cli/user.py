@@ -6,12 +6,17 @@ from datetime import timedelta
 
 import click
 
-from hearth.cli.common import State, container, emit_json, handle_errors, pass_state
+from hearth.cli.common import State, container, count, emit_json, handle_errors, pass_state
 from hearth.cli.serve import console_url
 from hearth.services.users import SetUpLink, UserInfo
 from hearth.settings import Settings
 
 _BY = "cli"
+
+
+def _tokens(n: int) -> str:
+    """API tokens and OAuth grants (each grant with its access and refresh tokens)."""
+    return count(n, "API token or app grant", "API tokens and app grants")
 
 
 def _link_url(settings: Settings, link: SetUpLink) -> str:
@@ -125,7 +130,7 @@ def list_users(state: State, as_json: bool) -> None:
 @pass_state
 @handle_errors
 def disable(state: State, username: str) -> None:
-    """Disable USERNAME: every session ends and every API token is revoked at once.
+    """Disable USERNAME: every session ends and every API token and app grant is revoked.
 
     \b
     Example:
@@ -133,7 +138,7 @@ def disable(state: State, username: str) -> None:
     """
     with container(state) as c:
         ended, revoked = c.users.disable(username, by=_BY)
-    click.echo(f"Disabled {username}: ended {ended} sessions, revoked {revoked} API tokens.")
+    click.echo(f"Disabled {username}: ended {count(ended, 'session')}, revoked {_tokens(revoked)}.")
 
 
 @command.command("enable")
@@ -175,15 +180,21 @@ def unlock(state: State, username: str) -> None:
 @handle_errors
 def reset_mfa(state: State, username: str, link_hours: int) -> None:
     """Remove every credential of USERNAME (password, app, keys, PIN, recovery codes), end
-    their sessions, and print a new one-time set-up link. Check who they are first.
+    their sessions, revoke their API tokens and app grants (OAuth access and refresh tokens),
+    and print a new one-time set-up link. Check who they are first.
 
     \b
     Example:
       hearth user reset-mfa alice
     """
     with container(state) as c:
-        link, ended = c.users.reset_mfa(username, by=_BY, link_ttl=timedelta(hours=link_hours))
-        click.echo(f"Reset the credentials of {username}; ended {ended} sessions.")
+        link, ended, revoked = c.users.reset_mfa(
+            username, by=_BY, link_ttl=timedelta(hours=link_hours)
+        )
+        click.echo(
+            f"Reset the credentials of {username}: ended {count(ended, 'session')}, "
+            f"revoked {_tokens(revoked)}."
+        )
         _show_link(c.settings, link)
 
 

@@ -263,10 +263,16 @@ class UserService:
 
     def reset_mfa(
         self, username: str, *, by: str, link_ttl: timedelta = timedelta(hours=24)
-    ) -> tuple[SetUpLink, int]:
+    ) -> tuple[SetUpLink, int, int]:
         """Remove every credential of a user (password, TOTP, recovery codes, keys, PIN), end
-        their sessions, and give a new set-up link (ASVS v5.0.0-6.4.4: replacing a lost factor
-        goes through the administrator, who proves who the user is)."""
+        their sessions, revoke their API tokens and OAuth grants, and give a new set-up link
+        (ASVS v5.0.0-6.4.4: replacing a lost factor goes through the administrator, who proves
+        who the user is). Returns (link, sessions ended, tokens and grants revoked).
+
+        A reset is what an administrator does after a compromise, so it ends everything
+        ``disable`` ends: a refresh-token family issued to an app (up to ``offline_seconds``
+        long) would otherwise outlive the credentials that let it be granted (ASVS
+        v5.0.0-7.4.2)."""
         user = self._user(username)
         self._accounts.reset_credentials(
             user.user_id,
@@ -274,5 +280,6 @@ class UserService:
             [self._record(AuthEvent.MFA_RESET, by, user.user_id)],
         )
         ended = self._sessions.end_user(user.user_id, reason="credentials-reset")
+        revoked = self._authenticator.revoke_all(user.user_id, by=by)
         self._throttle.unlocked(user.username)
-        return self.set_up_link(user.username, by=by, ttl=link_ttl), ended
+        return self.set_up_link(user.username, by=by, ttl=link_ttl), ended, revoked

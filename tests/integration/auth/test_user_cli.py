@@ -48,6 +48,7 @@ def test_user_add_list_roles_disable_enable_reset(tmp_path: Path) -> None:
     assert hearth(home, "user", "enable", "alice").exit_code == 0
     reset = hearth(home, "user", "reset-mfa", "alice")
     assert "enrol?token=hrt_" in reset.output
+    assert "ended 0 sessions, revoked 0 API tokens and app grants" in reset.output
     assert hearth(home, "user", "unlock", "alice").exit_code == 0
     assert hearth(home, "user", "roles", "alice", "--role", "bootstrap-admin").exit_code == 0
     assert "enrol?token=" in hearth(home, "user", "link", "admin").output
