@@ -89,6 +89,7 @@ from hearth.services.oauth import (
 )
 from hearth.services.paging import PageTokens
 from hearth.services.records import RecordService
+from hearth.services.repair import BackupVersions, RepairReport, repair_from_backup
 from hearth.services.scanner import IntegrityScanner, ScannerThread
 from hearth.services.search import SearchService
 from hearth.services.sessions import SessionService
@@ -603,6 +604,18 @@ class Container:
             settings=self.settings.integrity,
             alarms=self.alarms,
             holder=os.getpid(),
+        )
+
+    def integrity_repair(
+        self, backup: BackupVersions, *, dry_run: bool, operator: str | None = None
+    ) -> RepairReport:
+        """Repair the scanner's findings from ``backup`` (``hearth integrity repair``),
+        audited as ``system:integrity-repair``."""
+        return repair_from_backup(
+            lambda: self.system_repository("integrity-repair", operator=operator),
+            backup,
+            clock=self.clock,
+            dry_run=dry_run,
         )
 
     def start_scanner(self) -> ScannerThread | None:

@@ -22,11 +22,19 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from hearth.backupfmt import SegmentDecryptor
 from hearth.domain import Clock, HearthError, Outcome, errors
+from hearth.services.backup import VERSIONS, BackupService
 from hearth.storage import SystemRepository, to_us
 from hearth.storage.scan import FindingState, ScanFinding, ScanKind
 
-__all__ = ["BackupVersions", "RepairItem", "RepairReport", "repair_from_backup"]
+__all__ = [
+    "BackupVersions",
+    "RepairItem",
+    "RepairReport",
+    "ServiceBackup",
+    "repair_from_backup",
+]
 
 
 class BackupVersions(Protocol):
@@ -44,6 +52,56 @@ class BackupVersions(Protocol):
         deleted, key_id, body, mac_key_id, mac)``, returned only after every segment read and
         the chain's Merkle root verified. Raise ``HearthError`` otherwise."""
         ...
+
+
+_VERSION_COLUMNS = (
+    "seq",
+    "res_type",
+    "res_id",
+    "version",
+    "ts_us",
+    "deleted",
+    "key_id",
+    "body",
+    "mac_key_id",
+    "mac",
+)
+
+
+class ServiceBackup:
+    """One backup, read through the backup service (``hearth.services.backup``) with the
+    operator's identity."""
+
+    def __init__(self, service: BackupService, backup_id: str, decryptor: SegmentDecryptor) -> None:
+        self.backup_id = backup_id
+        self._service = service
+        self._decryptor = decryptor
+
+    def verify(self) -> int:
+        result = self._service.verify(self.backup_id, decryptor=self._decryptor)
+        if not result.ok:
+            raise HearthError(
+                errors.REPAIR_REFUSED,
+                f"`hearth backup verify {self.backup_id}` fails on "
+                + ", ".join(sorted(t for t, r in result.targets.items() if not r.get("ok"))),
+            )
+        for info in self._service.list_backups():
+            if info.backup_id == self.backup_id:
+                return info.sequence_to
+        raise HearthError(errors.REPAIR_REFUSED, f"There is no backup {self.backup_id}.")
+
+    def versions(self, seqs: AbstractSet[int]) -> dict[int, tuple[Any, ...]]:
+        out: dict[int, tuple[Any, ...]] = {}
+        rows = self._service.iter_backup_rows(
+            self.backup_id, decryptor=self._decryptor, tables=[VERSIONS]
+        )
+        # Every row is read, so that the chain's Merkle root is checked (at the end) before
+        # any copy is used; only the wanted ones are kept.
+        for table, values in rows:
+            seq = int(values["seq"])
+            if table == VERSIONS and seq in seqs:
+                out[seq] = tuple(values[c] for c in _VERSION_COLUMNS)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
