@@ -274,3 +274,28 @@ def test_background_scanner_runs_in_a_served_app(instance: Instance) -> None:
         f"version seq 2 Patient/{ids[1]}/_history/1: MAC does not match "
         "(edited MAC, time, deletion flag or sequence)"
     ]
+
+
+def test_tampered_care_relationship_row(clean: Any) -> None:
+    """A care link removed from the index (which would hide a patient from their clinician,
+    or, added, show one to someone else) is found."""
+    instance, _ids, scan, alarms = clean
+    records = instance.container.records(admin())
+    doctor = records.create("Practitioner", {"resourceType": "Practitioner"}).res_id
+    patient = records.create(
+        "Patient",
+        {
+            "resourceType": "Patient",
+            "generalPractitioner": [{"reference": f"Practitioner/{doctor}"}],
+        },
+    )
+    assert scan.tick() is not None
+    assert scalar(instance, "SELECT COUNT(*) FROM search_care_link WHERE seq = 10") == 1
+    sql(instance, "DELETE FROM search_care_link WHERE seq = 10")
+    report = scan.tick()
+    assert report is not None
+    assert named(report) == [
+        f"index seq 10 Patient/{patient.res_id}/_history/1: care relationship rows "
+        "(search_care_link) disagree with the current version"
+    ]
+    assert_alarmed_once(scan, alarms, f"Patient/{patient.res_id}")

@@ -394,6 +394,8 @@ class ScanRepository:
             return "reference index rows (search_reference) disagree with the current version"
         if stored.patients.get(seq, set()) != expected.patients:
             return "compartment rows (search_compartment) disagree with the current version"
+        if stored.links.get(seq, set()) != set(expected.links):
+            return "care relationship rows (search_care_link) disagree with the current version"
         return None
 
     def newest_seqs(self, resources: Iterable[tuple[str, str]]) -> set[int]:

@@ -235,15 +235,22 @@ class StoredIndex:
     refs: dict[int, set[tuple[str, str, str]]]  # seq -> {(param, target type, target id)}
     ref_types: dict[int, set[str]]  # seq -> the res_type column of its reference rows
     patients: dict[int, set[str]]
+    links: dict[int, set[tuple[str, str, str]]]  # seq -> {(actor type, actor id, patient)}
 
     def seqs(self) -> set[int]:
-        return set(self.resources) | set(self.hashes) | set(self.refs) | set(self.patients)
+        return (
+            set(self.resources)
+            | set(self.hashes)
+            | set(self.refs)
+            | set(self.patients)
+            | set(self.links)
+        )
 
 
 def stored_index(conn: Connection, *, after_seq: int, upto_seq: int) -> StoredIndex:
     """Every index row whose ``seq`` is in ``(after_seq, upto_seq]``, one statement a table."""
     r, x, p = t.search_resource, t.search_reference, t.search_compartment
-    index = StoredIndex({}, {}, {}, {}, {})
+    index = StoredIndex({}, {}, {}, {}, {}, {})
     for seq, res_type, res_id, ts_us in conn.execute(
         select(r.c.seq, r.c.res_type, r.c.res_id, r.c.ts_us).where(
             r.c.seq > after_seq, r.c.seq <= upto_seq
@@ -265,6 +272,13 @@ def stored_index(conn: Connection, *, after_seq: int, upto_seq: int) -> StoredIn
         select(p.c.seq, p.c.patient_id).where(p.c.seq > after_seq, p.c.seq <= upto_seq)
     ):
         index.patients.setdefault(int(seq), set()).add(patient)
+    link = t.search_care_link
+    for seq, actor_type, actor_id, patient in conn.execute(
+        select(link.c.seq, link.c.actor_type, link.c.actor_id, link.c.patient_id).where(
+            link.c.seq > after_seq, link.c.seq <= upto_seq
+        )
+    ):
+        index.links.setdefault(int(seq), set()).add((actor_type, actor_id, patient))
     return index
 
 
