@@ -4,16 +4,22 @@ for self-granted clinical access (issue 5 item 9)."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from hearth.cli import main
 from hearth.domain import HearthError, Principal, PrincipalKind, errors
 from hearth.fhir.search import Context, parse_search
+from hearth.web.app import create_app
+from tests.integration.auth.conftest import Browser, build
+from tests.integration.auth.conftest import Instance as AuthInstance
 from tests.support import Instance, admin
 
 
@@ -22,7 +28,7 @@ def user(instance: Instance, name: str, *roles: str) -> Principal:
     return Principal(subject=info.user_id, kind=PrincipalKind.USER, roles=frozenset(roles))
 
 
-def audited(instance: Instance, action: str) -> list[dict[str, object]]:
+def audited(instance: Instance | AuthInstance, action: str) -> list[dict[str, object]]:
     with instance.container.db.read.connect() as conn:
         rows = conn.execute(
             text("SELECT body FROM audit_entry WHERE action = :a ORDER BY seq"), {"a": action}
@@ -188,71 +194,143 @@ def test_the_role_command_line(tmp_path: Path, sqlite_instance: Instance) -> Non
     assert "HRT-1103" in failed.output
 
 
-def test_the_access_api(sqlite_instance: Instance) -> None:
-    from starlette.testclient import TestClient
+def _code(response: Any) -> str:
+    code: str = response.json()["issue"][0]["details"]["coding"][0]["code"]
+    return code
 
-    from hearth.web.app import create_app
 
-    container = sqlite_instance.container
-    ann = user(sqlite_instance, "ann", "administrator")
-    bob = user(sqlite_instance, "bob", "administrator")
-    nina = user(sqlite_instance, "nina", "nurse")
+def test_the_access_api(tmp_path: Path) -> None:
+    """Reads take a bearer token or the console session; every change to users and roles takes
+    only a console session with a recent step-up (ASVS v5.0.0-7.5.3), never a token."""
+    site = build(tmp_path)
+    try:
+        _the_access_api(site)
+    finally:
+        site.container.close()
 
-    def bearer(p: Principal) -> dict[str, str]:
-        token = container.authenticator.issue_token(
-            subject=p.subject, roles=p.roles, label="t", ttl=None, by="test"
-        )
+
+def _console(site: AuthInstance, name: str, role: str = "administrator") -> Browser:
+    """A browser signed in as ``name`` (password + TOTP; the sign-in's factor is a step-up)."""
+    browser = site.browser()
+    browser.enrol_password(site.add_user(name, frozenset({role})))
+    browser.get("/")
+    return browser
+
+
+def _the_access_api(site: AuthInstance) -> None:
+    container = site.container
+    ann, bob = _console(site, "ann"), _console(site, "bob")
+    ann_id = container.users.get("ann").user_id
+    container.users.add("nina", roles=frozenset({"nurse"}), by="test", link_ttl=None)
+    nina = Principal(
+        subject=container.users.get("nina").user_id, roles=frozenset({"nurse"}), source=None
+    )
+
+    def bearer(username: str) -> dict[str, str]:
+        token = container.users.issue_api_token(username, ttl=timedelta(hours=1), by="test")
         return {"Authorization": f"Bearer {token}"}
 
-    api = TestClient(create_app(container), base_url="http://127.0.0.1")
-    listed = api.get("/api/access/roles", headers=bearer(ann))
+    def change(browser: Browser, method: str, url: str, body: Any = None) -> Any:
+        return browser.client.request(
+            method, url, json=body, headers={"X-CSRF-Token": browser.csrf()}
+        )
+
+    # Reads: a bearer token, like the FHIR API, or the console session.
+    api = TestClient(create_app(container), base_url="https://localhost")
+    listed = api.get("/api/access/roles", headers=bearer("ann"))
     assert listed.status_code == 200
     assert listed.json()["roles"]["researcher"]["permissions"] == []
-    assert api.get("/api/access/roles", headers=bearer(nina)).status_code == 403
+    assert api.get("/api/access/roles", headers=bearer("nina")).status_code == 403
     assert api.get("/api/access/roles").status_code == 401
-    made = api.put(
-        "/api/access/roles/scribe",
-        json={"patients": "linked", "permissions": ["user/Patient.rs"]},
-        headers=bearer(ann),
+    assert ann.client.get("/api/access/roles").status_code == 200
+
+    # Changes: a token is refused whoever holds it, and the refusal is audited.
+    scribe = {"patients": "linked", "permissions": ["user/Patient.rs"]}
+    refused = api.put("/api/access/roles/scribe", json=scribe, headers=bearer("ann"))
+    assert refused.status_code == 403
+    assert _code(refused) == "HRT-0721"
+    assert "hearth role" in refused.json()["issue"][0]["diagnostics"]
+    assert "scribe" not in container.access.catalog.roles
+    denied = audited(site, "access.role-set")[-1]
+    assert (denied["outcome"], denied["actor"], denied["code"]) == ("denied", ann_id, "HRT-0721")
+    for method, url in (
+        ("PUT", "/api/access/users/nina/roles"),
+        ("PUT", "/api/access/users/nina/link"),
+        ("POST", f"/api/access/users/{ann_id}/resume"),
+        ("POST", "/api/access/care-teams"),
+        ("POST", "/api/access/requests/req_x/approve"),
+        ("POST", "/api/access/roles/nurse/reset"),
+        ("DELETE", "/api/access/roles/nurse"),
+    ):
+        body = {"roles": ["nurse"], "practitioner": "x", "patient": "y"}
+        answer = api.request(method, url, json=body, headers=bearer("ann"))
+        assert (answer.status_code, _code(answer)) == (403, "HRT-0721"), (method, url)
+    invalid = api.put(
+        "/api/access/roles/scribe", json=scribe, headers={"Authorization": "Bearer x"}
     )
-    assert made.json() == {"applied": True}
-    bad = api.put("/api/access/roles/scribe", json={"patients": 1}, headers=bearer(ann))
-    assert bad.status_code == 400
-    assert bad.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-1101"
-    mine = api.put(
-        "/api/access/users/ann/roles",
-        json={"roles": ["administrator", "scribe"]},
-        headers=bearer(ann),
-    )
+    assert invalid.status_code == 401
+
+    # The console session: its CSRF token is required, and a recent second factor.
+    forged = ann.client.put("/api/access/roles/scribe", json=scribe)
+    assert (forged.status_code, _code(forged)) == (403, "HRT-0704")
+    made = change(ann, "PUT", "/api/access/roles/scribe", scribe)
+    assert made.json() == {"applied": True}, made.text  # the sign-in's second factor counts
+    site.clock.advance(minutes=6)  # past [sessions] step_up_minutes
+    stale = change(ann, "PUT", "/api/access/users/nina/roles", {"roles": ["scribe"]})
+    assert (stale.status_code, _code(stale)) == (401, "HRT-0705")
+    assert container.users.get("nina").roles == {"nurse"}
+    assert audited(site, "access.user-roles")[-1]["code"] == "HRT-0705"
+    ann.get("/step-up?next=/")
+    site.clock.advance(seconds=30)
+    assert ann.post("/step-up/totp", {"code": ann.code(), "next": "/"}).status_code == 303
+    ann.get("/")  # the step-up rotated the session and its CSRF token
+    assert change(ann, "PUT", "/api/access/users/nina/roles", {"roles": ["scribe"]}).json() == {
+        "applied": True
+    }
+    assert container.users.get("nina").roles == {"scribe"}
+    bad = change(ann, "PUT", "/api/access/roles/scribe", {"patients": 1})
+    assert (bad.status_code, _code(bad)) == (400, "HRT-1101")
+
+    # The two-person rule over the API: ann asks for herself, bob approves.
+    bob.get("/step-up?next=/")
+    bob.post("/step-up/totp", {"code": bob.code(), "next": "/"})
+    bob.get("/")
+    mine = change(ann, "PUT", "/api/access/users/ann/roles", {"roles": ["administrator", "scribe"]})
     assert mine.status_code == 202
     request_id = mine.json()["request_id"]
-    assert (
-        api.post(f"/api/access/requests/{request_id}/approve", headers=bearer(ann)).status_code
-        == 403
-    )
-    pending = api.get("/api/access/requests", headers=bearer(bob)).json()["requests"]
+    own = change(ann, "POST", f"/api/access/requests/{request_id}/approve")
+    assert own.status_code == 403
+    pending = bob.client.get("/api/access/requests").json()["requests"]
     assert [r["request_id"] for r in pending] == [request_id]
-    done = api.post(f"/api/access/requests/{request_id}/approve", headers=bearer(bob))
+    done = change(bob, "POST", f"/api/access/requests/{request_id}/approve")
     assert done.json()["status"] == "approved"
     assert container.users.get("ann").roles == {"administrator", "scribe"}
-    assert (
-        api.post(f"/api/access/requests/{request_id}/maybe", headers=bearer(bob)).status_code == 404
-    )
+    assert change(bob, "POST", f"/api/access/requests/{request_id}/maybe").status_code == 404
+
+    # Links, care teams, resets, removal and lifting a pause, all from bob's console.
     root = container.repository(admin())
     practitioner = root.create({"resourceType": "Practitioner"}).res_id
     patient = root.create({"resourceType": "Patient"}).res_id
-    linked = api.put(
-        "/api/access/users/nina/link", json={"practitioner": practitioner}, headers=bearer(bob)
-    )
+    container.users.set_roles("nina", frozenset({"nurse"}), by="test")
+    linked = change(bob, "PUT", "/api/access/users/nina/link", {"practitioner": practitioner})
     assert linked.json() == {"applied": True}
-    team = api.post(
-        "/api/access/care-teams",
-        json={"practitioner": practitioner, "patient": patient},
-        headers=bearer(bob),
+    team = change(
+        bob, "POST", "/api/access/care-teams", {"practitioner": practitioner, "patient": patient}
     )
     assert team.json() == {"applied": True}
     assert container.repository(nina).read("Patient", patient).res_id == patient
-    assert api.post("/api/access/roles/nurse/reset", headers=bearer(bob)).json() == {
-        "applied": True
-    }
-    assert api.delete("/api/access/roles/scribe", headers=bearer(bob)).status_code == 204
+    assert change(bob, "POST", "/api/access/roles/nurse/reset").json() == {"applied": True}
+    container.users.set_roles("nina", frozenset(), by="test")
+    assert change(bob, "DELETE", "/api/access/roles/scribe").status_code == 204
+    resumed = change(bob, "POST", f"/api/access/users/{nina.subject}/resume")
+    assert resumed.status_code == 403  # an administrator is not a privacy officer
+    assert audited(site, "access.resume")[-1]["outcome"] == "denied"
+    officer = _console(site, "olga", "privacy-officer")
+    assert change(officer, "POST", f"/api/access/users/{nina.subject}/resume").status_code == 204
+    lifted = audited(site, "access.resume")[-1]
+    assert (lifted["outcome"], lifted["type"], lifted["id"]) == ("success", "User", nina.subject)
+
+    # A locked session is no step-up either.
+    site.clock.advance(minutes=20)
+    locked = change(bob, "POST", "/api/access/roles/nurse/reset")
+    assert (locked.status_code, _code(locked)) == (401, "HRT-0703")

@@ -86,7 +86,8 @@ def review(state: State, grant_id: str, finding: str, note: str | None) -> None:
 @handle_errors
 def resume(state: State, username: str) -> None:
     """Lift the snooping pause of USERNAME (reaches the server only when counters live in
-    Redis, ``[redis] url``; otherwise use ``POST /api/access/users/{id}/resume``).
+    Redis, ``[redis] url``; otherwise a privacy officer signed in to the console uses ``POST
+    /api/access/users/{id}/resume``, or the pause ends with its window).
 
     \b
     Example:

@@ -439,6 +439,14 @@ PIN_LOCKOUT = _code(
 PASSWORD_MISMATCH = _code(
     "HRT-0720", 422, "business-rule", "The two passwords are not the same. Type them again."
 )
+ADMIN_NEEDS_CONSOLE = _code(
+    "HRT-0721",
+    403,
+    "security",
+    "User and role administration is not accepted with an API or OAuth token. Use the console "
+    "(signed in, with a recent security key or authenticator code) or the hearth user and "
+    "hearth role commands on the server.",
+)
 # 09xx: search, bundles and conditional interactions
 UNKNOWN_SEARCH_PARAMETER = _code(
     "HRT-0901", 400, "not-supported", "A search parameter is not known for this resource type."

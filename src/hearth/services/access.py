@@ -163,6 +163,36 @@ class AccessAdmin:
             )
             raise HearthError(errors.FORBIDDEN)
 
+    def record(
+        self,
+        principal: Principal,
+        action: str,
+        *,
+        outcome: Outcome = Outcome.SUCCESS,
+        code: str | None = None,
+        res_type: str | None = None,
+        res_id: str | None = None,
+    ) -> None:
+        """Audit an access-control event that another service carried out (lifting a snooping
+        pause) or that the adapter refused before it reached this one."""
+        self._store.record(
+            access_record(
+                principal,
+                action,
+                self._clock.now(),
+                outcome=outcome,
+                code=code,
+                res_type=res_type,
+                res_id=res_id,
+            )
+        )
+
+    def refuse(self, principal: Principal, action: str, error: HearthError) -> HearthError:
+        """Audit a change refused by the adapter (a token where a console session with a recent
+        step-up is required, or no recent step-up) and return the error to raise."""
+        self.record(principal, action, outcome=Outcome.DENIED, code=error.code.code)
+        return error
+
     @property
     def catalog(self) -> RoleCatalog:
         return self._roles.catalog()

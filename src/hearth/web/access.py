@@ -1,10 +1,22 @@
 """Access control over HTTP: the administration API (JSON under ``/api/access``) and the
 break-the-glass page of the console (``/access/break-glass``).
 
-API callers authenticate with a bearer token, like the FHIR API; what each may do is decided by
-the one decision point (capabilities ``roles.admin``, ``break-glass.review``, ``audit.read``).
-Each handler parses, calls one service in one worker thread, renders. A change that needs a
-second administrator answers ``202 Accepted`` with the request id.
+Who may call what:
+
+- **Changes to users and roles** (role definitions, role assignments, links to a Practitioner or
+  Patient, care teams, approving or rejecting a pending change, lifting a snooping pause) are
+  accepted only from a console session whose user showed a second factor within ``[sessions]
+  step_up_minutes`` (ASVS v5.0.0-7.5.3), with the session's CSRF token in ``X-CSRF-Token``. A
+  bearer token (API token or OAuth access token) is refused with ``HRT-0721``, audited: a token
+  is never proof that its holder is present (X-06), and an operator who holds the instance's
+  files uses ``hearth user`` / ``hearth role`` on the server instead. No step-up: ``HRT-0705``.
+- **Reads and the break-the-glass review** accept a bearer token, like the FHIR API, or the
+  console session.
+
+What each may do is then decided by the one decision point (capabilities ``roles.admin``,
+``break-glass.review``, ``audit.read``). Each handler parses, calls one service in one worker
+thread, renders. A change that needs a second administrator answers ``202 Accepted`` with the
+request id.
 
 Declaring an emergency needs step-up authentication: a second factor shown in this console
 session within ``[sessions] step_up_minutes``. That proof exists only in a console session (an
@@ -27,7 +39,12 @@ from hearth.domain import HearthError, Principal, errors
 from hearth.security import Capability, role_to_json
 from hearth.services.access import AdminResult
 from hearth.services.breakglass import FINDINGS, BreakGlassGrant, grant_document
-from hearth.web.auth.guard import container_of, require_user
+from hearth.web.auth.guard import (
+    SESSION_COOKIE,
+    container_of,
+    require_console_user,
+    require_user,
+)
 from hearth.web.auth.pages import Nav, e, field, form, page
 from hearth.web.auth.routes import read_form
 from hearth.web.requests import client_address
@@ -58,16 +75,40 @@ class AccessApi:
     def __init__(self, container: Container) -> None:
         self.c = container
 
-    async def _call(self, request: Request, work: Callable[[Principal], T]) -> T:
+    def _bearer(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        return self.c.authenticator.authenticate_bearer(
+            token.strip() if scheme.lower() == "bearer" else None,
+            source=client_address(request),
+        )
+
+    async def _call(self, request: Request, work: Callable[[Principal], T]) -> T:
+        """A read or a review: a bearer token, or else the console session."""
+        if "authorization" not in request.headers and SESSION_COOKIE in request.cookies:
+            signed_in = await require_console_user(request)
+            return await run_in_threadpool(work, signed_in.principal)
+        return await run_in_threadpool(lambda: work(self._bearer(request)))
+
+    async def _change(self, request: Request, action: str, work: Callable[[Principal], T]) -> T:
+        """User and role administration: only a console session with a recent step-up."""
+        if "authorization" in request.headers:
+
+            def refuse() -> T:
+                principal = self._bearer(request)  # an invalid token is a 401, audited there
+                raise self.c.access.refuse(
+                    principal, action, HearthError(errors.ADMIN_NEEDS_CONSOLE)
+                )
+
+            return await run_in_threadpool(refuse)
+        signed_in = await require_console_user(request)
 
         def run() -> T:
-            principal = self.c.authenticator.authenticate_bearer(
-                token.strip() if scheme.lower() == "bearer" else None,
-                source=client_address(request),
-            )
-            return work(principal)
+            try:
+                self.c.sessions.require_step_up(signed_in.session)
+            except HearthError as error:
+                raise self.c.access.refuse(signed_in.principal, action, error) from None
+            return work(signed_in.principal)
 
         return await run_in_threadpool(run)
 
@@ -110,16 +151,26 @@ class AccessApi:
     async def set_role(self, request: Request) -> Response:
         name = request.path_params["name"]
         body = await self._body(request)
-        return _result(await self._call(request, lambda p: self.c.access.set_role(p, name, body)))
+        return _result(
+            await self._change(
+                request, "access.role-set", lambda p: self.c.access.set_role(p, name, body)
+            )
+        )
 
     async def delete_role(self, request: Request) -> Response:
         name = request.path_params["name"]
-        await self._call(request, lambda p: self.c.access.delete_role(p, name))
+        await self._change(
+            request, "access.role-delete", lambda p: self.c.access.delete_role(p, name)
+        )
         return Response(status_code=204)
 
     async def reset_role(self, request: Request) -> Response:
         name = request.path_params["name"]
-        return _result(await self._call(request, lambda p: self.c.access.reset_role(p, name)))
+        return _result(
+            await self._change(
+                request, "access.role-reset", lambda p: self.c.access.reset_role(p, name)
+            )
+        )
 
     # -- users, links, care teams -------------------------------------------------------------
     async def user_roles(self, request: Request) -> Response:
@@ -129,8 +180,10 @@ class AccessApi:
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise HearthError(errors.BAD_PARAMETER, "roles is a list of role names.")
         return _result(
-            await self._call(
-                request, lambda p: self.c.access.assign_roles(p, username, frozenset(roles))
+            await self._change(
+                request,
+                "access.user-roles",
+                lambda p: self.c.access.assign_roles(p, username, frozenset(roles)),
             )
         )
 
@@ -141,8 +194,9 @@ class AccessApi:
         if not all(v is None or isinstance(v, str) for v in ids.values()):
             raise HearthError(errors.LINK_INVALID)
         return _result(
-            await self._call(
+            await self._change(
                 request,
+                "access.link",
                 lambda p: self.c.access.link_user(
                     p, username, practitioner=ids["practitioner"], patient=ids["patient"]
                 ),
@@ -155,8 +209,9 @@ class AccessApi:
         if not isinstance(practitioner, str) or not isinstance(patient, str):
             raise HearthError(errors.LINK_INVALID)
         return _result(
-            await self._call(
+            await self._change(
                 request,
+                "access.care-team",
                 lambda p: self.c.access.assign_care_team(
                     p, practitioner=practitioner, patient=patient
                 ),
@@ -169,10 +224,13 @@ class AccessApi:
 
         def work(principal: Principal) -> None:
             if not self.c.access.allows(principal, Capability.BREAK_GLASS_REVIEW).allowed:
-                raise HearthError(errors.FORBIDDEN)
+                raise self.c.access.refuse(
+                    principal, "access.resume", HearthError(errors.FORBIDDEN)
+                )
             self.c.monitor.lift(user_id)
+            self.c.access.record(principal, "access.resume", res_type="User", res_id=user_id)
 
-        await self._call(request, work)
+        await self._change(request, "access.resume", work)
         return Response(status_code=204)
 
     # -- approvals ------------------------------------------------------------------------------
@@ -205,7 +263,11 @@ class AccessApi:
         if verdict not in ("approve", "reject"):
             raise HearthError(errors.ROUTE_NOT_FOUND)
         approve = verdict == "approve"
-        await self._call(request, lambda p: self.c.access.decide(p, request_id, approve=approve))
+        await self._change(
+            request,
+            "access.approve" if approve else "access.reject",
+            lambda p: self.c.access.decide(p, request_id, approve=approve),
+        )
         return _json({"request_id": request_id, "status": "approved" if approve else "rejected"})
 
     # -- the break-the-glass review queue -------------------------------------------------------

@@ -10,7 +10,9 @@ Use from another web module::
         await check_csrf(request, form["csrf"])           # before any state change
 
 ``require_user(request, step_up=True)`` also demands a second factor within the last
-``[sessions] step_up_minutes`` (export, break-the-glass, user administration).
+``[sessions] step_up_minutes`` (export, break-the-glass, user administration);
+``require_console_user`` is the same check for the console's JSON calls, answering with an
+error instead of a redirect.
 """
 
 from hearth.web.auth.guard import (
@@ -22,6 +24,7 @@ from hearth.web.auth.guard import (
     csrf_token,
     current_user,
     load_session,
+    require_console_user,
     require_user,
 )
 from hearth.web.auth.routes import auth_routes
@@ -36,5 +39,6 @@ __all__ = [
     "csrf_token",
     "current_user",
     "load_session",
+    "require_console_user",
     "require_user",
 ]

@@ -50,6 +50,7 @@ __all__ = [
     "current_user",
     "load_session",
     "origin_of",
+    "require_console_user",
     "require_user",
     "set_session_cookie",
 ]
@@ -145,6 +146,26 @@ async def require_user(request: Request, *, step_up: bool = False) -> SignedIn:
             container_of(request).sessions.require_step_up(session)
         except HearthError:
             raise AuthRedirect(f"/step-up?next={here}") from None
+    return SignedIn(principal, session)
+
+
+async def require_console_user(request: Request, *, step_up: bool = False) -> SignedIn:
+    """The signed-in user for a JSON request from the console (its script sends the session
+    cookie and the ``X-CSRF-Token`` header): like :func:`require_user`, but answering with the
+    error (``HRT-0701`` sign in, ``HRT-0703`` locked, ``HRT-0705`` step up) instead of a
+    redirect, and checking the CSRF token of every state-changing method."""
+    session = await load_session(request)
+    if session is None or session.state is SessionState.PENDING:
+        raise HearthError(errors.SIGN_IN_REQUIRED)
+    if session.state is SessionState.LOCKED:
+        raise HearthError(errors.SESSION_LOCKED)
+    if request.method not in ("GET", "HEAD"):
+        await check_csrf(request, request.headers.get("x-csrf-token"))
+    principal = await current_user(request)
+    if principal is None:
+        raise HearthError(errors.SIGN_IN_REQUIRED)
+    if step_up:
+        container_of(request).sessions.require_step_up(session)
     return SignedIn(principal, session)
 
 
