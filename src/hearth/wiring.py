@@ -603,7 +603,8 @@ class Container:
             clock=self.clock,
             settings=self.settings.integrity,
             alarms=self.alarms,
-            holder=os.getpid(),
+            # Random, not the process id: processes on two hosts can share a pid.
+            holder=int.from_bytes(self.random.token_bytes(6), "big"),
         )
 
     def integrity_repair(

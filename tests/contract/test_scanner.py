@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
-from hearth.domain import Alarm, AlarmKind
+from hearth.domain import Alarm, AlarmKind, HearthError, errors
 from hearth.services.scanner import IntegrityScanner, ScanKind
 from hearth.settings import IntegritySettings
 from hearth.storage.sql import scan as scan_sql
@@ -299,3 +299,30 @@ def test_tampered_care_relationship_row(clean: Any) -> None:
         "(search_care_link) disagree with the current version"
     ]
     assert_alarmed_once(scan, alarms, f"Patient/{patient.res_id}")
+
+
+def test_runs_are_audited_and_one_process_scans_at_a_time(clean: Any) -> None:
+    instance, _ids, scan, alarms = clean
+    assert scan.tick() is not None
+    with instance.container.db.write.begin() as conn:
+        actors = conn.execute(
+            text("SELECT actor, outcome FROM audit_entry WHERE action = 'integrity.scan'")
+        ).all()
+    assert len(actors) == 2  # the fixture's full scan and this run
+    assert {(a, o) for a, o in actors} == {("system:integrity-scan", "success")}
+    other = IntegrityScanner(
+        lambda: instance.container.system_repository("integrity-scan"),
+        clock=instance.container.clock,
+        settings=IntegritySettings(),
+        alarms=alarms,
+        holder=7,
+    )
+    held = instance.container.system_repository("x").scanning()
+    now_us = 2**62
+    assert held.take_lease(now_us=1, until_us=now_us, holder=99)
+    assert other.tick() is None
+    with pytest.raises(HearthError) as busy:
+        other.scan(wait_seconds=0)
+    assert busy.value.code is errors.SCAN_BUSY
+    held.release_lease(holder=99)
+    assert other.tick() is not None

@@ -167,11 +167,13 @@ class IntegrityScanner:
         another process holds the scanner's lease."""
         return self._locked(self._tick)
 
-    def scan(self, *, full: bool = False, progress: Progress | None = None) -> ScanReport:
+    def scan(
+        self, *, full: bool = False, progress: Progress | None = None, wait_seconds: float = 60
+    ) -> ScanReport:
         """``hearth integrity scan``: incremental (new versions and audit entries), or with
         ``full`` everything now, including every index row and the whole audit trail. Waits
-        up to a minute for a background run in another process to finish."""
-        deadline = time.monotonic() + 60
+        up to ``wait_seconds`` for a run in another process to finish (``SCAN_BUSY``)."""
+        deadline = time.monotonic() + wait_seconds
         while True:
             report = self._locked(
                 lambda system, scan: self._scan(system, scan, full, progress or NullProgress())
@@ -195,7 +197,7 @@ class IntegrityScanner:
             return run(system, scan)
         finally:
             try:
-                scan.set_state({"lease": 0})
+                scan.release_lease(holder=self._holder)
             except HearthError:
                 log.warning("could not release the integrity scanner's lease")
 

@@ -492,6 +492,10 @@ class ScanRepository:
                 conn, "lease", now_us=now_us, until_us=until_us, holder=holder
             )
 
+    def release_lease(self, *, holder: int) -> None:
+        with self._store.write() as conn:
+            scan_sql.release_lease(conn, "lease", holder=holder)
+
     def record_findings(
         self,
         findings: Sequence[ScanFinding],

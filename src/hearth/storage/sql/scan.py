@@ -32,6 +32,7 @@ __all__ = [
     "pointers_in_range",
     "pointers_of_seqs",
     "pointers_touched",
+    "release_lease",
     "scanner_state",
     "set_scanner_state",
     "stored_index",
@@ -307,7 +308,7 @@ def take_lease(conn: Connection, name: str, *, now_us: int, until_us: int, holde
     if name not in state:
         set_scanner_state(conn, {name: until_us, holder_name: holder})
         return True
-    if state[name] >= now_us and state.get(holder_name) != holder:
+    if state[name] > now_us and state.get(holder_name) != holder:
         return False
     done = conn.execute(
         update(_S).where(_S.c.name == name, _S.c.value == state[name]).values(value=until_us)
@@ -316,6 +317,12 @@ def take_lease(conn: Connection, name: str, *, now_us: int, until_us: int, holde
         return False
     set_scanner_state(conn, {holder_name: holder})
     return True
+
+
+def release_lease(conn: Connection, name: str, *, holder: int) -> None:
+    """Give the lease up, unless another holder took it over meanwhile (this one's expired)."""
+    if scanner_state(conn).get(f"{name}.holder") == holder:
+        conn.execute(update(_S).where(_S.c.name == name).values(value=0))
 
 
 # -- findings -----------------------------------------------------------------------------------
