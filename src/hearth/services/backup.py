@@ -475,19 +475,7 @@ class BackupService:
         created = self._clock.now()
         if previous is not None and previous.created >= created:
             raise HearthError(BACKUP_ARGUMENT, "The clock is behind the newest backup's time.")
-        backup_id = new_backup_id(created, self._random)
-        # Ids sort by time to the second, then by chance: within the same second, draw again
-        # until the new id sorts after its predecessor's (verifiers check the order).
-        for _ in range(256):
-            if previous is None or backup_id > previous.backup_id:
-                break
-            backup_id = new_backup_id(created, self._random)
-        else:
-            raise HearthError(
-                BACKUP_ARGUMENT,
-                f"Backups this close together: try again ({backup_id} after "
-                f"{previous.backup_id if previous else None}).",
-            )
+        backup_id = self._next_id(created, previous)
         locked = [self._lock_days.get(t.label, 0) for t in self.targets if t.supports_immutability]
         days = max(locked, default=0)
         spool = TargetSpool(
@@ -576,6 +564,26 @@ class BackupService:
             targets=[t.label for t in self.targets],
             seconds=time.monotonic() - started,
         )
+
+    def _next_id(self, created: datetime, previous: Manifest | None) -> str:
+        """A fresh id that sorts after the predecessor's (verifiers check the order). Ids sort
+        by time to the second, then by their random part: within the predecessor's second the
+        random part is drawn above the predecessor's."""
+        backup_id = new_backup_id(created, self._random)
+        if previous is None or backup_id > previous.backup_id:
+            return backup_id
+        stamp, _, theirs = previous.backup_id.partition("-")
+        if backup_id.partition("-")[0] != stamp:
+            raise HearthError(
+                BACKUP_ARGUMENT,
+                f"The clock is behind the newest backup ({previous.backup_id}); check it.",
+            )
+        low = int(theirs, 16) + 1
+        span = 2**64 - low
+        if span <= 0:
+            raise HearthError(BACKUP_ARGUMENT, "Backups this close together: try again.")
+        draw = int.from_bytes(self._random.token_bytes(8), "big") % span
+        return f"{stamp}-{low + draw:016x}"
 
     @staticmethod
     def _bounds(

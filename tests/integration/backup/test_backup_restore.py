@@ -260,3 +260,26 @@ def test_every_table_is_backed_up_or_rebuilt(backups: Backups) -> None:
         assert (name in planned) != (is_derived(name) or name in EPHEMERAL_TABLES), name
     assert "search_care_link" not in planned
     assert {"user_account", "crypto_key", "audit_entry", "resource_version"} <= planned
+
+
+@pytest.mark.parametrize("engine", ["sqlite"])
+def test_ids_of_backups_in_one_second_sort_in_order(backups: Backups) -> None:
+    import dataclasses
+
+    from hearth.backupfmt.manifest import BackupKind
+
+    seed(backups.instance, 1)
+    made = backups.service.create()
+    manifest = backups.service._manifest(backups.target, made.backup_id)
+    stamp = made.backup_id.split("-")[0]
+    for suffix in ("0" * 16, "7" * 16, "f" * 15 + "e"):
+        prev = dataclasses.replace(manifest, backup_id=f"{stamp}-{suffix}")
+        for _ in range(20):
+            new = backups.service._next_id(manifest.created, prev)
+            assert new > prev.backup_id
+            assert new.startswith(stamp)
+    late = dataclasses.replace(manifest, backup_id="20991231T000000Z-" + "0" * 16)
+    with pytest.raises(HearthError) as caught:
+        backups.service._next_id(manifest.created, late)
+    assert "clock is behind" in caught.value.detail
+    assert manifest.kind is BackupKind.FULL
