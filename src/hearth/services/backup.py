@@ -391,7 +391,7 @@ class BackupService:
         descendant of it (a backup whose manifest was stored but whose state write was lost);
         anything else is a rollback or a foreign manifest, refused and alarmed."""
         primary = self.targets[0]
-        expected = self._state.get(BackupState.HEAD) if self._state else None
+        expected = self._expected_head(primary)
         head = self._head(primary)
         if head is None:
             if expected is not None:
@@ -552,7 +552,8 @@ class BackupService:
             retain = created + timedelta(days=days) if days > 0 else None
             target.put_bytes(manifest_object_name(backup_id), data, retain_until=retain)
         if self._state is not None:
-            self._state.set(BackupState.HEAD, backup_id)
+            for target in self.targets:
+                self._state.set(BackupState.head_key(target.label), backup_id)
         log.info("backup %s (%s: %s) stored", backup_id, kind.value, reason)
         return CreateResult(
             backup_id=backup_id,
@@ -649,10 +650,10 @@ class BackupService:
         ``deep`` restores into a scratch SQLite database and recomputes every MAC."""
         if deep and decryptor is None:
             raise HearthError(BACKUP_ARGUMENT, "--deep needs the backup identity (--identity).")
-        expected = self._state.get(BackupState.HEAD) if self._state else None
         reports: dict[str, dict[str, Any]] = {}
         ok = True
         for target in self.targets:
+            expected = self._expected_head(target)
             # A newer backup that descends from the recorded head is a run whose manifest was
             # stored but whose head was not recorded (killed in between): it is expected too.
             head = self._head(target) if expected is not None else None
@@ -709,10 +710,13 @@ class BackupService:
         self._audit("backup.verify", Outcome.SUCCESS if ok else Outcome.ERROR)
         return VerifyResult(ok, reports, deep_result)
 
+    def _expected_head(self, target: BackupTarget) -> str | None:
+        """The newest backup this instance stored on ``target`` (kept apart from it)."""
+        if self._state is None:
+            return None
+        return self._state.get(BackupState.head_key(target.label))
+
     def _newest_id(self) -> str | None:
-        expected = self._state.get(BackupState.HEAD) if self._state else None
-        if expected is not None:
-            return expected
         heads = [h for h in (self._head(t) for t in self.targets) if h is not None]
         return max(heads) if heads else None
 

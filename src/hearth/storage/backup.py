@@ -230,11 +230,16 @@ def open_snapshot(store: SqlStore, *, batch: int = 1000) -> Iterator[SnapshotRea
 
 class BackupState:
     """What the instance remembers about its backups, in ``instance_meta`` (apart from the
-    targets): the newest backup id (the chain head a verifier expects, so a rolled-back target
-    is noticed) and the last drill's figures, which the compliance report reads."""
+    targets): per target, the newest backup id stored there (the chain head a verifier expects,
+    so a rolled-back target is noticed), and the last drill's figures, which the compliance
+    report reads."""
 
-    HEAD = "backup.head"
     DRILL = "backup.drill"
+
+    @staticmethod
+    def head_key(target: str) -> str:
+        """Per target: runs may go to different targets (``--target``)."""
+        return f"backup.head.{target[:48]}"
 
     def __init__(self, store: SqlStore) -> None:
         self._store = store

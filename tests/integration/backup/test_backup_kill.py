@@ -37,6 +37,22 @@ def create_process(home: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def started_run(home: Path, lock: Path, kill_after: float | None) -> tuple[int, float]:
+    """Run ``hearth backup create``; ``kill_after`` seconds after it takes the backup lock,
+    SIGKILL it. Returns its exit code and how long it ran after taking the lock."""
+    lock.unlink(missing_ok=True)
+    proc = create_process(home)
+    while not lock.exists() and proc.poll() is None:
+        time.sleep(0.005)
+    locked = time.monotonic()
+    try:
+        code = proc.wait(timeout=kill_after if kill_after is not None else 120)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait(timeout=60)
+    return code, time.monotonic() - locked
+
+
 @pytest.fixture
 def instance(tmp_path: Path) -> Instance:
     inst = make_instance(tmp_path / "home", None)
@@ -57,32 +73,25 @@ def test_sigkill_never_leaves_a_backup_that_restores_wrong(
     target = LocalDirectoryTarget(settings.home / "backups", label="local")
     service: BackupService = backup_service(settings, instance.container, targets=[target])
     seed(instance, 10)
-    # One undisturbed run measures how long a run takes; kill points are drawn across the
-    # length of the latest run that finished (machines here are shared and their speed varies),
-    # until 20 runs have really been killed.
-    started = time.monotonic()
-    proc = create_process(settings.home)
-    assert proc.wait(timeout=120) == 0
-    length = time.monotonic() - started
+    # Kill points are drawn across the backup's own work: from the moment the run takes the
+    # backup lock (after start-up, which tests nothing of ours) to its end, measured on the
+    # latest run that finished (machines here are shared and their speed varies). Runs that
+    # finish first do not count: the loop goes on until 20 runs were really killed.
+    lock = settings.home / ".backup" / "backup.lock"
+    length = started_run(settings.home, lock, None)[1]
     checked: set[str] = set()
     kills = attempts = 0
     while kills < KILLS:
         attempts += 1
         assert attempts <= 3 * KILLS, f"runs kept finishing before their kill point ({kills})"
         seed(instance, 2, tag=f"K{attempts}")
-        delay = rng.uniform(0.15, 1.0) * length
-        started = time.monotonic()
-        proc = create_process(settings.home)
-        try:
-            code = proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            code = proc.wait(timeout=60)
+        delay = rng.uniform(0.0, 1.0) * length
+        code, work = started_run(settings.home, lock, delay)
         if code == -signal.SIGKILL:
             kills += 1
         else:
             assert code == 0
-            length = time.monotonic() - started
+            length = work
         # Every manifest, link and segment hash; the restores below read every new segment.
         report = service.verify()
         assert report.ok, (seed_value, attempts, delay, report.to_json())

@@ -283,3 +283,32 @@ def test_ids_of_backups_in_one_second_sort_in_order(backups: Backups) -> None:
         backups.service._next_id(manifest.created, late)
     assert "clock is behind" in caught.value.detail
     assert manifest.kind is BackupKind.FULL
+
+
+@pytest.mark.parametrize("engine", ["sqlite"])
+def test_runs_to_different_targets_keep_each_chain(backups: Backups, tmp_path: Path) -> None:
+    """``--target`` may pick different targets from run to run: each keeps its own chain and
+    the head this instance recorded for it."""
+    from hearth.targets import LocalDirectoryTarget
+    from hearth.wiring import backup_service
+
+    other = LocalDirectoryTarget(tmp_path / "other", label="t2")
+    to_other = backup_service(backups.settings, backups.instance.container, targets=[other])
+    both = backup_service(
+        backups.settings, backups.instance.container, targets=[backups.target, other]
+    )
+    seed(backups.instance, 2)
+    first = backups.service.create()
+    assert to_other.create().kind == "full"
+    seed(backups.instance, 1, tag="G")
+    again = backups.service.create()
+    assert again.kind == "incremental"
+    assert backups.service._manifest(backups.target, again.backup_id).previous.backup_id == (  # type: ignore[union-attr]
+        first.backup_id
+    )
+    assert to_other.create().kind == "incremental"
+    assert backups.service.verify().ok
+    assert to_other.verify().ok
+    # A run to both: the second target lacks the first's head, so the backup is full.
+    assert both.create().kind == "full"
+    assert both.verify(decryptor=backups.decryptor).ok

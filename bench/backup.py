@@ -1,0 +1,206 @@
+"""Backup, verify and restore through the command line (issue 6), beside an engine snapshot.
+
+``python -m bench backup``. A SQLite instance is filled with the search benchmark's population
+(``HEARTH_BENCH_BACKUP_PATIENTS`` patients, default 2,000, with 5 observations each) by
+``hearth import``; then, each as its own ``hearth`` process: a full backup, an incremental
+after 1% of the patients changed, verify (hashes only), verify with the identity (every AEAD
+tag and Merkle root), verify --deep, and restores into SQLite and PostgreSQL. The baseline,
+run in the same process beside it, is an engine snapshot: SQLite's online backup API copying
+the database file, then zstd (level 3) over the copy, the work a file-level tool such as
+restic does on a snapshot before deduplication and encryption.
+
+Reported per step: wall seconds, CPU seconds of the process, peak RSS (VmHWM sampled every
+50 ms) and bytes stored. One run (these steps are long); the ratios are what to read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import zstandard
+
+from bench.common import (
+    drop_postgres_database,
+    print_table,
+    temp_postgres_database,
+    write_results,
+)
+from bench.search import dataset
+
+
+def run(home: Path, *args: str) -> dict[str, Any]:
+    """One ``hearth`` command: its JSON output, wall and CPU seconds, peak RSS in MB."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hearth", "--home", str(home), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    peak = [0]
+
+    def sample() -> None:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                match = re.search(r"VmHWM:\s+(\d+) kB", status.read_text())
+            except OSError:
+                return
+            if match:
+                peak[0] = max(peak[0], int(match.group(1)))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=sample, daemon=True)
+    watcher.start()
+    out, err = proc.communicate()
+    watcher.join()
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"hearth {' '.join(args)} failed: {err.decode()[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    try:
+        body = json.loads(out) if out.strip() else {}
+    except ValueError:
+        body = {}
+    return {"wall_s": wall, "cpu_s": cpu, "rss_mb": peak[0] / 1024, "result": body}
+
+
+def snapshot_baseline(db: Path, work: Path) -> dict[str, Any]:
+    """SQLite's online backup of the live file, then zstd over the copy."""
+    start = time.monotonic()
+    cpu0 = time.process_time()
+    copy = work / "snapshot.db"
+    source = sqlite3.connect(db)
+    target = sqlite3.connect(copy)
+    with target:
+        source.backup(target)
+    source.close()
+    target.close()
+    compressed = work / "snapshot.db.zst"
+    with copy.open("rb") as src, compressed.open("wb") as dst:
+        zstandard.ZstdCompressor(level=3).copy_stream(src, dst)
+    return {
+        "wall_s": time.monotonic() - start,
+        "cpu_s": time.process_time() - cpu0,
+        "bytes": compressed.stat().st_size,
+        "db_bytes": copy.stat().st_size,
+    }
+
+
+def changed_patients(folder: Path, work: Path, fraction: float) -> Path:
+    """An NDJSON of ``fraction`` of the patients, each with one element changed."""
+    out = work / "changed.ndjson"
+    lines = (folder / "patients.ndjson").read_bytes().splitlines()
+    step = max(1, round(1 / fraction))
+    with out.open("wb") as handle:
+        for line in lines[::step]:
+            patient = orjson.loads(line)
+            patient["active"] = False
+            handle.write(orjson.dumps(patient) + b"\n")
+    return out
+
+
+def stored_bytes(result: dict[str, Any]) -> int:
+    return int(result["result"].get("stored_bytes", 0))
+
+
+def _figures(step: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in step.items() if k != "result"}
+
+
+def main() -> None:
+    patients = int(os.environ.get("HEARTH_BENCH_BACKUP_PATIENTS", "2000"))
+    folder = dataset(patients, 5)
+    steps: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="hearth-bench-backup-") as tmp:
+        work = Path(tmp)
+        home = work / "home"
+        identity = work / "offline" / "id.key"
+        run(home, "init", "--json")
+        run(home, "keys", "backup-recipient", "--identity-out", str(identity))
+        steps["import"] = run(home, "import", str(folder / "patients.ndjson"), "--json")
+        steps["import"] = run(home, "import", str(folder / "observations.ndjson"), "--json")
+        db = home / "data" / "hearth.db"
+        steps["full"] = run(home, "backup", "create", "--json")
+        steps["baseline snapshot+zstd"] = snapshot_baseline(db, work)
+        run(home, "import", str(changed_patients(folder, work, 0.01)), "--json")
+        steps["incremental (1%)"] = run(home, "backup", "create", "--json")
+        ident = ["--identity", str(identity)]
+        steps["verify (hashes)"] = run(home, "backup", "verify", "--json")
+        steps["verify (identity)"] = run(home, "backup", "verify", "--json", *ident)
+        steps["verify --deep"] = run(home, "backup", "verify", "--deep", "--json", *ident)
+        head = steps["incremental (1%)"]["result"]["backup_id"]
+        steps["restore sqlite"] = run(
+            home, "backup", "restore", head, "--into", f"sqlite:///{work / 'r.db'}", "--json",
+            *ident,
+        )  # fmt: skip
+        try:
+            url, name = temp_postgres_database()
+        except Exception as exc:  # noqa: BLE001 - a missing server is reported, not fatal
+            print(f"PostgreSQL not reachable ({type(exc).__name__}); skipping that restore")
+        else:
+            try:
+                steps["restore postgresql"] = run(
+                    home, "backup", "restore", head, "--into", url, "--json", *ident
+                )
+            finally:
+                drop_postgres_database(name)
+    versions = steps["full"]["result"]["sequence"]["to"]
+    full_bytes = stored_bytes(steps["full"])
+    incr_bytes = stored_bytes(steps["incremental (1%)"])
+    base = steps["baseline snapshot+zstd"]
+    rows = []
+    for label, step in steps.items():
+        if label == "import":
+            continue
+        size = step.get("bytes") or stored_bytes(step) or ""
+        rows.append(
+            [
+                label,
+                round(step["wall_s"], 2),
+                round(step["cpu_s"], 2),
+                round(step.get("rss_mb", 0.0), 1) or "",
+                size,
+            ]
+        )
+    print_table(
+        f"backup: {patients} patients, {versions} versions (SQLite)",
+        ["step", "wall s", "cpu s", "peak RSS MB", "bytes"],
+        rows,
+    )
+    ratios = {
+        "full_vs_snapshot_wall": steps["full"]["wall_s"] / base["wall_s"],
+        "full_vs_snapshot_cpu": steps["full"]["cpu_s"] / base["cpu_s"] if base["cpu_s"] else None,
+        "full_bytes_vs_snapshot": full_bytes / base["bytes"],
+        "incremental_bytes_vs_full": incr_bytes / full_bytes,
+        "full_versions_per_cpu_s": versions / steps["full"]["cpu_s"],
+        "restore_versions_per_cpu_s": versions / steps["restore sqlite"]["cpu_s"],
+    }
+    for key, value in ratios.items():
+        print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    write_results(
+        "backup",
+        {
+            "patients": patients,
+            "versions": versions,
+            "steps": {
+                k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in steps.items()
+            },
+            "full_bytes": full_bytes,
+            "incremental_bytes": incr_bytes,
+            "ratios": ratios,
+        },
+    )
