@@ -346,6 +346,8 @@ class BackupSettings:
     keep_monthly: int = 12
     keep_yearly: int = 6
     object_lock_days: int = 0
+    #: ``hearth serve`` checks the policy and the RPO and verifies a slice this often (0: off).
+    monitor_minutes: float = 60.0
     targets: tuple[BackupTargetSettings, ...] = ()
 
     def target(self, name: str) -> BackupTargetSettings:
@@ -744,7 +746,7 @@ _TARGET_KEYS = {
 _BACKUP_KEYS = {
     "primary_region", "min_copies", "require_offsite", "allowed_regions", "recipients_file",
     "verify_period_days", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly",
-    "object_lock_days", "targets",
+    "object_lock_days", "monitor_minutes", "targets",
 }  # fmt: skip
 
 
@@ -890,6 +892,9 @@ def _backup_settings(home: Path, raw: Any, env: dict[str, str]) -> BackupSetting
     period = raw.get("verify_period_days", 7.0)
     if not isinstance(period, int | float) or isinstance(period, bool) or period <= 0:
         raise _backup_error("backup", "verify_period_days must be a positive number")
+    monitor = raw.get("monitor_minutes", 60.0)
+    if not isinstance(monitor, int | float) or isinstance(monitor, bool) or monitor < 0:
+        raise _backup_error("backup", "monitor_minutes must be 0 (off) or a positive number")
     recipients = raw.get("recipients_file")
     keep = {
         key: _whole(raw.get(key, default), key, "backup")
@@ -910,6 +915,7 @@ def _backup_settings(home: Path, raw: Any, env: dict[str, str]) -> BackupSetting
         recipients_file=_resolve(home, str(recipients)) if recipients else None,
         verify_period_days=float(period),
         object_lock_days=_whole(raw.get("object_lock_days", 0), "object_lock_days", "backup"),
+        monitor_minutes=float(monitor),
         targets=targets,
         **keep,
     )

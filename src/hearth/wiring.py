@@ -73,6 +73,8 @@ from hearth.services.access import AccessAdmin
 from hearth.services.account import AccountService
 from hearth.services.alarms import AlarmService, DeliveryPolicy
 from hearth.services.audit_views import AuditViews
+from hearth.services.backup_monitor import BackupMonitor
+from hearth.services.backup_schedule import StateStore as BackupProgress
 from hearth.services.breakglass import BreakGlassService
 from hearth.services.bundles import BundleService
 from hearth.services.certificate_signin import CertificateSignIn
@@ -626,6 +628,40 @@ class Container:
         thread = ScannerThread(self.integrity_scanner())
         thread.start()
         return thread
+
+    def backup_state(self) -> BackupProgress:
+        """Small backup records kept in this instance's database (``instance_meta``): the chain
+        head, the last drill, scheduled verification's progress."""
+        from hearth.storage.backup import BackupState
+
+        return BackupState(self.store)
+
+    def start_backup_monitor(self) -> BackupMonitor | None:
+        """Start ``hearth serve``'s backup watch (policy, RPO, scheduled verification every
+        ``[backup] monitor_minutes``) when backup targets are configured (the app's lifespan)."""
+        section = self.settings.backup
+        if not section.targets or section.monitor_minutes <= 0:
+            return None
+        settings = self.settings
+        built: list[BackupTarget] = []
+
+        def targets() -> list[BackupTarget]:
+            # Built once and reused: an SFTP target keeps its connection between ticks.
+            if not built:
+                built.extend(default_backup_targets(settings))
+            return built
+
+        monitor = BackupMonitor(
+            policy=section,
+            rpo_hours=settings.alarms.backup_rpo_hours,
+            targets=targets,
+            verifier=lambda: load_backup_keys(settings).verifier,
+            state=self.backup_state(),
+            alarms=self.alarm_service,
+            clock=self.clock,
+        )
+        monitor.start()
+        return monitor
 
     def start_background(self) -> None:
         """Start what a long-running server runs beside requests (``hearth serve``): the alarm

@@ -163,6 +163,7 @@ S3 = '[[backup.targets]]\nname = "c"\nkind = "s3"\nregion = "us-west"\nbucket = 
         ("[backup]\nmin_copies = 0\n", "min_copies must be a whole number of at least 1"),
         ("[backup]\nmin_copy = 2\n", "unknown setting(s): min_copy"),
         ("[backup]\nverify_period_days = 0\n", "verify_period_days must be a positive"),
+        ("[backup]\nmonitor_minutes = -1\n", "monitor_minutes must be 0 (off)"),
         ("[backup]\nkeep_daily = -1\n", "keep_daily must be a whole number"),
         (
             "[backup]\nkeep_daily = 0\nkeep_weekly = 0\nkeep_monthly = 0\nkeep_yearly = 0\n",

@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from hearth.cli.backup_ops import (
+    check_policy_command,
+    copy_command,
+    prune_command,
+    scheduled_verification,
+)
 from hearth.cli.common import RichProgress, State, emit_json, handle_errors, pass_state
 from hearth.domain import HearthError, errors
 from hearth.settings import load_settings
@@ -208,6 +214,12 @@ def list_backups(state: State, targets: tuple[str, ...], as_json: bool) -> None:
 @click.argument("backup_id", required=False)
 @click.option("--all", "every", is_flag=True, help="Every backup and the chain (the default).")
 @click.option("--deep", is_flag=True, help="Also restore into a scratch SQLite database.")
+@click.option(
+    "--scheduled",
+    is_flag=True,
+    help="Only the next slice of the rolling pass that reads every copy within "
+    "verify_period_days (for cron; hearth serve runs it itself).",
+)
 @identity_option
 @target_option
 @click.option("--json", "as_json", is_flag=True, help="Print the structured result.")
@@ -218,6 +230,7 @@ def verify(
     backup_id: str | None,
     every: bool,
     deep: bool,
+    scheduled: bool,
     identity: Path | None,
     targets: tuple[str, ...],
     as_json: bool,
@@ -231,7 +244,15 @@ def verify(
       hearth --home ./var backup verify --all
       hearth --home ./var backup verify 20260115T093000Z-0123456789abcdef --deep \\
           --identity /media/offline/hearth-backup.key
+      hearth --home ./var backup verify --scheduled
     """
+    if scheduled:
+        if backup_id or every or deep or identity is not None:
+            raise HearthError(
+                errors.BACKUP_ARGUMENT, "--scheduled takes no backup id, --all, --deep or identity."
+            )
+        scheduled_verification(state, targets, as_json)
+        return
     if every and backup_id:
         raise HearthError(errors.BACKUP_ARGUMENT, "Give a backup id or --all, not both.")
     decryptor = backup_decryptor(identity) if identity is not None else None
@@ -366,3 +387,7 @@ def drill(state: State, identity: Path | None, targets: tuple[str, ...], as_json
         f"Drill restored {result.backup_id} ({result.restore.versions} versions, verified): "
         f"RTO {result.rto_seconds:.1f} s, RPO {rpo}."
     )
+
+
+for _ops in (check_policy_command, copy_command, prune_command):
+    command.add_command(_ops)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.backupfmt import BackupKind, Manifest, ManifestVerifier, SegmentInfo, open_manifest
 from hearth.backupfmt.naming import MANIFEST_PREFIX, SEGMENT_PREFIX, backup_id_from_manifest_name
@@ -41,7 +41,10 @@ from hearth.domain.errors import (
     TARGET_OBJECT_NOT_FOUND,
 )
 from hearth.settings import BackupSettings
-from hearth.targets import BackupTarget
+
+if TYPE_CHECKING:
+    # Only for annotations: importing hearth.targets loads boto3 and paramiko.
+    from hearth.targets import BackupTarget
 
 __all__ = ["CopyReport", "copy_backups", "retention_until"]
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from hearth.backupfmt import BackupKind, Manifest, ManifestVerifier, open_manifest
 from hearth.backupfmt.naming import (
@@ -24,7 +25,10 @@ from hearth.backupfmt.naming import (
     manifest_object_name,
 )
 from hearth.domain import HearthError, IntegrityError
-from hearth.targets import BackupTarget
+
+if TYPE_CHECKING:
+    # Only for annotations: importing hearth.targets loads boto3 and paramiko.
+    from hearth.targets import BackupTarget
 
 __all__ = ["Inventory", "StoredCopy", "TargetListing", "survey", "survey_target"]
 

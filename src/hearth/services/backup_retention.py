@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.backupfmt import BackupKind, Manifest
 from hearth.backupfmt.naming import manifest_object_name
@@ -34,7 +34,10 @@ from hearth.domain import HearthError
 from hearth.domain.errors import TARGET_OBJECT_LOCKED, TARGET_OBJECT_NOT_FOUND
 from hearth.services.backup_inventory import Inventory, TargetListing
 from hearth.settings import BackupSettings
-from hearth.targets import BackupTarget
+
+if TYPE_CHECKING:
+    # Only for annotations: importing hearth.targets loads boto3 and paramiko.
+    from hearth.targets import BackupTarget
 
 __all__ = ["Deletion", "PrunePlan", "PruneResult", "apply_prune", "plan_prune", "select_gfs"]
 

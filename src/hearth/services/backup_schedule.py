@@ -21,7 +21,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.backupfmt import BackupKind, ManifestVerifier, Status, inspect_backup, open_manifest
 from hearth.backupfmt.manifest import format_time
@@ -33,7 +33,10 @@ from hearth.backupfmt.naming import (
 from hearth.domain import Alarm, AlarmKind, HearthError, IntegrityError, Severity
 from hearth.domain.errors import BACKUP_FORMAT, TARGET_OBJECT_NOT_FOUND
 from hearth.services.backup_policy import AlarmControl
-from hearth.targets import BackupTarget
+
+if TYPE_CHECKING:
+    # Only for annotations: importing hearth.targets loads boto3 and paramiko.
+    from hearth.targets import BackupTarget
 
 __all__ = ["PROGRESS_KEY", "ScheduledRun", "StateStore", "run_scheduled_verification"]
 

@@ -79,11 +79,16 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
         # at its next batch boundary before the container closes the database.
         scanner = container.start_scanner()
         app.state.scanner = scanner
+        # The backup watch (policy, RPO, scheduled verification) likewise, when targets exist.
+        monitor = container.start_backup_monitor()
+        app.state.backup_monitor = monitor
         try:
             yield
         finally:
             if scanner is not None:
                 await asyncio.to_thread(scanner.stop)
+            if monitor is not None:
+                await asyncio.to_thread(monitor.close)
             container.close()
 
     hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
