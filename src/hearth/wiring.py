@@ -264,6 +264,7 @@ class Container:
             self.random,
             checkpoint_every=int(meta.get(CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY)),
             anchor=self.anchor.write,
+            anchored=self.anchor.read,
         )
         if created:
             self.key_admin(operator="upgrade").record_created(created)

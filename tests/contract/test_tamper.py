@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from hearth.audit import FindingKind
+from hearth.domain import HearthError, errors
 from hearth.services.integrity import verify_audit, verify_integrity
 from hearth.settings import load_settings
 from hearth.wiring import Container, init_instance
@@ -294,8 +295,41 @@ def test_a_rollback_of_the_whole_database_is_caught_by_the_anchor(tmp_path: Path
     try:
         report = verify_audit(container.system_repository("test"))
         assert FindingKind.TRUNCATED in {f.kind for f in report.findings}
+        # New writes on the rolled-back database do not move the anchor back to it ...
+        container.records(admin()).create("Patient", {"resourceType": "Patient"})
+    finally:
+        container.close()  # ... nor does closing, which anchors the newest head
+    container = Container(load_settings(home))
+    try:
+        report = verify_audit(container.system_repository("test"))
+        assert FindingKind.TRUNCATED in {f.kind for f in report.findings}
+        # After a deliberate restore, an operator accepts the database's head, audited.
+        previous, new = container.system_repository("test").reset_anchor("restored on purpose")
+        assert previous is not None
+        assert (new.seq, new.hash) != (previous.seq, previous.hash)
+        assert verify_audit(container.system_repository("test")).ok
+        with container.db.read.connect() as conn:
+            actions = conn.execute(text("SELECT action FROM audit_entry ORDER BY seq")).scalars()
+            assert "audit.anchor_reset" in list(actions)
     finally:
         container.close()
+    container = Container(load_settings(home))
+    try:
+        assert verify_audit(container.system_repository("test")).ok
+    finally:
+        container.close()
+
+
+def test_the_anchor_is_reset_only_over_a_chain_that_verifies(instance: Instance) -> None:
+    seed(instance)
+    system = instance.container.system_repository("test")
+    with pytest.raises(HearthError) as blank:
+        system.reset_anchor("  ")
+    assert blank.value.code is errors.BAD_PARAMETER
+    sql(instance, "DELETE FROM audit_entry WHERE seq = 2")
+    with pytest.raises(HearthError) as refused:
+        system.reset_anchor("restored on purpose")
+    assert refused.value.code is errors.AUDIT_CHAIN_BROKEN
 
 
 def test_hostile_values_are_reported_not_fatal(tmp_path: Path) -> None:

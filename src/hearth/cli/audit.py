@@ -62,6 +62,29 @@ def verify(state: State, as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@command.command("anchor-reset")
+@click.option("--reason", required=True, help="Why: the restore or event this follows.")
+@pass_state
+@handle_errors
+def anchor_reset(state: State, reason: str) -> None:
+    """Accept this database's audit head after a deliberate restore.
+
+    The copy of the signed audit head kept outside the database (HOME/audit-anchor.json) only
+    moves forward, so after restoring an older backup every verification reports a rollback
+    until you say it was deliberate. This checks that the chain verifies on its own, records
+    the reset (with the previous anchor and your reason) in the audit trail, and re-anchors.
+    Never run it to silence a rollback you did not make: investigate that instead.
+
+    \b
+    Example:
+      hearth --home ./var audit anchor-reset --reason "restored last night's backup after disk loss"
+    """
+    with container(state) as c:
+        previous, new = c.system_repository("audit-anchor", operator="cli").reset_anchor(reason)
+    was = f"entry {previous.seq}" if previous is not None else "nothing"
+    click.echo(f"Audit anchor moved from {was} to entry {new.seq}; the reset is audited.")
+
+
 # -- examining the trail (issue 5 item 8): the accounting of disclosures and access reports ------
 
 

@@ -202,6 +202,9 @@ INTEGRITY_FAILED = _code(
 )
 STORAGE_UNAVAILABLE = _code("HRT-0504", 503, "transient", "The database is unavailable.")
 KEY_UNAVAILABLE = _code("HRT-0505", 500, "security", "A required key is not available.")
+AUDIT_CHAIN_BROKEN = _code(
+    "HRT-0506", 409, "business-rule", "The audit chain does not verify, so this cannot be done."
+)
 
 # 06xx: authentication (authenticators: passwords, TOTP, recovery codes, PINs)
 PASSWORD_TOO_SHORT = _code(

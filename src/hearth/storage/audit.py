@@ -152,6 +152,7 @@ class AuditTrail:
         max_batch: int = 512,
         wait_seconds: float = 30.0,
         anchor: Callable[[SignedHead], None] | None = None,
+        anchored: Callable[[], SignedHead | None] | None = None,
         anchor_seconds: float = 10.0,
     ) -> None:
         self._store = store
@@ -159,7 +160,11 @@ class AuditTrail:
         self._random = random
         # Outside anchoring: at most every ``anchor_seconds`` (and when the trail closes) the
         # committed, signed head is handed to ``anchor``, which keeps it outside the database.
+        # ``anchored`` reads the head kept outside: the anchor only moves forward along the
+        # chain, so a database rolled back to an older copy cannot re-anchor itself.
         self._anchor = anchor
+        self._anchored = anchored
+        self._anchor_refused = False
         self._anchor_seconds = anchor_seconds
         self._anchored_at = 0.0
         self._checkpoint_every = checkpoint_every
@@ -319,12 +324,37 @@ class AuditTrail:
         try:
             with self._store.read() as conn:
                 head = self._store.audit_head(conn, for_update=False)
-            if head is not None and head.signature is not None:
-                self._anchor(
-                    SignedHead(head.seq, head.hash, head.version_seq, head.key_id, head.signature)
-                )
+                if head is None or head.signature is None:
+                    return
+                kept = self._anchored() if self._anchored is not None else None
+                if kept is not None and not self._extends(conn, head.seq, kept):
+                    if not self._anchor_refused:
+                        # Verification reports the rollback; after a deliberate restore an
+                        # operator moves the anchor with `hearth audit anchor-reset`.
+                        log.error(
+                            "audit anchor kept at entry %d: this database's chain does not "
+                            "contain it (rolled back or restored?)",
+                            kept.seq,
+                        )
+                        self._anchor_refused = True
+                    return
+            self._anchor_refused = False
+            self._anchor(
+                SignedHead(head.seq, head.hash, head.version_seq, head.key_id, head.signature)
+            )
         except Exception as exc:  # noqa: BLE001 - anchoring must never break the audit writer
             log.error("could not anchor the audit head: %s", type(exc).__name__)
+
+    def _extends(self, conn: Connection, head_seq: int, kept: SignedHead) -> bool:
+        """Whether the chain headed at ``head_seq`` contains the entry the anchor names."""
+        if not kept.signature:
+            return False  # an unreadable or forged anchor is replaced only deliberately
+        if kept.seq == 0:
+            return True
+        if head_seq < kept.seq:
+            return False
+        rows = list(self._store.iter_audit(conn, after_seq=kept.seq - 1, upto_seq=kept.seq))
+        return bool(rows) and rows[0].hash == kept.hash
 
     def close(self) -> None:
         """Drain the queue, stop the writer thread and anchor the final head."""

@@ -291,11 +291,13 @@ class SystemRepository:
         self,
         *,
         on_entry: Callable[[int], None] | None = None,
+        use_anchor: bool = True,
     ) -> Iterator[ChainFinding]:
         """Verify the chain, its signed head and checkpoints, the anchor kept outside the
-        database, and that the audit and the stored versions account for each other."""
+        database (unless ``use_anchor`` is false), and that the audit and the stored versions
+        account for each other."""
         extra: list[ChainFinding] = []
-        anchor = self._anchor.read() if self._anchor is not None else None
+        anchor = self._anchor.read() if self._anchor is not None and use_anchor else None
         with self._store.snapshot() as conn:
             meta = self._store.meta(conn)
             head = self._store.audit_head(conn, for_update=False)
@@ -323,6 +325,55 @@ class SystemRepository:
             )
             yield from extra
             yield from self._unaccounted_writes(conn)
+
+    def reset_anchor(self, reason: str) -> tuple[SignedHead | None, SignedHead]:
+        """Move the outside anchor to this database's head after a deliberate restore.
+
+        The audit writer only ever moves the anchor forward along the chain, so a database
+        restored from a backup (or rolled back by an attacker) stays flagged until an operator
+        says it was deliberate. This is that statement: the chain must verify on its own
+        (signatures, checkpoints, links, versions accounted for); the reset is an audit entry
+        naming the previous anchor and the reason; then the anchor names the new head.
+        Returns the previous anchor (None if there was none) and the new one.
+        """
+        if self._anchor is None:
+            raise HearthError(errors.BAD_PARAMETER, "This instance keeps no audit anchor.")
+        if not reason.strip():
+            raise HearthError(errors.BAD_PARAMETER, "Say why the anchor is reset (--reason).")
+        findings = list(self.verify_audit_chain(use_anchor=False))
+        if findings:
+            raise HearthError(
+                errors.AUDIT_CHAIN_BROKEN,
+                f"The audit chain in this database does not verify on its own ({findings[0]}); "
+                "the anchor is kept.",
+            )
+        previous = self._anchor.read()
+        detail = orjson.dumps(
+            {
+                "previous_anchor": (
+                    {"seq": previous.seq, "hash": previous.hash.hex()} if previous else None
+                ),
+                "reason": reason.strip(),
+            }
+        )
+        self._audit.record(
+            AuditRecord(
+                ts=self._clock.now(),
+                actor=self.actor,
+                actor_kind="system",
+                action="audit.anchor_reset",
+                outcome=Outcome.SUCCESS,
+                session=self._operator,
+                detail=detail,
+            )
+        )
+        with self._store.read() as conn:
+            head = self._store.audit_head(conn, for_update=False)
+        if head is None or head.signature is None:
+            raise HearthError(errors.AUDIT_FAILED, "The audit chain has no signed head.")
+        new = SignedHead(head.seq, head.hash, head.version_seq, head.key_id, head.signature)
+        self._anchor.write(new)
+        return previous, new
 
     def stored_audit_entry(self, row: AuditRow, extra: list[ChainFinding]) -> StoredEntry:
         """The verifier's view of one audit row (for incremental verification)."""
