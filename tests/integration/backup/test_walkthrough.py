@@ -154,6 +154,9 @@ def test_back_up_to_three_targets_corrupt_alarm_repair_and_restore_into_postgres
     backup_id = made["backup_id"]
     code, out = run(home, "backup", "verify", backup_id, "--identity", str(identity), env=env)
     assert code == 0, out
+    # Three copies, two of them off-site in other US regions: the copy policy is met.
+    code, out = run(home, "backup", "check-policy", env=env)
+    assert code == 0, out
     database = home / "data" / "hearth.db"
     source_url = f"sqlite:///{database}"
     original = versions(source_url)
