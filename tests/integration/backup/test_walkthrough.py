@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, text
 from hearth.cli import main
 from tests.alarm_support import WebhookReceiver
 from tests.conftest import _server_database, requested_engines
+from tests.integration.targets.test_configured_targets import configured_targets
 from tests.servers.fixtures import s3_bucket, seaweedfs, smtp_server, sshd
 from tests.servers.seaweedfs import SeaweedFS
 from tests.servers.smtp import SmtpServer
@@ -29,7 +30,7 @@ from tests.servers.sshd import SshServer
 
 __all__ = ["s3_bucket", "seaweedfs", "smtp_server", "sshd"]
 
-SECRETS = {"WALK_S3_SECRET": "", "WALK_WEBHOOK_SECRET": "walkthrough-webhook-secret"}
+SECRETS = {"WALK_WEBHOOK_SECRET": "walkthrough-webhook-secret"}
 
 
 @pytest.fixture
@@ -61,41 +62,7 @@ def configure(
     smtp: SmtpServer,
     receiver: WebhookReceiver,
 ) -> None:
-    with (home / "hearth.toml").open("a", encoding="utf-8") as f:
-        f.write(
-            f"""
-[backup]
-primary_region = "us-east"
-allowed_regions = ["us-*"]
-
-[[backup.targets]]
-name = "here"
-kind = "local"
-path = "backups"
-
-[[backup.targets]]
-name = "cloud"
-kind = "s3"
-region = "us-west"
-bucket = "{bucket}"
-endpoint_url = "{seaweedfs.endpoint}"
-prefix = "hearth"
-access_key = "{seaweedfs.access_key}"
-secret_key_env = "WALK_S3_SECRET"
-timeout_seconds = 10
-
-[[backup.targets]]
-name = "dr-site"
-kind = "sftp"
-region = "us-central"
-host = "127.0.0.1"
-port = {sshd.port}
-username = "{sshd.username}"
-root = "{sshd.sftp_root / home.parent.name}"
-host_key = "{sshd.host_key_line}"
-private_key_file = "{sshd.client_key_path}"
-timeout_seconds = 10
-
+    alarms = f"""
 [[alarms.webhook]]
 name = "oncall"
 url = "{receiver.url}"
@@ -109,7 +76,8 @@ security = "none"
 from = "hearth@clinic.example"
 to = "oncall@clinic.example"
 """
-        )
+    with (home / "hearth.toml").open("a", encoding="utf-8") as f:
+        f.write(configured_targets(home, seaweedfs, bucket, sshd) + alarms)
 
 
 def versions(url: str) -> list[tuple[object, ...]]:
@@ -137,7 +105,7 @@ def test_back_up_to_three_targets_corrupt_alarm_repair_and_restore_into_postgres
     postgres_database: str,
 ) -> None:
     home = tmp_path / "clinic"
-    env = {**SECRETS, "WALK_S3_SECRET": seaweedfs.secret_key}
+    env = {**SECRETS, "TEST_S3_SECRET": seaweedfs.secret_key}
     assert run(home, "init", "--json", env=env)[0] == 0
     assert run(home, "demo", "load", "--patients", "4", env=env)[0] == 0
     configure(home, seaweedfs, s3_bucket, sshd, smtp_server, receiver)
