@@ -7,6 +7,9 @@ clock, the CA's revocation list, an unrevoked mapping to exactly one **user**, `
 enrolled (authenticator app, security key or recovery code) is still asked, through the same
 pages as after a password, because Hearth cannot tell from a certificate whether its key needs a
 PIN (a smart card) or sits in a browser's store (software).
+
+Wrong passwords, and the lock they lead to, do not refuse a certificate sign-in: see
+``hearth.auth.throttle``.
 """
 
 from __future__ import annotations
@@ -69,7 +72,10 @@ class CertificateSignIn:
                 errors.CERTIFICATE_REFUSED, "This certificate belongs to a client, not a person."
             )
         user = self._accounts.user(cert.subject)
-        if user is None or user.status != "active" or user.locked_us is not None:
+        # A lock from wrong passwords does not stop a certificate: it cannot be guessed, and a
+        # person whose password is under attack must still be able to sign in (ASVS
+        # v5.0.0-6.1.1). The one-time code asked next has its own count and lock.
+        if user is None or user.status != "active":
             self._refuse(cert.subject, source, errors.AUTHENTICATION_FAILED.code)
             raise HearthError(errors.AUTHENTICATION_FAILED)
         methods = self._signin.methods(user)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from hearth.auth import PasswordHasher, PinAttempts, PinHasher, RecoveryCodeHasher, totp
 from hearth.auth.sessions import SessionState
+from hearth.auth.throttle import Guessable
 from hearth.auth.usernames import canonical_username
 from hearth.auth.webauthn_rp import (
     CHALLENGE_BYTES,
@@ -146,10 +147,20 @@ class SignInService:
             )
         )
 
-    def _check(self, account: str, source: str | None, actor: str | None) -> None:
-        """Throttle first; a refusal is audited too (it is evidence of an attack)."""
+    def _check(
+        self,
+        account: str | None,
+        source: str | None,
+        actor: str | None,
+        secret: Guessable = Guessable.PASSWORD,
+    ) -> None:
+        """Throttle first; a refusal is audited too (it is evidence of an attack). With no
+        ``account`` (a WebAuthn assertion, which cannot be guessed) only the address counts."""
         try:
-            self._throttle.check(account, source)
+            if account is None:
+                self._throttle.check_address(source)
+            else:
+                self._throttle.check(account, source, secret)
         except HearthError as error:
             self._audit(
                 AuthEvent.THROTTLED,
@@ -165,14 +176,20 @@ class SignInService:
         event: AuthEvent,
         error: HearthError,
         *,
-        account: str,
+        account: str | None,
         user: UserRow | None,
         source: str | None,
         session: Session | None = None,
+        secret: Guessable = Guessable.PASSWORD,
     ) -> HearthError:
-        """Count, audit, lock if it is time; return the error for the caller to raise."""
+        """Count, audit, lock if it is time; return the error for the caller to raise. With
+        no ``account`` (a WebAuthn failure) only the address counts."""
         user_id = user.user_id if user is not None else None
-        outcome = self._throttle.failed(account, source, user_id=user_id)
+        outcome = (
+            self._throttle.failed(account, source, user_id=user_id, secret=secret)
+            if account is not None
+            else self._throttle.failed_address(source)
+        )
         self._audit(
             event,
             Outcome.DENIED,
@@ -219,7 +236,7 @@ class SignInService:
     def _establish(
         self, session: Session, user: UserRow, amr: tuple[str, ...], source: str | None
     ) -> SignInResult:
-        self._throttle.succeeded(self._throttle.account_key(user.username))
+        self._throttle.succeeded(self._throttle.account_key(user.username), source)
         signed = self.sessions.establish(
             session, user_id=user.user_id, amr=amr, source=source, second_factor=True
         )
@@ -329,7 +346,7 @@ class SignInService:
         event: AuthEvent,
     ) -> None:
         account = self._throttle.account_key(user.username)
-        self._check(account, source, user.user_id)
+        self._check(account, source, user.user_id, Guessable.CODE)
         secret = self._accounts.totp_secret(user)
         try:
             if secret is None:
@@ -343,14 +360,20 @@ class SignInService:
             if error.code not in (errors.TOTP_INVALID, errors.TOTP_REPLAYED):
                 raise
             raise self._fail(
-                event, error, account=account, user=user, source=source, session=session
+                event,
+                error,
+                account=account,
+                user=user,
+                source=source,
+                session=session,
+                secret=Guessable.CODE,
             ) from None
 
     def recovery(self, session: Session | None, code: str, *, source: str | None) -> SignInResult:
         """A recovery code after a password: each works once (NIST SP 800-63B-4 sec. 3.1.2)."""
         pending, user = self._pending(session)
         account = self._throttle.account_key(user.username)
-        self._check(account, source, user.user_id)
+        self._check(account, source, user.user_id, Guessable.CODE)
         stored = self._accounts.recovery_codes(user.user_id)
         try:
             index = self._recovery.find([h for _, h in stored], code)
@@ -366,6 +389,7 @@ class SignInService:
                 user=user,
                 source=source,
                 session=pending,
+                secret=Guessable.CODE,
             ) from None
         self._audit(
             AuthEvent.SECOND_FACTOR,
@@ -481,8 +505,10 @@ class SignInService:
             )
             raise HearthError(errors.WRONG_USER)
         subject = owner or expected_user
-        account = self._throttle.account_key(subject.username if subject else "(unknown key)")
-        self._check(account, source, subject.user_id if subject else None)
+        # An assertion cannot be guessed: its failures count against the address only, and
+        # no count of wrong passwords or codes refuses it (a passkey still signs in a person
+        # whose password an attacker has locked, ASVS v5.0.0-6.1.1).
+        self._check(None, source, subject.user_id if subject else None)
         try:
             if stored is None or owner is None or owner.status != "active":
                 raise HearthError(errors.WEBAUTHN_FAILED)
@@ -504,7 +530,7 @@ class SignInService:
             if error.code not in (errors.WEBAUTHN_FAILED, errors.WEBAUTHN_UV_REQUIRED):
                 raise
             raise self._fail(
-                event, error, account=account, user=subject, source=source, session=session
+                event, error, account=None, user=subject, source=source, session=session
             ) from None
         assert owner is not None  # noqa: S101 - checked in the try block
         self._audit(
@@ -522,7 +548,7 @@ class SignInService:
                 amr = ("hwk", "user", "mfa") if assertion.user_verified else ("hwk",)
                 return self._establish(session, owner, amr, source)
             case "unlock":
-                self._throttle.succeeded(account)
+                self._throttle.succeeded(self._throttle.account_key(owner.username), source)
                 signed = self.sessions.unlock(session, method="key")
                 return SignInResult(signed, True, safe_next(session.data.get("next")))
             case _:

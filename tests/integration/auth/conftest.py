@@ -16,7 +16,7 @@ from starlette.testclient import TestClient
 
 from hearth.auth import Argon2Parameters, totp
 from hearth.auth.throttle import ThrottlePolicy
-from hearth.domain import Alarm
+from hearth.domain import Alarm, HearthError, errors
 from hearth.settings import load_settings
 from hearth.web.app import create_app
 from hearth.wiring import ADMIN_ROLE, Container, init_instance
@@ -178,9 +178,31 @@ class Instance:
         assert link is not None
         return link.token
 
-    def browser(self) -> Browser:
+    def browser(self, address: str = "testclient") -> Browser:
+        """A browser whose requests come from ``address``."""
         app = create_app(self.container)
-        return Browser(TestClient(app, base_url="https://localhost"), self.clock)
+        client = TestClient(app, base_url="https://localhost", client=(address, 50000))
+        return Browser(client, self.clock)
+
+    def lock_by_failures(self, username: str, *, addresses: int = 25) -> int:
+        """Wrong passwords for ``username`` from ``addresses`` addresses in turn, waiting as
+        told, until the name is locked; returns how many were needed."""
+        failures = 0
+        while True:
+            source = f"198.51.100.{failures % addresses + 1}"
+            try:
+                self.container.signin.password(
+                    None, username, "not the password 123", source=source, next_url=None
+                )
+            except HearthError as error:
+                if error.code is errors.ACCOUNT_LOCKED:
+                    return failures
+                if error.code is errors.SIGN_IN_THROTTLED:
+                    self.clock.advance(seconds=int(error.headers["Retry-After"]))
+                    continue
+                if error.code is not errors.AUTHENTICATION_FAILED:
+                    raise
+                failures += 1
 
 
 def build(

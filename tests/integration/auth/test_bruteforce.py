@@ -157,3 +157,90 @@ def test_anonymous_passkey_starts_are_bounded_per_address(site: Instance) -> Non
     fresh = site.browser()
     fresh.get("/login")
     assert fresh.options("/webauthn/options").status_code == 200
+
+
+# -- malicious lockout (ASVS v5.0.0-6.1.1) -------------------------------------------------------
+def wait_and_attempt(browser: Browser, site: Instance, name: str) -> None:
+    """One counted failure: wait as told first."""
+    status, wait = attempt(browser, name)
+    while status == 429:
+        site.clock.advance(seconds=wait)
+        status, wait = attempt(browser, name)
+    assert status == 401
+
+
+def test_an_attacker_elsewhere_does_not_slow_the_person_at_their_desk(site: Instance) -> None:
+    victim = site.browser("192.0.2.10")
+    victim.enrol_password(site.add_user("alice"))
+    victim.logout()
+    attacker = site.browser("203.0.113.66")
+    for _ in range(30):
+        wait_and_attempt(attacker, site, "alice")
+    assert attempt(attacker, "alice")[0] == 429  # the attacker waits, longer and longer
+    assert attempt(site.browser("192.0.2.11"), "alice") == (401, 0)  # a colleague's desk
+    assert victim.sign_in("alice").status_code == 303  # and alice signs in at once
+    assert attempt(attacker, "alice")[0] == 429  # her success does not free the attacker
+
+
+def test_a_distributed_attack_slows_new_addresses_but_not_known_ones(site: Instance) -> None:
+    victim = site.browser("192.0.2.10")
+    victim.enrol_password(site.add_user("alice"))
+    victim.logout()
+    assert victim.sign_in("alice").status_code == 303  # 192.0.2.10 is now known for alice
+    victim.logout()
+    for bot in range(10):  # five free tries each from ten addresses
+        browser = site.browser(f"203.0.113.{bot + 1}")
+        assert [attempt(browser, "alice") for _ in range(5)] == [(401, 0)] * 5
+    # Past 50 failures from anywhere, an address alice never signed in from waits...
+    assert attempt(site.browser("203.0.113.200"), "alice") == (429, 1)
+    # ...but her own desk does not, and the alarms went off.
+    assert victim.sign_in("alice").status_code == 303
+    kinds = [a.kind for a in site.alarms.raised]
+    assert kinds.count(AlarmKind.AUTH_BRUTE_FORCE) == 5
+    assert AlarmKind.AUTH_LOCKOUT not in kinds
+
+
+def test_a_locked_password_does_not_stop_a_passkey(site: Instance) -> None:
+    from tests.integration.auth.softkey import SoftKey
+    from tests.integration.auth.test_webauthn import enrol_key
+
+    key = SoftKey()
+    browser = enrol_key(site, "alice", key)
+    browser.logout()
+    assert site.lock_by_failures("alice") == 100  # NIST-RL-01: never more than 100
+    assert site.container.users.get("alice").locked
+    assert [a.kind for a in site.alarms.raised].count(AlarmKind.AUTH_LOCKOUT) == 1
+    browser.get("/login")
+    signed = browser.ceremony(key)
+    assert signed.status_code == 200, signed.text
+    assert "Welcome, Alice" in browser.get("/").text
+    # The password path stays locked until an administrator looks (the alarm asks them to).
+    assert attempt(site.browser(), "alice", PASSWORD)[0] == 429
+
+
+def test_failed_assertions_never_move_an_account_towards_its_lock(site: Instance) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.integration.auth.softkey import Credential, SoftKey
+    from tests.integration.auth.test_webauthn import enrol_key
+
+    key = SoftKey()
+    enrol_key(site, "alice", key).logout()
+    # What an attacker without alice's key can send: her credential id, signed by another key.
+    real = key.credentials[0]
+    forger = SoftKey()
+    forger.credentials.append(
+        Credential(
+            real.credential_id,
+            ec.generate_private_key(ec.SECP256R1()),
+            real.user_handle,
+            real.rp_id,
+            real.counter,
+        )
+    )
+    thief = site.browser("203.0.113.9")
+    for _ in range(15):
+        thief.get("/login")
+        assert thief.ceremony(forger).status_code == 401
+    assert not [a for a in site.alarms.raised if a.kind is AlarmKind.AUTH_BRUTE_FORCE]
+    assert attempt(site.browser(), "alice") == (401, 0)  # no wait on alice's name

@@ -164,3 +164,23 @@ def test_no_certificate(site: Site) -> None:
     page = browser.get("/login/certificate")
     assert page.status_code == 200
     assert "presented no client certificate" in page.text
+
+
+def test_a_password_lock_does_not_stop_a_smart_card(site: Site) -> None:
+    """Anyone can type erin's name with wrong passwords until the password locks (ASVS
+    v5.0.0-6.1.1); her smart card, which cannot be guessed, still signs her in."""
+    user_id, secret = _enrolled(site, "erin")
+    card, card_key, _ = site.clients.issue("erin piv")
+    site.instance.container.certificates.add(
+        card.read_bytes(), subject_kind="user", subject=user_id, label="PIV", by="test"
+    )
+    assert site.instance.lock_by_failures("erin") == 100
+    assert site.instance.container.users.get("erin").locked
+    browser = site.browser((card, card_key))
+    browser.totp_secret = secret
+    browser.get("/login/certificate")
+    assert browser.post("/login/certificate", {"next": "/"}).status_code == 303
+    browser.get("/login/second-factor")
+    site.instance.clock.advance(seconds=30)
+    assert browser.post("/login/totp", {"code": browser.code()}).status_code == 303
+    assert browser.get("/").status_code == 200

@@ -38,6 +38,8 @@ def test_lock_at_one_hundred_and_alarms_at_multiples() -> None:
         {"account_free": -1},
         {"brute_force_alarm": 0},
         {"stuffing_accounts": 1},
+        {"account_wide_free": 101},
+        {"account_wide_free": 4},
     ],
 )
 def test_looser_or_senseless_policies_are_refused(changes: dict[str, int]) -> None:
@@ -48,3 +50,12 @@ def test_looser_or_senseless_policies_are_refused(changes: dict[str, int]) -> No
 def test_anonymous_starts_have_a_bound() -> None:
     assert DEFAULT_THROTTLE.anonymous_starts == 30
     assert DEFAULT_THROTTLE.start_window == timedelta(minutes=5)
+
+
+def test_the_account_wide_wait_starts_far_above_one_addresss_allowance() -> None:
+    assert DEFAULT_THROTTLE.account_wide_free == 50
+    assert DEFAULT_THROTTLE.account_wide_delay(49) == timedelta(0)
+    assert DEFAULT_THROTTLE.account_wide_delay(50) == timedelta(seconds=1)
+    assert DEFAULT_THROTTLE.account_wide_delay(99) == timedelta(minutes=15)
+    assert DEFAULT_THROTTLE.known_address_memory == timedelta(days=30)
+    assert DEFAULT_THROTTLE.code_memory > DEFAULT_THROTTLE.account_memory
