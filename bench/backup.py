@@ -4,10 +4,17 @@
 (``HEARTH_BENCH_BACKUP_PATIENTS`` patients, default 2,000, with 5 observations each) by
 ``hearth import``; then, each as its own ``hearth`` process: a full backup, an incremental
 after 1% of the patients changed, verify (hashes only), verify with the identity (every AEAD
-tag and Merkle root), verify --deep, and restores into SQLite and PostgreSQL. The baseline,
-run in the same process beside it, is an engine snapshot: SQLite's online backup API copying
-the database file, then zstd (level 3) over the copy, the work a file-level tool such as
-restic does on a snapshot before deduplication and encryption.
+tag and Merkle root), verify --deep, and restores into SQLite and PostgreSQL. Two baselines
+run beside it in the same run: an engine snapshot (SQLite's online backup API copying the
+database file) compressed with zstd (level 3), and restic (``bench/restic_baseline.py``)
+backing up such a snapshot into a local repository, before and after the change, with
+``restic check --read-data`` and ``restic restore`` as the counterparts of verify and restore.
+
+Scale: ``HEARTH_BENCH_BACKUP_PATIENTS`` (default 2,000) and
+``HEARTH_BENCH_BACKUP_OBS_PER_PATIENT`` (default 5). The 1% change updates 1% of the patients
+and 1% of the observations. With ``HEARTH_BENCH_BACKUP_REUSE=1`` the imported instance is kept
+in ``~/.cache/hearth-bench/backup-P-N-sqlite`` and copied for later runs (an import of 100,000
+patients takes an hour on these machines).
 
 Reported per step: wall seconds, CPU seconds of the process, peak RSS (VmHWM sampled every
 50 ms) and bytes stored. Ratios use CPU seconds net of a ``hearth --version`` process's (the
@@ -21,6 +28,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +47,7 @@ from bench.common import (
     temp_postgres_database,
     write_results,
 )
+from bench.restic_baseline import Restic
 from bench.search import dataset
 
 
@@ -115,8 +124,40 @@ def changed_patients(folder: Path, work: Path, fraction: float) -> Path:
     return out
 
 
+def changed_observations(folder: Path, work: Path, fraction: float) -> Path:
+    """An NDJSON of ``fraction`` of the observations, each with a new value."""
+    out = work / "changed-observations.ndjson"
+    step = max(1, round(1 / fraction))
+    with (folder / "observations.ndjson").open("rb") as source, out.open("wb") as handle:
+        for index, line in enumerate(source):
+            if index % step == 0:
+                observation = orjson.loads(line)
+                observation["valueQuantity"]["value"] = round(
+                    observation["valueQuantity"]["value"] + 0.1, 1
+                )
+                handle.write(orjson.dumps(observation) + b"\n")
+    return out
+
+
+def instance(folder: Path, home: Path, steps: dict[str, dict[str, Any]]) -> None:
+    """``home`` with the population imported: fresh, or copied from the reuse cache."""
+    cache = folder.parent / f"backup-{folder.name.removeprefix('search-')}-sqlite" / "home"
+    if os.environ.get("HEARTH_BENCH_BACKUP_REUSE") == "1" and cache.is_dir():
+        shutil.copytree(cache, home)
+        run(home, "migrate")  # the cache may predate newer migrations
+        with sqlite3.connect(home / "data" / "hearth.db") as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return
+    run(home, "init", "--json")
+    steps["import"] = run(home, "import", str(folder / "patients.ndjson"), "--json")
+    steps["import"] = run(home, "import", str(folder / "observations.ndjson"), "--json")
+    if os.environ.get("HEARTH_BENCH_BACKUP_REUSE") == "1":
+        shutil.rmtree(cache, ignore_errors=True)
+        shutil.copytree(home, cache)
+
+
 def stored_bytes(result: dict[str, Any]) -> int:
-    return int(result["result"].get("stored_bytes", 0))
+    return int(result.get("result", {}).get("stored_bytes", 0))
 
 
 def _figures(step: dict[str, Any]) -> dict[str, Any]:
@@ -125,32 +166,40 @@ def _figures(step: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     patients = int(os.environ.get("HEARTH_BENCH_BACKUP_PATIENTS", "2000"))
-    folder = dataset(patients, 5)
+    per_patient = int(os.environ.get("HEARTH_BENCH_BACKUP_OBS_PER_PATIENT", "5"))
+    folder = dataset(patients, per_patient)
     steps: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="hearth-bench-backup-") as tmp:
         work = Path(tmp)
         home = work / "home"
         identity = work / "offline" / "id.key"
-        run(home, "init", "--json")
+        instance(folder, home, steps)
         # What every hearth process costs before it does anything: subtracted below.
         steps["start-up (hearth --version)"] = run(home, "--version")
         run(home, "keys", "backup-recipient", "--identity-out", str(identity))
-        steps["import"] = run(home, "import", str(folder / "patients.ndjson"), "--json")
-        steps["import"] = run(home, "import", str(folder / "observations.ndjson"), "--json")
         db = home / "data" / "hearth.db"
+        db_bytes = db.stat().st_size
         steps["full"] = run(home, "backup", "create", "--json")
         steps["baseline snapshot+zstd"] = snapshot_baseline(db, work)
+        (work / "snapshot.db").unlink()
+        restic = Restic(work)
+        steps["restic full (snapshot + backup)"] = restic.backup_database(db)
         run(home, "import", str(changed_patients(folder, work, 0.01)), "--json")
+        run(home, "import", str(changed_observations(folder, work, 0.01)), "--json")
         steps["incremental (1%)"] = run(home, "backup", "create", "--json")
+        steps["restic incremental (1%)"] = restic.backup_database(db)
         ident = ["--identity", str(identity)]
         steps["verify (hashes)"] = run(home, "backup", "verify", "--json")
         steps["verify (identity)"] = run(home, "backup", "verify", "--json", *ident)
         steps["verify --deep"] = run(home, "backup", "verify", "--deep", "--json", *ident)
+        steps["restic check --read-data"] = restic.check()
         head = steps["incremental (1%)"]["result"]["backup_id"]
         steps["restore sqlite"] = run(
             home, "backup", "restore", head, "--into", f"sqlite:///{work / 'r.db'}", "--json",
             *ident,
         )  # fmt: skip
+        (work / "r.db").unlink(missing_ok=True)
+        steps["restic restore"] = restic.restore()
         try:
             url, name = temp_postgres_database()
         except Exception as exc:  # noqa: BLE001 - a missing server is reported, not fatal
@@ -181,7 +230,8 @@ def main() -> None:
             ]
         )
     print_table(
-        f"backup: {patients} patients, {versions} versions (SQLite)",
+        f"backup: {patients} patients, {patients * per_patient} observations, {versions} "
+        f"versions, SQLite database {db_bytes:,} bytes; {restic.version}",
         ["step", "wall s", "cpu s", "peak RSS MB", "bytes"],
         rows,
     )
@@ -190,7 +240,18 @@ def main() -> None:
     def net(label: str) -> float:
         return max(steps[label]["cpu_s"] - startup, 1e-9)
 
+    restic_full = steps["restic full (snapshot + backup)"]
+    restic_incr = steps["restic incremental (1%)"]
     ratios = {
+        # > 1: Hearth faster than restic (restic's side includes taking the engine snapshot).
+        "full_throughput_vs_restic_wall": restic_full["wall_s"] / steps["full"]["wall_s"],
+        "full_throughput_vs_restic_cpu_net": restic_full["cpu_s"] / net("full"),
+        "incremental_bytes_vs_full_restic": restic_incr["bytes"] / restic_full["bytes"],
+        "incremental_bytes_vs_restic_incremental": incr_bytes / restic_incr["bytes"],
+        "verify_deep_vs_restic_check_wall": steps["restic check --read-data"]["wall_s"]
+        / steps["verify --deep"]["wall_s"],
+        "restore_vs_restic_restore_wall": steps["restic restore"]["wall_s"]
+        / steps["restore sqlite"]["wall_s"],
         "full_vs_snapshot_cpu_net": net("full") / base["cpu_s"] if base["cpu_s"] else None,
         "full_bytes_vs_snapshot": full_bytes / base["bytes"],
         "incremental_bytes_vs_full": incr_bytes / full_bytes,
@@ -205,7 +266,10 @@ def main() -> None:
         "backup",
         {
             "patients": patients,
+            "observations": patients * per_patient,
             "versions": versions,
+            "database_bytes": db_bytes,
+            "restic": restic.version,
             "steps": {
                 k: {kk: vv for kk, vv in v.items() if kk != "result"} for k, v in steps.items()
             },
