@@ -55,7 +55,7 @@ from hearth.domain import HearthError, IntegrityError, Random, ResourceRef, erro
 from hearth.fhir import jsonbody as fhir_json
 from hearth.storage.audit import AuditTrail
 from hearth.storage.keys import wrapped_keys
-from hearth.storage.repository import index_row
+from hearth.storage.repository import index_row, open_version
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.engine import Database, open_database
@@ -444,27 +444,8 @@ class Loader:
         for row in self._store.iter_versions(self.conn):
             if row.seq != last + 1:
                 raise IntegrityError(f"Version seq {last + 1} is missing after the restore.")
-            body: bytes | None = None
             try:
-                if not row.deleted:
-                    if row.body is None:
-                        raise IntegrityError()
-                    body = keyring.open_resource(
-                        row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
-                    )
-                elif row.body is not None:
-                    raise IntegrityError()
-                keyring.verify_mac(
-                    row.mac,
-                    mac_key_id=row.mac_key_id,
-                    seq=row.seq,
-                    res_type=row.res_type,
-                    res_id=row.res_id,
-                    version=row.version,
-                    deleted=row.deleted,
-                    ts_us=row.ts_us,
-                    body=body,
-                )
+                open_version(keyring, row)
             except IntegrityError:
                 raise IntegrityError(
                     f"Restored version seq {row.seq} ({row.res_type}/{row.res_id} version "

@@ -42,7 +42,7 @@ from hearth.storage.accounts import totp_aad
 from hearth.storage.alarms import note_aad
 from hearth.storage.audit import AuditTrail
 from hearth.storage.keys import LiveKeys
-from hearth.storage.repository import to_us
+from hearth.storage.repository import open_version, to_us
 from hearth.storage.sql import access as access_sql
 from hearth.storage.sql.accounts import SqlAccounts
 from hearth.storage.sql.alarms import SqlAlarms
@@ -435,22 +435,7 @@ class KeyAdministration:
                     return done
                 for row in rows:
                     aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
-                    body: bytes | None = None
-                    if not row.deleted:
-                        if row.body is None:
-                            raise IntegrityError()
-                        body = keys.open_resource(row.body, aad=aad)
-                    keys.verify_mac(
-                        row.mac,
-                        mac_key_id=row.mac_key_id,
-                        seq=row.seq,
-                        res_type=row.res_type,
-                        res_id=row.res_id,
-                        version=row.version,
-                        deleted=row.deleted,
-                        ts_us=row.ts_us,
-                        body=body,
-                    )
+                    body = open_version(keys, row)
                     sealed, sealed_id = row.body, row.key_id
                     if row.key_id == key_id and body is not None:
                         sealed = keys.seal_resource(body, aad=aad, random=self._random)

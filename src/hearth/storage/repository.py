@@ -116,6 +116,33 @@ class SearchBounds:
     include: int = 1000
 
 
+def open_version(keys: KeyRing, row: VersionRow) -> bytes | None:
+    """A stored version's plaintext body (None for a deletion), after opening its seal under
+    the AAD of its type, id and version and checking its MAC; ``IntegrityError`` on any
+    mismatch, including a deletion that carries a body or a version that lacks one."""
+    body: bytes | None = None
+    if not row.deleted:
+        if row.body is None:
+            raise IntegrityError()
+        body = keys.open_resource(
+            row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
+        )
+    elif row.body is not None:
+        raise IntegrityError()
+    keys.verify_mac(
+        row.mac,
+        mac_key_id=row.mac_key_id,
+        seq=row.seq,
+        res_type=row.res_type,
+        res_id=row.res_id,
+        version=row.version,
+        deleted=row.deleted,
+        ts_us=row.ts_us,
+        body=body,
+    )
+    return body
+
+
 def index_row(
     keys: KeyRing, seq: int, res_type: str, res_id: str, ts_us: int, resource: dict[str, Any]
 ) -> search_sql.IndexRow:
@@ -341,25 +368,8 @@ class RecordRepository:
     # -- opening ------------------------------------------------------------------------------
     def _open(self, row: VersionRow) -> StoredResource:
         """Open a stored version and verify its MAC; raise ``IntegrityError`` on any mismatch."""
-        body: bytes | None = None
         try:
-            if not row.deleted:
-                if row.body is None:
-                    raise IntegrityError()
-                body = self._keys.open_resource(
-                    row.body, aad=ResourceRef(row.res_type, row.res_id).aad(row.version)
-                )
-            self._keys.verify_mac(
-                row.mac,
-                mac_key_id=row.mac_key_id,
-                seq=row.seq,
-                res_type=row.res_type,
-                res_id=row.res_id,
-                version=row.version,
-                deleted=row.deleted,
-                ts_us=row.ts_us,
-                body=body,
-            )
+            body = open_version(self._keys, row)
         except IntegrityError:
             if self._on_integrity_failure is not None:
                 self._on_integrity_failure(row.res_type, row.res_id, row.version, row.seq)
