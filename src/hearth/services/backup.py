@@ -29,7 +29,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.audit import AuditRecord
 from hearth.backupfmt import (
@@ -85,7 +85,10 @@ from hearth.storage.backup import (
     backup_plan,
 )
 from hearth.storage.repository import from_us, to_us
-from hearth.targets import BackupTarget, TargetSpool
+
+if TYPE_CHECKING:
+    # Only for annotations: importing hearth.targets loads boto3 and paramiko.
+    from hearth.targets import BackupTarget
 
 __all__ = [
     "BackupInfo",
@@ -426,8 +429,10 @@ class BackupService:
         if previous.instance_id != self._instance_id:
             return None, False, "the newest backup belongs to another instance"
         for other in self.targets[1:]:
-            if not other.exists(manifest_object_name(previous.backup_id)):
-                return previous, False, f"target {other.label} lacks the previous backup"
+            # Linking to a backup that is not the other target's newest would fork its chain
+            # (a run to that target alone went on from it): start a new chain instead.
+            if self._head(other) != previous.backup_id:
+                return None, False, f"target {other.label}'s newest backup is another one"
         if full:
             return previous, False, "a full backup was asked for"
         return previous, True, "incremental"
@@ -475,9 +480,12 @@ class BackupService:
         created = self._clock.now()
         if previous is not None and previous.created >= created:
             raise HearthError(BACKUP_ARGUMENT, "The clock is behind the newest backup's time.")
-        backup_id = self._next_id(created, previous)
+        newest = [b for b in (self._newest_name(t) for t in self.targets) if b is not None]
+        backup_id = self._next_id(created, max(newest) if newest else None)
         locked = [self._lock_days.get(t.label, 0) for t in self.targets if t.supports_immutability]
         days = max(locked, default=0)
+        from hearth.targets.spool import TargetSpool
+
         spool = TargetSpool(
             self.targets,
             spool_dir,
@@ -566,18 +574,28 @@ class BackupService:
             seconds=time.monotonic() - started,
         )
 
-    def _next_id(self, created: datetime, previous: Manifest | None) -> str:
-        """A fresh id that sorts after the predecessor's (verifiers check the order). Ids sort
-        by time to the second, then by their random part: within the predecessor's second the
-        random part is drawn above the predecessor's."""
+    @staticmethod
+    def _newest_name(target: BackupTarget) -> str | None:
+        ids = [
+            b
+            for b in (backup_id_from_manifest_name(n) for n in target.list_names(MANIFEST_PREFIX))
+            if b is not None
+        ]
+        return max(ids) if ids else None
+
+    def _next_id(self, created: datetime, newest: str | None) -> str:
+        """A fresh id that sorts after every backup id on the targets (``newest``): verifiers
+        order a chain and pick the newest of several chains by id. Ids sort by time to the
+        second, then by their random part: within that second the random part is drawn above
+        the newest one's."""
         backup_id = new_backup_id(created, self._random)
-        if previous is None or backup_id > previous.backup_id:
+        if newest is None or backup_id > newest:
             return backup_id
-        stamp, _, theirs = previous.backup_id.partition("-")
+        stamp, _, theirs = newest.partition("-")
         if backup_id.partition("-")[0] != stamp:
             raise HearthError(
                 BACKUP_ARGUMENT,
-                f"The clock is behind the newest backup ({previous.backup_id}); check it.",
+                f"The clock is behind the newest backup ({newest}); check it.",
             )
         low = int(theirs, 16) + 1
         span = 2**64 - low
