@@ -326,3 +326,32 @@ def test_runs_are_audited_and_one_process_scans_at_a_time(clean: Any) -> None:
     assert busy.value.code is errors.SCAN_BUSY
     held.release_lease(holder=99)
     assert other.tick() is not None
+
+
+def test_a_row_past_the_version_counter(clean: Any) -> None:
+    """A row numbered past the counter was not written by Hearth (and would make the next
+    write fail on its key): it is named, and cleared once it is gone."""
+    instance, ids, scan, alarms = clean
+    sql(
+        instance,
+        "INSERT INTO resource_version (seq, res_type, res_id, version, ts_us, deleted, key_id, "
+        "body, mac_key_id, mac) SELECT 12, res_type, res_id, 9, ts_us, deleted, key_id, body, "
+        "mac_key_id, mac FROM resource_version WHERE seq = 2",
+    )
+    report = scan.tick()
+    assert report is not None
+    found = named(report)
+    assert (
+        f"version seq 12 Patient/{ids[1]}/_history/9: row numbered past the version counter "
+        "(8): not written by Hearth"
+    ) in found
+    # Its pointer does not name it and no audited write accounts for it: said too.
+    assert (
+        f"pointer seq 2 Patient/{ids[1]}/_history/1: current pointer is not the newest "
+        "version (9)" in found
+    )
+    assert_alarmed_once(scan, alarms, f"Patient/{ids[1]}")
+    sql(instance, "DELETE FROM resource_version WHERE seq = 12")
+    report = scan.tick()
+    assert report is not None
+    assert report.ok

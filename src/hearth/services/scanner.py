@@ -67,6 +67,8 @@ BATCH = 5000
 #: progress on a small database even where the pacing alone would ask for less.
 ROLLING_MIN = 500
 
+#: The end of the ``seq`` range past the counter that each run checks for foreign rows.
+_BEYOND = 2**62
 _INC = "inc.seq"
 _ROLL = "roll.seq"
 _ROLL_STARTED = "roll.started_us"
@@ -220,6 +222,8 @@ class IntegrityScanner:
             run.add_slice(part)
             inc = part.last_seq
         cursors[_INC] = inc
+        run.findings += scan.beyond_counter()
+        run.version_ranges.append((high, _BEYOND))
 
         # 2. The rolling pass over every version, paced to finish within full_pass_days.
         period_us = int(self._settings.full_pass_days * 86_400 * 1_000_000)
@@ -317,6 +321,8 @@ class IntegrityScanner:
             at = part.last_seq
         progress.finish()
         cursors[_INC] = at
+        run.findings += scan.beyond_counter()
+        run.version_ranges.append((high, _BEYOND))
         audit = 0 if full else state.get(_AUDIT, 0)
         progress.start("audit chain", None)
         while True:
@@ -368,8 +374,7 @@ class IntegrityScanner:
             clear_kinds=run.clear_kinds,
         )
         scan.set_state(cursors)
-        for finding in report.new:
-            self._alarm(finding)
+        self._alarm(report.new)
         report.open = scan.findings()
         report.seconds = time.perf_counter() - started
         try:
@@ -380,24 +385,29 @@ class IntegrityScanner:
             log.error("integrity scan: %d new findings", len(report.new))
         return report
 
-    def _alarm(self, finding: ScanFinding) -> None:
-        if self._alarms is None:
+    def _alarm(self, new: Sequence[ScanFinding]) -> None:
+        """One alarm per record (subject) and kind for the new findings of a run: a record
+        whose version and pointer are both damaged alarms once, naming the first finding and
+        counting the others."""
+        if self._alarms is None or not new:
             return
-        audit = finding.kind in (ScanKind.AUDIT, ScanKind.TRAIL)
-        details = {"finding": finding.kind.value, "seq": str(finding.seq)}
-        if finding.version is not None:
-            details["version"] = str(finding.version)
-        if finding.detail:
-            details["chain"] = finding.detail
-        self._alarms.raise_alarm(
-            Alarm(
-                AlarmKind.AUDIT_CHAIN_BROKEN if audit else AlarmKind.INTEGRITY_MISMATCH,
-                Severity.CRITICAL,
-                finding.subject,
-                str(finding),
-                details,
-            )
-        )
+        grouped: dict[tuple[AlarmKind, str], list[ScanFinding]] = {}
+        for finding in new:
+            audit = finding.kind in (ScanKind.AUDIT, ScanKind.TRAIL)
+            kind = AlarmKind.AUDIT_CHAIN_BROKEN if audit else AlarmKind.INTEGRITY_MISMATCH
+            grouped.setdefault((kind, finding.subject), []).append(finding)
+        for (kind, subject), findings in grouped.items():
+            first = findings[0]
+            details = {"finding": first.kind.value, "seq": str(first.seq)}
+            if first.version is not None:
+                details["version"] = str(first.version)
+            if first.detail:
+                details["chain"] = first.detail
+            summary = str(first)
+            if len(findings) > 1:
+                details["findings"] = str(len(findings))
+                summary += f" (and {len(findings) - 1} more; `hearth integrity scan` lists them)"
+            self._alarms.raise_alarm(Alarm(kind, Severity.CRITICAL, subject, summary, details))
 
 
 def finding_fields(f: ScanFinding) -> dict[str, object]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
@@ -41,6 +41,9 @@ from hearth.fhir import jsonbody as fhir_json
 from hearth.storage.repository import index_row
 from hearth.storage.sql import scan as scan_sql
 from hearth.storage.sql.store import VERSION_SEQ, SqlStore
+
+if TYPE_CHECKING:
+    from hearth.storage.system import SystemRepository
 
 __all__ = [
     "AuditSpan",
@@ -173,7 +176,7 @@ def _audit_finding(f: ChainFinding, kind: ScanKind = ScanKind.AUDIT) -> ScanFind
 class ScanRepository:
     """The scanner's reads and its bookkeeping; see the module docstring."""
 
-    def __init__(self, *, store: SqlStore, keyring: KeyRing, system: Any) -> None:
+    def __init__(self, *, store: SqlStore, keyring: KeyRing, system: SystemRepository) -> None:
         self._store = store
         self._keys = keyring
         # The SystemRepository that made this (its audit chain helpers and anchor).
@@ -397,6 +400,24 @@ class ScanRepository:
         if stored.links.get(seq, set()) != set(expected.links):
             return "care relationship rows (search_care_link) disagree with the current version"
         return None
+
+    def beyond_counter(self, *, limit: int = 1000) -> list[ScanFinding]:
+        """Rows numbered past the version counter: no Hearth writer made them (every writer
+        takes its ``seq`` from the counter in the same transaction), so each is a finding."""
+        with self._store.snapshot() as conn:
+            high = self._store.peek_seq(conn, VERSION_SEQ)
+            rows = scan_sql.version_tuples(conn, after_seq=high, upto_seq=2**62, limit=limit)
+        return [
+            ScanFinding(
+                ScanKind.VERSION,
+                int(r[0]),
+                _text(r[1]),
+                _text(r[2]),
+                _int(r[3]),
+                f"row numbered past the version counter ({high}): not written by Hearth",
+            )
+            for r in rows
+        ]
 
     def newest_seqs(self, resources: Iterable[tuple[str, str]]) -> set[int]:
         """The ``seq`` of each resource's newest stored version."""
