@@ -124,6 +124,41 @@ def test_concurrent_writers_keep_the_sequence_dense(instance: Instance) -> None:
     assert seqs == list(range(1, 41))
 
 
+def test_batches_number_versions_densely_and_store_the_counter(instance: Instance) -> None:
+    """A batch takes the version counter once and writes it back before it commits: batches of
+    several writes racing each other, one rolled back, leave a dense sequence, a counter equal
+    to the last version and the audit head recording it."""
+    errors_seen: list[BaseException] = []
+
+    def writer(fail: bool) -> None:
+        repo = instance.container.repository(admin())
+        try:
+            for _ in range(3):
+                with repo.batch() as batch:
+                    for _ in range(4):
+                        batch.create(patient())
+                    batch.update("Patient", "up", {**patient(), "id": "up"})
+                    if fail:
+                        raise RuntimeError("roll back the batch")
+        except RuntimeError:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors_seen.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n == 0,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors_seen
+    seqs = [r[0] for r in raw(instance, "SELECT seq FROM resource_version ORDER BY seq")]
+    assert seqs == list(range(1, 2 * 3 * 5 + 1))
+    assert raw(instance, "SELECT value FROM counter WHERE name = 'version'") == [(len(seqs),)]
+    assert raw(instance, "SELECT version_seq FROM audit_head") == [(len(seqs),)]
+    versions = raw(instance, "SELECT version FROM resource_version WHERE res_id = 'up'")
+    assert sorted(v for (v,) in versions) == list(range(1, 7))
+
+
 def test_every_call_is_audited_success_and_failure(instance: Instance) -> None:
     c = instance.container
     before = raw(instance, "SELECT count(*) FROM audit_entry")[0][0]

@@ -753,9 +753,20 @@ class WriteBatch:
         # Resources whose first version this batch wrote and whose index rows are not flushed
         # yet: nothing of them is indexed, so flushing need not look for old rows to delete.
         self._fresh: set[tuple[str, str]] = set()
+        # The version counter: its row lock is taken by the batch's first write and held to the
+        # end, so later writes number their versions here and the counter is written once, at
+        # the next flush (before the audit entries, which record it, and before any search).
+        # A rolled-back batch returns its numbers: the sequence stays gap-free.
+        self._seq: int | None = None
+        self._seq_stored: int | None = None
 
     def flush_index(self) -> None:
-        """Write the pending index changes (inside this batch's transaction)."""
+        """Write the version counter and the pending index changes (inside this batch's
+        transaction)."""
+        seq = self._seq
+        if seq is not None and seq != self._seq_stored:
+            self._repo._store.set_seq(self._conn, VERSION_SEQ, seq)
+            self._seq_stored = seq
         if not self._index:
             return
         pending, self._index = self._index, {}
@@ -851,10 +862,15 @@ class WriteBatch:
         keys = repo._keys
         now = repo._clock.now()
         ts_us = to_us(now)
-        seq = repo._store.next_seq(self._conn, VERSION_SEQ)
-        # Holding the version counter's lock, which key changes take too: reload the key ring
-        # if keys changed, so nothing is sealed under a key retired meanwhile (docs/design.md).
-        repo._keys_current(self._conn)
+        if self._seq is None:
+            seq = self._seq_stored = repo._store.next_seq(self._conn, VERSION_SEQ)
+            # Holding the version counter's lock, which key changes take too: reload the key
+            # ring if keys changed, so nothing is sealed under a key retired meanwhile
+            # (docs/design.md). Keys cannot change again before this batch ends.
+            repo._keys_current(self._conn)
+        else:
+            seq = self._seq + 1
+        self._seq = seq
         body: bytes | None = None
         sealed: bytes | None = None
         if resource is not None:
@@ -887,7 +903,8 @@ class WriteBatch:
         )
         repo._store.insert_version(
             self._conn,
-            VersionRow(
+            new=version == 1,
+            row=VersionRow(
                 seq=seq,
                 res_type=res_type,
                 res_id=res_id,

@@ -291,6 +291,10 @@ class SqlStore:
         conn.execute(_SET_SEQ, {"n": name, "v": current + n})
         return current + 1
 
+    def set_seq(self, conn: Connection, name: str, value: int) -> None:
+        """Set a sequence whose row lock this transaction holds (``next_seq`` took it)."""
+        conn.execute(_SET_SEQ, {"n": name, "v": value})
+
     def peek_seq(self, conn: Connection, name: str) -> int:
         return int(
             conn.execute(select(t.counter.c.value).where(t.counter.c.name == name)).scalar_one()
@@ -462,7 +466,9 @@ class SqlStore:
             out.extend(_version(r) for r in rows)
         return out
 
-    def insert_version(self, conn: Connection, row: VersionRow) -> None:
+    def insert_version(self, conn: Connection, row: VersionRow, *, new: bool = False) -> None:
+        """Store a version and point the current row at it; ``new`` says the resource has no
+        current row yet (its first version), which saves a statement."""
         conn.execute(
             _INSERT_VERSION,
             {
@@ -484,11 +490,14 @@ class SqlStore:
             "deleted": row.deleted,
             "ts_us": row.ts_us,
         }
-        done = conn.execute(
-            _UPDATE_CURRENT,
-            {"t": row.res_type, "i": row.res_id, **{f"b_{k}": v for k, v in values.items()}},
-        )
-        if done.rowcount == 0:
+        if (
+            new
+            or conn.execute(
+                _UPDATE_CURRENT,
+                {"t": row.res_type, "i": row.res_id, **{f"b_{k}": v for k, v in values.items()}},
+            ).rowcount
+            == 0
+        ):
             conn.execute(
                 _INSERT_CURRENT, {"res_type": row.res_type, "res_id": row.res_id, **values}
             )
