@@ -71,8 +71,10 @@ class Limits:
 class OAuthSettings:
     """Lifetimes of OAuth artefacts, in seconds (SMART-TK-02, BS-08; ASVS 10.4.3, 10.4.8).
 
-    The bounds are enforced when settings load: a user-facing access token lives at most an
-    hour, a backend service's at most five minutes, an authorization code at most ten.
+    The bounds are enforced when settings load (``_OAUTH_BOUNDS``): a user-facing access token
+    lives at most an hour, a backend service's at most five minutes, an authorization code at
+    most ten; an ``offline_access`` refresh family at most a year, an ``online_access`` one at
+    most a day; the signing key rotates every 1 to 90 days.
     """
 
     access_token_seconds: int = 3600
@@ -84,19 +86,28 @@ class OAuthSettings:
     signing_key_seconds: int = 30 * 86_400  # rotate the token signing key this often
 
 
+_DAY = 86_400
+
+#: (least, most, why) for every ``[oauth]`` lifetime. A looser value fails at start-up, like the
+#: ``[sessions]`` ceilings: each bound is a promise in docs/design.md.
 _OAUTH_BOUNDS = {
-    "access_token_seconds": 3600,
-    "backend_token_seconds": 300,
-    "code_seconds": 600,
-    "launch_seconds": 3600,
+    "access_token_seconds": (1, 3600, "SMART-TK-02: at most an hour"),
+    "backend_token_seconds": (1, 300, "SMART-BS-08: at most five minutes"),
+    "code_seconds": (1, 600, "RFC 6749 sec. 4.1.2: at most ten minutes"),
+    "launch_seconds": (1, 3600, "an EHR launch is used at once"),
+    "offline_seconds": (3600, 365 * _DAY, "a refresh family ends within a year"),
+    "online_seconds": (300, _DAY, "no longer than a signed-in session may last, NIST AAL2"),
+    "signing_key_seconds": (_DAY, 90 * _DAY, "rotate the token signing key every 1 to 90 days"),
 }
 
 
 def _oauth_settings(raw: dict[str, Any]) -> OAuthSettings:
     values = {k: int(v) for k, v in raw.items() if k in OAuthSettings.__dataclass_fields__}
-    for name, bound in _OAUTH_BOUNDS.items():
-        if not 0 < values.get(name, 1) <= bound:
-            raise HearthError(errors.BAD_PARAMETER, f"oauth.{name} must be 1 to {bound}.")
+    for name, (least, most, why) in _OAUTH_BOUNDS.items():
+        if name in values and not least <= values[name] <= most:
+            raise HearthError(
+                errors.BAD_PARAMETER, f"oauth.{name} must be {least} to {most} ({why})."
+            )
     return OAuthSettings(**values)
 
 

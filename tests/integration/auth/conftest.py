@@ -206,13 +206,23 @@ class Instance:
 
 
 def build(
-    tmp_path: Path, *, redis_url: str | None = None, throttle: ThrottlePolicy | None = None
+    tmp_path: Path,
+    *,
+    redis_url: str | None = None,
+    throttle: ThrottlePolicy | None = None,
+    sessions: str = "",
 ) -> Instance:
+    """An instance; ``sessions`` replaces the body of its ``[sessions]`` table."""
     clock = FixedClock()
     home = tmp_path / "home"
     init_instance(home, clock=clock)
+    config = home / "hearth.toml"
+    if sessions:
+        text = config.read_text("utf-8")
+        text = text.replace("idle_minutes = 15\nabsolute_hours = 12\n", sessions)
+        config.write_text(text, "utf-8")
     if redis_url:
-        with (home / "hearth.toml").open("a", encoding="utf-8") as f:
+        with config.open("a", encoding="utf-8") as f:
             f.write(f'\n[redis]\nurl = "{redis_url}"\n')
     alarms = CapturedAlarms()
     container = Container(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from hearth.domain import errors
-from tests.integration.auth.conftest import COOKIE, Browser, Instance
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from hearth.domain import HearthError, errors
+from tests.integration.auth.conftest import COOKIE, Browser, Instance, build
 from tests.integration.auth.softkey import SoftKey
 from tests.integration.auth.test_signin import audit_actions
 
@@ -155,3 +160,38 @@ def test_a_different_user_signs_in_fully_and_the_locked_session_ends(site: Insta
     stale = site.browser()
     stale.client.cookies.set(COOKIE, locked_id or "", domain="localhost.local")
     assert stale.get("/").headers["location"].startswith("/login")
+
+
+def test_non_default_timeouts_take_effect_at_their_own_times(tmp_path: Path) -> None:
+    """``[sessions]`` values other than the defaults are what the sessions obey: a 5-minute idle
+    lock, a 1-hour absolute end and a 2-minute step-up window, by the injected clock."""
+    site = build(
+        tmp_path,
+        sessions="idle_minutes = 5\nabsolute_hours = 1\nstep_up_minutes = 2\n",
+    )
+    try:
+        browser = site.browser()
+        browser.enrol_password(site.add_user("alice"))
+        assert browser.get("/").status_code == 200
+        site.clock.advance(minutes=4, seconds=50)  # inside the 5 minutes: still active
+        assert browser.get("/").status_code == 200
+        session = site.container.sessions.load(browser.session_cookie())
+        assert session is not None
+        with pytest.raises(HearthError) as stale:  # 4 min 50 s > 2 min since the sign-in
+            site.container.sessions.require_step_up(session)
+        assert stale.value.code is errors.STEP_UP_REQUIRED
+        site.clock.advance(minutes=5, seconds=1)  # 5 min 1 s idle: locked, not the default 15
+        assert browser.get("/").headers["location"] == "/unlock?next=/"
+        # Kept busy, it still ends one hour after the sign-in, not after the default twelve.
+        browser.sign_in("alice")
+        signed_in_at = site.clock.now()
+        while site.clock.now() - signed_in_at < timedelta(minutes=56):
+            site.clock.advance(minutes=4)
+            assert browser.get("/").status_code == 200
+        site.clock.advance(minutes=4)
+        assert browser.get("/").headers["location"].startswith("/login")
+        actions = [(a, o) for a, o, _ in audit_actions(site)]
+        assert ("session.lock", "success") in actions
+        assert ("session.end", "success") in actions
+    finally:
+        site.container.close()
