@@ -506,3 +506,54 @@ def test_care_relationships_are_indexed_on_write(world: World) -> None:
     assert seen() == ({obs}, 1)
     root.delete("Encounter", encounter_id)
     assert seen() == (set(), 0)
+
+
+def test_both_forms_of_care_team_scoping_give_the_same_answer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search with many unscoped candidates lists the linked patients' rows; a selective one
+    probes per row (hearth.storage.searching._planned). Either way the physician gets exactly
+    the linked patients' records and the right total."""
+    from hearth.storage import searching
+
+    listed: list[object] = []
+    real = searching._listed
+
+    def spy(cond: object) -> object:
+        listed.append(cond)
+        return real(cond)
+
+    monkeypatch.setattr(searching, "_listed", spy)
+    root = world.container.repository(admin())
+    rare = {"system": "http://loinc.org", "code": "99999-9"}
+    with root.batch() as batch:
+        mine = {
+            batch.create({**observation(world.ids["careteam"]), "code": {"coding": [rare]}}).res_id
+            for _ in range(3)
+        }
+        for _ in range(120):  # far more than eight times the physician's linked patients
+            batch.create({**observation(world.ids["stranger"]), "code": {"coding": [rare]}})
+    doc = world.repo("physician")
+    many = search(doc, "Observation", ("code", "http://loinc.org|99999-9"), count=2)
+    assert many.total == 3
+    paged = {s.res_id for s in many.matches}
+    paged |= {
+        s.res_id
+        for s in doc.search(
+            parse_search(
+                "Observation",
+                [("code", "http://loinc.org|99999-9")],
+                ctx=Context(now_us=0),
+                default_count=2,
+                max_count=2,
+            ),
+            offset=2,
+        ).matches
+    }
+    assert paged == mine
+    forms = len(listed)
+    few = search(doc, "Observation", ("_id", ",".join(sorted(mine))))
+    assert {s.res_id for s in few.matches} == mine
+    assert len(listed) == forms  # a selective search keeps the probe form
+    if world.container.db.write.dialect.name == "sqlite":
+        assert forms > 0  # the wide one was listed (the probe form is SQLite's only)

@@ -163,6 +163,8 @@ class AccessControl:
         self.point = DecisionPoint(roles.catalog)
         #: Whether a principal's access is paused (snooping detection); set by the wiring.
         self.throttled = throttled
+        #: How care-relationship scoping is stated for this engine's planner (sql.InLinked).
+        self.probe = store.db.write.dialect.name == "sqlite"
 
     @property
     def catalog(self) -> RoleCatalog:
@@ -198,6 +200,7 @@ class BoundAccess:
         self._open = open_row
         self._profile: AccessProfile | None = None
         self._scopes: dict[tuple[str, str], object] = {}
+        self._panel: int | None = None
 
     # -- the profile and its facts -----------------------------------------------------------
     @property
@@ -386,14 +389,19 @@ class BoundAccess:
             options: list[object] = []
             if patients.linked:
                 actors = tuple(sorted(self.profile.facts.actors))
-                options.append(sql.InLinked(actors) if actors else NONE)
+                if actors:
+                    probe = self._control.probe
+                    options.append(sql.InLinked(actors, probe, self.panel(actors) if probe else 0))
+                else:
+                    options.append(NONE)
             if patients.ids:
                 options.append(search_sql.InCompartment(patients.ids))
             parts.append(or_(*options))  # type: ignore[arg-type]
         if reach.lacking:
             blind = self._control.keyring.blind
             hashes = tuple(sorted(blind(LABEL_DOMAIN, label) for label in reach.lacking))
-            parts.append(Not(sql.Labelled(hashes)))  # type: ignore[arg-type]
+            labelled = sql.Labelled(hashes, correlated=not self._control.probe)
+            parts.append(Not(labelled))  # type: ignore[arg-type]
         if reach.excluded_patients:
             parts.append(Not(search_sql.InCompartment(reach.excluded_patients)))  # type: ignore[arg-type]
         if reach.excluded_ids:
@@ -401,6 +409,13 @@ class BoundAccess:
         if reach.queries is not None:
             parts.append(or_(*(self._query(res_type, q) for q in reach.queries)))
         return and_(*parts)  # type: ignore[arg-type]
+
+    def panel(self, actors: tuple[tuple[str, str], ...]) -> int:
+        """How many patients are linked to the principal (counted once per request)."""
+        if self._panel is None:
+            with self._control.store.read() as conn:
+                self._panel = sql.count_linked(conn, actors)
+        return self._panel
 
     def _query(self, res_type: str, query: tuple[tuple[str, str], ...]) -> Cond:
         """A granular scope's query as an exact condition (search parameters, SMART-SC-04).

@@ -17,10 +17,10 @@ so that conditional interactions see the batch's own writes). It
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, FromClause, literal, select
+from sqlalchemy import Connection, FromClause, literal, select, tuple_
 
 from hearth.domain import HearthError, StoredResource, errors
 from hearth.fhir.search import (
@@ -43,6 +43,7 @@ from hearth.fhir.search import (
     sort_value,
 )
 from hearth.storage.sql import search as sql
+from hearth.storage.sql.access import InLinked
 from hearth.storage.sql.store import SqlStore, VersionRow
 
 __all__ = ["SearchPage", "Searcher"]
@@ -153,10 +154,12 @@ class Searcher:
     def _query(self, res_type: str, cond: object) -> tuple[Any, FromClause]:
         root = self._alias()
         type_column: Any = root.c.res_type
-        if _driven(cond):
+        if _driven(cond) and self._conn.dialect.name == "sqlite":
             # A selective condition (a reference, an id, a short key list) should choose the
             # rows; an index on the type would otherwise tempt SQLite into scanning every row of
             # the type and testing each. Concatenating '' keeps the test but not the index.
+            # Not on PostgreSQL: there it only hides the type's row count from the planner,
+            # which then loops over every row of the type (docs/benchmarks.md, "Access control").
             type_column = type_column + literal("")
         query = select(root.c.seq).where(type_column == res_type, self._where(cond, root, res_type))
         return query, root
@@ -173,7 +176,7 @@ class Searcher:
 
     # -- the search ------------------------------------------------------------------------------
     def run(self, request: SearchRequest, *, offset: int, extra: object = None) -> SearchPage:
-        cond = self.resolve(request.sub(), extra)
+        cond = self._planned(request, self.resolve(request.sub(), extra), extra)
         query, root = self._query(request.res_type, cond)
         total = None
         if request.total != "none" or request.summary == "count":
@@ -199,6 +202,49 @@ class Searcher:
             page = self._open_seqs(seqs[: request.count])
         included = self._includes(request, page)
         return SearchPage(page, included, total, offset, more)
+
+    def _planned(self, request: SearchRequest, cond: object, extra: object) -> object:
+        """``cond`` with care-relationship scoping in the form that suits this search
+        (``InLinked``; docs/design.md, "Relationship scoping, in SQL").
+
+        The probe form costs two index lookups per candidate row; the listed form costs the
+        rows of every linked patient once. When the unscoped candidates outnumber
+        ``_LIST_ABOVE`` times the linked patients, listing is cheaper. The candidates are
+        estimated from the index alone, capped: the smallest number of index rows of one
+        selective criterion (a reference or a few keys), each counted up to the cap without
+        touching a resource; no selective criterion means every row of the type. The estimate
+        only chooses a plan and is never returned."""
+        probes = _probes(cond)
+        if not probes:
+            return cond
+        cap = _LIST_ABOVE * max(p.panel for p in probes)
+        parts: list[object] = [c.sure for c in request.criteria if c.exact]
+        if extra is not None:
+            parts.append(extra)
+        estimates = [self._rows_up_to(p, request.res_type, cap) for p in parts]
+        known = [e for e in estimates if e is not None]
+        if known and min(known) <= cap:
+            return cond
+        return _listed(cond)
+
+    def _rows_up_to(self, cond: object, res_type: str, cap: int) -> int | None:
+        """Index rows matching one selective criterion, counted up to ``cap + 1``; None when
+        the criterion is not a single index range."""
+        match cond:
+            case IdIn(ids=ids):
+                return len(ids)
+            case Keys(domain=domain, keys=keys) if len(keys) <= sql.CORRELATE_ABOVE:
+                hashes = sorted(self._blind(domain, k) for k in keys)
+                inner: Any = select(sql.H.c.seq).where(sql.H.c.hash.in_(hashes))
+            case RefTo(param=param, targets=targets) if all(t is not None for t, _ in targets):
+                inner = select(sql.X.c.seq).where(
+                    sql.X.c.param == param,
+                    sql.X.c.res_type == res_type,
+                    tuple_(sql.X.c.target_type, sql.X.c.target_id).in_(sorted(targets)),
+                )
+            case _:
+                return None
+        return sql.count_rows(self._conn, inner.limit(cap + 1))
 
     def _sorted_in_memory(
         self, request: SearchRequest, query: Any, offset: int
@@ -329,6 +375,39 @@ class Searcher:
         seqs = set(sql.current_seqs(self._conn, targets)) - {s.seq for s in page}
         chosen = sorted(self._scoped(seqs))[: self._include_bound]
         return [s for s in self._open_seqs(chosen) if not s.deleted]
+
+
+#: List the linked patients' rows when the unscoped candidates outnumber this many times the
+#: linked patients (a patient's compartment holds a few rows of each type; see _planned).
+_LIST_ABOVE = 8
+
+
+def _probes(cond: object) -> list[InLinked]:
+    """The care-relationship probes in a condition tree."""
+    match cond:
+        case InLinked(probe=True):
+            return [cond]
+        case And(parts=parts) | Or(parts=parts):
+            return [p for part in parts for p in _probes(part)]
+        case Not(part=part):
+            return _probes(part)
+        case _:
+            return []
+
+
+def _listed(cond: object) -> object:
+    """``cond`` with every care-relationship probe in its listed form."""
+    match cond:
+        case InLinked(probe=True):
+            return replace(cond, probe=False)
+        case And(parts=parts):
+            return And(tuple(_listed(p) for p in parts))  # type: ignore[misc]
+        case Or(parts=parts):
+            return Or(tuple(_listed(p) for p in parts))  # type: ignore[misc]
+        case Not(part=part):
+            return Not(_listed(part))  # type: ignore[arg-type]
+        case _:
+            return cond
 
 
 def _driven(cond: object) -> bool:

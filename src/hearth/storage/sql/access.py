@@ -17,6 +17,7 @@ from sqlalchemy import (
     delete,
     exists,
     false,
+    func,
     insert,
     or_,
     select,
@@ -33,6 +34,7 @@ __all__ = [
     "BreakGlassRow",
     "InLinked",
     "Labelled",
+    "count_linked",
     "LinkRow",
     "RequestRow",
     "RoleRow",
@@ -71,18 +73,33 @@ def linked_patients(actors: Sequence[tuple[str, str]]) -> Select[tuple[str]]:
 class InLinked(ScopePredicate):
     """Rows in the compartment of a patient linked to one of ``actors``.
 
-    A correlated probe per candidate row (its compartment patients, then their links, two index
-    lookups), not the set of every row of every linked patient: a page stops after its first
-    matches and a count costs what the unscoped count costs plus the probes, whatever the size
-    of the clinician's panel (docs/benchmarks.md, "Access control")."""
+    Two forms, one per kind of planner (docs/benchmarks.md, "Access control"):
+
+    - ``probe`` (SQLite): a correlated probe per candidate row, its compartment patients (by
+      seq) and then their links (by patient), two index lookups; a page stops after its first
+      matches and a count costs the unscoped count plus the probes, whatever the size of the
+      clinician's panel. SQLite lists an uncorrelated ``IN`` once per statement by walking every
+      row of every linked patient, and re-lists one nested in a correlated subquery per row.
+    - otherwise (PostgreSQL, MariaDB): an uncorrelated semi-join on the rows of the linked
+      patients, which those planners hash once or drive from, by their statistics; given the
+      correlated form, PostgreSQL underestimates the candidate rows and loops over all of them.
+    """
 
     actors: tuple[tuple[str, str], ...]
+    probe: bool = True
+    #: How many patients are linked (``count_linked``): the searcher's plan compares it with the
+    #: unscoped candidates to choose the form (``hearth.storage.searching``).
+    panel: int = 0
 
     def where(self, root: FromClause) -> ColumnElement[bool]:
         if not self.actors:
             return false()
-        # Nested probes, each on an index prefix, so that no engine lists the whole panel per
-        # row: the row's compartment patients (by seq), then each one's links (by patient id).
+        if not self.probe:
+            return root.c.seq.in_(
+                select(P.c.seq)
+                .select_from(P.join(L, L.c.patient_id == P.c.patient_id))
+                .where(_acting(self.actors))
+            )
         link = exists(
             select(L.c.patient_id).where(
                 L.c.patient_id == P.c.patient_id,
@@ -102,11 +119,26 @@ class Labelled(ScopePredicate):
     probes, while the rows that carry a restricting label are few (docs/benchmarks.md)."""
 
     hashes: tuple[bytes, ...]
+    #: PostgreSQL and MariaDB: a correlated ``EXISTS``, which they plan as an anti-join from
+    #: the rows the search already chose; the uncorrelated set made PostgreSQL scan every row
+    #: of ``search_resource`` to apply it as a filter.
+    correlated: bool = False
 
     def where(self, root: FromClause) -> ColumnElement[bool]:
         if not self.hashes:
             return false()
+        if self.correlated:
+            inner = H.alias()
+            return exists().where(inner.c.seq == root.c.seq, inner.c.hash.in_(self.hashes))
         return root.c.seq.in_(select(H.c.seq).where(H.c.hash.in_(self.hashes)))
+
+
+def count_linked(conn: Connection, actors: Sequence[tuple[str, str]]) -> int:
+    """How many patients are linked to one of ``actors`` (one index range)."""
+    if not actors:
+        return 0
+    query = select(func.count()).select_from(linked_patients(actors).subquery())
+    return int(conn.execute(query).scalar_one())
 
 
 def linked_among(
