@@ -8,14 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from hearth.domain import HearthError
+from hearth.domain import Alarm, AlarmKind, HearthError, Severity
 from hearth.domain.errors import BACKUP_ARGUMENT
 from hearth.services.integrity import verify_integrity
 from hearth.storage.repository import from_us
+from hearth.wiring import Container
 from tests.integration.backup.conftest import Backups, container_on, resources, rows, seed
 from tests.support import admin
 
 pytestmark = pytest.mark.engines
+
+
+def raise_alarm(container: Container, subject: str) -> None:
+    container.alarms.raise_alarm(
+        Alarm(AlarmKind.BACKUP_STALE, Severity.WARNING, f"test:{subject}", "A test alarm.")
+    )
+    container.alarm_service.process()
 
 
 def versions(url: str) -> list[tuple[object, ...]]:
@@ -39,6 +47,7 @@ def test_full_and_incremental_restore_equal(
 ) -> None:
     source = backups.instance
     seed(source, tag="A")
+    raise_alarm(source.container, "before")
     full = backups.service.create()
     assert full.kind == "full"
     seed(source, 3, tag="B")
@@ -56,6 +65,22 @@ def test_full_and_incremental_restore_equal(
     for table, order in (("user_account", "user_id"), ("crypto_key", "key_id")):
         assert rows(url, table, order) == rows(source.settings_url, table, order)
     assert assert_sound(backups, url, tmp_path / "copy") == resources(source.container)
+    # Rows with database-generated ids (alarm deliveries) go on after the restored ones: on
+    # PostgreSQL the serial sequences were moved past them.
+    deliveries = len(rows(url, "alarm_delivery", "delivery_id"))
+    assert deliveries > 0
+    if url.startswith("postgresql"):
+        (following,) = rows(
+            url, "(SELECT nextval(pg_get_serial_sequence('alarm_delivery', 'delivery_id'))) n", "1"
+        )[0]
+        assert following > deliveries
+    copy = container_on(backups.settings, url, tmp_path / "after")
+    try:
+        raise_alarm(copy, "after")
+    finally:
+        copy.close()
+    assert "test:after" in {r[3] for r in rows(url, "alarm", "alarm_id")}
+    assert len(rows(url, "alarm_delivery", "delivery_id")) > deliveries
 
 
 def test_merkle_root_of_restore_is_the_chain_root(
