@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from hearth.audit import AuditRecord
 from hearth.backupfmt import (
     BackupKind,
+    BackupReport,
     BackupWriter,
     ChainReport,
     Check,
@@ -47,6 +48,7 @@ from hearth.backupfmt import (
     SegmentError,
     SequenceRange,
     Status,
+    inspect_backup,
     inspect_chain,
     manifest_object_name,
     new_backup_id,
@@ -683,13 +685,17 @@ class BackupService:
             else:
                 expected_here = expected
             try:
+                # One backup: manifests and links of all (cheap), segments of its chain only.
                 report = inspect_chain(
                     target,
                     self._verifier,
                     decryptor=decryptor,
                     expected_head=expected_here if backup_id is None else None,
                     instance_id=self._instance_id or None,
+                    read_segments=backup_id is None,
                 )
+                if backup_id is not None:
+                    report = self._read_chain_segments(target, report, backup_id, decryptor)
             except HearthError as exc:
                 reports[target.label] = {"ok": False, "error": exc.detail}
                 ok = False
@@ -727,6 +733,45 @@ class BackupService:
             )
         self._audit("backup.verify", Outcome.SUCCESS if ok else Outcome.ERROR)
         return VerifyResult(ok, reports, deep_result)
+
+    def _read_chain_segments(
+        self,
+        target: BackupTarget,
+        report: ChainReport,
+        backup_id: str,
+        decryptor: SegmentDecryptor | None,
+    ) -> ChainReport:
+        """``report`` (manifests and links only) with the segment checks of ``backup_id`` and
+        the backups before it back to the full one added."""
+        by_id = {b.manifest.backup_id: b for b in report.backups if b.manifest is not None}
+        chain: list[str] = []
+        current: str | None = backup_id
+        while current is not None and current in by_id:
+            chain.append(current)
+            manifest = by_id[current].manifest
+            if manifest is None or manifest.kind is BackupKind.FULL:
+                break
+            current = manifest.previous.backup_id if manifest.previous else None
+        read: dict[str, BackupReport] = {}
+        previous: Manifest | None = None
+        for member in reversed(chain):
+            entry = by_id[member]
+            linked = all(c.status is not Status.FAILED for c in entry.checks)
+            segments = inspect_backup(
+                target,
+                member,
+                self._verifier,
+                decryptor=decryptor,
+                previous=previous if linked else None,
+            )
+            extra = tuple(c for c in entry.checks if c.check.startswith("chain."))
+            read[member] = BackupReport(entry.name, segments.manifest, segments.checks + extra)
+            previous = segments.manifest
+        backups = tuple(
+            read.get(b.manifest.backup_id, b) if b.manifest is not None else b
+            for b in report.backups
+        )
+        return ChainReport(backups, report.checks, report.head)
 
     def _expected_head(self, target: BackupTarget) -> str | None:
         """The newest backup this instance stored on ``target`` (kept apart from it)."""
