@@ -843,7 +843,7 @@ class AdminCredential:
 
 
 def issue_admin_credential(
-    container: Container, *, ttl: timedelta | None, link_ttl: timedelta = timedelta(hours=1)
+    container: Container, *, ttl: timedelta, link_ttl: timedelta = timedelta(hours=1)
 ) -> AdminCredential:
     """A fresh one-time-shown administrator token, and a set-up link if one is needed."""
     admin = ensure_admin_user(container)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from hearth.audit import AuditRecord
@@ -208,3 +209,44 @@ def test_reset_mfa_ends_everything_disable_ends(instance: Instance) -> None:
     assert ("mfa.reset", "usr_admin") in actions
     assert ("token.revoke", "usr_admin") in actions
     assert ("oauth.token.revoke", "usr_admin") in actions
+
+
+def test_api_tokens_are_short_lived_and_audited_by_id(instance: Instance) -> None:
+    """An operator's API token lives at most a week; its issue, every use, its revocation and
+    any later presentation are audited under ``session = token:<id>``."""
+    from starlette.testclient import TestClient
+
+    from hearth.web.app import create_app
+
+    c = instance.container
+    info, _ = c.users.add("erin", roles=frozenset({ADMIN_ROLE}), by="test", link_ttl=None)
+    with pytest.raises(HearthError) as too_long:
+        c.users.issue_api_token("erin", ttl=timedelta(days=7, seconds=1), by="cli")
+    assert too_long.value.code.code == "HRT-0113"
+    assert "backend service" in too_long.value.detail
+    token = c.users.issue_api_token("erin", ttl=timedelta(days=7), by="cli")
+    session = "token:" + token.split("_")[1]
+    patient = c.records(c.system_principal("test")).create("Patient", {"resourceType": "Patient"})
+    http = TestClient(create_app(c), base_url="http://127.0.0.1")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert http.get(f"/fhir/Patient/{patient.res_id}", headers=bearer).status_code == 200
+    c.users.revoke_api_tokens("erin", by="cli")
+    assert http.get(f"/fhir/Patient/{patient.res_id}", headers=bearer).status_code == 401
+    garbage = {"Authorization": "Bearer hrt_NOSUCHTOKEN_x"}
+    assert http.get(f"/fhir/Patient/{patient.res_id}", headers=garbage).status_code == 401
+    c.audit.close()
+    with c.store.read() as conn:
+        entries = [orjson.loads(r.body) for r in c.store.iter_audit(conn)]
+
+    def find(action: str, outcome: str = "success") -> list[dict[str, object]]:
+        return [e for e in entries if e["action"] == action and e["outcome"] == outcome]
+
+    (issued,) = [e for e in find("token.issue") if e.get("id") == info.user_id]
+    assert (issued["session"], issued["actor"], issued["type"]) == (session, "cli", "User")
+    (read,) = find("read")
+    assert (read["session"], read["actor"]) == (session, info.user_id)
+    (revoked,) = [e for e in find("token.revoke") if e.get("id") == info.user_id]
+    assert revoked["actor"] == "cli"
+    refused = find("authenticate", "denied")
+    assert [e.get("session") for e in refused] == [session, None]  # garbage names nothing
+    assert token.split("_")[2] not in str(entries)  # never the secret half

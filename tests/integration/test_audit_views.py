@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ def clinic(tmp_path: Path) -> Iterator[tuple[Instance, World, FixedClock]]:
 
 def bearer(inst: Instance, world: World, role: str) -> dict[str, str]:
     token = inst.container.authenticator.issue_token(
-        subject=world.users[role], roles=frozenset({role}), label="t", ttl=None, by="test"
+        subject=world.users[role],
+        roles=frozenset({role}),
+        label="t",
+        ttl=timedelta(days=7),
+        by="test",
     )
     return {"Authorization": f"Bearer {token}"}
 

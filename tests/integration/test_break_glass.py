@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
@@ -32,7 +33,11 @@ def site(tmp_path: Path) -> Iterator[tuple[Instance, World]]:
 
 def token_for(inst: Instance, role: str, world: World) -> str:
     return inst.container.authenticator.issue_token(
-        subject=world.users[role], roles=frozenset({role}), label="t", ttl=None, by="test"
+        subject=world.users[role],
+        roles=frozenset({role}),
+        label="t",
+        ttl=timedelta(days=7),
+        by="test",
     )
 
 
@@ -59,7 +64,7 @@ def test_break_the_glass_end_to_end(site: tuple[Instance, World]) -> None:
         container.system_principal("cli"), "drwho", practitioner=world.ids["doc"], patient=None
     )
     token = container.authenticator.issue_token(
-        subject=drwho, roles=frozenset({"physician"}), label="t", ttl=None, by="test"
+        subject=drwho, roles=frozenset({"physician"}), label="t", ttl=timedelta(days=7), by="test"
     )
     api = TestClient(create_app(container), base_url="http://127.0.0.1")
     bearer = {"Authorization": f"Bearer {token}"}

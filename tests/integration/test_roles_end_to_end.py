@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,7 @@ class Site:
         c = self.instance.container
         info = c.users.get(username)
         return c.authenticator.issue_token(
-            subject=info.user_id, roles=info.roles, label="t", ttl=None, by="test"
+            subject=info.user_id, roles=info.roles, label="t", ttl=timedelta(days=7), by="test"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -84,7 +85,11 @@ def test_page_links_are_bound_to_the_principal(client: TestClient, sqlite_instan
     bundle = client.get("/fhir/Patient", params={"_count": "1"}).json()
     next_url = {link["relation"]: link["url"] for link in bundle["link"]}["next"]
     other = sqlite_instance.container.authenticator.issue_token(
-        subject="someone-else", roles=frozenset({"bootstrap-admin"}), label="t", ttl=None, by="t"
+        subject="someone-else",
+        roles=frozenset({"bootstrap-admin"}),
+        label="t",
+        ttl=timedelta(days=7),
+        by="t",
     )
     parts = urlsplit(next_url)
     response = client.get(

@@ -1,4 +1,4 @@
-"""``hearth token``: bootstrap API tokens."""
+"""``hearth token``: operator API tokens (at most 7 days; see docs/design.md, threat model)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,16 @@ from datetime import timedelta
 import click
 
 from hearth.cli.common import State, container, handle_errors, pass_state
+from hearth.cli.common import count as count_of
 
 
 @click.group("token")
 def command() -> None:
-    """Issue and revoke bearer API tokens that act as a user, with that user's roles."""
+    """Issue and revoke bearer API tokens that act as a user, with that user's roles.
+
+    Tokens live at most 7 days. A system that runs for longer registers as a backend service
+    (hearth client add) and signs in with private_key_jwt; people sign in to the console.
+    """
 
 
 @command.command("issue")
@@ -23,11 +28,17 @@ def command() -> None:
     show_default=True,
     help="The user (by user name) the token acts as, with that user's roles.",
 )
-@click.option("--hours", type=click.IntRange(1, 24 * 90), default=12, show_default=True)
+@click.option(
+    "--hours",
+    type=click.IntRange(1, 24 * 7),
+    default=12,
+    show_default=True,
+    help="How long the token lives (at most 168, a week).",
+)
 @pass_state
 @handle_errors
 def issue(state: State, username: str, hours: int) -> None:
-    """Issue a token for a user, with their roles; it is shown once.
+    """Issue a token for a user, with their roles; it is shown once and audited by its id.
 
     \b
     Example:
@@ -51,4 +62,4 @@ def revoke(state: State, username: str) -> None:
     """
     with container(state) as c:
         count = c.users.revoke_api_tokens(username, by="cli")
-    click.echo(f"Revoked {count} tokens.")
+    click.echo(f"Revoked {count_of(count, 'API token or app grant', 'API tokens and app grants')}.")

@@ -16,9 +16,13 @@ from hearth.domain import HearthError, Principal, PrincipalKind, errors
 from hearth.services.oauth.tokens import TokenService
 from hearth.storage import ApiTokenStore, TokenGrant
 
-__all__ = ["Authenticator"]
+__all__ = ["MAX_API_TOKEN_TTL", "Authenticator"]
 
 _CACHE_SECONDS = 5.0
+
+#: The longest an operator's API token may live. A system that runs for longer registers as a
+#: backend service (``hearth client add``) and gets five-minute tokens with ``private_key_jwt``.
+MAX_API_TOKEN_TTL = timedelta(days=7)
 
 
 class Authenticator:
@@ -58,7 +62,7 @@ class Authenticator:
                 raise
         grant = self._lookup(token)
         if grant is None:
-            self._tokens.record_failure(source, errors.UNAUTHENTICATED.code)
+            self._tokens.record_failure(source, errors.UNAUTHENTICATED.code, token)
             raise HearthError(
                 errors.UNAUTHENTICATED,
                 "The access token is not valid.",
@@ -87,8 +91,15 @@ class Authenticator:
         return grant
 
     def issue_token(
-        self, *, subject: str, roles: frozenset[str], label: str, ttl: timedelta | None, by: str
+        self, *, subject: str, roles: frozenset[str], label: str, ttl: timedelta, by: str
     ) -> str:
+        """An API token acting as ``subject``; it lives ``ttl``, at most a week."""
+        if not timedelta(0) < ttl <= MAX_API_TOKEN_TTL:
+            raise HearthError(
+                errors.BAD_PARAMETER,
+                "An API token lives at most 7 days. For a system that runs longer, register a "
+                "backend service (hearth client add) that signs in with private_key_jwt.",
+            )
         return self._tokens.issue(subject=subject, roles=roles, label=label, ttl=ttl, by=by)
 
     def revoke_all(self, subject: str, *, by: str) -> int:

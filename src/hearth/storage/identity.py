@@ -1,7 +1,12 @@
-"""Bootstrap API tokens: issue, look up, revoke. Only digests are stored.
+"""Operator API tokens: issue, look up, revoke. Only digests are stored.
 
-These stand in until full authentication (users, passwords, WebAuthn, OAuth) replaces them; the
-administrator's first token is created by ``hearth init``.
+An API token acts as one user with that user's roles. Tokens are issued only from the command
+line (``hearth init``, ``hearth serve --issue-admin-credential``, ``hearth token issue``) by
+someone with host access to the instance's key files, live at most a week, and are audited
+by id: ``token.issue`` and ``token.revoke`` name the token (``session = token:<id>``) and the
+user it acts as, every access made with it carries the same ``session``, and a known token that
+is presented wrong, expired or revoked is audited under its id too. People sign in with MFA;
+see docs/design.md (threat model) for why these tokens remain.
 """
 
 from __future__ import annotations
@@ -41,14 +46,19 @@ class ApiTokenStore:
         *,
         source: str | None = None,
         code: str | None = None,
+        token_id: str | None = None,
+        subject: str | None = None,
     ) -> AuditRecord:
         return AuditRecord(
             ts=self._clock.now(),
             actor=actor,
-            actor_kind="user",
+            actor_kind="user" if actor.startswith("usr_") or actor == "anonymous" else "system",
             action=action,
             outcome=outcome,
+            res_type="User" if subject is not None else None,
+            res_id=subject,
             source=source,
+            session=f"token:{token_id}" if token_id is not None else None,
             code=code,
         )
 
@@ -70,7 +80,18 @@ class ApiTokenStore:
         )
         with self._store.write() as conn:
             self._store.insert_token(conn, row)
-            self._audit.append_in(conn, [self._audit_event("token.issue", Outcome.SUCCESS, by)])
+            self._audit.append_in(
+                conn,
+                [
+                    self._audit_event(
+                        "token.issue",
+                        Outcome.SUCCESS,
+                        by,
+                        token_id=issued.token_id,
+                        subject=subject,
+                    )
+                ],
+            )
         return issued.token
 
     def verify(self, token: str) -> TokenGrant | None:
@@ -88,9 +109,24 @@ class ApiTokenStore:
             return None
         return TokenGrant(row.subject, frozenset(row.roles.split()), row.token_id)
 
-    def record_failure(self, source: str | None, code: str) -> None:
+    def record_failure(self, source: str | None, code: str, token: str | None = None) -> None:
+        """Audit a refused bearer token; one of ours that exists (wrong secret, expired or
+        revoked) is named by its id, never anything a caller merely typed."""
+        token_id: str | None = None
+        parsed = tokens.parse(token) if token else None
+        if parsed is not None:
+            with self._store.read() as conn:
+                row = self._store.token(conn, parsed[0])
+            token_id = row.token_id if row is not None else None
         self._audit.record(
-            self._audit_event("authenticate", Outcome.DENIED, "anonymous", source=source, code=code)
+            self._audit_event(
+                "authenticate",
+                Outcome.DENIED,
+                "anonymous",
+                source=source,
+                code=code,
+                token_id=token_id,
+            )
         )
 
     def revoke_all(self, subject: str, *, by: str) -> int:
@@ -98,5 +134,7 @@ class ApiTokenStore:
             count = self._store.revoke_tokens(
                 conn, subject=subject, now_us=to_us(self._clock.now())
             )
-            self._audit.append_in(conn, [self._audit_event("token.revoke", Outcome.SUCCESS, by)])
+            self._audit.append_in(
+                conn, [self._audit_event("token.revoke", Outcome.SUCCESS, by, subject=subject)]
+            )
         return count

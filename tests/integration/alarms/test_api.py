@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from starlette.testclient import TestClient
@@ -62,7 +63,7 @@ def test_unknown_alarm_and_bad_parameters(inst: Instance, api: TestClient) -> No
 def test_only_administrators(inst: Instance, api: TestClient) -> None:
     alarm_id = raised(inst)
     token = inst.container.authenticator.issue_token(
-        subject="clerk", roles=frozenset(), label="test", ttl=None, by="test"
+        subject="clerk", roles=frozenset(), label="test", ttl=timedelta(days=7), by="test"
     )
     clerk = {"Authorization": f"Bearer {token}"}
     assert api.get("/api/alarms", headers=clerk).status_code == 403

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from hearth.auth import totp
 from hearth.domain import errors
@@ -239,7 +240,11 @@ def test_disabling_a_user_ends_sessions_and_api_tokens_at_once(site: Instance) -
     browser.enrol_password(site.add_user("alice"))
     user_id = site.container.users.get("alice").user_id
     token = site.container.authenticator.issue_token(
-        subject=user_id, roles=frozenset({"bootstrap-admin"}), label="t", ttl=None, by="test"
+        subject=user_id,
+        roles=frozenset({"bootstrap-admin"}),
+        label="t",
+        ttl=timedelta(days=7),
+        by="test",
     )
     api = site.browser().client
     headers = {"Authorization": f"Bearer {token}"}

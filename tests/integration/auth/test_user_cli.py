@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ def test_admin_credential_gives_a_set_up_link_until_the_admin_can_sign_in(tmp_pa
     assert hearth(home, "init", "--quiet").exit_code == 0
     container = Container(load_settings(home))
     try:
-        first = issue_admin_credential(container, ttl=None)
+        first = issue_admin_credential(container, ttl=timedelta(hours=1))
         assert first.token.startswith("hrt_")
         assert first.set_up is not None
         assert first.set_up.username == "admin"
@@ -70,7 +71,7 @@ def test_admin_credential_gives_a_set_up_link_until_the_admin_can_sign_in(tmp_pa
         principal = container.authenticator.authenticate_bearer(first.token, source=None)
         assert principal.subject == container.users.get("admin").user_id
         # A second credential replaces the first link: only the newest one works.
-        second = issue_admin_credential(container, ttl=None)
+        second = issue_admin_credential(container, ttl=timedelta(hours=1))
         assert second.set_up is not None
         with pytest.raises(HearthError) as refused:
             container.account.enrolment(first.set_up.token)
@@ -92,7 +93,9 @@ def test_api_tokens_act_as_a_user_and_die_with_them(tmp_path: Path) -> None:
         assert principal.roles == frozenset({"bootstrap-admin"})
     finally:
         container.close()
-    assert "Revoked 1 tokens." in hearth(home, "token", "revoke", "alice").output
+    assert "Revoked 1 API token or app grant." in hearth(home, "token", "revoke", "alice").output
+    too_long = hearth(home, "token", "issue", "--user", "alice", "--hours", "169")
+    assert too_long.exit_code == 2  # a week at most
     missing = hearth(home, "token", "issue", "--user", "nobody")
     assert missing.exit_code == 1
     assert "HRT-0712" in missing.output
