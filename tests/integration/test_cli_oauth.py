@@ -138,17 +138,26 @@ def test_client_add_refusals(home: Path, tmp_path: Path) -> None:
 def test_cert_add_list_revoke(home: Path, tmp_path: Path) -> None:
     pki = Pki(tmp_path / "pki")
     cert, _, _ = pki.issue("alice piv")
+    code, out = run(home, "cert", "add", str(cert), "--user", "alice")
+    assert code == 1
+    assert "HRT-0712" in out  # no such user: nothing is mapped
+    for name in ("alice", "bob"):
+        assert run(home, "user", "add", name, "--role", "bootstrap-admin")[0] == 0
+    users = {
+        u["username"]: u["user_id"] for u in json.loads(run(home, "user", "list", "--json")[1])
+    }
     code, out = run(home, "cert", "add", str(cert), "--user", "alice", "--label", "PIV")
     assert code == 0, out
+    assert f"user alice ({users['alice']})" in out
     thumbprint = out.split()[2]
     (row,) = json.loads(run(home, "cert", "list", "--json")[1])
     assert (row["thumbprint"], row["kind"], row["subject"], row["state"]) == (
         thumbprint,
         "user",
-        "alice",
+        users["alice"],  # the immutable user id, which certificate sign-in looks up
         "active",
     )
-    assert run(home, "cert", "add", str(cert), "--user", "bob")[0] == 1  # mapped once only
+    assert run(home, "cert", "add", str(cert), "--user", users["bob"])[0] == 1  # mapped once only
     assert run(home, "cert", "revoke", thumbprint)[0] == 0
     assert json.loads(run(home, "cert", "list", "--json")[1])[0]["state"] == "revoked"
     assert run(home, "cert", "revoke", thumbprint)[0] == 1

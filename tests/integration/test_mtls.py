@@ -260,6 +260,9 @@ def test_hearth_serve_with_tls_client_ca(tmp_path: Path) -> None:
     mapped, mapped_key, _ = clients.issue("mapped")
     unmapped, unmapped_key, _ = clients.issue("unmapped")
     hearth = [sys.executable, "-m", "hearth", "--home", str(home)]
+    subprocess.run(
+        [*hearth, "user", "add", "alice", "--role", "nurse"], check=True, capture_output=True
+    )
     added = subprocess.run(
         [*hearth, "cert", "add", str(mapped), "--user", "alice"],
         check=False,

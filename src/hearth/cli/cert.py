@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from hearth.cli.common import State, container, emit_json, fail, handle_errors, pass_state
+from hearth.domain import HearthError, errors
 
 
 @click.group("cert")
@@ -17,7 +18,9 @@ def command() -> None:
 
 @command.command("add")
 @click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--user", help="The user id the certificate (e.g. a PIV/CAC card) belongs to.")
+@click.option(
+    "--user", help="The user (user name or usr_ id) the certificate, e.g. a PIV/CAC card, is."
+)
 @click.option("--client", "client_id", help="The client id the certificate belongs to.")
 @click.option("--label", default="", help="A note for operators (no PHI).")
 @pass_state
@@ -25,21 +28,30 @@ def command() -> None:
 def add(
     state: State, certificate: Path, user: str | None, client_id: str | None, label: str
 ) -> None:
-    """Map CERTIFICATE (PEM or DER) to exactly one user or client.
+    """Map CERTIFICATE (PEM or DER) to exactly one user or client. A user's certificate signs
+    them in to the console (with their second factor) when serve runs with --tls-client-ca.
 
     \b
     Examples:
-      hearth cert add alice-piv.pem --user alice
+      hearth cert add alice-piv.pem --user alice --label "PIV card"
       hearth cert add service.pem --client 3kq7...
     """
     if (user is None) == (client_id is None):
         fail("give exactly one of --user and --client.")
-    kind, subject = ("user", user) if user is not None else ("client", client_id or "")
     with container(state) as c:
+        if user is not None:
+            # Mappings name the immutable user id, never the name typed (names can change).
+            found = c.users.by_id(user) if user.startswith("usr_") else c.users.get(user)
+            if found is None:
+                raise HearthError(errors.USER_NOT_FOUND)
+            kind, subject, who = "user", found.user_id, f"user {found.username} ({found.user_id})"
+        else:
+            kind, subject = "client", client_id or ""
+            who = f"client {subject}"
         row = c.certificates.add(
             certificate.read_bytes(), subject_kind=kind, subject=subject, label=label, by="cli"
         )
-    click.echo(f"Mapped certificate {row.thumbprint} to {kind} {subject}.")
+    click.echo(f"Mapped certificate {row.thumbprint} to {who}.")
 
 
 @command.command("list")
