@@ -526,6 +526,10 @@ class Container:
     def importer(self, principal: Principal, *, chunk: int = 500) -> ImportService:
         return ImportService(self.repository(principal), self.bundles(principal), chunk=chunk)
 
+    def refresh_statistics(self) -> None:
+        """After a bulk load: the query planner's statistics (PostgreSQL, MariaDB)."""
+        self.store.refresh_statistics()
+
     def records(self, principal: Principal, *, request_id: str | None = None) -> RecordService:
         return RecordService(self.repository(principal, request_id=request_id))
 

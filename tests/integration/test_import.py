@@ -139,6 +139,13 @@ def ndjson(path: Path, records: list[dict[str, object]]) -> Path:
     return path
 
 
+def raw_rows(instance: Instance, sql: str) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with instance.container.store.db.read.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(sql))]
+
+
 def versions(instance: Instance, res_type: str, res_id: str) -> int:
     stored = instance.container.repository(admin()).read(res_type, res_id)
     return stored.version
@@ -170,6 +177,14 @@ def test_importing_again_matches_instead_of_duplicating(instance: Instance, tmp_
         0,
         1,
     )
+
+    if instance.container.store.db.dialect == "postgresql":
+        analyzed = raw_rows(
+            instance,
+            "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'search_hash' "
+            "AND last_analyze IS NOT NULL",
+        )
+        assert analyzed == [(1,)]  # hearth import refreshed the planner's statistics
 
     code, out = run(instance.home, "import", str(path), "--json")
     assert code == 0, out

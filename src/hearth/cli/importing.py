@@ -54,6 +54,8 @@ def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
             report = importer.import_ndjson(sys.stdin.buffer, progress)
         else:
             report = importer.import_path(file, progress)
+        if report.resources:
+            c.refresh_statistics()  # the planner would otherwise think the new rows absent
         seconds = time.monotonic() - started
     rate = report.resources / seconds if seconds > 0 else 0.0
     if as_json:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -290,6 +291,23 @@ class SqlStore:
         current = int(conn.execute(_NEXT_SEQ, {"n": name}).scalar_one())
         conn.execute(_SET_SEQ, {"n": name, "v": current + n})
         return current + 1
+
+    def refresh_statistics(self) -> None:
+        """Have PostgreSQL and MariaDB re-read the resource and index tables' statistics, after
+        a bulk load made them stale: a planner that still thinks the index tables are empty
+        picks scans over index lookups until autovacuum catches up. SQLite keeps no statistics
+        unless asked (``ANALYZE``), and its queries are written for the planner without them,
+        so it is left alone."""
+        dialect = self.db.dialect
+        if dialect == "sqlite":
+            return
+        index = sorted(name for name in t.metadata.tables if name.startswith("search_"))
+        names = ["resource_current", "resource_version", *index]
+        with self.db.write.begin() as conn:
+            if dialect == "postgresql":
+                conn.execute(text("ANALYZE " + ", ".join(names)))
+            else:
+                conn.execute(text("ANALYZE TABLE " + ", ".join(names))).fetchall()
 
     def set_seq(self, conn: Connection, name: str, value: int) -> None:
         """Set a sequence whose row lock this transaction holds (``next_seq`` took it)."""
