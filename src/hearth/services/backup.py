@@ -81,6 +81,7 @@ from hearth.services.progress import NullProgress, Progress
 from hearth.storage.backup import (
     APPEND_TABLES,
     BackupState,
+    Loader,
     RestoreDatabase,
     SnapshotReader,
     TablePlan,
@@ -874,8 +875,6 @@ class BackupService:
             db.drop_everything()
             db.create_schema(last.schema_version)
             result = self._load(db, chain.target, manifests, decryptor, at_seq, at_time, progress)
-            # A backup made by an older Hearth was restored at its own schema; bring it up.
-            db.upgrade_to_head()
             newest = db.newest_change_us()
         finally:
             db.close()
@@ -926,81 +925,122 @@ class BackupService:
         at_time: datetime | None,
         progress: Progress,
     ) -> tuple[int, int, str, dict[str, int], int]:
+        """Load, prove and finish. With the backup's schema at this Hearth's head, one
+        transaction does everything and commits only at the end. A backup from an older schema
+        is loaded and its chain root checked at that schema (committed), brought to head by
+        the migrations, then finished and proved in a second transaction; if anything fails
+        after the first commit, every table is dropped again, so a failed restore always
+        leaves the target empty."""
+        last = manifests[-1]
+        if db.at_head(last.schema_version):
+            with db.loading() as loader:
+                self._load_rows(loader, target, manifests, decryptor, progress)
+                return self._finish(loader, last, at_seq, at_time, progress)
+        try:
+            with db.loading() as loader:
+                self._load_rows(loader, target, manifests, decryptor, progress)
+                loaded = dict(loader.rows)
+            db.upgrade_to_head()
+            with db.loading() as loader:
+                loader.rows.update(loaded)
+                return self._finish(loader, last, at_seq, at_time, progress)
+        except BaseException:
+            db.drop_everything()
+            raise
+
+    def _load_rows(
+        self,
+        loader: Loader,
+        target: BackupTarget,
+        manifests: list[Manifest],
+        decryptor: SegmentDecryptor,
+        progress: Progress,
+    ) -> None:
+        """Every row the restore needs, each segment checked as it is read; the versions read
+        must give the newest manifest's chain root."""
         last = manifests[-1]
         chain_tree = MerkleBuilder()
         total = sum(m.row_counts.get(VERSIONS, 0) for m in manifests)
         progress.start("restore", sum(sum(m.row_counts.values()) for m in manifests))
-        with db.loading() as loader:
-            for manifest in manifests:
-                for seg in manifest.segments:
-                    whole = seg.table not in APPEND_TABLES
-                    if whole and manifest is not last:
-                        continue  # small mutable tables: the newest backup's rows win
+        for manifest in manifests:
+            for seg in manifest.segments:
+                whole = seg.table not in APPEND_TABLES
+                if whole and manifest is not last:
+                    continue  # small mutable tables: the newest backup's rows win
 
-                    def on_rows(table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
-                        if table == VERSIONS:
-                            s, m = columns.index("seq"), columns.index("mac")
-                            for row in rows:
-                                chain_tree.add(int(row[s]), bytes(row[m]))  # type: ignore[arg-type]
-                        loader.insert(table, columns, rows)
-                        progress.advance(len(rows))
+                def on_rows(table: str, columns: tuple[str, ...], rows: list[Row]) -> None:
+                    if table == VERSIONS:
+                        s, m = columns.index("seq"), columns.index("mac")
+                        for row in rows:
+                            chain_tree.add(int(row[s]), bytes(row[m]))  # type: ignore[arg-type]
+                    loader.insert(table, columns, rows)
+                    progress.advance(len(rows))
 
-                    with target.open_read(seg.name) as stream:
-                        read_segment(stream, seg, decryptor, on_rows)
-            # The rows read are exactly the chain's: the chain root over them matches.
-            if (chain_tree.leaves, chain_tree.root().hex()) != (
-                last.merkle.chain_leaves,
-                last.merkle.chain_root,
-            ):
-                raise IntegrityError("The versions read do not give the chain's Merkle root.")
-            if total != chain_tree.leaves:
-                raise IntegrityError("The chain's version counts do not add up.")
-            point = last.sequence.last
-            if at_seq is not None:
-                point = at_seq
-            elif at_time is not None:
-                first_after = loader.conn.exec_driver_sql(
-                    f"SELECT MIN(seq) FROM resource_version WHERE ts_us > {to_us(at_time)}"  # noqa: S608
-                ).scalar_one_or_none()
-                if first_after is not None:
-                    point = int(first_after) - 1
-            keyring = loader.keyring(self._kek)
-            if point < last.sequence.last:
-                loader.cut_at(point)
-                loader.resign_audit_head(keyring)
-            loader.derive_current()
-            loader.fix_identity_columns()
-            progress.finish()
-            progress.start("check versions", point)
-            versions, seq, root = loader.check_versions(keyring, lambda _s: progress.advance())
-            progress.finish()
-            if seq != point or versions != point:
-                raise IntegrityError("The restored versions are not 1 to the chosen sequence.")
-            if point == last.sequence.last and root != last.merkle.chain_root:
-                raise IntegrityError("The restored versions do not give the chain's Merkle root.")
-            counter = loader.conn.exec_driver_sql(
-                "SELECT value FROM counter WHERE name = 'version'"
-            ).scalar_one()
-            if int(counter) != point:
-                raise IntegrityError("The restored version counter disagrees with the versions.")
-            indexed = loader.reindex(keyring)
-            loader.audit(
-                keyring,
-                self._random,
-                [
-                    AuditRecord(
-                        ts=self._clock.now(),
-                        actor="system:backup",
-                        actor_kind="system",
-                        action="backup.restore",
-                        outcome=Outcome.SUCCESS,
-                        session=self._operator,
-                        code=f"{last.backup_id}@{point}",
-                    )
-                ],
-            )
-            rows = dict(loader.rows)
-        return versions, seq, root, rows, indexed
+                with target.open_read(seg.name) as stream:
+                    read_segment(stream, seg, decryptor, on_rows)
+        progress.finish()
+        if (chain_tree.leaves, chain_tree.root().hex()) != (
+            last.merkle.chain_leaves,
+            last.merkle.chain_root,
+        ):
+            raise IntegrityError("The versions read do not give the chain's Merkle root.")
+        if total != chain_tree.leaves:
+            raise IntegrityError("The chain's version counts do not add up.")
+
+    def _finish(
+        self,
+        loader: Loader,
+        last: Manifest,
+        at_seq: int | None,
+        at_time: datetime | None,
+        progress: Progress,
+    ) -> tuple[int, int, str, dict[str, int], int]:
+        """Point in time, derived state, the proof (every seal and MAC, the Merkle root, the
+        counter), the search indexes and the restore's own audit entry."""
+        point = last.sequence.last
+        if at_seq is not None:
+            point = at_seq
+        elif at_time is not None:
+            first_after = loader.conn.exec_driver_sql(
+                f"SELECT MIN(seq) FROM resource_version WHERE ts_us > {to_us(at_time)}"  # noqa: S608
+            ).scalar_one_or_none()
+            if first_after is not None:
+                point = int(first_after) - 1
+        keyring = loader.keyring(self._kek)
+        if point < last.sequence.last:
+            loader.cut_at(point)
+            loader.resign_audit_head(keyring)
+        loader.derive_current()
+        loader.fix_identity_columns()
+        progress.start("check versions", point)
+        versions, seq, root = loader.check_versions(keyring, lambda _s: progress.advance())
+        progress.finish()
+        if seq != point or versions != point:
+            raise IntegrityError("The restored versions are not 1 to the chosen sequence.")
+        if point == last.sequence.last and root != last.merkle.chain_root:
+            raise IntegrityError("The restored versions do not give the chain's Merkle root.")
+        counter = loader.conn.exec_driver_sql(
+            "SELECT value FROM counter WHERE name = 'version'"
+        ).scalar_one()
+        if int(counter) != point:
+            raise IntegrityError("The restored version counter disagrees with the versions.")
+        indexed = loader.reindex(keyring)
+        loader.audit(
+            keyring,
+            self._random,
+            [
+                AuditRecord(
+                    ts=self._clock.now(),
+                    actor="system:backup",
+                    actor_kind="system",
+                    action="backup.restore",
+                    outcome=Outcome.SUCCESS,
+                    session=self._operator,
+                    code=f"{last.backup_id}@{point}",
+                )
+            ],
+        )
+        return versions, seq, root, dict(loader.rows), indexed
 
     # --------------------------------------------------------------------------------- drill
     def drill(

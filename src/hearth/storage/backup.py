@@ -59,7 +59,7 @@ from hearth.storage.repository import index_row, open_version
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.engine import Database, open_database
-from hearth.storage.sql.migrate import upgrade
+from hearth.storage.sql.migrate import head_revision, upgrade
 from hearth.storage.sql.store import VERSION_SEQ, WRITE_ACTIONS, AuditHeadRow, SqlStore
 
 __all__ = [
@@ -68,6 +68,7 @@ __all__ = [
     "EPHEMERAL_TABLES",
     "BackupState",
     "LoadResult",
+    "Loader",
     "Marks",
     "RestoreDatabase",
     "SnapshotReader",
@@ -309,6 +310,11 @@ class RestoreDatabase:
 
     def upgrade_to_head(self) -> None:
         upgrade(self.db, "head")
+
+    @staticmethod
+    def at_head(revision: str) -> bool:
+        """Whether ``revision`` is this Hearth's newest schema revision."""
+        return revision == head_revision()
 
     def newest_change_us(self) -> int | None:
         """The write time of the newest restored version (what a drill's RPO is measured to)."""

@@ -343,3 +343,37 @@ def test_runs_to_different_targets_keep_each_chain(backups: Backups, tmp_path: P
     assert again_both.kind == "full"
     report = both.verify(decryptor=backups.decryptor)
     assert report.ok, report.to_json()
+
+
+@pytest.mark.parametrize("engine", ["sqlite"])
+def test_backup_from_an_older_schema_restores_in_two_phases(
+    backups: Backups,
+    restore_url: Callable[[], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A backup made before a migration is loaded at its own schema, migrated, then proved;
+    a failure after the first commit still leaves the target empty."""
+    from hearth.storage.backup import Loader, RestoreDatabase
+
+    seed(backups.instance, 2)
+    made = backups.service.create()
+    monkeypatch.setattr(RestoreDatabase, "at_head", staticmethod(lambda _revision: False))
+    url = restore_url()
+    restored = backups.service.restore(made.backup_id, into=url, decryptor=backups.decryptor)
+    assert versions(url) == versions(backups.instance.settings_url)
+    assert restored.indexed > 0
+    assert_sound(backups, url, tmp_path / "two-phase")
+
+    def broken(self: Loader, keyring: object, batch: int = 500) -> int:
+        raise HearthError(BACKUP_ARGUMENT, "index rebuild failed")
+
+    monkeypatch.setattr(Loader, "reindex", broken)
+    second = restore_url()
+    with pytest.raises(HearthError):
+        backups.service.restore(made.backup_id, into=second, decryptor=backups.decryptor)
+    db = RestoreDatabase(second)
+    try:
+        assert db.is_empty()
+    finally:
+        db.close()
