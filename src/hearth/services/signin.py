@@ -97,6 +97,13 @@ class SignInResult:
     methods: tuple[str, ...] = ()  # second factors the user may use: totp, recovery, key
 
 
+def _first_factor(pending: Session) -> str:
+    """The ``amr`` value (RFC 8176) of the first factor a sign-in in progress passed: ``pwd``
+    after a password; ``swk`` after a client certificate (proof of possession of a key; Hearth
+    cannot see whether the key sits on a smart card, so it claims no more than that)."""
+    return "swk" if pending.data.get("first") == "certificate" else "pwd"
+
+
 class SignInService:
     def __init__(
         self,
@@ -334,7 +341,7 @@ class SignInService:
             session=pending,
             code="totp",
         )
-        return self._establish(pending, user, ("pwd", "otp", "mfa"), source)
+        return self._establish(pending, user, (_first_factor(pending), "otp", "mfa"), source)
 
     def _verify_totp(
         self,
@@ -399,7 +406,7 @@ class SignInService:
             session=pending,
             code="recovery-code",
         )
-        return self._establish(pending, user, ("pwd", "rec", "mfa"), source)
+        return self._establish(pending, user, (_first_factor(pending), "rec", "mfa"), source)
 
     # -- WebAuthn: second factor, passkey, unlock, step-up -----------------------------------------
     def _keys(self, user: UserRow) -> list[StoredKey]:
@@ -543,7 +550,8 @@ class SignInService:
         )
         match purpose:
             case "second-factor":
-                return self._establish(session, owner, ("pwd", "hwk", "mfa"), source)
+                first = (_first_factor(session), "hwk", "mfa")
+                return self._establish(session, owner, first, source)
             case "passkey":
                 amr = ("hwk", "user", "mfa") if assertion.user_verified else ("hwk",)
                 return self._establish(session, owner, amr, source)

@@ -134,6 +134,9 @@ def test_smart_card_sign_in(site: Site) -> None:
     assert finished.status_code == 303
     assert finished.headers["location"] == "/account"
     assert browser.get("/account").status_code == 200
+    principal = site.instance.container.sessions.current_user(browser.session_cookie(), source=None)
+    assert principal is not None
+    assert principal.attributes["amr"] == "swk otp mfa"  # a key was proven, not a password
     with site.instance.container.store.read() as conn:
         actions = [r.action for r in site.instance.container.store.iter_audit(conn)]
     assert "auth.sign-in" in actions

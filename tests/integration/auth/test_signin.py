@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 from hearth.auth import totp
 from hearth.domain import errors
@@ -269,22 +270,84 @@ def test_open_redirects_are_refused(site: Instance) -> None:
     assert response.headers["location"] == "/account"
 
 
+def assert_strict_page(response: Any, *, names_other_sites: bool = False) -> None:
+    """A strict CSP, no inline script or style, no caching, and a label for every field."""
+    assert response.status_code == 200, (response.status_code, response.text[:300])
+    csp = response.headers["content-security-policy"]
+    assert "default-src 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["cache-control"] == "no-store"
+    scripts = re.findall(r"<script[^>]*>(.*?)</script>", response.text, re.S)
+    assert scripts == [""]  # one external script, nothing inline
+    assert " style=" not in response.text
+    assert "<style" not in response.text
+    assert re.search(r" on[a-z]+=", response.text) is None  # no inline event handlers
+    if not names_other_sites:
+        assert "http://" not in response.text
+        assert "https://" not in response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    for name in re.findall(r'<(?:input|textarea|select) id="([^"]+)"', response.text):
+        assert f'<label for="{name}">' in response.text, name
+
+
 def test_pages_have_a_strict_csp_and_no_inline_script(site: Instance) -> None:
     browser = site.browser()
     for url in ("/login", f"/enrol?token={site.add_user('alice')}"):
-        response = browser.get(url)
-        csp = response.headers["content-security-policy"]
-        assert "script-src 'self'" in csp
-        assert "unsafe-inline" not in csp
-        assert "frame-ancestors 'none'" in csp
-        assert response.headers["cache-control"] == "no-store"
-        scripts = re.findall(r"<script[^>]*>(.*?)</script>", response.text, re.S)
-        assert scripts == [""]  # one external script, nothing inline
-        assert " style=" not in response.text
-        assert "http://" not in response.text
-        assert "https://" not in response.text.replace('xmlns="http://www.w3.org/2000/svg"', "")
-        for name in re.findall(r'<input id="([^"]+)"', response.text):
-            assert f'<label for="{name}">' in response.text, name
+        assert_strict_page(browser.get(url))
+
+
+def test_signed_in_pages_have_a_strict_csp_and_labels_too(site: Instance) -> None:
+    """The second-factor, account, step-up, unlock, consent and break-the-glass pages."""
+    from urllib.parse import urlencode
+
+    from hearth.services.oauth import ClientSpec
+    from tests.oauth_support import pkce_pair
+
+    browser = site.browser()
+    browser.enrol_password(site.add_user("alice"))
+    browser.logout()
+    browser.get("/login")
+    browser.post("/login", {"username": "alice", "password": PASSWORD})
+    assert_strict_page(browser.get("/login/second-factor"))
+    site.clock.advance(seconds=30)
+    assert browser.post("/login/totp", {"code": browser.code()}).status_code == 303
+    assert_strict_page(browser.get("/"))
+    assert_strict_page(browser.get("/account"))
+    assert_strict_page(browser.get("/step-up?next=/account"))
+    assert_strict_page(browser.get("/access/break-glass"))
+    client, _ = site.container.clients.register(
+        ClientSpec(
+            name="Growth Charts",
+            kind="app",
+            auth_method="none",
+            scope="launch/patient patient/*.rs",
+            redirect_uris=("https://app.example/callback",),
+        ),
+        by="test",
+    )
+    _, challenge = pkce_pair()
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client.client_id,
+            "redirect_uri": "https://app.example/callback",
+            "scope": "launch/patient patient/*.rs",
+            "state": "s" * 20,
+            "aud": "https://localhost/fhir",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
+    consent = browser.get(f"/oauth/authorize?{query}")
+    assert "Allow access?" in consent.text
+    # The form may go to the app (its redirect), so the page names the app's address.
+    assert_strict_page(consent, names_other_sites=True)
+    assert "form-action 'self' https://app.example" in consent.headers["content-security-policy"]
+    browser.get("/")
+    assert browser.post("/lock", {}).headers["location"] == "/unlock"
+    assert_strict_page(browser.get("/unlock"))
 
 
 def test_an_unfinished_sign_in_expires(site: Instance) -> None:
