@@ -124,8 +124,11 @@ def _ms(value: str) -> float:
     return number
 
 
-def wrk(url: str, lua: str, *, duration: float, connections: int = 16) -> WrkResult:
-    """Drive ``url`` with wrk (one thread: the other core serves) and parse its report."""
+def wrk(
+    url: str, lua: str, *, duration: float, connections: int = 16, timeout: float | None = None
+) -> WrkResult:
+    """Drive ``url`` with wrk (one thread: the other core serves) and parse its report.
+    ``timeout``: seconds before wrk counts a request as an error (its default is 2)."""
     tool = shutil.which("wrk")
     if tool is None:
         raise SystemExit("the benchmarks need wrk: apt-get install wrk")
@@ -139,6 +142,7 @@ def wrk(url: str, lua: str, *, duration: float, connections: int = 16) -> WrkRes
                 f"-c{connections}",
                 f"-d{int(duration)}s",
                 "--latency",
+                *([f"--timeout={int(timeout)}s"] if timeout else []),
                 "-s",
                 script.name,
                 url,
@@ -146,7 +150,7 @@ def wrk(url: str, lua: str, *, duration: float, connections: int = 16) -> WrkRes
             capture_output=True,
             text=True,
             check=True,
-            timeout=duration + 60,
+            timeout=duration + 60 + (timeout or 0),
         ).stdout
     finally:
         os.unlink(script.name)

@@ -557,3 +557,53 @@ def test_both_forms_of_care_team_scoping_give_the_same_answer(
     assert len(listed) == forms  # a selective search keeps the probe form
     if world.container.db.write.dialect.name == "sqlite":
         assert forms > 0  # the wide one was listed (the probe form is SQLite's only)
+
+
+def test_a_new_consent_or_role_applies_at_once(world: World) -> None:
+    """The gate keeps a principal's facts for a few seconds; a write of a Consent or a
+    PractitionerRole in this process drops them at once."""
+    root = world.container.repository(admin())
+    patient = root.create({"resourceType": "Patient", "name": [{"family": "Cached"}]}).res_id
+    obs = root.create(observation(patient)).res_id
+    team = root.create(
+        {
+            "resourceType": "CareTeam",
+            "status": "active",
+            "subject": {"reference": f"Patient/{patient}"},
+            "participant": [{"member": {"reference": f"Practitioner/{world.ids['doc']}"}}],
+        }
+    ).res_id
+    doc = world.principal("physician")
+    assert world.container.repository(doc).read("Observation", obs).res_id == obs
+    consent = root.create(
+        {
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                        "code": "patient-privacy",
+                    }
+                ]
+            },
+            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+            "patient": {"reference": f"Patient/{patient}"},
+            "policyRule": {"text": "deny"},
+            "provision": {
+                "type": "deny",
+                "actor": [
+                    {
+                        "role": {"text": "prcp"},
+                        "reference": {"reference": f"Practitioner/{world.ids['doc']}"},
+                    }
+                ],
+            },
+        }
+    ).res_id
+    with pytest.raises(HearthError) as denied:
+        world.container.repository(doc).read("Observation", obs)
+    assert denied.value.code is errors.NOT_FOUND
+    root.delete("Consent", consent)
+    assert world.container.repository(doc).read("Observation", obs).res_id == obs
+    root.delete("CareTeam", team)  # leave the shared clinic as it was

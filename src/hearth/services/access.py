@@ -363,6 +363,7 @@ class AccessAdmin:
                 )
             ],
         )
+        self._roles.invalidate()  # the gate's cached facts of this user (its actors) are stale
 
     # -- care teams -----------------------------------------------------------------------------
     def assign_care_team(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
@@ -119,6 +120,8 @@ class RoleStore:
         self._defaults = defaults or default_catalog()
         self._lock = threading.Lock()
         self._cached: tuple[float, RoleCatalog] | None = None
+        #: Incremented by ``invalidate``; cached facts of an older generation are not used.
+        self.generation = 0
 
     @property
     def defaults(self) -> RoleCatalog:
@@ -141,7 +144,10 @@ class RoleStore:
             return catalog
 
     def invalidate(self) -> None:
+        """Forget the catalog and every principal's cached facts (``AccessControl``): after a
+        role edit, a link, or a write of a Consent or PractitionerRole in this process."""
         self._cached = None
+        self.generation += 1
 
 
 class AccessControl:
@@ -165,6 +171,28 @@ class AccessControl:
         self.throttled = throttled
         #: How care-relationship scoping is stated for this engine's planner (sql.InLinked).
         self.probe = store.db.write.dialect.name == "sqlite"
+        # A principal's facts (link, actors, Consent denials, panel size) for _ROLE_TTL seconds,
+        # like the role catalog: several statements per request otherwise. Dropped at once
+        # by a local change (RoleStore.invalidate); another process's within the TTL.
+        self._facts: dict[str, tuple[float, int, Facts, list[int]]] = {}
+
+    def cached_facts(self, subject: str) -> tuple[Facts, list[int]] | None:
+        found = self._facts.get(subject)
+        if found is None:
+            return None
+        at, generation, facts, panel = found
+        if generation != self.roles.generation or time.monotonic() - at >= _ROLE_TTL:
+            return None
+        return facts, panel
+
+    def keep_facts(self, subject: str, facts: Facts, panel: list[int]) -> None:
+        if len(self._facts) > 10_000:  # many principals in a short time: start over
+            self._facts.clear()
+        self._facts[subject] = (time.monotonic(), self.roles.generation, facts, panel)
+
+    def forget_facts(self) -> None:
+        """A Consent or PractitionerRole was written: every principal's facts may change."""
+        self.roles.invalidate()
 
     @property
     def catalog(self) -> RoleCatalog:
@@ -200,7 +228,7 @@ class BoundAccess:
         self._open = open_row
         self._profile: AccessProfile | None = None
         self._scopes: dict[tuple[str, str], object] = {}
-        self._panel: int | None = None
+        self._panel_box: list[int] = []
 
     # -- the profile and its facts -----------------------------------------------------------
     @property
@@ -227,6 +255,32 @@ class BoundAccess:
         return control.point.profile(principal, facts)
 
     def _facts(self, conn: Connection) -> Facts:
+        """The principal's facts: its link, actors and Consent denials (cached for a few
+        seconds, ``AccessControl.cached_facts``), and the break-the-glass grant it invokes
+        (checked on every request: a grant ends or expires at an exact time)."""
+        principal = self.principal
+        cached = self._control.cached_facts(principal.subject)
+        if cached is None:
+            facts = self._lasting_facts(conn)
+            self._panel_box = []
+            self._control.keep_facts(principal.subject, facts, self._panel_box)
+        else:
+            facts, self._panel_box = cached
+        grant_id = principal.attributes.get(BREAK_GLASS_ATTRIBUTE)
+        if grant_id is None:
+            return facts
+        grant = sql.grant(conn, grant_id)
+        now_us = _us(self._control.clock)
+        if (
+            grant is None
+            or grant.user_id != principal.subject
+            or grant.ended_us is not None
+            or not grant.created_us <= now_us < grant.expires_us
+        ):
+            raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
+        return replace(facts, break_glass=frozenset({grant.patient_id}), break_glass_grant=grant_id)
+
+    def _lasting_facts(self, conn: Connection) -> Facts:
         principal = self.principal
         link = sql.link_of(conn, principal.subject)
         practitioner = link.practitioner_id if link is not None else None
@@ -245,26 +299,11 @@ class BoundAccess:
                 if target_type == "Organization":
                     actors.add(("Organization", target_id))
         denials = self._denials(conn, sorted(actors)) if actors else ()
-        grant_id = principal.attributes.get(BREAK_GLASS_ATTRIBUTE)
-        break_glass: frozenset[str] = frozenset()
-        if grant_id is not None:
-            grant = sql.grant(conn, grant_id)
-            now_us = _us(self._control.clock)
-            if (
-                grant is None
-                or grant.user_id != principal.subject
-                or grant.ended_us is not None
-                or not grant.created_us <= now_us < grant.expires_us
-            ):
-                raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
-            break_glass = frozenset({grant.patient_id})
         return Facts(
             practitioner=practitioner,
             patient=patient,
             actors=frozenset(actors),
             denials=tuple(denials),
-            break_glass=break_glass,
-            break_glass_grant=grant_id if break_glass else None,
         )
 
     def _denials(self, conn: Connection, actors: Sequence[tuple[str, str]]) -> list[Any]:
@@ -277,6 +316,10 @@ class BoundAccess:
             if stored.resource is not None:
                 out.extend(consent_denials(stored.resource, actors, now))
         return out
+
+    def forget_facts(self) -> None:
+        """A write changed what principals act as or are denied (see ``FACT_TYPES``)."""
+        self._control.forget_facts()
 
     # -- decisions on one resource -------------------------------------------------------------
     def linked(self, conn: Connection | None, patients: Iterable[str]) -> frozenset[str]:
@@ -411,11 +454,13 @@ class BoundAccess:
         return and_(*parts)  # type: ignore[arg-type]
 
     def panel(self, actors: tuple[tuple[str, str], ...]) -> int:
-        """How many patients are linked to the principal (counted once per request)."""
-        if self._panel is None:
+        """How many patients are linked to the principal (a plan hint, cached with the
+        facts)."""
+        box = self._panel_box
+        if not box:
             with self._control.store.read() as conn:
-                self._panel = sql.count_linked(conn, actors)
-        return self._panel
+                box.append(sql.count_linked(conn, actors))
+        return box[0]
 
     def _query(self, res_type: str, query: tuple[tuple[str, str], ...]) -> Cond:
         """A granular scope's query as an exact condition (search parameters, SMART-SC-04).

@@ -107,6 +107,10 @@ def patient_of(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -
     return None
 
 
+#: Types whose writes change principals' cached access facts (their actors, Consent denials).
+FACT_TYPES = frozenset({"Consent", "PractitionerRole"})
+
+
 @dataclass(frozen=True, slots=True)
 class SearchBounds:
     """How many resources one search may open (to finish inexact criteria or sort on a sealed
@@ -889,6 +893,8 @@ class WriteBatch:
         deleted = resource is None
         if version == 1:
             self._fresh.add((res_type, res_id))
+        if res_type in FACT_TYPES:
+            repo.access.forget_facts()
         self._index[(res_type, res_id)] = (
             None if resource is None else index_row(keys, seq, res_type, res_id, ts_us, resource)
         )
