@@ -355,3 +355,20 @@ def test_a_row_past_the_version_counter(clean: Any) -> None:
     report = scan.tick()
     assert report is not None
     assert report.ok
+
+
+def test_missing_and_misdirected_pointers(clean: Any) -> None:
+    instance, ids, scan, _alarms = clean
+    sql(instance, "DELETE FROM resource_current WHERE seq = 3")
+    # Patient 4's pointer names Patient 5's version (whose own pointer is gone).
+    sql(instance, "DELETE FROM resource_current WHERE res_id = :i", i=ids[5])
+    sql(instance, "UPDATE resource_current SET seq = 6 WHERE seq = 5")
+    report = scan.tick()
+    assert report is not None
+    found = named(report)
+    assert f"pointer seq 3 Patient/{ids[2]}/_history/1: resource has no current pointer" in found
+    assert (
+        f"pointer seq 6 Patient/{ids[4]}/_history/1: current pointer disagrees with the version "
+        "it names"
+    ) in found
+    assert f"pointer seq 6 Patient/{ids[5]}/_history/1: resource has no current pointer" in found

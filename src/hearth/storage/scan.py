@@ -276,57 +276,88 @@ class ScanRepository:
         self, conn: Connection, rows: Sequence[tuple[Any, ...]], result: SliceResult
     ) -> None:
         """Every resource the slice touches has a pointer to its newest version; every pointer
-        into the slice names a stored version of its own resource."""
-        by_seq = {int(r[0]): r for r in rows}
+        into the slice names a stored version of its own resource.
+
+        One indexed range read (the pointers into the slice) settles most resources: a pointer
+        into the slice must name the newest version the slice holds of its resource. Only
+        resources whose pointer lies outside the slice are looked up; a pointer past the slice
+        is checked when a later slice reaches it, one before it is stale."""
         a, b = result.after_seq, result.last_seq
-        if b > a:
-            in_range = scan_sql.pointers_in_range(conn, after_seq=a, upto_seq=b)
-            pointers = scan_sql.pointers_touched(conn, after_seq=a, upto_seq=b)
-            newest = scan_sql.newest_touched(conn, after_seq=a, upto_seq=b)
-        else:
-            in_range, pointers, newest = [], {}, {}
-        touched = set(newest)
-        # Pointers into the range whose resource has no version in it (a pointer edited to
-        # name another row, or a version deleted): looked up one by one, as they are rare.
-        extra = {(p.res_type, p.res_id) for p in in_range} - touched
-        if extra:
-            pointers |= scan_sql.current_pointers_of(conn, extra)
-            newest |= scan_sql.newest_versions_of(conn, extra)
-            touched |= extra
-        result.resources |= touched
-        for res in sorted(touched):
-            pointer = pointers.get(res)
+        if b <= a:
+            return
+        by_seq = {int(r[0]): r for r in rows}
+        newest: dict[tuple[str, str], tuple[int, int]] = {}
+        for r in rows:
+            res = (_text(r[1]) or "", _text(r[2]) or "")
+            seq = int(r[0])
             top = newest.get(res)
-            if pointer is None:
-                if top is not None:
-                    result.findings.append(
-                        ScanFinding(
-                            ScanKind.POINTER,
-                            top[1],
-                            res[0],
-                            res[1],
-                            top[0],
-                            "resource has no current pointer",
-                        )
-                    )
-                continue
-            problem: str | None = None
-            if top is None:
-                problem = "current pointer names no stored version"
-            elif (pointer.version, pointer.seq) != top:
-                problem = f"current pointer is not the newest version ({top[0]})"
-            else:
-                row = by_seq.get(pointer.seq)
-                if row is not None and (
-                    bool(row[5]) != bool(pointer.deleted) or row[4] != pointer.ts_us
-                ):
+            if top is None or seq > top[1]:
+                newest[res] = (_int(r[3]) or 0, seq)
+        in_range = scan_sql.pointers_in_range(conn, after_seq=a, upto_seq=b)
+        pointed = {(p.res_type, p.res_id): p for p in in_range}
+        result.resources |= set(newest) | set(pointed)
+        suspects: dict[tuple[str, str], scan_sql.PointerRow] = {}
+        for res, pointer in pointed.items():
+            row = by_seq.get(pointer.seq)
+            top = newest.get(res)
+            if row is None:
+                self._pointer(result, pointer, "current pointer names no stored version")
+            elif (_text(row[1]), _text(row[2]), _int(row[3])) != (
+                pointer.res_type,
+                pointer.res_id,
+                pointer.version,
+            ):
+                suspects[res] = pointer
+            elif top is not None and top[1] > pointer.seq:
+                self._pointer(
+                    result, pointer, f"current pointer is not the newest version ({top[0]})"
+                )
+            elif bool(row[5]) != bool(pointer.deleted) or row[4] != pointer.ts_us:
+                suspects[res] = pointer
+        if suspects:
+            # A pointer that disagrees with the row it names: most likely moved back to an
+            # older version; say so if a newer one exists.
+            stored_top = scan_sql.newest_versions_of(conn, suspects)
+            for res, pointer in suspects.items():
+                top = stored_top.get(res)
+                if top is not None and top[1] > pointer.seq:
+                    problem = f"current pointer is not the newest version ({top[0]})"
+                else:
                     problem = "current pointer disagrees with the version it names"
-            if problem is not None:
+                self._pointer(result, pointer, problem)
+        outside = [res for res in newest if res not in pointed]
+        found = scan_sql.current_pointers_of(conn, outside) if outside else {}
+        for res in outside:
+            version, seq = newest[res]
+            current = found.get(res)
+            if current is None:
                 result.findings.append(
                     ScanFinding(
-                        ScanKind.POINTER, pointer.seq, res[0], res[1], pointer.version, problem
+                        ScanKind.POINTER,
+                        seq,
+                        res[0],
+                        res[1],
+                        version,
+                        "resource has no current pointer",
                     )
                 )
+            elif int(current.seq) < seq:
+                self._pointer(
+                    result, current, f"current pointer is not the newest version ({version})"
+                )
+
+    @staticmethod
+    def _pointer(result: SliceResult, pointer: scan_sql.PointerRow, problem: str) -> None:
+        result.findings.append(
+            ScanFinding(
+                ScanKind.POINTER,
+                int(pointer.seq),
+                pointer.res_type,
+                pointer.res_id,
+                int(pointer.version),
+                problem,
+            )
+        )
 
     def _check_index(
         self,

@@ -26,12 +26,10 @@ __all__ = [
     "current_pointers_of",
     "finding_rows",
     "insert_finding",
-    "newest_touched",
     "newest_versions_of",
     "open_keys",
     "pointers_in_range",
     "pointers_of_seqs",
-    "pointers_touched",
     "release_lease",
     "scanner_state",
     "set_scanner_state",
@@ -158,39 +156,6 @@ def pointers_of_seqs(conn: Connection, seqs: Iterable[int]) -> list[PointerRow]:
             _pointer(r) for r in conn.execute(select(*_POINTER_COLUMNS).where(_C.c.seq.in_(chunk)))
         )
     return out
-
-
-#: The resources that have a version in a ``seq`` range (each once).
-_TOUCHED = "SELECT DISTINCT res_type, res_id FROM resource_version WHERE seq > ? AND seq <= ?"
-
-
-def pointers_touched(
-    conn: Connection, *, after_seq: int, upto_seq: int
-) -> dict[tuple[str, str], PointerRow]:
-    """The current pointer of every resource with a version in ``(after_seq, upto_seq]``: one
-    statement (a join on the range's resources), not one per resource."""
-    rows = _raw(
-        conn,
-        "SELECT c.res_type, c.res_id, c.version, c.seq, c.deleted, c.ts_us "  # noqa: S608
-        f"FROM resource_current c JOIN ({_TOUCHED}) t "
-        "ON c.res_type = t.res_type AND c.res_id = t.res_id",
-        (after_seq, upto_seq),
-    )
-    return {(r[0], r[1]): _pointer(r) for r in rows}
-
-
-def newest_touched(
-    conn: Connection, *, after_seq: int, upto_seq: int
-) -> dict[tuple[str, str], tuple[int, int]]:
-    """``(highest version, highest seq)`` of every resource with a version in the range."""
-    rows = _raw(
-        conn,
-        "SELECT v.res_type, v.res_id, MAX(v.version), MAX(v.seq) "  # noqa: S608
-        f"FROM resource_version v JOIN ({_TOUCHED}) t "
-        "ON v.res_type = t.res_type AND v.res_id = t.res_id GROUP BY v.res_type, v.res_id",
-        (after_seq, upto_seq),
-    )
-    return {(r[0], r[1]): (int(r[2]), int(r[3])) for r in rows}
 
 
 def current_pointers_of(
