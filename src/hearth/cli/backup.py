@@ -177,11 +177,17 @@ def create(state: State, targets: tuple[str, ...], full: bool, as_json: bool) ->
     if as_json:
         emit_json(result.to_json())
         return
+    span = _versions(result.sequence_from, result.sequence_to)
     click.echo(
-        f"Backup {result.backup_id} ({result.kind}, versions {result.sequence_from} to "
-        f"{result.sequence_to}, {result.stored_bytes} bytes) stored on "
-        f"{', '.join(result.targets)} in {result.seconds:.1f} s."
+        f"Backup {result.backup_id} ({result.kind}, {span}, {result.stored_bytes} bytes) "
+        f"stored on {', '.join(result.targets)} in {result.seconds:.1f} s."
     )
+
+
+def _versions(first: int, last: int) -> str:
+    if last < first:
+        return "no new versions"
+    return f"version {first}" if first == last else f"versions {first} to {last}"
 
 
 @command.command("list")
