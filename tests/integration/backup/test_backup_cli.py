@@ -78,3 +78,25 @@ def test_backup_commands_end_to_end(home: Path, tmp_path: Path) -> None:
     assert "No backup target named 'nowhere'" in out
     code, out = run(home, "audit", "verify", "--json")
     assert code == 0, out
+
+
+def test_restore_works_when_the_instance_database_is_gone(home: Path, tmp_path: Path) -> None:
+    """Disaster recovery: hearth.toml, the key files and the identity are enough."""
+    identity = tmp_path / "id.key"
+    assert run(home, "keys", "backup-recipient", "--identity-out", str(identity))[0] == 0
+    code, out = run(home, "backup", "create", "--json")
+    assert code == 0, out
+    made = json.loads(out)
+    (home / "data").rename(tmp_path / "lost-data")
+    restored = tmp_path / "recovered.db"
+    code, out = run(
+        home, "backup", "restore", made["backup_id"], "--into", f"sqlite:///{restored}",
+        "--identity", str(identity),
+    )  # fmt: skip
+    assert code == 0, out
+    assert "not reachable" in out
+    assert "Restored" in out
+    # The backup commands that need the instance's database say so plainly.
+    code, out = run(home, "backup", "create")
+    assert code == 1
+    assert "error:" in out
