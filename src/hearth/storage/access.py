@@ -67,8 +67,13 @@ __all__ = [
 ]
 
 _ROLE_TTL = 5.0
+#: A principal's linked patients are kept with its facts up to this many (ids of 36 characters:
+#: about 4 MB at the limit); a larger panel is asked of SQL on every decision.
+_PANEL_KEPT = 50_000
 
 Opener = Callable[[VersionRow], StoredResource]
+#: Filled once with (linked patients up to _PANEL_KEPT + 1, their ids if at most _PANEL_KEPT).
+PanelBox = list[tuple[int, frozenset[str] | None]]
 
 
 @cache
@@ -174,9 +179,9 @@ class AccessControl:
         # A principal's facts (link, actors, Consent denials, panel size) for _ROLE_TTL seconds,
         # like the role catalog: several statements per request otherwise. Dropped at once
         # by a local change (RoleStore.invalidate); another process's within the TTL.
-        self._facts: dict[str, tuple[float, int, Facts, list[int]]] = {}
+        self._facts: dict[str, tuple[float, int, Facts, PanelBox]] = {}
 
-    def cached_facts(self, subject: str) -> tuple[Facts, list[int]] | None:
+    def cached_facts(self, subject: str) -> tuple[Facts, PanelBox] | None:
         found = self._facts.get(subject)
         if found is None:
             return None
@@ -185,7 +190,7 @@ class AccessControl:
             return None
         return facts, panel
 
-    def keep_facts(self, subject: str, facts: Facts, panel: list[int]) -> None:
+    def keep_facts(self, subject: str, facts: Facts, panel: PanelBox) -> None:
         if len(self._facts) > 10_000:  # many principals in a short time: start over
             self._facts.clear()
         self._facts[subject] = (time.monotonic(), self.roles.generation, facts, panel)
@@ -228,7 +233,7 @@ class BoundAccess:
         self._open = open_row
         self._profile: AccessProfile | None = None
         self._scopes: dict[tuple[str, str], object] = {}
-        self._panel_box: list[int] = []
+        self._panel_box: PanelBox = []
 
     # -- the profile and its facts -----------------------------------------------------------
     @property
@@ -323,16 +328,35 @@ class BoundAccess:
 
     # -- decisions on one resource -------------------------------------------------------------
     def linked(self, conn: Connection | None, patients: Iterable[str]) -> frozenset[str]:
-        """Which of ``patients`` are linked to the principal (a fact, from SQL)."""
+        """Which of ``patients`` are linked to the principal: from the panel kept with the
+        facts when it is small enough to keep (``_PANEL_KEPT``), else from SQL. Every path
+        that discloses has also scoped its rows in SQL against the live index, so a panel kept
+        for a few seconds can only refuse more, never allow more."""
         profile = self.profile
         wanted = frozenset(patients)
         if not wanted or not profile.needs_links or not profile.facts.actors:
             return frozenset()
-        actors = sorted(profile.facts.actors)
+        actors = tuple(sorted(profile.facts.actors))
+        kept = self._kept_panel(actors, conn)
+        if kept is not None:
+            return wanted & kept
         if conn is not None:
             return sql.linked_among(conn, wanted, actors)
         with self._control.store.read() as own:
             return sql.linked_among(own, wanted, actors)
+
+    def _kept_panel(
+        self, actors: tuple[tuple[str, str], ...], conn: Connection | None
+    ) -> frozenset[str] | None:
+        box = self._panel_box
+        if not box:
+            if conn is not None:
+                ids = sql.linked_ids(conn, actors, limit=_PANEL_KEPT + 1)
+            else:
+                with self._control.store.read() as own:
+                    ids = sql.linked_ids(own, actors, limit=_PANEL_KEPT + 1)
+            box.append((len(ids), frozenset(ids) if len(ids) <= _PANEL_KEPT else None))
+        return box[0][1]
 
     def decide(
         self,
@@ -454,13 +478,10 @@ class BoundAccess:
         return and_(*parts)  # type: ignore[arg-type]
 
     def panel(self, actors: tuple[tuple[str, str], ...]) -> int:
-        """How many patients are linked to the principal (a plan hint, cached with the
-        facts)."""
-        box = self._panel_box
-        if not box:
-            with self._control.store.read() as conn:
-                box.append(sql.count_linked(conn, actors))
-        return box[0]
+        """How many patients are linked to the principal, up to ``_PANEL_KEPT + 1`` (a plan
+        hint, kept with the facts)."""
+        self._kept_panel(actors, None)
+        return self._panel_box[0][0]
 
     def _query(self, res_type: str, query: tuple[tuple[str, str], ...]) -> Cond:
         """A granular scope's query as an exact condition (search parameters, SMART-SC-04).

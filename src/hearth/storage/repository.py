@@ -39,6 +39,7 @@ from hearth.domain import (
 from hearth.fhir import jsonbody as fhir_json
 from hearth.fhir.search import SearchRequest, SubSearch, index_resource
 from hearth.security import (
+    LINK_RULES,
     Capability,
     Decision,
     Denial,
@@ -107,8 +108,9 @@ def patient_of(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -
     return None
 
 
-#: Types whose writes change principals' cached access facts (their actors, Consent denials).
-FACT_TYPES = frozenset({"Consent", "PractitionerRole"})
+#: Types whose writes change principals' cached access facts: their actors (PractitionerRole),
+#: Consent denials, and their panels (the types that state care relationships).
+FACT_TYPES = frozenset({"Consent", "PractitionerRole"} | {r.res_type for r in LINK_RULES})
 
 
 @dataclass(frozen=True, slots=True)

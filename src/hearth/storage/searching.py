@@ -221,10 +221,12 @@ class Searcher:
         parts: list[object] = [c.sure for c in request.criteria if c.exact]
         if extra is not None:
             parts.append(extra)
-        estimates = [self._rows_up_to(p, request.res_type, cap) for p in parts]
-        known = [e for e in estimates if e is not None]
-        if known and min(known) <= cap:
-            return cond
+        # Ids and references first: they are small ranges, and one at or under the cap settles
+        # it without counting a key's rows.
+        for part in sorted(parts, key=_estimate_order):
+            rows = self._rows_up_to(part, request.res_type, cap)
+            if rows is not None and rows <= cap:
+                return cond
         return _listed(cond)
 
     def _rows_up_to(self, cond: object, res_type: str, cap: int) -> int | None:
@@ -380,6 +382,10 @@ class Searcher:
 #: List the linked patients' rows when the unscoped candidates outnumber this many times the
 #: linked patients (a patient's compartment holds a few rows of each type; see _planned).
 _LIST_ABOVE = 8
+
+
+def _estimate_order(cond: object) -> int:
+    return 0 if isinstance(cond, IdIn) else 1 if isinstance(cond, RefTo) else 2
 
 
 def _probes(cond: object) -> list[InLinked]:

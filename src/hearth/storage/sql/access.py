@@ -133,6 +133,13 @@ class Labelled(ScopePredicate):
         return root.c.seq.in_(select(H.c.seq).where(H.c.hash.in_(self.hashes)))
 
 
+def linked_ids(conn: Connection, actors: Sequence[tuple[str, str]], *, limit: int) -> list[str]:
+    """Ids of up to ``limit`` patients linked to one of ``actors`` (one index range)."""
+    if not actors:
+        return []
+    return [str(p) for p in conn.execute(linked_patients(actors).limit(limit)).scalars()]
+
+
 def count_linked(conn: Connection, actors: Sequence[tuple[str, str]]) -> int:
     """How many patients are linked to one of ``actors`` (one index range)."""
     if not actors:
