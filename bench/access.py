@@ -19,8 +19,9 @@ run so that the machine's load falls on both alike:
 
 - latency: ``HEARTH_BENCH_SAMPLES`` sequential requests per principal and query, alternating
   administrator and physician request by request; p50 and p95;
-- throughput: wrk (4 connections: a wide search takes a second) in ``HEARTH_BENCH_ROUNDS`` alternating rounds of
-  ``HEARTH_BENCH_DURATION`` seconds per principal; the median of each side's rounds;
+- throughput: wrk (4 connections: a wide search takes a second) in ``HEARTH_BENCH_ROUNDS``
+  alternating rounds of ``HEARTH_BENCH_DURATION`` seconds per principal; the median of each
+  side's rounds;
 - the ratio physician / administrator of req/s (target >= 0.7) and of p50 and p95 latency.
 
 The physician's searches are answered with their own scope (the same query returns at most
@@ -447,7 +448,8 @@ def main() -> None:
     for engine in engines:
         results["engines"][engine] = run_engine(
             engine, folder, patients, panel, samples=samples, rounds=rounds, duration=duration
-        )        write_results("access", results)  # what is measured so far survives a later failure
+        )
+        write_results("access", results)  # what is measured so far survives a later failure
 
     rows = []
     for engine, r in results["engines"].items():
