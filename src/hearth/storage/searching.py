@@ -179,12 +179,13 @@ class Searcher:
         cond = self._planned(request, self.resolve(request.sub(), extra), extra)
         query, root = self._query(request.res_type, cond)
         total = None
-        if request.total != "none" or request.summary == "count":
-            total = sql.count_rows(self._conn, query)
+        want_total = request.total != "none"
         if request.summary == "count":
-            return SearchPage([], [], total, offset, False)
+            return SearchPage([], [], sql.count_rows(self._conn, query), offset, False)
         sealed_sort = any(k.param is not None for k in request.sort)
         if sealed_sort:
+            if want_total:
+                total = sql.count_rows(self._conn, query)
             page, more = self._sorted_in_memory(request, query, offset)
         else:
             order = []
@@ -199,6 +200,11 @@ class Searcher:
                 ).scalars()
             ]
             more = len(seqs) > request.count
+            if want_total:
+                # A first page that holds every match is the count: a selective search (an
+                # identifier, one patient's observations) then runs one query, not two.
+                whole = offset == 0 and not more
+                total = len(seqs) if whole else sql.count_rows(self._conn, query)
             page = self._open_seqs(seqs[: request.count])
         included = self._includes(request, page)
         return SearchPage(page, included, total, offset, more)

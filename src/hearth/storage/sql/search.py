@@ -178,10 +178,12 @@ def clear_index(conn: Connection) -> None:
 CORRELATE_ABOVE = 16
 
 
-def _keys(cond: Keys, seq: ColumnElement[int], blind: Blind) -> ColumnElement[bool]:
+def _keys(
+    cond: Keys, seq: ColumnElement[int], blind: Blind, correlate: bool = False
+) -> ColumnElement[bool]:
     hashes = sorted(blind(cond.domain, k) for k in cond.keys)
     where = H.c.hash == hashes[0] if len(hashes) == 1 else H.c.hash.in_(hashes)
-    if len(hashes) > CORRELATE_ABOVE:
+    if correlate or len(hashes) > CORRELATE_ABOVE:
         inner = H.alias()
         match = inner.c.hash == hashes[0] if len(hashes) == 1 else inner.c.hash.in_(hashes)
         return exists().where(inner.c.seq == seq, match)
@@ -201,19 +203,31 @@ def _ref(cond: RefTo, root: FromClause, res_type: str) -> ColumnElement[bool]:
     )
 
 
+#: Conditions that choose few rows from an index of their own: beside one of them, a key
+#: condition is checked per chosen row rather than expanded into every row that has the key.
+_DRIVERS = (RefTo, IdIn, SeqIn, InCompartment)
+
+
 def compile_cond(
-    cond: object, root: FromClause, blind: Blind, res_type: str
+    cond: object, root: FromClause, blind: Blind, res_type: str, *, correlate: bool = False
 ) -> ColumnElement[bool]:
     """SQL for ``cond`` over ``root`` (an alias of ``search_resource`` holding ``res_type``
     rows). Subqueries name the type as a literal rather than correlating with ``root``, so that
-    every engine runs them once, from their own index, instead of once per row."""
+    every engine runs them once, from their own index, instead of once per row; except key
+    conditions ANDed with a driver (``_DRIVERS``: a reference, ids): those are correlated
+    probes of the ``(seq, hash)`` index, because a common key (a LOINC code held by an eighth of
+    all observations) would otherwise be read in full for the few rows one patient has."""
+
+    def part(c: object) -> ColumnElement[bool]:
+        return compile_cond(c, root, blind, res_type, correlate=correlate)
+
     match cond:
         case All():
             return true()
         case None_():
             return false()
         case Keys():
-            return _keys(cond, root.c.seq, blind)
+            return _keys(cond, root.c.seq, blind, correlate)
         case RefTo():
             return _ref(cond, root, res_type)
         case IdIn(ids=ids):
@@ -225,12 +239,14 @@ def compile_cond(
             if hi is not None:
                 parts.append(root.c.ts_us <= hi)
             return and_(true(), *parts)
-        case Not(part=part):
-            return not_(compile_cond(part, root, blind, res_type))
+        case Not(part=inner):
+            return not_(part(inner))
         case And(parts=parts):
-            return and_(*(compile_cond(p, root, blind, res_type) for p in parts))
+            if not correlate and any(isinstance(p, _DRIVERS) for p in parts):
+                correlate = True
+            return and_(*(part(p) for p in parts))
         case Or(parts=parts):
-            return or_(*(compile_cond(p, root, blind, res_type) for p in parts))
+            return or_(*(part(p) for p in parts))
         case SeqIn(seqs=seqs):
             return root.c.seq.in_(sorted(seqs)) if seqs else false()
         case InCompartment(patients=patients):
