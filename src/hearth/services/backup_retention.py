@@ -163,6 +163,13 @@ def plan_prune(
         if backup_id > newest[0]:
             keep.setdefault(backup_id, []).append("newer than the newest restorable backup")
     plan.keep = keep
+    chained = [b for b, why in keep.items() if all(r.startswith("needed by ") for r in why)]
+    if chained:
+        plan.note = (
+            f"{len(chained)} backup(s) are kept only because newer incrementals depend on "
+            "them; after a full backup (hearth backup create --full) a later prune can remove "
+            "them."
+        )
     for listing in inventory.listings:
         if not listing.reachable:
             plan.untouched.append({"target": listing.name, "why": str(listing.error)})

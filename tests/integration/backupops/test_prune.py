@@ -67,6 +67,8 @@ def test_prune_keeps_chains_and_deletes_the_rest(tmp_path: Path) -> None:
     assert plan.keep[new[2]] == ["newest", "daily", "newest restorable"]
     assert plan.keep[new[1]] == ["daily", f"needed by {new[2]}"]
     assert set(plan.keep[new[0]]) == {f"needed by {new[2]}", f"needed by {new[1]}"}
+    assert plan.note is not None
+    assert plan.note.startswith("1 backup(s) are kept only because newer incrementals")
     assert sorted((d.target, d.backup_id) for d in plan.to_delete) == sorted(
         [("away", b) for b in old] + [("here", b) for b in old[1:]]
     )
