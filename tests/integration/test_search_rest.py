@@ -115,6 +115,53 @@ def test_includes_compartment_and_everything(client: TestClient) -> None:
     assert missing.status_code == 404
 
 
+def test_everything_with_type_since_and_count(client: TestClient) -> None:
+    """``Patient/[id]/$everything`` with ``_type``, ``_since`` and ``_count`` (R4
+    patient-operation-everything.html), paged through opaque links."""
+    ids = seed(client)
+    base = f"/fhir/Patient/{ids['Rivera']}/$everything"
+    only = client.get(base, params={"_type": "Observation"}).json()
+    assert sorted(e["resource"]["resourceType"] for e in only["entry"]) == ["Observation"] * 3
+
+    seen: list[str] = []
+    included: set[str] = set()
+    page = client.get(base, params={"_count": "2"}).json()
+    while True:
+        matches = [e["resource"] for e in page["entry"] if e["search"]["mode"] == "match"]
+        assert len(matches) <= 2
+        seen += [m["id"] for m in matches]
+        included |= {
+            e["resource"]["resourceType"] for e in page["entry"] if e["search"]["mode"] != "match"
+        }
+        following = [link["url"] for link in page["link"] if link["relation"] == "next"]
+        if not following:
+            break
+        parts = urlsplit(following[0])
+        assert "Rivera" not in following[0]
+        page = client.get(parts.path + "?" + parts.query).json()
+    assert len(seen) == len(set(seen)) == 4  # the Patient and its Observations, once each
+    assert included <= {"Patient"}  # referenced from pages it is not on
+
+    observation = next(e["resource"] for e in only["entry"])
+    observation["status"] = "amended"
+    updated = client.put(
+        f"/fhir/Observation/{observation['id']}",
+        content=orjson.dumps(observation),
+        headers={"Content-Type": FHIR},
+    )
+    assert updated.status_code == 200, updated.text
+    since = updated.json()["meta"]["lastUpdated"]
+    recent = client.get(base, params={"_since": since}).json()
+    assert [e["resource"]["id"] for e in recent["entry"]] == [observation["id"]]
+
+    # Filtered to nothing is an empty page for a patient who exists, 404 for one who does not.
+    none = client.get(f"/fhir/Patient/{ids['Rowe']}/$everything", params={"_type": "Observation"})
+    assert none.status_code == 200
+    assert none.json().get("entry", []) == []
+    missing = client.get("/fhir/Patient/no-such-patient/$everything", params={"_type": "Basic"})
+    assert missing.status_code == 404
+
+
 def test_strict_and_lenient_handling(client: TestClient) -> None:
     seed(client)
     strict = client.get(

@@ -631,18 +631,34 @@ class RecordRepository:
                 offset=offset,
                 count=count,
             )
-            if not page.matches and offset == 0:
+            filtered = types is not None or since is not None
+            if (
+                not page.matches
+                and offset == 0
+                and not (filtered and self._exists(conn, patient_id))
+            ):
                 raise self._fail(
                     Action.SEARCH,
                     HearthError(errors.NOT_FOUND),
                     res_type="Patient",
                     res_id=patient_id,
                 )
-            page.included = searcher.referenced(page.matches)
+            # Referenced resources outside the compartment obey _type and _since as well.
+            page.included = [
+                s
+                for s in searcher.referenced(page.matches)
+                if (types is None or s.res_type in types)
+                and (since is None or s.last_updated >= since)
+            ]
             page.matches = self._allowed(page.matches, conn)
             page.included = self._allowed(page.included, conn)
         self._audit_search("Patient", query_text, page, patient_id, operation="$everything")
         return page
+
+    def _exists(self, conn: Connection, patient_id: str) -> bool:
+        """Whether the Patient exists and is not deleted ($everything filtered to nothing)."""
+        state = access_sql.current_state(conn, "Patient", patient_id)
+        return state is not None and not state[1]
 
     def _audit_search(
         self,
