@@ -191,7 +191,7 @@ class ScanRepository:
         self, *, after_seq: int, upto_seq: int, limit: int, index: bool = False
     ) -> SliceResult:
         """Check up to ``limit`` versions after ``after_seq`` (at most to ``upto_seq``, which
-        must not exceed the version counter). Missing rows count as read."""
+        must not exceed the version counter); a missing ``seq`` in the range is a finding."""
         with self._store.snapshot() as conn:
             rows = scan_sql.version_tuples(
                 conn, after_seq=after_seq, upto_seq=upto_seq, limit=limit
