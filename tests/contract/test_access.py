@@ -555,6 +555,16 @@ def test_both_forms_of_care_team_scoping_give_the_same_answer(
     few = search(doc, "Observation", ("_id", ",".join(sorted(mine))))
     assert {s.res_id for s in few.matches} == mine
     assert len(listed) == forms  # a selective search keeps the probe form
+    chart = search(
+        doc,
+        "Observation",
+        ("patient", world.ids["careteam"]),
+        ("code", "http://loinc.org|99999-9"),
+    )
+    assert {s.res_id for s in chart.matches} == mine
+    assert (
+        len(listed) == forms
+    )  # one patient's chart: the reference decides, the code is not counted
     if world.container.db.write.dialect.name == "sqlite":
         assert forms > 0  # the wide one was listed (the probe form is SQLite's only)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Connection, FromClause, literal, select, tuple_
+from sqlalchemy import or_ as or_sql
 
 from hearth.domain import HearthError, StoredResource, errors
 from hearth.fhir.search import (
@@ -244,11 +245,16 @@ class Searcher:
             case Keys(domain=domain, keys=keys) if len(keys) <= sql.CORRELATE_ABOVE:
                 hashes = sorted(self._blind(domain, k) for k in keys)
                 inner: Any = select(sql.H.c.seq).where(sql.H.c.hash.in_(hashes))
-            case RefTo(param=param, targets=targets) if all(t is not None for t, _ in targets):
+            case RefTo(param=param, targets=targets):
+                typed = sorted((t, i) for t, i in targets if t is not None)
+                untyped = sorted(i for t, i in targets if t is None)
+                options = []
+                if typed:
+                    options.append(tuple_(sql.X.c.target_type, sql.X.c.target_id).in_(typed))
+                if untyped:
+                    options.append(sql.X.c.target_id.in_(untyped))
                 inner = select(sql.X.c.seq).where(
-                    sql.X.c.param == param,
-                    sql.X.c.res_type == res_type,
-                    tuple_(sql.X.c.target_type, sql.X.c.target_id).in_(sorted(targets)),
+                    sql.X.c.param == param, sql.X.c.res_type == res_type, or_sql(*options)
                 )
             case _:
                 return None
