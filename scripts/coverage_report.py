@@ -1,6 +1,7 @@
 """Report branch coverage of the last test run, whole and for the safeguard packages.
 
-``make test`` runs the suite under coverage and then this script. STYLE.md asks for 100% on
+``make coverage`` runs the suite under coverage and then this script (``make test`` runs it
+without: tracing every branch makes the suite several times slower). STYLE.md asks for 100% on
 ``crypto``, ``security``, ``audit``, ``auth`` and the repository; this prints where each stands
 (and, with ``--missing``, the lines still missing) so that the gap is visible in every run. It
 does not fail the build: the figures are reported, not yet gated.
