@@ -26,6 +26,7 @@ from hearth.backupfmt import SegmentDecryptor
 from hearth.domain import Clock, HearthError, Outcome, errors
 from hearth.services.backup import VERSIONS, BackupService
 from hearth.storage import SystemRepository, to_us
+from hearth.storage.repair import VERSION_COLUMNS
 from hearth.storage.scan import FindingState, ScanFinding, ScanKind
 
 __all__ = [
@@ -52,20 +53,6 @@ class BackupVersions(Protocol):
         deleted, key_id, body, mac_key_id, mac)``, returned only after every segment read and
         the chain's Merkle root verified. Raise ``HearthError`` otherwise."""
         ...
-
-
-_VERSION_COLUMNS = (
-    "seq",
-    "res_type",
-    "res_id",
-    "version",
-    "ts_us",
-    "deleted",
-    "key_id",
-    "body",
-    "mac_key_id",
-    "mac",
-)
 
 
 class ServiceBackup:
@@ -100,7 +87,7 @@ class ServiceBackup:
         for table, values in rows:
             seq = int(values["seq"])
             if table == VERSIONS and seq in seqs:
-                out[seq] = tuple(values[c] for c in _VERSION_COLUMNS)
+                out[seq] = tuple(values[c] for c in VERSION_COLUMNS)
         return out
 
 

@@ -35,11 +35,12 @@ from hearth.storage.sql import search as search_sql
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.store import SqlStore
 
-__all__ = ["RestoreItem", "RestoreResult", "restore_versions"]
+__all__ = ["VERSION_COLUMNS", "RestoreItem", "RestoreResult", "restore_versions"]
 
 _V = t.resource_version
 _C = t.resource_current
-_COLUMNS = (
+#: A stored version row as repair exchanges it, in this order.
+VERSION_COLUMNS = (
     "seq",
     "res_type",
     "res_id",
@@ -79,7 +80,7 @@ class RestoreResult:
 
 
 def _values(row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(_COLUMNS, row, strict=True))
+    return dict(zip(VERSION_COLUMNS, row, strict=True))
 
 
 def restore_versions(
