@@ -5,6 +5,7 @@ patients). Nothing here decides; ``hearth.storage.access`` and the services do.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -48,11 +49,14 @@ P = t.search_compartment
 L = t.search_care_link
 
 
-class ScopePredicate:
+class ScopePredicate(ABC):
     """A condition the searcher compiles by calling ``where`` (see ``search.compile_cond``)."""
 
-    def where(self, root: FromClause) -> ColumnElement[bool]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    __slots__ = ()
+
+    @abstractmethod
+    def where(self, root: FromClause) -> ColumnElement[bool]:
+        """The condition on the rows of ``root`` (a ``search_resource`` alias)."""
 
 
 def _acting(actors: Sequence[tuple[str, str]]) -> ColumnElement[bool]:
