@@ -3,7 +3,6 @@ alarm service over a real instance's database."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import socketserver
 import ssl
@@ -11,21 +10,16 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hearth.domain import Alarm, AlarmKind, Severity
 from hearth.notify import Sink
 from hearth.services.alarms import AlarmService, DeliveryPolicy
 from hearth.storage.alarms import AlarmStore
-from tests.support import FixedClock, Instance
+from tests.support import FixedClock, Instance, self_signed
 
 __all__ = [
     "ReceivedRequest",
@@ -213,35 +207,8 @@ def closed_port() -> int:
 def loopback_tls(directory: Path) -> tuple[Path, ssl.SSLContext]:
     """A self-signed certificate for 127.0.0.1 and localhost: the file a client trusts
     (``cafile``) and a server context that presents it."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path = directory / "loopback-cert.pem"
-    key_path = directory / "loopback-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    cert_path, key_path = self_signed(
+        directory, ("localhost", "127.0.0.1"), stem="loopback-", ca=True
     )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_path, key_path)

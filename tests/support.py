@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from hearth.domain import Principal, PrincipalKind
 from hearth.settings import load_settings
 from hearth.wiring import ADMIN_ROLE, Container, InitResult, init_instance
 
-__all__ = ["FixedClock", "Instance", "SeededRandom", "admin", "make_instance", "nobody"]
+__all__ = [
+    "FixedClock",
+    "Instance",
+    "SeededRandom",
+    "admin",
+    "make_instance",
+    "nobody",
+    "self_signed",
+]
 
 
 class FixedClock:
@@ -74,3 +88,51 @@ def admin(subject: str = "admin") -> Principal:
 def nobody(subject: str = "mallory") -> Principal:
     """An authenticated principal with no role: every access must be denied."""
     return Principal(subject=subject, kind=PrincipalKind.USER, source="127.0.0.1")
+
+
+def self_signed(
+    directory: Path,
+    names: tuple[str, ...] = ("localhost",),
+    *,
+    stem: str = "",
+    ca: bool = False,
+) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for ``names`` (host names or IP addresses; the first is
+    the common name), valid for a day, written as ``{stem}cert.pem`` and ``{stem}key.pem``
+    (the key mode 0600, as ``hearth serve`` requires). ``ca`` marks it a CA, for clients that
+    trust it as their ``cafile``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    now = datetime.now(UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=True, path_length=None), critical=True
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    cert_path, key_path = directory / f"{stem}cert.pem", directory / f"{stem}key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path

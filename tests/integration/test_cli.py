@@ -8,21 +8,17 @@ import ssl
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
 import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import create_engine, text
 
 from hearth.cli import main
 from tests.integration.conftest import free_port
+from tests.support import self_signed
 
 HEARTH = [sys.executable, "-m", "hearth"]
 
@@ -168,36 +164,8 @@ def test_serve_refuses_a_public_address_without_tls(home: Path) -> None:
     assert "without TLS" in out
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
-
-
 def test_serve_over_tls_with_a_one_time_admin_credential(home: Path, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     port = free_port()
     process = subprocess.Popen(
         [
@@ -254,7 +222,7 @@ def test_init_records_the_port_the_server_will_use(tmp_path: Path) -> None:
 
 
 def test_serve_says_when_the_certificate_and_key_are_swapped(home: Path, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     code, out = run(home, "serve", "--port", "1", "--tls-cert", str(key), "--tls-key", str(cert))
     assert code == 1
     assert "do not load together" in out
@@ -287,7 +255,7 @@ def test_integrity_scan_finds_new_damage_once_and_names_it(home: Path) -> None:
 
 
 def test_serve_refuses_a_private_key_others_can_read(home: Path, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     key.chmod(0o644)
     code, out = run(home, "serve", "--port", "1", "--tls-cert", str(cert), "--tls-key", str(key))
     assert code == 2

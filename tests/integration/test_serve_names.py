@@ -2,61 +2,25 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import ssl
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from hearth.cli import main
 from hearth.cli.serve import allowed_host_names
 from hearth.domain import HearthError
 from tests.integration.conftest import free_port
+from tests.support import self_signed
 
 HEARTH = [sys.executable, "-m", "hearth"]
 NAME = "ehr.hearth.test"
-
-
-def certificate(tmp_path: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for NAME and 127.0.0.1."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NAME)])
-    now = datetime.now(UTC)
-    names = [x509.DNSName(NAME), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
-    return cert_path, key_path
 
 
 @pytest.fixture
@@ -74,7 +38,7 @@ def home(tmp_path: Path) -> Path:
 
 
 def test_a_tls_server_answers_to_its_configured_names_only(home: Path, tmp_path: Path) -> None:
-    cert, key = certificate(tmp_path)
+    cert, key = self_signed(tmp_path, (NAME, "127.0.0.1"), ca=True)
     port = free_port()
     process = subprocess.Popen(
         [
@@ -128,7 +92,7 @@ def test_a_tls_server_answers_to_its_configured_names_only(home: Path, tmp_path:
 def test_a_wildcard_bind_without_names_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert CliRunner().invoke(main, ["--home", str(home), "init", "--quiet"]).exit_code == 0
-    cert, key = certificate(tmp_path)
+    cert, key = self_signed(tmp_path, (NAME, "127.0.0.1"), ca=True)
     result = CliRunner().invoke(
         main,
         [
