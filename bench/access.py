@@ -44,24 +44,16 @@ from typing import Any
 import httpx2 as httpx
 import orjson
 
+from bench import population
 from bench.common import free_port, lua_requests, print_table, serve, write_results, wrk
 
-LOINC = "http://loinc.org"
 CODES = ["8867-4", "8480-6", "8462-4", "29463-7"]
-SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "bo", "da", "fe", "gu", "ha"]
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PHYSICIAN = "drbench"
 
 
 def _cache() -> Path:
     return Path(os.environ.get("HEARTH_BENCH_CACHE", Path.home() / ".cache" / "hearth-bench"))
-
-
-def _families(rng: random.Random, count: int) -> list[str]:
-    out: set[str] = set()
-    while len(out) < count:
-        out.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(3, 4))).capitalize())
-    return sorted(out)
 
 
 def dataset(patients: int, per_patient: int, panel: int) -> Path:
@@ -71,7 +63,7 @@ def dataset(patients: int, per_patient: int, panel: int) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(20261129)
-    families = _families(rng, max(100, patients // 50))
+    families = population.families(rng, max(100, patients // 50))
     practitioners = max(1, patients // panel)
     with (folder / "1-practitioners.ndjson").open("wb") as out:
         for n in range(practitioners):
@@ -87,26 +79,7 @@ def dataset(patients: int, per_patient: int, panel: int) -> Path:
             )
     with (folder / "2-patients.ndjson").open("wb") as out:
         for i in range(patients):
-            out.write(
-                orjson.dumps(
-                    {
-                        "resourceType": "Patient",
-                        "id": f"p{i}",
-                        "name": [
-                            {
-                                "family": rng.choice(families),
-                                "given": [rng.choice(SYLLABLES).upper()],
-                            }
-                        ],
-                        "gender": rng.choice(["male", "female"]),
-                        "birthDate": (
-                            f"{rng.randint(1930, 2020)}-{rng.randint(1, 12):02d}"
-                            f"-{rng.randint(1, 28):02d}"
-                        ),
-                    }
-                )
-                + b"\n"
-            )
+            out.write(orjson.dumps(population.patient(i, rng, families)) + b"\n")
     with (folder / "3-careteams.ndjson").open("wb") as out:
         for i in range(patients):
             out.write(
@@ -125,27 +98,8 @@ def dataset(patients: int, per_patient: int, panel: int) -> Path:
             )
     with (folder / "4-observations.ndjson").open("wb") as out:
         for i in range(patients * per_patient):
-            day = rng.randrange(0, 5 * 365)
-            out.write(
-                orjson.dumps(
-                    {
-                        "resourceType": "Observation",
-                        "id": f"o{i}",
-                        "status": "final",
-                        "code": {"coding": [{"system": LOINC, "code": CODES[i % len(CODES)]}]},
-                        "subject": {"reference": f"Patient/p{i // per_patient}"},
-                        "effectiveDateTime": time.strftime(
-                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_577_836_800 + day * 86_400)
-                        ),
-                        "valueQuantity": {
-                            "value": round(rng.uniform(40, 200), 1),
-                            "system": "http://unitsofmeasure.org",
-                            "code": "1",
-                        },
-                    }
-                )
-                + b"\n"
-            )
+            resource = population.observation(i, per_patient, rng, CODES)
+            out.write(orjson.dumps(resource) + b"\n")
     (folder / "families.json").write_text(json.dumps(families))
     (folder / "done").write_text("ok\n")
     return folder
@@ -302,9 +256,11 @@ def queries(
         "Patient name prefix": [
             f"/fhir/Patient?name={rng.choice(families)[:4].lower()}&_count=20" for _ in range(200)
         ],
-        "Observation by code": [f"/fhir/Observation?code={LOINC}|{c}&_count=20" for c in codes],
+        "Observation by code": [
+            f"/fhir/Observation?code={population.LOINC}|{c}&_count=20" for c in codes
+        ],
         "Observation of one patient": [
-            f"/fhir/Observation?patient=p{p}&code={LOINC}|{c}"
+            f"/fhir/Observation?patient=p{p}&code={population.LOINC}|{c}"
             for p, c in zip(panel, codes, strict=True)
         ],
     }

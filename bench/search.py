@@ -34,6 +34,7 @@ from typing import Any
 import httpx2 as httpx
 import orjson
 
+from bench import population
 from bench.common import (
     drop_postgres_database,
     free_port,
@@ -43,17 +44,8 @@ from bench.common import (
     write_results,
 )
 
-LOINC = "http://loinc.org"
 CODES = ["8867-4", "8480-6", "8462-4", "29463-7", "8302-2", "2339-0", "2093-3", "718-7"]
-SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "to", "vi", "ze", "bo", "da", "fe", "gu", "ha"]
 MRN = "urn:oid:2.16.840.1.113883.4.642.99"
-
-
-def _families(rng: random.Random, count: int) -> list[str]:
-    out: set[str] = set()
-    while len(out) < count:
-        out.add("".join(rng.choice(SYLLABLES) for _ in range(rng.randint(3, 4))).capitalize())
-    return sorted(out)
 
 
 def dataset(patients: int, per_patient: int) -> Path:
@@ -65,54 +57,14 @@ def dataset(patients: int, per_patient: int) -> Path:
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(20260101)
-    families = _families(rng, max(100, patients // 50))
+    families = population.families(rng, max(100, patients // 50))
     with (folder / "patients.ndjson").open("wb") as out:
         for i in range(patients):
-            out.write(
-                orjson.dumps(
-                    {
-                        "resourceType": "Patient",
-                        "id": f"p{i}",
-                        "identifier": [{"system": MRN, "value": f"MRN{i:08d}"}],
-                        "name": [
-                            {
-                                "family": rng.choice(families),
-                                "given": [rng.choice(SYLLABLES).upper()],
-                            }
-                        ],
-                        "gender": rng.choice(["male", "female"]),
-                        "birthDate": (
-                            f"{rng.randint(1930, 2020)}-{rng.randint(1, 12):02d}"
-                            f"-{rng.randint(1, 28):02d}"
-                        ),
-                    }
-                )
-                + b"\n"
-            )
+            out.write(orjson.dumps(population.patient(i, rng, families, mrn_system=MRN)) + b"\n")
     with (folder / "observations.ndjson").open("wb") as out:
         for i in range(patients * per_patient):
-            patient = i // per_patient
-            day = rng.randrange(0, 5 * 365)
-            out.write(
-                orjson.dumps(
-                    {
-                        "resourceType": "Observation",
-                        "id": f"o{i}",
-                        "status": "final",
-                        "code": {"coding": [{"system": LOINC, "code": CODES[i % len(CODES)]}]},
-                        "subject": {"reference": f"Patient/p{patient}"},
-                        "effectiveDateTime": time.strftime(
-                            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_577_836_800 + day * 86_400)
-                        ),
-                        "valueQuantity": {
-                            "value": round(rng.uniform(40, 200), 1),
-                            "system": "http://unitsofmeasure.org",
-                            "code": "1",
-                        },
-                    }
-                )
-                + b"\n"
-            )
+            resource = population.observation(i, per_patient, rng, CODES)
+            out.write(orjson.dumps(resource) + b"\n")
     (folder / "families.json").write_text(json.dumps(families))
     done.write_text("ok\n")
     return folder
@@ -205,11 +157,11 @@ def queries(rng: random.Random, folder: Path, patients: int) -> dict[str, list[s
         ],
         "Patient identifier": [f"/fhir/Patient?identifier={MRN}|MRN{p:08d}" for p in picks],
         "Observation patient+code+date": [
-            f"/fhir/Observation?patient=p{p}&code={LOINC}|{c}&date=ge2021-01-01&date=le2022-12-31"
+            f"/fhir/Observation?patient=p{p}&code={population.LOINC}|{c}&date=ge2021-01-01&date=le2022-12-31"
             for p, c in zip(picks, codes, strict=True)
         ],
         "Observation + _include": [
-            f"/fhir/Observation?patient=p{p}&code={LOINC}|{c}&_include=Observation:subject"
+            f"/fhir/Observation?patient=p{p}&code={population.LOINC}|{c}&_include=Observation:subject"
             for p, c in zip(picks, codes, strict=True)
         ],
         "Patient/$everything": [f"/fhir/Patient/p{p}/$everything?_count=50" for p in picks],
