@@ -330,6 +330,11 @@ def test_the_anchor_is_reset_only_over_a_chain_that_verifies(instance: Instance)
     with pytest.raises(HearthError) as refused:
         system.reset_anchor("restored on purpose")
     assert refused.value.code is errors.AUDIT_CHAIN_BROKEN
+    with instance.container.db.read.connect() as conn:
+        outcomes = conn.execute(
+            text("SELECT outcome FROM audit_entry WHERE action = 'audit.anchor_reset'")
+        ).scalars()
+        assert list(outcomes) == ["denied"]
 
 
 def test_hostile_values_are_reported_not_fatal(tmp_path: Path) -> None:

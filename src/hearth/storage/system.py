@@ -342,6 +342,7 @@ class SystemRepository:
             raise HearthError(errors.BAD_PARAMETER, "Say why the anchor is reset (--reason).")
         findings = list(self.verify_audit_chain(use_anchor=False))
         if findings:
+            self.record("audit.anchor_reset", Outcome.DENIED, code=errors.AUDIT_CHAIN_BROKEN.code)
             raise HearthError(
                 errors.AUDIT_CHAIN_BROKEN,
                 f"The audit chain in this database does not verify on its own ({findings[0]}); "
