@@ -139,7 +139,7 @@ def test_back_up_to_three_targets_corrupt_alarm_repair_and_restore_into_postgres
     # The scan finds it, names the row, and the alarm goes out by e-mail and webhook.
     code, out = run(home, "integrity", "scan", "--full", env=env)
     assert code == 1, out
-    assert f"seq {seq}" in out or f"seq={seq}" in out or f"#{seq}" in out, out
+    assert f"version seq {seq} " in out, out
     [request] = receiver.wait_for(1)
     [mail] = smtp_server.wait_for(1)
     assert json.loads(request.body)["alarm"]["kind"] == "integrity.mismatch"
