@@ -21,6 +21,7 @@ __all__ = [
     "Instance",
     "SeededRandom",
     "admin",
+    "cli",
     "make_instance",
     "nobody",
     "self_signed",
@@ -136,3 +137,20 @@ def self_signed(
     )
     key_path.chmod(0o600)
     return cert_path, key_path
+
+
+def cli(
+    home: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    catch_exceptions: bool = False,
+) -> tuple[int, str]:
+    """Run ``hearth --home HOME ARGS...`` in process; its exit code and output."""
+    from click.testing import CliRunner
+
+    from hearth.cli import main
+
+    result = CliRunner().invoke(
+        main, ["--home", str(home), *args], env=env, catch_exceptions=catch_exceptions
+    )
+    return result.exit_code, result.output

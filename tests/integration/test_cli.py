@@ -18,14 +18,12 @@ from sqlalchemy import create_engine, text
 
 from hearth.cli import main
 from tests.integration.conftest import free_port
-from tests.support import self_signed
+from tests.support import cli, self_signed
 
 HEARTH = [sys.executable, "-m", "hearth"]
 
 
-def run(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+run = cli
 
 
 @pytest.fixture

@@ -6,15 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from hearth.cli import main
 from tests.oauth_support import ClientKey, Pki
+from tests.support import cli
 
-
-def run(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+run = cli
 
 
 @pytest.fixture

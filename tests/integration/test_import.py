@@ -12,17 +12,12 @@ import tracemalloc
 from pathlib import Path
 
 import orjson
-from click.testing import CliRunner
 
-from hearth.cli import main
 from hearth.fhir.search import Context, parse_search
-from tests.support import Instance, admin
+from tests.support import Instance, admin, cli
 from tests.synthea import patient_bundle, provider_pool
 
-
-def run(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+run = cli
 
 
 def search_total(instance: Instance, res_type: str, *params: tuple[str, str]) -> int:

@@ -7,21 +7,17 @@ import sqlite3
 import time
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from hearth.cli import main
 from hearth.crypto.webhook import verify_webhook
 from hearth.settings import load_settings
 from hearth.wiring import Container
 from tests.alarm_support import SyslogReceiver, WebhookReceiver, alarm, read_jsonl
 from tests.servers.smtp import SmtpServer
+from tests.support import cli
 
 SECRET = "configured-webhook-secret"
 
 
-def run(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False, env=env)
-    return result.exit_code, result.output
+run = cli
 
 
 def configure(home: Path, receiver: WebhookReceiver, smtp: SmtpServer, syslog_port: int) -> None:

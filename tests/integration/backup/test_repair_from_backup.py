@@ -9,16 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from hearth.cli import main
 from hearth.domain import HearthError, errors
 from hearth.services.repair import ServiceBackup
 from hearth.storage.sql import scan as scan_sql
 from tests.contract.test_scanner import seed
 from tests.integration.backup.conftest import Backups
-from tests.support import Instance, admin
+from tests.support import Instance, admin, cli
 
 pytestmark = pytest.mark.engines
 
@@ -114,9 +112,7 @@ def test_a_backup_that_does_not_verify_is_refused(backups: Backups) -> None:
     assert stored(instance)[3] == before[3]
 
 
-def run(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], catch_exceptions=False)
-    return result.exit_code, result.output
+run = cli
 
 
 def test_repair_command_line(tmp_path: Path) -> None:

@@ -13,13 +13,12 @@ import json
 import shutil
 import sqlite3
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from hearth.cli import main
 from tests.alarm_support import WebhookReceiver
 from tests.conftest import _server_database, requested_engines
 from tests.integration.targets.test_configured_targets import configured_targets
@@ -27,6 +26,7 @@ from tests.servers.fixtures import s3_bucket, seaweedfs, smtp_server, sshd
 from tests.servers.seaweedfs import SeaweedFS
 from tests.servers.smtp import SmtpServer
 from tests.servers.sshd import SshServer
+from tests.support import cli
 
 __all__ = ["s3_bucket", "seaweedfs", "smtp_server", "sshd"]
 
@@ -49,9 +49,7 @@ def postgres_database() -> Iterator[str]:
     yield from _server_database("postgresql")
 
 
-def run(home: Path, *args: str, env: dict[str, str]) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], env=env)
-    return result.exit_code, result.output
+run = partial(cli, catch_exceptions=True)
 
 
 def configure(

@@ -4,18 +4,15 @@ local target and a real SeaweedFS bucket with Object Lock, configured in hearth.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from hearth.cli import main
 from tests.servers.seaweedfs import SeaweedFS
+from tests.support import cli
 
-
-def run(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args])
-    return result.exit_code, result.output
+run = partial(cli, catch_exceptions=True)
 
 
 def configure(home: Path, seaweedfs: SeaweedFS, bucket: str, **backup: str) -> None:

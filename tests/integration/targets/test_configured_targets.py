@@ -5,13 +5,12 @@ are a plain message and exit 1."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from hearth.cli import main
 from tests.servers.seaweedfs import SeaweedFS
 from tests.servers.sshd import SshServer
+from tests.support import cli
 
 BASE = 'instance_id = "i1"\n[keys]\nsource = "file"\n'
 
@@ -57,9 +56,7 @@ timeout_seconds = 10
 """
 
 
-def run(home: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(main, ["--home", str(home), *args], env=env)
-    return result.exit_code, result.output
+run = partial(cli, catch_exceptions=True)
 
 
 def test_every_kind_is_reached_from_hearth_toml(
