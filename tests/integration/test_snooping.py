@@ -4,16 +4,21 @@ an optional pause, and same-surname and self lookups compared by keyed hashes.""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
+from sqlalchemy import text
+from starlette.testclient import TestClient
 
 from hearth.domain import AlarmKind, HearthError, errors
 from hearth.settings import load_settings
+from hearth.web.app import create_app
 from hearth.wiring import Container, init_instance
 from tests.access_world import LINKED, World, build_world
 from tests.integration.auth.conftest import CapturedAlarms
-from tests.support import FixedClock, admin
+from tests.support import FixedClock, admin, cli
 
 
 @pytest.fixture
@@ -55,7 +60,7 @@ def test_volume_alarms_and_the_pause(
     assert paused.value.code is errors.ACCESS_THROTTLED
     # Other users are not affected; a privacy officer lifts the pause.
     container.repository(world.principal("nurse")).read("Patient", world.ids["careteam"])
-    container.monitor.lift(world.users["physician"])
+    container.monitor.lift(container.system_principal("cli"), world.users["physician"])
     container.repository(world.principal("physician")).read("Patient", world.ids[LINKED[0]])
     # The day's threshold counts across hours.
     clock.advance(hours=2)
@@ -63,7 +68,7 @@ def test_volume_alarms_and_the_pause(
     for name in LINKED[4:6]:
         again.read("Patient", world.ids[name])
     assert [a["window"] for a in snooping(alarms)] == ["hour", "day"]
-    container.monitor.lift(world.users["physician"])
+    container.monitor.lift(container.system_principal("cli"), world.users["physician"])
     # A search that lists many patients counts them all.
     clock.advance(days=2)
     from hearth.fhir.search import Context, parse_search
@@ -109,3 +114,50 @@ def test_same_surname_and_self_lookups(
     container.repository(world.principal("patient")).read("Patient", world.ids["careteam"])
     assert snooping(alarms)[-1]["kind"] == "self"
     assert len(snooping(alarms)) == 2
+
+
+def test_the_command_line_lifts_a_pause_without_redis(
+    watched: tuple[Container, World, CapturedAlarms, FixedClock],
+) -> None:
+    """The counters live in the serving process (no ``[redis] url``), yet ``hearth access
+    resume``, another process with counters of its own, lets the user through at once: the
+    resume is recorded in the database, audited, and read by the process that paused them."""
+    container, world, _alarms, clock = watched
+    assert container.settings.redis_url is None
+    user = world.users["physician"]
+    token = container.authenticator.issue_token(
+        subject=user, roles=frozenset({"physician"}), label="t", ttl=timedelta(days=1), by="test"
+    )
+    api = TestClient(create_app(container), base_url="http://127.0.0.1")
+    bearer = {"Authorization": f"Bearer {token}"}
+    for name in LINKED[:4]:
+        assert api.get(f"/fhir/Patient/{world.ids[name]}", headers=bearer).status_code == 200
+    paused = api.get(f"/fhir/Patient/{world.ids[LINKED[0]]}", headers=bearer)
+    assert paused.status_code == 429
+    assert paused.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-1109"
+    clock.advance(minutes=1)
+    assert api.get(f"/fhir/Patient/{world.ids[LINKED[0]]}", headers=bearer).status_code == 429
+
+    home = container.settings.home
+    code, output = cli(home, "access", "resume", "u-physician")
+    assert code == 0, output
+    assert "Access of u-physician resumed." in output
+    # At once, in the serving process: no restart, no wait for the window to end.
+    assert api.get(f"/fhir/Patient/{world.ids[LINKED[0]]}", headers=bearer).status_code == 200
+    # Audited under the operator, in the chain like every other access-control change.
+    with container.db.read.connect() as conn:
+        bodies = [
+            orjson.loads(bytes(b))
+            for b in conn.execute(
+                text("SELECT body FROM audit_entry WHERE action = 'access.resume'")
+            ).scalars()
+        ]
+    assert [(b["actor"], b["type"], b["id"], b["outcome"]) for b in bodies] == [
+        ("system:cli", "User", user, "success")
+    ]
+    # A later pause is not lifted by the earlier resume (the command line ran on the wall
+    # clock: the test's clock moves past it first).
+    clock.current = datetime.now(UTC) + timedelta(days=2)
+    for name in LINKED[4:8]:
+        api.get(f"/fhir/Patient/{world.ids[name]}", headers=bearer)
+    assert api.get(f"/fhir/Patient/{world.ids[LINKED[4]]}", headers=bearer).status_code == 429

@@ -85,14 +85,14 @@ def review(state: State, grant_id: str, finding: str, note: str | None) -> None:
 @pass_state
 @handle_errors
 def resume(state: State, username: str) -> None:
-    """Lift the snooping pause of USERNAME (reaches the server only when counters live in
-    Redis, ``[redis] url``; otherwise a privacy officer signed in to the console uses ``POST
-    /api/access/users/{id}/resume``, or the pause ends with its window).
+    """Lift the snooping pause of USERNAME. The resume is recorded in the database and audited
+    (as ``system:cli``); every serving process honours it at its user's next request, with or
+    without Redis.
 
     \b
     Example:
       hearth access resume alice
     """
     with container(state) as c:
-        c.monitor.lift(c.users.get(username).user_id)
+        c.monitor.lift(c.system_principal(_ACTOR), c.users.get(username).user_id)
     click.echo(f"Access of {username} resumed.")

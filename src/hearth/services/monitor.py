@@ -8,6 +8,12 @@ Crossing ``[access] snooping_hour`` or ``snooping_day`` raises ``access.snooping
 ``snooping_throttle`` the user's access is paused for the rest of the window
 (``HRT-1109``) until it ends or a privacy officer lifts it.
 
+A pause lives with the counters; a resume is recorded in the database (``access_resume``, with
+its audit entry in the same transaction) as well as cleared from the counters. A process that
+finds a user paused asks the database whether a resume is newer than the pause, so a resume by
+another process (``hearth access resume`` on the command line, whose counters are its own when
+there is no Redis) holds at once everywhere. Only a paused user's requests pay that read.
+
 Where the data allows, two lookups are flagged at once: a user opening a Patient whose family
 name equals their own (the keyed hash of the family name of the Practitioner or Patient they are
 linked to, computed when they were linked, compared with the same keyed hash of the Patient's:
@@ -33,7 +39,7 @@ from hearth.domain import (
 )
 from hearth.fhir.search.values import fold
 from hearth.security import PatientScope, RoleCatalog
-from hearth.services.access import FAMILY_DOMAIN
+from hearth.services.access import FAMILY_DOMAIN, access_record
 from hearth.settings import AccessSettings
 from hearth.storage import to_us
 from hearth.storage.access_admin import AccessStore, LinkRow
@@ -94,10 +100,24 @@ class AccessMonitor:
         if not self.settings.snooping_throttle or not self._watched(principal):
             return False
         now_us = to_us(self._clock.now())
-        return self._counters.failures(self._key("paused", principal.subject), now_us).count > 0
+        key = self._key("paused", principal.subject)
+        paused = self._counters.failures(key, now_us)
+        if paused.count == 0:
+            return False
+        # Paused here; lifted if a resume was recorded since, by any process. The times of two
+        # processes are compared: their clocks are assumed to agree, as grant expiry assumes.
+        resumed = self._store.resumed_us(principal.subject)
+        if resumed is not None and paused.last_us is not None and resumed >= paused.last_us:
+            self._counters.clear(key)
+            return False
+        return True
 
-    def lift(self, user_id: str) -> None:
-        """End a pause (a privacy officer, after looking into it)."""
+    def lift(self, principal: Principal, user_id: str) -> None:
+        """End ``user_id``'s pause (a privacy officer after looking into it, or the operator):
+        recorded with its audit entry (``access.resume``), then cleared from the counters."""
+        now = self._clock.now()
+        record = access_record(principal, "access.resume", now, res_type="User", res_id=user_id)
+        self._store.save_resume(user_id, to_us(now), principal.subject, [record])
         self._counters.clear(self._key("paused", user_id))
 
     # -- observing ------------------------------------------------------------------------------

@@ -91,6 +91,18 @@ class AccessStore:
             state = sql.current_state(conn, res_type, res_id)
         return state is not None and not state[1]
 
+    # -- snooping pauses ------------------------------------------------------------------------
+    def save_resume(
+        self, user_id: str, now_us: int, by: str, records: Sequence[AuditRecord]
+    ) -> None:
+        with self._store.write() as conn:
+            sql.save_resume(conn, user_id, now_us, by)
+            self._audit.append_in(conn, records)
+
+    def resumed_us(self, user_id: str) -> int | None:
+        with self._store.read() as conn:
+            return sql.resumed_us(conn, user_id)
+
     # -- approvals --------------------------------------------------------------------------------
     def create_request(self, row: RequestRow, records: Sequence[AuditRecord]) -> None:
         with self._store.write() as conn:

@@ -227,8 +227,7 @@ class AccessApi:
                 raise self.c.access.refuse(
                     principal, "access.resume", HearthError(errors.FORBIDDEN)
                 )
-            self.c.monitor.lift(user_id)
-            self.c.access.record(principal, "access.resume", res_type="User", res_id=user_id)
+            self.c.monitor.lift(principal, user_id)
 
         await self._change(request, "access.resume", work)
         return Response(status_code=204)

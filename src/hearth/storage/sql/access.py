@@ -341,6 +341,23 @@ def users_linked_to_patient(conn: Connection, patient_id: str) -> list[str]:
     ]
 
 
+# ---------------------------------------------------------------------------- snooping pauses
+
+
+def save_resume(conn: Connection, user_id: str, now_us: int, by: str) -> None:
+    """Record that ``user_id``'s snooping pause was lifted at ``now_us`` (the latest one counts)."""
+    conn.execute(delete(t.access_resume).where(t.access_resume.c.user_id == user_id))
+    conn.execute(insert(t.access_resume).values(user_id=user_id, resumed_us=now_us, resumed_by=by))
+
+
+def resumed_us(conn: Connection, user_id: str) -> int | None:
+    """When ``user_id``'s pause was last lifted, or None."""
+    found = conn.execute(
+        select(t.access_resume.c.resumed_us).where(t.access_resume.c.user_id == user_id)
+    ).scalar()
+    return None if found is None else int(found)
+
+
 # ---------------------------------------------------------------------------- approvals
 
 

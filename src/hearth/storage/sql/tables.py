@@ -34,6 +34,7 @@ __all__ = [
     "access_break_glass",
     "access_link",
     "access_request",
+    "access_resume",
     "access_role",
     "api_token",
     "audit_checkpoint",
@@ -630,6 +631,18 @@ access_break_glass = Table(
     Column("note", Blob),  # sealed
     Index(None, "user_id", "expires_us"),
     Index(None, "review_status", "created_us"),
+)
+
+# The last time each user's snooping pause was lifted (``hearth access resume``, the API). A
+# pause lives in the throttle counters (in the process, or in Redis); a process that finds a user
+# paused reads this row and lets them through when the resume is newer than the pause, so a resume
+# reaches every process, the command line's included, without shared counters.
+access_resume = Table(
+    "access_resume",
+    metadata,
+    Column("user_id", String(128), primary_key=True),
+    Column("resumed_us", BigInteger, nullable=False),
+    Column("resumed_by", String(128), nullable=False),
 )
 
 # The patients an audit entry disclosed records of, when it names several (a search, a history
