@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from hearth.domain import HearthError, Principal, PrincipalKind, errors
+from hearth.fhir.deidentify import PSEUDED
 from hearth.fhir.search import Context, parse_search
 from hearth.security import REDACTED
 from hearth.storage import RecordRepository
@@ -201,7 +202,7 @@ def test_billing_sees_codes_never_narrative_or_notes(world: World) -> None:
     assert refused.value.code is errors.FORBIDDEN
 
 
-@pytest.mark.parametrize("role", ["researcher", "administrator", "auditor", "privacy-officer"])
+@pytest.mark.parametrize("role", ["administrator", "auditor", "privacy-officer"])
 def test_roles_without_clinical_access_get_none(world: World, role: str) -> None:
     repo = world.repo(role)
     for res_type, res_id in (
@@ -617,3 +618,96 @@ def test_a_new_consent_or_role_applies_at_once(world: World) -> None:
     root.delete("Consent", consent)
     assert world.container.repository(doc).read("Observation", obs).res_id == obs
     root.delete("CareTeam", team)  # leave the shared clinic as it was
+
+
+def test_the_researcher_sees_every_patient_de_identified(world: World) -> None:
+    """The de-identified view (hearth.fhir.deidentify): every patient, no identifier, keyed
+    pseudonyms that still join, restricted labels left out, audited under the real ids."""
+    sci = world.repo("researcher")
+    keys = world.container.keyring
+    page = search(
+        sci,
+        "Observation",
+        ("category", "vital-signs"),
+        ("_include", "Observation:subject"),
+        count=1000,
+    )
+    pseudonyms = {keys.pseudonym("Observation", world.obs[n]): n for n in world.obs}
+    seen = {pseudonyms[s.res_id] for s in page.matches if s.res_id in pseudonyms}
+    # Every patient, linked to anyone or not; no R, V or HIV record (the role holds no label).
+    assert seen == set(LINKED) | set(UNLINKED)
+    for stored in page.matches:
+        body = stored.resource
+        assert body["id"] == stored.res_id
+        assert PSEUDED in body["meta"]["security"]
+        assert "note" not in body
+        assert "lastUpdated" not in body["meta"]
+        if stored.res_id in pseudonyms:
+            real = world.ids[pseudonyms[stored.res_id].partition(":")[0]]
+            assert body["subject"]["reference"] == f"Patient/{keys.pseudonym('Patient', real)}"
+    included = {s.res_id for s in page.included}
+    assert included >= {keys.pseudonym("Patient", world.ids[n]) for n in (*LINKED, *UNLINKED)}
+    everything = repr([page.matches, page.included])
+    for name, real in world.ids.items():
+        assert real not in everything, name
+    assert "Fam" not in everything  # the planted family names
+
+    # The audit trail keeps the real ids: the patient's access report names the researcher.
+    patient = world.ids["stranger"]
+    report = world.container.audit_views.disclosures(admin(), patient, kind="access")
+    assert world.users["researcher"] in repr(report.events)
+
+
+@pytest.mark.parametrize(
+    ("what", "params"),
+    [
+        ("a name", (("name", "Famstranger"),)),
+        ("an id", (("_id", "x"),)),
+        ("a reference", (("subject", "Patient/x"),)),
+        ("a chain", (("subject:Patient.family", "Famstranger"),)),
+        ("a full date", (("birthdate", "1970-01-01"),)),
+    ],
+)
+def test_the_researcher_cannot_single_anyone_out(
+    world: World, what: str, params: tuple[tuple[str, str], ...]
+) -> None:
+    sci = world.repo("researcher")
+    res_type = "Observation" if what in ("a reference", "a chain") else "Patient"
+    with pytest.raises(HearthError) as refused:
+        search(sci, res_type, *params)
+    assert refused.value.code is errors.DEIDENTIFIED_VIEW, what
+    assert refused.value.audited
+
+
+def test_the_researcher_reads_no_record_and_no_history(world: World) -> None:
+    sci = world.repo("researcher")
+    patient = world.ids["stranger"]
+    with pytest.raises(HearthError) as read:
+        sci.read("Patient", patient)
+    assert read.value.code is errors.FORBIDDEN
+    with pytest.raises(HearthError) as history:
+        sci.history(res_type="Observation")
+    assert history.value.code is errors.DEIDENTIFIED_VIEW
+    with pytest.raises(HearthError):
+        sci.everything(patient, types=None, since=None, offset=0, count=10)
+    request = parse_search("Observation", [], ctx=Context(now_us=0), default_count=10, max_count=10)
+    with pytest.raises(HearthError) as compartment:
+        sci.search(request, compartment=patient)
+    assert compartment.value.code is errors.DEIDENTIFIED_VIEW
+
+
+def test_a_researcher_who_is_also_a_physician_gets_the_identified_view_only(
+    world: World,
+) -> None:
+    both = world.container.repository(
+        Principal(
+            subject=world.users["physician"],
+            kind=PrincipalKind.USER,
+            roles=frozenset({"physician", "researcher"}),
+            source="127.0.0.1",
+        )
+    )
+    assert not both.access.profile.deidentified
+    page = search(both, "Observation", ("category", "vital-signs"))
+    assert names(world, page.matches) <= {*LINKED, *(f"{n}:R" for n in LINKED)}
+    assert "stranger" not in names(world, page.matches)

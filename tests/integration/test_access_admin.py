@@ -239,7 +239,7 @@ def _the_access_api(site: AuthInstance) -> None:
     api = TestClient(create_app(container), base_url="https://localhost")
     listed = api.get("/api/access/roles", headers=bearer("ann"))
     assert listed.status_code == 200
-    assert listed.json()["roles"]["researcher"]["permissions"] == []
+    assert listed.json()["roles"]["researcher"]["view"] == "deidentified"
     assert api.get("/api/access/roles", headers=bearer("nina")).status_code == 403
     assert api.get("/api/access/roles").status_code == 401
     assert ann.client.get("/api/access/roles").status_code == 200

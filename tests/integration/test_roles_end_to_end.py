@@ -187,8 +187,27 @@ def test_each_role_sees_what_it_may_through_the_api_and_a_smart_app(site: Site) 
         assert observations == own, how
         assert fetch(http, me, f"Observation/{stranger_obs}").status_code == 404, how
 
-        # The researcher: no identified PHI at all.
+        # The researcher: every patient, de-identified (pseudonyms, no names), no restricted
+        # record; searching by codes, never by name, and reading no single record.
         sci = tokens["scientist"][index]
-        for res_type in ("Patient", "Observation", "Condition"):
-            assert searched(http, sci, res_type)[0] == 403, (how, res_type)
+        status, patients = searched(http, sci, "Patient")
+        assert status == 200, how
+        assert len(patients) == len(LINKED) + 6, how
+        assert not patients & set(world.ids.values()), how  # pseudonyms, not ids
+        status, observations = searched(http, sci, "Observation")
+        unlabelled = {k for k in world.obs if ":" not in k or k.endswith(":lab")}
+        assert len(observations) == len(unlabelled), how
+        assert not observations & set(world.obs.values()), how
+        answer = http.post(
+            "/fhir/Patient/_search",
+            data={"family": "Famcareteam"},
+            headers={"Authorization": f"Bearer {sci}"},
+        )
+        assert answer.status_code == 403, how
+        assert answer.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-1112", how
+        assert "Famcareteam" not in answer.text, how
+        whole = http.post(
+            "/fhir/Patient/_search", data={}, headers={"Authorization": f"Bearer {sci}"}
+        ).text
+        assert "Fam" not in whole, how
         assert fetch(http, sci, f"Patient/{world.ids['careteam']}").status_code == 403, how

@@ -60,6 +60,8 @@ class Spec:
     sees_v: bool  # may it see a V (very restricted) resource
     vital_signs: bool = True  # does its Observation permission cover vital signs
     patient_letters: str = ""  # letters on Patient ($everything needs r and s)
+    #: a de-identified view: it may not search by ``_id`` (what every search case here uses)
+    deidentified: bool = False
 
 
 ORACLE: dict[str, Spec] = {
@@ -68,7 +70,7 @@ ORACLE: dict[str, Spec] = {
     "front-desk": Spec("all", "", False, patient_letters="crus"),
     "billing": Spec("all", "", False, patient_letters="rs"),
     "pharmacist": Spec("linked", "rs", False, vital_signs=False, patient_letters="rs"),
-    "researcher": Spec("none", "", False),
+    "researcher": Spec("all", "s", False, patient_letters="s", deidentified=True),
     "privacy-officer": Spec("none", "", False),
     "auditor": Spec("none", "", False),
     "administrator": Spec("none", "", False),
@@ -105,8 +107,11 @@ def reaches(spec: Spec, inside: bool, labelled: bool) -> bool:
 
 
 def expected(role: str, interaction: str, inside: bool, labelled: bool) -> str:
-    """ "ok", "forbidden" (403), "hidden" (404) or "empty" (a search with no match)."""
+    """ "ok", "forbidden" (403), "hidden" (404), "empty" (a search with no match) or
+    "deidentified" (403, a search a de-identified view may not run)."""
     spec = ORACLE[role]
+    if spec.deidentified and interaction in ("search", "compartment", "revinclude", "history-type"):
+        return "deidentified"  # refused (HRT-1112): by _id, in a compartment, or history
     reached = reaches(spec, inside, labelled)
     patient_reached = spec.patients == "all" or (spec.patients != "none" and inside)
     if interaction == "revinclude":
@@ -319,6 +324,8 @@ def run(clinic: Clinic, role: str, interaction: str, inside: bool, labelled: boo
             return "forbidden"
         if error.code is errors.NOT_FOUND:
             return "hidden"
+        if error.code is errors.DEIDENTIFIED_VIEW:
+            return "deidentified"
         raise
     return "ok"
 
@@ -338,4 +345,4 @@ def test_the_matrix_covers_every_default_role_and_interaction() -> None:
     assert set(ORACLE) == set(ROLES)
     assert len(CASES) == len(ROLES) * len(INTERACTIONS) * 4
     outcomes = {expected(*case) for case in CASES}
-    assert outcomes == {"ok", "forbidden", "hidden", "empty"}
+    assert outcomes == {"ok", "forbidden", "hidden", "empty", "deidentified"}

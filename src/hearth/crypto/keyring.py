@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hearth.crypto import envelope, mac, versions
 from hearth.crypto.blind import blind_index, blind_indexes
 from hearth.crypto.kek import KEY_BYTES, KeyEncryptionKey
+from hearth.crypto.pseudonym import pseudonym, pseudonym_key
 from hearth.crypto.signing import Signer, Verifier, signer_from_seed
 from hearth.crypto.token_keys import p256_jwk_from_seed
 from hearth.domain import HearthError, IntegrityError, Random, errors
@@ -160,6 +161,7 @@ class KeyRing:
         self.on_unknown_key: Callable[[], None] | None = None
         self._counts: dict[int, int] = {}
         self._count_lock = threading.Lock()
+        self._pseudonym_keys: dict[bytes, bytes] = {}
 
     # -- loading ----------------------------------------------------------------------------
     @property
@@ -435,6 +437,16 @@ class KeyRing:
     def blind_many(self, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
         """``blind`` of every (domain, value) pair, as a set (the search index of a resource)."""
         return blind_indexes(self._keys.blind, pairs)
+
+    def pseudonym(self, res_type: str, res_id: str) -> str:
+        """The keyed pseudonym of a resource in the de-identified view
+        (``hearth.crypto.pseudonym``); stable for as long as the blind-index key."""
+        keys = self._keys
+        derived = self._pseudonym_keys.get(keys.blind)
+        if derived is None:
+            derived = pseudonym_key(keys.blind)
+            self._pseudonym_keys = {keys.blind: derived}
+        return pseudonym(derived, res_type, res_id)
 
     # -- signing ------------------------------------------------------------------------------
     def sign(self, message: bytes) -> tuple[int, bytes]:

@@ -318,6 +318,13 @@ LINK_INVALID = _code(
     "value",
     "Link a user to an existing Practitioner or Patient by its id.",
 )
+DEIDENTIFIED_VIEW = _code(
+    "HRT-1112",
+    403,
+    "forbidden",
+    "A de-identified view searches by codes, quantities, numbers and years; it does not read, "
+    "write or follow one record.",
+)
 # 08xx: backups and backup targets
 BACKUP_INVALID = _code(
     "HRT-0801", 500, "exception", "A backup failed verification; it must not be restored."

@@ -172,7 +172,13 @@ class AccessProfile:
         self.facts = facts
         delegated = principal.scopes is not None
         # A delegated_only role counts only when the principal carries scopes.
-        self.roles = tuple(r for r in roles if delegated or not r.delegated_only)
+        roles = tuple(r for r in roles if delegated or not r.delegated_only)
+        # Identified and de-identified answers never mix: a search by a pseudonymised view
+        # could otherwise be joined to an identified one. A de-identified role held beside a
+        # role that reaches identified clinical data is inert (give research its own account).
+        if any(r.clinical and not r.deidentified for r in roles):
+            roles = tuple(r for r in roles if not r.deidentified)
+        self.roles = roles
         self._labels = {r.name: held_labels(r.labels) for r in self.roles}
 
     # -- what the profile says about the principal -------------------------------------------
@@ -196,12 +202,19 @@ class AccessProfile:
         return any(r.patients is PatientScope.LINKED for r in self.roles)
 
     @property
+    def deidentified(self) -> bool:
+        """Whether everything this principal receives is de-identified (``hearth.fhir.
+        deidentify``): it holds a de-identified role, so (above) no identified clinical one."""
+        return any(r.deidentified for r in self.roles)
+
+    @property
     def unrestricted(self) -> bool:
         """Whether every resource of every type is visible unmasked (no SQL scope, no masks)."""
         return self.principal.scopes is None and any(
             r.patients is PatientScope.ALL
             and r.labels == frozenset({"*"})
             and not r.masks
+            and not r.deidentified
             and any(p.resource_type == "*" and not p.query for p in r.permissions)
             for r in self.roles
         )

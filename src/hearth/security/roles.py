@@ -13,7 +13,10 @@ A role is a set of permissions, stated as data that administrators edit:
   administration);
 - ``purpose``: the purpose of use its accesses are recorded under (v3 ActReason), which also
   decides whether an access belongs in a patient's accounting of disclosures;
-- ``delegated_only``: the role grants nothing without granted scopes (a backend service).
+- ``delegated_only``: the role grants nothing without granted scopes (a backend service);
+- ``view``: ``identified`` (the default) or ``deidentified``: every resource the role receives
+  is rewritten under HIPAA Safe Harbor with keyed pseudonyms (``hearth.fhir.deidentify``), and
+  it may only search (``.s``), by codes, quantities, numbers and years.
 
 The defaults ship as a versioned data file (``data/roles.json``); an administrator's edit
 replaces one role's definition (``hearth role set``), and every edit is audited. ``bootstrap-
@@ -42,6 +45,7 @@ __all__ = [
     "Capability",
     "PatientScope",
     "Role",
+    "View",
     "RoleCatalog",
     "default_catalog",
     "role_from_json",
@@ -78,6 +82,13 @@ class PatientScope(enum.StrEnum):
     NONE = "none"
 
 
+class View(enum.StrEnum):
+    """How the records a role reaches leave the gate."""
+
+    IDENTIFIED = "identified"
+    DEIDENTIFIED = "deidentified"
+
+
 class Capability(enum.StrEnum):
     """Hearth's own actions, decided like FHIR interactions by the one decision point."""
 
@@ -101,7 +112,12 @@ class Role:
     capabilities: frozenset[Capability] = frozenset()
     purpose: str = "TREAT"
     delegated_only: bool = False
+    view: View = View.IDENTIFIED
     builtin: bool = False
+
+    @property
+    def deidentified(self) -> bool:
+        return self.view is View.DEIDENTIFIED
 
     @property
     def clinical(self) -> bool:
@@ -140,6 +156,7 @@ def role_from_json(name: str, raw: Mapping[str, Any]) -> Role:
         "capabilities",
         "purpose",
         "delegated_only",
+        "view",
     }
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -187,6 +204,15 @@ def role_from_json(name: str, raw: Mapping[str, Any]) -> Role:
     delegated = raw.get("delegated_only", False)
     if not isinstance(delegated, bool):
         raise _invalid("delegated_only is true or false.")
+    try:
+        view = View(raw.get("view", "identified"))
+    except ValueError:
+        raise _invalid("view is identified or deidentified.") from None
+    if view is View.DEIDENTIFIED and any(set(p.interactions) - {"s"} for p in permissions):
+        raise _invalid(
+            "A de-identified role only searches: its permissions end in .s (a pseudonym cannot "
+            "be read back, and nothing is written through a de-identified view)."
+        )
     return Role(
         name=name,
         description=description,
@@ -197,6 +223,7 @@ def role_from_json(name: str, raw: Mapping[str, Any]) -> Role:
         capabilities=capabilities,
         purpose=str(purpose),
         delegated_only=delegated,
+        view=view,
     )
 
 
@@ -211,6 +238,7 @@ def role_to_json(role: Role) -> dict[str, Any]:
         "capabilities": sorted(c.value for c in role.capabilities),
         "purpose": role.purpose,
         "delegated_only": role.delegated_only,
+        "view": role.view.value,
     }
 
 

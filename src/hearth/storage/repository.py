@@ -37,6 +37,7 @@ from hearth.domain import (
     errors,
 )
 from hearth.fhir import jsonbody as fhir_json
+from hearth.fhir.deidentify import Deidentifier, search_refusal
 from hearth.fhir.search import SearchRequest, SubSearch, index_resource
 from hearth.security import (
     LINK_RULES,
@@ -264,6 +265,7 @@ class RecordRepository:
                 errors.GONE.code: Outcome.NOT_FOUND,
                 errors.VERSION_NOT_FOUND.code: Outcome.NOT_FOUND,
                 errors.MASKED_FIELD.code: Outcome.DENIED,
+                errors.DEIDENTIFIED_VIEW.code: Outcome.DENIED,
                 errors.ACCESS_THROTTLED.code: Outcome.DENIED,
                 errors.BREAK_GLASS_NOT_ACTIVE.code: Outcome.DENIED,
             }.get(error.code.code, Outcome.INVALID if error.status < 500 else Outcome.ERROR)
@@ -367,9 +369,31 @@ class RecordRepository:
             found = compartment_patients(stored.res_type, stored.resource, stored.res_id)
             if found:
                 patients.update(found)
-        if self._on_disclosure is not None and items:
+        # A de-identified view cannot look a person up (``search_refusal``): what it receives
+        # is not a patient's record, and does not count towards snooping thresholds.
+        if self._on_disclosure is not None and items and not self.access.profile.deidentified:
             self._on_disclosure(self.principal, frozenset(patients), items)
         return tuple(sorted(patients))
+
+    # -- the de-identified view ---------------------------------------------------------------
+    def _not_deidentified(self, action: Action, res_type: str | None) -> None:
+        """Refuse what a de-identified view cannot do (history, ``$everything``, batches): it
+        receives search results only, rewritten by ``_deidentified``."""
+        if self.access.profile.deidentified:
+            raise self._fail(action, HearthError(errors.DEIDENTIFIED_VIEW), res_type=res_type)
+
+    def _deidentified(self, items: list[StoredResource]) -> list[StoredResource]:
+        """``items`` as a de-identified view receives them (``hearth.fhir.deidentify``), after
+        they were audited under their real ids."""
+        rewrite = Deidentifier(self._keys.pseudonym, self._clock.now().astimezone(UTC).year)
+        return [
+            replace(
+                s,
+                res_id=self._keys.pseudonym(s.res_type, s.res_id),
+                resource=rewrite.resource(s.resource) if s.resource is not None else None,
+            )
+            for s in items
+        ]
 
     # -- opening ------------------------------------------------------------------------------
     def _open(self, row: VersionRow) -> StoredResource:
@@ -489,6 +513,7 @@ class RecordRepository:
         """
         instance = res_id is not None
         self._check(Action.HISTORY, res_type or "*", res_id=res_id)
+        self._not_deidentified(Action.HISTORY, res_type)
         if res_type is None and not self.access.profile.unrestricted:
             raise self._fail(
                 Action.HISTORY,
@@ -590,6 +615,23 @@ class RecordRepository:
         """
         res_type = request.res_type
         self._check(Action.SEARCH, res_type)
+        deidentified = self.access.profile.deidentified
+        if deidentified:
+            refusal = search_refusal(
+                res_type,
+                request.terms,
+                tuple((k.code, k.param.type if k.param else None) for k in request.sort),
+                compartment,
+            )
+            if refusal is None and len(request.terms) != len(request.criteria):
+                refusal = "The search's criteria could not be checked."  # fail closed
+            if refusal is not None:
+                raise self._fail(
+                    Action.SEARCH,
+                    HearthError(errors.DEIDENTIFIED_VIEW, refusal),
+                    res_type=res_type,
+                    detail=query_text.encode(),
+                )
         extra = None
         if compartment is not None:
             extra = search_sql.InCompartment(frozenset({compartment}))
@@ -605,6 +647,9 @@ class RecordRepository:
                 Action.SEARCH, error, res_type=res_type, detail=query_text.encode()
             ) from None
         self._audit_search(res_type, query_text, page, compartment)
+        if deidentified:
+            page.matches = self._deidentified(page.matches)
+            page.included = self._deidentified(page.included)
         return page
 
     def everything(
@@ -621,6 +666,7 @@ class RecordRepository:
         compartment, oldest first, with the resources it references."""
         self._check(Action.SEARCH, "Patient", res_id=patient_id)
         self._check(Action.READ, "Patient", res_id=patient_id)
+        self._not_deidentified(Action.SEARCH, "Patient")
         with self._store.read() as conn:
             self._within(conn, Action.READ, "Patient", patient_id)
             searcher = self._searcher(conn)
@@ -803,6 +849,7 @@ class WriteBatch:
         conditional create, update, patch and delete and conditional references)."""
         repo = self._repo
         repo._check(Action.SEARCH, sub.res_type)
+        repo._not_deidentified(Action.SEARCH, sub.res_type)
         self.flush_index()
         return [res_id for _seq, res_id in repo._searcher(self._conn).matching_ids(sub, limit)]
 
@@ -848,6 +895,7 @@ class WriteBatch:
         ``RecordRepository.search`` and audited with the batch."""
         repo = self._repo
         repo._check(Action.SEARCH, request.res_type)
+        repo._not_deidentified(Action.SEARCH, request.res_type)
         self.flush_index()
         page = repo._searcher(self._conn).run(request, offset=0)
         page.matches = repo._allowed(page.matches, self._conn)

@@ -141,8 +141,15 @@ def test_search_scopes_state_the_same_rules_for_sql() -> None:
     root = POINT.profile(who("bootstrap-admin"))
     assert root.unrestricted
     assert root.search_scope("Observation", compartment=True).unrestricted
-    nobody = POINT.profile(who("researcher"))
+    nobody = POINT.profile(who("administrator"))
     assert nobody.search_scope("Observation", compartment=True).nothing
+    # The researcher reaches every patient, de-identified, without restricted labels.
+    research = POINT.profile(who("researcher"))
+    assert research.deidentified
+    assert not research.unrestricted
+    (everyone,) = research.search_scope("Observation", compartment=True).reaches
+    assert everyone.patients == PatientReach(everyone=True)
+    assert {"R", "V", "HIV"} <= everyone.lacking
     denials = (
         ConsentDenial("x"),
         ConsentDenial("y", resources=frozenset({"Observation/9", "Condition/1"})),

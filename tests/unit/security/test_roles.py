@@ -42,11 +42,17 @@ def test_the_default_set_ships_every_role_the_issue_names() -> None:
         "billing",
         "pharmacist",
         "patient",
+        "researcher",
         "backend-service",
         BOOTSTRAP_ADMIN,
     }
-    # No identified PHI for the researcher; no clinical data for administrators by default.
-    assert catalog.roles["researcher"].permissions == ()
+    # The researcher: every patient, de-identified, searching only; no clinical data for
+    # administrators by default.
+    researcher = catalog.roles["researcher"]
+    assert researcher.deidentified
+    assert researcher.patients is PatientScope.ALL
+    assert all(p.interactions == {"s"} for p in researcher.permissions)
+    assert not researcher.labels
     assert catalog.roles["administrator"].patients is PatientScope.NONE
     assert Capability.ROLES_ADMIN in catalog.roles["administrator"].capabilities
     assert catalog.roles["patient"].patients is PatientScope.SELF
@@ -77,6 +83,8 @@ def test_definitions_round_trip() -> None:
         ("ok-name", {"capabilities": ["fly"]}),
         ("ok-name", {"purpose": "FUN"}),
         ("ok-name", {"delegated_only": "yes"}),
+        ("ok-name", {"view": "blurred"}),
+        ("ok-name", {"view": "deidentified", "permissions": ["user/Observation.rs"]}),
     ],
 )
 def test_invalid_definitions_are_refused(name: str, definition: object) -> None:

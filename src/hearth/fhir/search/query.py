@@ -94,6 +94,9 @@ class SearchRequest:
     ignored: tuple[str, ...] = ()
     #: the parameters that were applied, names only, for the response's self description
     applied: tuple[str, ...] = field(default=())
+    #: the criteria as given, ``(name, value)``, for rules on what a principal may search by
+    #: (``hearth.fhir.deidentify.search_refusal``); never logged
+    terms: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
     @property
     def exact(self) -> bool:
@@ -255,6 +258,7 @@ def parse_search(
     sort: list[SortKey] = []
     ignored: list[str] = []
     applied: list[str] = []
+    terms: list[tuple[str, str]] = []
     count = default_count
     summary: str | None = None
     elements: tuple[str, ...] = ()
@@ -291,6 +295,7 @@ def parse_search(
             try:
                 for value in values:  # a repeated parameter ANDs (search.html#combining)
                     criteria.append(criterion_for(res_type, name, [value], ctx))
+                    terms.append((name, value))
             except _Refuse as refused:
                 if strict:
                     raise refused.error from None
@@ -311,6 +316,7 @@ def parse_search(
         total=total,
         ignored=tuple(ignored),
         applied=tuple(applied),
+        terms=tuple(terms),
     )
 
 
