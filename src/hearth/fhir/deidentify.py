@@ -15,7 +15,10 @@ What leaves (docs/design.md, "The de-identified view"):
 - addresses keep state and country and the first three digits of a US postal code, ``000`` for
   the three-digit areas of 20,000 people or fewer (the Census list of 164.514(b)(2)(i)(B));
 - every date and dateTime keeps its year only; instants (``meta.lastUpdated``, ``issued``) go;
-- a birth date that puts the patient at 90 or older goes too (164.514(b)(2)(i)(C));
+- a birth date that puts the patient at 90 or older goes too, and an ``Age`` of 90 years or
+  more becomes ``>= 90 a`` (164.514(b)(2)(i)(C));
+- ``id``, ``oid`` and ``uuid`` values other than ``meta.versionId`` go (unique numbers such as
+  DICOM UIDs);
 - free text (``string`` and ``markdown``) goes, except the display of a code and the unit of a
   quantity, which come from terminologies; URLs go, and so do ``meta.source`` and elements this
   module cannot type (fail closed);
@@ -85,12 +88,14 @@ _KEPT = frozenset(
         "code",
         "uri",
         "canonical",
-        "oid",
-        "uuid",
-        "id",
         "time",
     }
 )
+#: Identifier-like primitives: ``oid``, ``uuid`` and ``id`` values (DICOM UIDs, say) are unique
+#: numbers (164.514(b)(2)(i)(R)); only a version id stays.
+_ID_KEPT = frozenset({("Meta", "versionId")})
+#: Age units in UCUM, with years per unit, for the 90-years rule.
+_YEARS_PER = {"a": 1.0, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25, "h": 1 / 8766}
 #: The free-text elements that come from terminologies and stay: (datatype, element).
 _TEXT_KEPT = frozenset(
     {("Coding", "display"), ("Coding", "version")}
@@ -223,6 +228,8 @@ class Deidentifier:
             return value if (parent.name, key) in _TEXT_KEPT and isinstance(value, str) else None
         if type_name in _KEPT:
             return value
+        if type_name in ("id", "oid", "uuid"):
+            return value if (parent.name, key) in _ID_KEPT else None
         if not isinstance(value, dict) or found.typedef is None:
             return None
         if type_name == "Reference":
@@ -230,6 +237,8 @@ class Deidentifier:
         if type_name == "Address":
             return self._address(value)
         shaped = self._object(value, found.typedef, found.rel)
+        if type_name == "Age":
+            return _age(shaped)
         if type_name == "Extension" and not any(
             k == "extension" or k.startswith("value") for k in shaped
         ):
@@ -264,6 +273,27 @@ class Deidentifier:
             zip3 = postal.strip()[:3]
             out["postalCode"] = "000" if zip3 in RESTRICTED_ZIP3 else zip3
         return out or None
+
+
+def _age(age: dict[str, Any]) -> dict[str, Any] | None:
+    """An ``Age`` of 90 years or more becomes ``>= 90 a`` (164.514(b)(2)(i)(C)); an age in a
+    unit this cannot convert is removed rather than guessed at."""
+    value = age.get("value")
+    if value is None:
+        return age or None
+    unit = age.get("code") if age.get("system") == "http://unitsofmeasure.org" else None
+    per = _YEARS_PER.get(unit) if isinstance(unit, str) else None
+    if per is None or not isinstance(value, int | float):
+        return None
+    if value * per < _OLDEST_AGE:
+        return age
+    return {
+        "value": _OLDEST_AGE,
+        "comparator": ">=",
+        "unit": "years",
+        "system": "http://unitsofmeasure.org",
+        "code": "a",
+    }
 
 
 # -- what a de-identified view may search by ------------------------------------------------------

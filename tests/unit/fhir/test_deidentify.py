@@ -243,3 +243,53 @@ def test_sorting_and_compartments() -> None:
     assert search_refusal("Observation", (), (("date", "date"),), None) is not None
     assert search_refusal("Observation", (), (("_id", None),), None) is not None
     assert search_refusal("Observation", (), (), "pat-1") is not None
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        ({"value": 42, "system": "http://unitsofmeasure.org", "code": "a"}, 42),
+        ({"value": 89, "system": "http://unitsofmeasure.org", "code": "a"}, 89),
+        ({"value": 93, "system": "http://unitsofmeasure.org", "code": "a"}, ">=90"),
+        ({"value": 1100, "system": "http://unitsofmeasure.org", "code": "mo"}, ">=90"),
+        ({"value": 30, "system": "http://unitsofmeasure.org", "code": "mo"}, 30),
+        ({"value": 95, "unit": "years"}, None),  # no UCUM code: not guessed at
+    ],
+)
+def test_ages_of_90_and_over_become_one_category(age: dict[str, Any], expected: object) -> None:
+    condition = {
+        "resourceType": "Condition",
+        "id": "c",
+        "subject": {"reference": "Patient/p"},
+        "onsetAge": age,
+    }
+    out = REWRITE.resource(condition).get("onsetAge")
+    if expected is None:
+        assert out is None
+    elif expected == ">=90":
+        assert out is not None
+        assert (out["value"], out["comparator"], out["code"]) == (90, ">=", "a")
+    else:
+        assert out == age
+
+
+def test_unique_numbers_go_but_the_version_id_stays() -> None:
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": "s",
+        "meta": {"versionId": "2"},
+        "status": "available",
+        "subject": {"reference": "Patient/p"},
+        "series": [
+            {
+                "uid": "2.25.1234567",
+                "modality": {
+                    "system": "http://dicom.nema.org/resources/ontology/DCM",
+                    "code": "CT",
+                },
+            }
+        ],
+    }
+    out = REWRITE.resource(study)
+    assert out["meta"]["versionId"] == "2"
+    assert out["series"] == [{"modality": study["series"][0]["modality"]}]
