@@ -118,6 +118,7 @@ from hearth.storage import (
     SystemRepository,
     ensure_key_purposes,
     initialise_store,
+    to_us,
 )
 from hearth.storage.access import AccessControl, RoleStore
 from hearth.storage.access_admin import AccessStore
@@ -307,6 +308,7 @@ class Container:
             random=self.random,
             alarms=self.alarms,
             users=self._user_rights,
+            break_glass=self._emergency_token,
         )
         self.authenticator = Authenticator(
             ApiTokenStore(self.store, self.audit, self.clock, self.random), self.tokens
@@ -319,6 +321,7 @@ class Container:
             settings=settings.oauth,
             clock=self.clock,
             random=self.random,
+            break_glass=self._emergency_consent,
         )
         self._redis: Any = None
         self._build_auth(password_parameters, throttle or DEFAULT_THROTTLE)
@@ -436,6 +439,19 @@ class Container:
         if user is None:
             return None
         return user.status == "active", frozenset(user.roles.split())
+
+    def _emergency_token(self, principal: Principal, grant_id: str, client_id: str) -> int:
+        """A break-the-glass grant an access token will carry: checked, audited, and when it
+        ends (see ``hearth.services.oauth.tokens.EmergencyCheck``)."""
+        return to_us(self.break_glass.held(principal, grant_id, client_id=client_id).expires)
+
+    def _emergency_consent(
+        self, principal: Principal, grant_id: str, client_id: str
+    ) -> tuple[str, datetime]:
+        """The same check for the consent page (a refusal is audited; the token endpoint
+        audits the grant's use when it issues the token)."""
+        grant = self.break_glass.held(principal, grant_id, client_id=client_id, record=False)
+        return grant.patient_id, grant.expires
 
     def _keyed_hash(self, domain: str, value: str) -> str:
         """HMAC under the instance's blind-index key, domain-separated from every index."""

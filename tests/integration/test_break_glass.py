@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
+from html import unescape
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import orjson
 import pytest
@@ -15,11 +19,14 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from starlette.testclient import TestClient
 
+from hearth.auth.oauth import AccessClaims
 from hearth.cli import main
-from hearth.domain import AlarmKind, HearthError, errors
+from hearth.domain import AlarmKind, HearthError, Principal, PrincipalKind, errors
+from hearth.services.oauth import ClientSpec
 from hearth.web.app import create_app
 from tests.access_world import World, build_world
-from tests.integration.auth.conftest import Instance, build
+from tests.integration.auth.conftest import Browser, Instance, build
+from tests.oauth_support import decode_unverified, pkce_pair
 
 
 @pytest.fixture
@@ -237,3 +244,218 @@ def test_the_access_command_line(site: tuple[Instance, World]) -> None:
     assert "resumed" in hearth("access", "resume", "u-physician")
     unknown = CliRunner().invoke(main, ["--home", str(inst.home), "access", "resume", "nobody"])
     assert unknown.exit_code == 1
+
+
+# -- the token path: an access token that carries the grant (``hearth_break_glass``) ----------
+
+FHIR = "https://localhost/fhir"
+REDIRECT = "https://app.example/callback"
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def _clinician(inst: Instance, username: str, role: str) -> tuple[Browser, Principal]:
+    browser = inst.browser()
+    browser.enrol_password(inst.add_user(username, frozenset({role})))
+    browser.logout()
+    user_id = inst.container.users.get(username).user_id
+    return browser, Principal(subject=user_id, kind=PrincipalKind.USER, roles=frozenset({role}))
+
+
+def _authorize(browser: Browser, app: str, scope: str, **extra: str) -> tuple[Any, str, str]:
+    """Run the authorization request up to the app's redirect; the redirect, the PKCE verifier
+    and the consent page."""
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": app,
+        "redirect_uri": REDIRECT,
+        "scope": scope,
+        "state": "st-" + verifier[:24],
+        "aud": FHIR,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    consent = browser.get(f"/oauth/authorize?{urlencode(params)}")
+    if consent.status_code != 200:
+        return consent, verifier, ""
+    shown = browser.page
+    hidden = {k: unescape(v) for k, v in _HIDDEN.findall(shown) if k != "csrf"}
+    decision = browser.post("/oauth/authorize/decision", {**hidden, "decision": "approve"})
+    return decision, verifier, shown
+
+
+def _token(browser: Browser, app: str, scope: str, **extra: str) -> dict[str, Any]:
+    answer, verifier, shown = _authorize(browser, app, scope, **extra)
+    assert answer.status_code == 303, answer.text[:300]
+    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+    exchanged = browser.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": app,
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT,
+        },
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    body: dict[str, Any] = exchanged.json()
+    return {**body, "consent_page": shown}
+
+
+def _refused_code(response: Any) -> str:
+    code: str = response.json()["issue"][0]["details"]["coding"][0]["code"]
+    return code
+
+
+def test_an_access_token_carries_the_grant(site: tuple[Instance, World]) -> None:
+    """Break-the-glass by token claim (issue 5 item 6, "a header or a token claim"): asked for
+    on the authorization request, checked at the token endpoint, capped at the grant's end,
+    and checked by the gate on every request exactly as the header is."""
+    inst, world = site
+    c = inst.container
+    stranger = world.ids["stranger"]
+    obs = world.obs["stranger:V"]
+    browser, doc = _clinician(inst, "drwho", "physician")
+    c.access.link_user(
+        c.system_principal("cli"), "drwho", practitioner=world.ids["doc"], patient=None
+    )
+    nurse_browser, nurse = _clinician(inst, "nightnurse", "nurse")
+    client, _ = c.clients.register(
+        ClientSpec(
+            name="Emergency chart",
+            kind="app",
+            auth_method="none",
+            scope="launch/patient patient/*.rs user/*.rs openid offline_access",
+            redirect_uris=(REDIRECT,),
+        ),
+        by="test",
+    )
+    app = client.client_id
+    grant = c.break_glass.declare(
+        doc, stranger, reason="Unconscious, brought in by EMS.", minutes=5
+    )
+    http = browser.client
+
+    def get(token: str, path: str, **headers: str) -> Any:
+        return http.get(f"/fhir/{path}", headers={"Authorization": f"Bearer {token}", **headers})
+
+    # The consent page names the emergency; the grant's patient becomes the launch patient.
+    browser.sign_in("drwho")
+    scope = "launch/patient patient/*.rs offline_access"
+    issued = _token(browser, app, scope, hearth_break_glass=grant.grant_id)
+    page = unescape(issued["consent_page"])
+    assert f"Use your emergency access to Patient/{stranger} until" in page
+    assert 'name="patient"' not in page  # no picker: the emergency names the patient
+    assert issued["hearth_break_glass"] == grant.grant_id
+    assert issued["patient"] == stranger
+    assert issued["expires_in"] <= 5 * 60  # never outlives the grant
+    _, claims = decode_unverified(issued["access_token"])
+    assert claims["hearth_break_glass"] == grant.grant_id
+    assert claims["exp"] <= int(grant.expires.timestamp())
+    token = issued["access_token"]
+
+    # The token reaches the emergency patient, labels included, audited as ETREAT.
+    assert get(token, f"Observation/{obs}").status_code == 200
+    assert get(token, f"Patient/{stranger}").status_code == 200
+    entries = [e for e in audit_bodies(inst, doc.subject) if e.get("type") == "Observation"]
+    assert entries
+    assert {e["purpose"] for e in entries} == {"ETREAT"}
+    used = [e for e in audit_bodies(inst, doc.subject) if e["action"] == "break-glass.token"]
+    assert [(e["outcome"], e["purpose"]) for e in used] == [("success", "ETREAT")]
+    # The same grant in the header as well is the same request; another one is refused.
+    assert get(token, f"Patient/{stranger}", **{"X-Hearth-Break-Glass": grant.grant_id}).is_success
+    other = get(token, f"Patient/{stranger}", **{"X-Hearth-Break-Glass": "btg_" + "a" * 24})
+    assert other.status_code == 403
+    assert _refused_code(other) == "HRT-1105"
+
+    # A refresh without naming the grant gives an ordinary token: the patient is closed again.
+    plain = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": issued["refresh_token"],
+            "client_id": app,
+        },
+    )
+    assert plain.status_code == 200, plain.text
+    assert "hearth_break_glass" not in plain.json()
+    assert get(plain.json()["access_token"], f"Observation/{obs}").status_code == 404
+    # Naming it again on the refresh puts it back.
+    again = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": plain.json()["refresh_token"],
+            "client_id": app,
+            "hearth_break_glass": grant.grant_id,
+        },
+    )
+    assert again.status_code == 200, again.text
+    assert get(again.json()["access_token"], f"Observation/{obs}").status_code == 200
+    refresh = again.json()["refresh_token"]
+
+    # Ended early by the user: the same token is refused at once (the gate reads the grant).
+    c.break_glass.end(doc, grant.grant_id)
+    ended = get(token, f"Observation/{obs}")
+    assert ended.status_code == 403
+    assert _refused_code(ended) == "HRT-1105"
+    # ... and no new token can carry it; the refresh token is not spent by the refusal.
+    refused = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh,
+            "client_id": app,
+            "hearth_break_glass": grant.grant_id,
+        },
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "invalid_grant"
+    still = http.post(
+        "/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh, "client_id": app},
+    )
+    assert still.status_code == 200, still.text
+
+    # Another user cannot claim someone else's grant: not on the authorization request ...
+    second = c.break_glass.declare(doc, stranger, reason="Second arrest, same patient today.")
+    nurse_browser.sign_in("nightnurse")
+    answer, _, _ = _authorize(
+        nurse_browser, app, "user/*.rs offline_access", hearth_break_glass=second.grant_id
+    )
+    assert answer.status_code == 303
+    assert parse_qs(urlsplit(answer.headers["location"]).query)["error"] == ["invalid_request"]
+    denied = [e for e in audit_bodies(inst, nurse.subject) if e["action"] == "break-glass.token"]
+    assert [(e["outcome"], e["code"]) for e in denied] == [("denied", "HRT-1105")]
+    # ... nor on a refresh of their own token ...
+    own = _token(nurse_browser, app, "user/*.rs offline_access")
+    theft = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": own["refresh_token"],
+            "client_id": app,
+            "hearth_break_glass": second.grant_id,
+        },
+    )
+    assert theft.status_code == 400
+    assert theft.json()["error"] == "invalid_grant"
+    denied = [e for e in audit_bodies(inst, nurse.subject) if e["action"] == "break-glass.token"]
+    assert [(e["outcome"], e["code"]) for e in denied] == [("denied", "HRT-1105")] * 2
+    # ... and a token that names it anyway (signed with the server's own key) is refused by the
+    # gate, as is one naming a grant that does not exist: fail closed, never normal access.
+    _, nurse_claims = decode_unverified(own["access_token"])
+    keys = c.token_keys()
+    for forged_grant in (second.grant_id, "btg_" + "b" * 24):
+        forged = keys.sign_access_token(
+            replace(AccessClaims.from_claims(nurse_claims), break_glass=forged_grant)
+        )
+        refused_read = get(forged, f"Patient/{stranger}")
+        assert refused_read.status_code == 403, refused_read.text
+        assert _refused_code(refused_read) == "HRT-1105"
+    assert get(own["access_token"], f"Patient/{stranger}").status_code == 404
+    # An unknown grant on the authorization request fails closed too.
+    unknown, _, _ = _authorize(browser, app, scope, hearth_break_glass="btg_" + "c" * 24)
+    assert parse_qs(urlsplit(unknown.headers["location"]).query)["error"] == ["invalid_request"]

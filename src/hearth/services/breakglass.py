@@ -5,18 +5,18 @@ default) and who is denied a patient's record declares an emergency: after step-
 authentication (a second factor within ``[sessions] step_up_minutes``, checked by the console
 before it calls ``declare``), with a reason and a purpose of use (``ETREAT``). The grant is
 patient-scoped and time-boxed (``[access] break_glass_minutes``, 60 by default). While it lasts,
-a request that invokes it (header ``X-Hearth-Break-Glass: <grant id>``, or an access token's
-``hearth_break_glass`` claim) reaches that patient's record beyond care relationships, labels
-and Consents, within the user's role permissions, and every access is audited with purpose
-``ETREAT``. The privacy officer is alarmed at once (``access.break_glass``); each grant enters a
-review queue that someone other than the user closes with a finding.
+a request that invokes it (header ``X-Hearth-Break-Glass: <grant id>``, or an OAuth access
+token's ``hearth_break_glass`` claim, see ``held`` and ``hearth.security.breakglass``) reaches
+that patient's record beyond care relationships, labels and Consents, within the user's role
+permissions, and every access is audited with purpose ``ETREAT``. The privacy officer is
+alarmed at once (``access.break_glass``); each grant enters a review queue that someone other
+than the user closes with a finding.
 """
 
 from __future__ import annotations
 
 import base64
-import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
@@ -34,7 +34,8 @@ from hearth.domain import (
     Severity,
     errors,
 )
-from hearth.security import BREAK_GLASS_ATTRIBUTE, EMERGENCY_PURPOSE, Capability
+from hearth.security import EMERGENCY_PURPOSE, Capability
+from hearth.security.breakglass import GRANT_ID, invoking
 from hearth.services.access import access_record
 from hearth.storage import from_us, to_us
 from hearth.storage.access import AccessControl
@@ -52,20 +53,6 @@ __all__ = [
 
 #: The request header that invokes a break-the-glass grant on a FHIR request.
 BREAK_GLASS_HEADER = "x-hearth-break-glass"
-_GRANT_ID = re.compile(r"btg_[a-z2-7]{24}")
-
-
-def invoking(principal: Principal, grant_id: str | None) -> Principal:
-    """``principal`` invoking the grant ``grant_id`` for this request (None: unchanged). The
-    gate checks the grant is the principal's own and active, and refuses the request otherwise
-    (``HRT-1105``): a stale grant never silently falls back to normal access."""
-    if grant_id is None:
-        return principal
-    if not _GRANT_ID.fullmatch(grant_id):
-        raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
-    return replace(principal, attributes={**principal.attributes, BREAK_GLASS_ATTRIBUTE: grant_id})
-
-
 #: Purposes of use an emergency may be declared under (v3 ActReason). ETREAT, "emergency
 #: treatment", is the one the brief names; BTG's status is unconfirmed (X-07) and not offered.
 EMERGENCY_PURPOSES = frozenset({EMERGENCY_PURPOSE})
@@ -213,6 +200,39 @@ class BreakGlassService:
         )
         if not self._store.end_grant(grant_id, to_us(now), [record]):
             raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
+
+    def held(
+        self, principal: Principal, grant_id: str, *, client_id: str, record: bool = True
+    ) -> BreakGlassGrant:
+        """``grant_id`` if it is the user's own active grant, for an OAuth access token that
+        will carry it (``hearth_break_glass``) and must not outlive it; refused with
+        ``HRT-1105`` otherwise. Audited (``break-glass.token``, naming the grant and the
+        client); with ``record`` False only a refusal is (the consent page, before the token
+        endpoint checks again)."""
+        action = "break-glass.token"
+        row = self._store.grant(grant_id) if GRANT_ID.fullmatch(grant_id) else None
+        now = self._clock.now()
+        if (
+            row is None
+            or principal.kind is not PrincipalKind.USER
+            or row.user_id != principal.subject
+            or not self._active(row, to_us(now))
+        ):
+            raise self._refuse(principal, action, HearthError(errors.BREAK_GLASS_NOT_ACTIVE))
+        if record:
+            self._store.record(
+                access_record(
+                    principal,
+                    action,
+                    now,
+                    res_type="Patient",
+                    res_id=row.patient_id,
+                    patient=row.patient_id,
+                    purpose=row.purpose,
+                    detail={"grant": grant_id, "client": client_id},
+                )
+            )
+        return self._view(row, accesses=False)
 
     def mine(self, principal: Principal) -> list[BreakGlassGrant]:
         """The user's own grants that are still active."""

@@ -21,7 +21,9 @@ request id.
 Declaring an emergency needs step-up authentication: a second factor shown in this console
 session within ``[sessions] step_up_minutes``. That proof exists only in a console session (an
 access token is never proof of presence, X-06), so the declaration is made on the page; the
-grant it returns is then invoked on FHIR requests with the ``X-Hearth-Break-Glass`` header.
+grant it returns is then invoked on FHIR requests with the ``X-Hearth-Break-Glass`` header, or
+carried in an OAuth access token (``hearth_break_glass`` on the authorization or refresh
+request; see ``hearth.services.oauth.tokens``).
 """
 
 from __future__ import annotations
@@ -382,7 +384,8 @@ async def break_glass_post(request: Request) -> Response:
         f"<p>Emergency access to Patient/{e(grant.patient_id)} is open until "
         f"{e(grant.expires.strftime('%H:%M UTC'))}. A privacy officer has been alerted.</p>"
         f"<p>Grant: <code>{e(grant.grant_id)}</code>. Send it as the "
-        "<code>X-Hearth-Break-Glass</code> header with your FHIR requests; every access under "
+        "<code>X-Hearth-Break-Glass</code> header with your FHIR requests, or let your app ask "
+        "for it (<code>hearth_break_glass</code>) when it asks for access; every access under "
         "it is recorded as emergency treatment.</p>"
     )
     return page("Emergency access granted", body, nav=nav, status=201)

@@ -43,6 +43,7 @@ _PARAMS = (
     "code_challenge_method",
     "launch",
     "nonce",
+    "hearth_break_glass",
 )
 
 

@@ -96,7 +96,8 @@ class FhirApi:
             endpoints=Endpoints(self.base(request)),
             certificate=cert.thumbprint if cert is not None else None,
         )
-        # Emergency access is invoked per request, by naming one's break-the-glass grant.
+        # Emergency access is invoked per request, by naming one's break-the-glass grant in the
+        # header, or by a token that carries it (already on the principal; both must agree).
         return invoking(principal, request.headers.get(BREAK_GLASS_HEADER))
 
     async def authenticate(self, request: Request) -> Principal:

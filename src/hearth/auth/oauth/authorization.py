@@ -37,6 +37,7 @@ class AuthorizationRequest:
     code_challenge: str
     launch: str | None
     nonce: str | None
+    break_glass: str | None = None  # ``hearth_break_glass``: the user's grant to act under
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,7 @@ class ApprovedRequest:
     fhir_user: str | None = None
     nonce: str | None = None
     auth_time: int | None = None
+    break_glass: str | None = None
 
     def to_json(self) -> str:
         return orjson.dumps(asdict(self), option=orjson.OPT_SORT_KEYS).decode("utf-8")
@@ -111,6 +113,11 @@ def validate_authorization_request(
     nonce = params.get("nonce")
     if nonce is not None and len(nonce) > 512:
         raise HearthError(errors.OAUTH_INVALID_REQUEST, "nonce is too long.")
+    # Hearth's own parameter: act under the user's break-the-glass grant. Whose grant it is,
+    # and whether it is active, the service checks; here only its size.
+    break_glass = params.get("hearth_break_glass") or None
+    if break_glass is not None and len(break_glass) > 64:
+        raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
     return AuthorizationRequest(
         client_id=params["client_id"],
         redirect_uri=redirect_uri,
@@ -119,4 +126,5 @@ def validate_authorization_request(
         code_challenge=challenge,
         launch=launch,
         nonce=nonce,
+        break_glass=break_glass,
     )

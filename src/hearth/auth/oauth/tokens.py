@@ -9,8 +9,10 @@ a caller learns nothing about which check failed.
 Claims: ``iss`` and ``aud`` (the FHIR base URL), ``sub`` (user id, or client id for a backend
 service), ``client_id``, ``scope``, ``jti``, ``iat``, ``exp``, ``grant`` (the authorization grant,
 checked for revocation on every request), and when present ``patient``, ``encounter``,
-``fhirUser`` (SMART-LC-03) and ``cnf`` with ``x5t#S256`` (a certificate-bound token, RFC 8705
-sec. 3).
+``fhirUser`` (SMART-LC-03), ``cnf`` with ``x5t#S256`` (a certificate-bound token, RFC 8705
+sec. 3) and ``hearth_break_glass``, the id of the user's break-the-glass grant the token acts
+under (a private claim, RFC 7519 sec. 4.3; the resource server checks the grant on every
+request, exactly as for the ``X-Hearth-Break-Glass`` header).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from hearth.domain import HearthError, errors
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "BREAK_GLASS_CLAIM",
     "SIGNING_ALG",
     "AccessClaims",
     "TokenKeys",
@@ -35,6 +38,8 @@ __all__ = [
     "looks_like_jwt",
 ]
 
+#: The private claim naming the break-the-glass grant an access token acts under.
+BREAK_GLASS_CLAIM = "hearth_break_glass"
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 SIGNING_ALG = "ES256"
 #: Tolerated clock difference for ``iat`` and ``nbf`` (never for ``exp``).
@@ -71,6 +76,7 @@ class AccessClaims:
     encounter: str | None = None
     fhir_user: str | None = None
     cnf_thumbprint: str | None = None
+    break_glass: str | None = None
 
     def as_claims(self) -> dict[str, Any]:
         claims: dict[str, Any] = {
@@ -92,6 +98,8 @@ class AccessClaims:
             claims["fhirUser"] = self.fhir_user
         if self.cnf_thumbprint is not None:
             claims["cnf"] = {"x5t#S256": self.cnf_thumbprint}
+        if self.break_glass is not None:
+            claims[BREAK_GLASS_CLAIM] = self.break_glass
         return claims
 
     @classmethod
@@ -103,7 +111,7 @@ class AccessClaims:
         if not all(type(claims.get(k)) is int for k in ("iat", "exp")):
             raise invalid_token()
         optional: dict[str, str | None] = {}
-        for key in ("patient", "encounter", "fhirUser"):
+        for key in ("patient", "encounter", "fhirUser", BREAK_GLASS_CLAIM):
             value = claims.get(key)
             if value is not None and not isinstance(value, str):
                 raise invalid_token()
@@ -128,6 +136,7 @@ class AccessClaims:
             encounter=optional["encounter"],
             fhir_user=optional["fhirUser"],
             cnf_thumbprint=thumbprint,
+            break_glass=optional[BREAK_GLASS_CLAIM],
         )
 
 

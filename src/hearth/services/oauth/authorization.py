@@ -8,12 +8,18 @@ context; the grant it becomes acts with the user's own rights, narrowed by the g
 A launch patient, whether from an EHR launch or picked on the consent page of a standalone
 launch, is read through the gate as the user first: an app never gets a patient context its
 user could not open themselves (and the read is audited).
+
+Break-the-glass: an authorization request may name one of the user's active emergency grants
+(``hearth_break_glass``). The consent page says so; the grant's patient becomes the launch
+patient when the app asks for one; the approved request carries the grant to the code exchange,
+where it is checked again and put in the access token (``TokenService``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from hearth.auth.oauth.authorization import (
@@ -27,13 +33,33 @@ from hearth.auth.oauth.errors import oauth_error
 from hearth.auth.oauth.scopes import ScopeRequest, describe, grant_scopes
 from hearth.auth.oauth.secrets import new_id
 from hearth.domain import ID_PATTERN, Clock, HearthError, Outcome, Principal, Random, errors
+from hearth.security.breakglass import invoking
 from hearth.services.oauth.clients import Client, ClientRegistry
 from hearth.services.oauth.tokens import TokenService
 from hearth.services.records import RecordService
 from hearth.settings import OAuthSettings
 from hearth.storage.oauth import AuditEvent, LaunchRow, OAuthStore
 
-__all__ = ["AuthorizationService", "PendingAuthorization", "redirect_with"]
+__all__ = [
+    "AuthorizationService",
+    "EmergencyAccess",
+    "EmergencyGrant",
+    "PendingAuthorization",
+    "redirect_with",
+]
+
+#: Checks that a break-the-glass grant is the user's own and active for this client (a refusal
+#: is audited, ``HRT-1105``); its patient id and end. ``BreakGlassService.held`` in the wiring.
+EmergencyGrant = Callable[[Principal, str, str], tuple[str, datetime]]
+
+
+@dataclass(frozen=True, slots=True)
+class EmergencyAccess:
+    """The break-the-glass grant an authorization request asks the token to carry."""
+
+    grant_id: str
+    patient: str
+    expires: datetime
 
 
 def redirect_with(uri: str, params: Mapping[str, str]) -> str:
@@ -53,9 +79,17 @@ class PendingAuthorization:
     patient: str | None  # the EHR launch's patient, if any
     encounter: str | None
     needs_patient: bool  # a standalone launch/patient: the user picks one
+    emergency: EmergencyAccess | None = None
 
     def describe(self) -> list[str]:
-        return describe(self.granted)
+        lines = describe(self.granted)
+        if self.emergency is not None:
+            lines.append(
+                f"Use your emergency access to Patient/{self.emergency.patient} until "
+                f"{self.emergency.expires.strftime('%H:%M UTC')}; everything it opens is "
+                "recorded as emergency treatment."
+            )
+        return lines
 
 
 class AuthorizationService:
@@ -69,7 +103,9 @@ class AuthorizationService:
         settings: OAuthSettings,
         clock: Clock,
         random: Random,
+        break_glass: EmergencyGrant | None = None,
     ) -> None:
+        self._break_glass = break_glass
         self._clients = clients
         self._tokens = tokens
         self._store = store
@@ -120,12 +156,22 @@ class AuthorizationService:
         granted = grant_scopes(request.scope, client.allowed)
         if not granted.scopes:
             raise HearthError(errors.INVALID_SCOPE, "None of the requested scopes is allowed.")
+        emergency = None
+        if request.break_glass is not None:
+            if self._break_glass is None:
+                raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
+            grant_patient, ends = self._break_glass(user, request.break_glass, client.client_id)
+            emergency = EmergencyAccess(request.break_glass, grant_patient, ends)
         patient = encounter = None
         if request.launch is not None:
             launch = self._launch(request.launch, client, user)
             patient, encounter = launch.patient, launch.encounter
+        elif emergency is not None and "launch/patient" in granted.other:
+            patient = emergency.patient  # the emergency is about this one patient
         needs_patient = patient is None and "launch/patient" in granted.other
-        return PendingAuthorization(client, request, granted, patient, encounter, needs_patient)
+        return PendingAuthorization(
+            client, request, granted, patient, encounter, needs_patient, emergency
+        )
 
     def _launch(self, launch_id: str, client: Client, user: Principal) -> LaunchRow:
         """An EHR launch this user started for this client, unexpired and unused (LC-01)."""
@@ -164,13 +210,16 @@ class AuthorizationService:
     ) -> str:
         """The user approved: issue a code and return the redirect that carries it."""
         patient = pending.patient
+        emergency = pending.emergency
+        # The launch patient is read as the user would read it: under the grant, if one is named.
+        reader = invoking(user, emergency.grant_id) if emergency is not None else user
         if pending.needs_patient:
             if not picked_patient:
                 raise HearthError(errors.BAD_PARAMETER, "Choose a patient for this app.")
-            self._check_patient(user, picked_patient)
+            self._check_patient(reader, picked_patient)
             patient = picked_patient
         elif patient is not None:
-            self._check_patient(user, patient)
+            self._check_patient(reader, patient)
         auth_time = user.attributes.get("auth_time")
         approved = ApprovedRequest(
             client_id=pending.client.client_id,
@@ -183,6 +232,7 @@ class AuthorizationService:
             encounter=pending.encounter,
             nonce=pending.request.nonce,
             auth_time=int(auth_time) if auth_time and auth_time.isdigit() else None,
+            break_glass=emergency.grant_id if emergency is not None else None,
         )
         code = self._tokens.issue_code(approved, source=user.source, launch=pending.request.launch)
         return redirect_with(

@@ -8,6 +8,13 @@ ASVS 10.4.5; RFC 6749 sec. 4.1.2). Revoking a grant ends its access tokens too: 
 server checks the grant on every request, through a cache of a few seconds (a revocation is
 seen at once in this process and within that time in others).
 
+Break-the-glass (issue 5 item 6): a user's access token may carry one of their active
+break-the-glass grants (claim ``hearth_break_glass``), asked for with the authorization request's
+``hearth_break_glass`` parameter (carried in the approved request to the code exchange) or the
+refresh request's. The grant is checked when the token is issued (``EmergencyCheck``: the user's
+own, active; audited) and the token expires no later than the grant; the resource server checks
+it again on every request, so a grant ended early stops the token at once.
+
 Lifetimes (SMART-TK-02, BS-08): user-facing access tokens at most an hour, backend services'
 at most five minutes, and no refresh token for them; refresh families end absolutely after
 ``offline_seconds`` (``offline_access``) or ``online_seconds`` (``online_access``).
@@ -38,7 +45,13 @@ from hearth.auth.oauth.secrets import (
     parse_secret,
     secret_matches,
 )
-from hearth.auth.oauth.tokens import AccessClaims, TokenKeys, invalid_token, looks_like_jwt
+from hearth.auth.oauth.tokens import (
+    BREAK_GLASS_CLAIM,
+    AccessClaims,
+    TokenKeys,
+    invalid_token,
+    looks_like_jwt,
+)
 from hearth.domain import (
     Alarm,
     AlarmKind,
@@ -53,11 +66,12 @@ from hearth.domain import (
     SmartScope,
     errors,
 )
+from hearth.security.breakglass import invoking
 from hearth.services.oauth.clients import Client, ClientRegistry
 from hearth.settings import OAuthSettings
 from hearth.storage.oauth import AuditEvent, CodeRow, GrantRow, OAuthStore, RefreshRow
 
-__all__ = ["GrantState", "TokenService", "UserRights"]
+__all__ = ["EmergencyCheck", "GrantState", "TokenService", "UserRights"]
 
 _CACHE_SECONDS = 5.0
 _KEY_CHECK_SECONDS = 60
@@ -75,6 +89,11 @@ def _parse_scopes(text: str) -> frozenset[SmartScope]:
 #: judged on these, not on what held when it was issued: disabling a user or changing their
 #: roles takes effect on their tokens within the grant cache's few seconds.
 UserRights = Callable[[str], tuple[bool, frozenset[str]] | None]
+
+#: Checks that a break-the-glass grant is the user's own and active, for a token of the client
+#: that will carry it (audited; ``HRT-1105`` otherwise) and returns when the grant ends, in
+#: microseconds: ``BreakGlassService.held`` in the wiring.
+EmergencyCheck = Callable[[Principal, str, str], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +120,11 @@ class TokenService:
         random: Random,
         alarms: AlarmRaiser,
         users: UserRights | None = None,
+        break_glass: EmergencyCheck | None = None,
     ) -> None:
         self._store = store
         self._users = users
+        self._break_glass = break_glass
         self._clients = clients
         self._keys = keys
         self._ensure_key = ensure_key
@@ -139,9 +160,13 @@ class TokenService:
         endpoints: Endpoints,
         lifetime: int,
         now: int,
+        emergency: tuple[str, int] | None = None,
     ) -> tuple[str, int]:
-        # Never outlive the grant (a backend grant lasts exactly one token's lifetime).
+        # Never outlive the grant (a backend grant lasts exactly one token's lifetime), nor the
+        # break-the-glass grant the token carries.
         expires = min(now + lifetime, grant.expires_us // 1_000_000)
+        if emergency is not None:
+            expires = min(expires, emergency[1] // 1_000_000)
         claims = AccessClaims(
             issuer=endpoints.issuer,
             audience=endpoints.fhir_base,
@@ -156,8 +181,33 @@ class TokenService:
             encounter=grant.encounter,
             fhir_user=grant.fhir_user,
             cnf_thumbprint=grant.cnf,
+            break_glass=emergency[0] if emergency is not None else None,
         )
         return self._signing_keys().sign_access_token(claims), expires - now
+
+    def _emergency(self, grant: GrantRow, grant_id: str, *, source: str | None) -> tuple[str, int]:
+        """The break-the-glass grant a user's token will carry, with its end (checked and
+        audited by ``EmergencyCheck``); never for a backend service."""
+        principal = Principal(
+            subject=grant.subject,
+            kind=PrincipalKind.USER if grant.kind == "user" else PrincipalKind.CLIENT,
+            roles=frozenset(grant.roles.split()),
+            client_id=grant.client_id,
+            source=source,
+            session=f"grant:{grant.grant_id}",
+        )
+        try:
+            if self._break_glass is None:
+                raise HearthError(errors.BREAK_GLASS_NOT_ACTIVE)
+            return grant_id, self._break_glass(principal, grant_id, grant.client_id)
+        except HearthError as error:
+            if error.code is not errors.BREAK_GLASS_NOT_ACTIVE:
+                raise
+            # The token endpoint answers in RFC 6749 sec. 5.2 terms (400 invalid_grant); the
+            # refusal itself is audited with HRT-1105 by the check.
+            raise HearthError(
+                errors.INVALID_GRANT, "The break-the-glass grant is not the user's active one."
+            ) from None
 
     def _event(
         self,
@@ -340,6 +390,9 @@ class TokenService:
             created_us=now * 1_000_000,
             expires_us=(now + family) * 1_000_000,
         )
+        emergency = None
+        if approved.break_glass is not None:
+            emergency = self._emergency(grant, approved.break_glass, source=source)
         refresh_row, refresh_value = (None, None)
         if scope.other & {"offline_access", "online_access"}:
             refresh_row, refresh_value = self._new_refresh(grant, now * 1_000_000)
@@ -351,7 +404,13 @@ class TokenService:
                 HearthError(errors.INVALID_GRANT), client, source=source, action=action
             )
         return self._token_response(
-            grant, scope, endpoints=endpoints, now=now, refresh=refresh_value, nonce=approved.nonce
+            grant,
+            scope,
+            endpoints=endpoints,
+            now=now,
+            refresh=refresh_value,
+            nonce=approved.nonce,
+            emergency=emergency,
         )
 
     def _code_replayed(self, row: CodeRow, *, source: str | None) -> None:
@@ -367,9 +426,14 @@ class TokenService:
         now: int,
         refresh: str | None,
         nonce: str | None,
+        emergency: tuple[str, int] | None = None,
     ) -> dict[str, Any]:
         token, expires_in = self._access_token(
-            grant, endpoints=endpoints, lifetime=self._settings.access_token_seconds, now=now
+            grant,
+            endpoints=endpoints,
+            lifetime=self._settings.access_token_seconds,
+            now=now,
+            emergency=emergency,
         )
         body: dict[str, Any] = {
             "access_token": token,
@@ -377,6 +441,8 @@ class TokenService:
             "expires_in": expires_in,
             "scope": grant.scope,
         }
+        if emergency is not None:
+            body[BREAK_GLASS_CLAIM] = emergency[0]
         if refresh is not None:
             body["refresh_token"] = refresh
         if grant.patient is not None:
@@ -434,6 +500,10 @@ class TokenService:
                 source=source,
                 action=action,
             )
+        # A new access token under a break-the-glass grant is asked for by naming it again;
+        # checked before the refresh token rotates, so a refusal leaves the family as it was.
+        wanted = form.get(BREAK_GLASS_CLAIM)
+        emergency = self._emergency(grant, wanted, source=source) if wanted else None
         new_row, new_value = self._new_refresh(grant, now * 1_000_000)
         event = self._event(action, Outcome.SUCCESS, grant=grant, source=source)
         row, grant, fresh = self._store.rotate_refresh(stored.token_id, new_row, event)
@@ -466,7 +536,13 @@ class TokenService:
                 )
             grant = replace(grant, scope=narrower.text())
         return self._token_response(
-            grant, scope, endpoints=endpoints, now=now, refresh=new_value, nonce=None
+            grant,
+            scope,
+            endpoints=endpoints,
+            now=now,
+            refresh=new_value,
+            nonce=None,
+            emergency=emergency,
         )
 
     # -- revocation ---------------------------------------------------------------------------
@@ -586,7 +662,7 @@ class TokenService:
             raise invalid_token()
         if claims.cnf_thumbprint is not None and claims.cnf_thumbprint != certificate:
             raise invalid_token()  # a certificate-bound token without its certificate
-        return Principal(
+        principal = Principal(
             subject=claims.subject,
             kind=PrincipalKind.USER if state.kind == "user" else PrincipalKind.CLIENT,
             roles=state.roles,
@@ -596,6 +672,8 @@ class TokenService:
             source=source,
             session=f"grant:{claims.grant_id}",
         )
+        # The claim invokes the grant as the header does; the gate checks it on every request.
+        return invoking(principal, claims.break_glass)
 
     def introspect(
         self, token: str, *, endpoints: Endpoints, caller_client: str | None
@@ -635,4 +713,6 @@ class TokenService:
             body["fhirUser"] = claims.fhir_user
         if claims.cnf_thumbprint is not None:
             body["cnf"] = {"x5t#S256": claims.cnf_thumbprint}
+        if claims.break_glass is not None:
+            body[BREAK_GLASS_CLAIM] = claims.break_glass
         return body

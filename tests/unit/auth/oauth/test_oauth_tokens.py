@@ -165,6 +165,19 @@ def test_missing_or_mistyped_claims() -> None:
     refused(ring.sign(body, typ="at+jwt"), ring)
 
 
+def test_the_break_glass_claim() -> None:
+    """``hearth_break_glass`` round-trips; a token without it has none; a mistyped one is
+    refused like any other mistyped claim."""
+    ring = keys()
+    carried = claims(break_glass="btg_" + "a" * 24)
+    assert carried.as_claims()["hearth_break_glass"] == "btg_" + "a" * 24
+    token = ring.sign_access_token(carried)
+    assert ring.verify_access_token(token, issuer=ISS, audience=AUD, now=NOW + 10) == carried
+    assert "hearth_break_glass" not in claims().as_claims()
+    body = {**claims().as_claims(), "hearth_break_glass": ["btg_" + "a" * 24]}
+    refused(ring.sign(body, typ="at+jwt"), ring)
+
+
 def test_no_active_key_cannot_sign() -> None:
     ring = TokenKeys({1: p256_jwk_from_seed(b"\x01" * 32)}, None)
     assert not ring.can_sign
