@@ -459,3 +459,71 @@ def test_an_access_token_carries_the_grant(site: tuple[Instance, World]) -> None
     # An unknown grant on the authorization request fails closed too.
     unknown, _, _ = _authorize(browser, app, scope, hearth_break_glass="btg_" + "c" * 24)
     assert parse_qs(urlsplit(unknown.headers["location"]).query)["error"] == ["invalid_request"]
+
+
+def test_declared_through_the_api_then_carried_by_a_token(site: tuple[Instance, World]) -> None:
+    """The console's script declares through ``POST /api/access/break-glass`` (the session with
+    a recent step-up, never a bearer token); the user's app then asks for a token carrying the
+    grant on its next refresh."""
+    inst, world = site
+    c = inst.container
+    stranger = world.ids["stranger"]
+    obs = world.obs["stranger:V"]
+    browser, doc = _clinician(inst, "drwho", "physician")
+    client, _ = c.clients.register(
+        ClientSpec(
+            name="Ward list",
+            kind="app",
+            auth_method="none",
+            scope="user/*.rs offline_access",
+            redirect_uris=(REDIRECT,),
+        ),
+        by="test",
+    )
+    browser.sign_in("drwho")
+    issued = _token(browser, client.client_id, "user/*.rs offline_access")
+    http = browser.client
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert http.get(f"/fhir/Observation/{obs}", headers=bearer).status_code == 404
+
+    body = {"patient": stranger, "reason": "Collapsed in the waiting room.", "purpose": "ETREAT"}
+    # A token is never proof of presence: an OAuth access token is not taken here at all, an
+    # API token is refused (audited).
+    assert http.post("/api/access/break-glass", json=body, headers=bearer).status_code == 401
+    api_token = c.users.issue_api_token("drwho", ttl=timedelta(hours=1), by="test")
+    by_token = http.post(
+        "/api/access/break-glass", json=body, headers={"Authorization": f"Bearer {api_token}"}
+    )
+    assert by_token.status_code == 403
+    assert _refused_code(by_token) == "HRT-0721"
+    refusals = [e for e in audit_bodies(inst, doc.subject) if e["action"] == "break-glass.declare"]
+    assert [(e["outcome"], e["code"]) for e in refusals] == [("denied", "HRT-0721")]
+    short = http.post(
+        "/api/access/break-glass",
+        json={**body, "reason": "now"},
+        headers={"X-CSRF-Token": browser.csrf()},
+    )
+    assert short.status_code == 400
+    assert _refused_code(short) == "HRT-1106"
+    declared = http.post(
+        "/api/access/break-glass", json=body, headers={"X-CSRF-Token": browser.csrf()}
+    )
+    assert declared.status_code == 201, declared.text
+    grant = declared.json()
+    assert grant["user_id"] == doc.subject
+    assert grant["patient"] == f"Patient/{stranger}"
+    assert grant["active"] is True
+    assert any(a.kind is AlarmKind.ACCESS_BREAK_GLASS for a in inst.alarms.raised)
+
+    carried = http.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": issued["refresh_token"],
+            "client_id": client.client_id,
+            "hearth_break_glass": grant["grant_id"],
+        },
+    )
+    assert carried.status_code == 200, carried.text
+    emergency = {"Authorization": f"Bearer {carried.json()['access_token']}"}
+    assert http.get(f"/fhir/Observation/{obs}", headers=emergency).status_code == 200

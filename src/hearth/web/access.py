@@ -10,6 +10,9 @@ Who may call what:
   bearer token (API token or OAuth access token) is refused with ``HRT-0721``, audited: a token
   is never proof that its holder is present (X-06), and an operator who holds the instance's
   files uses ``hearth user`` / ``hearth role`` on the server instead. No step-up: ``HRT-0705``.
+- **Declaring an emergency** (``POST /api/access/break-glass``, JSON) is a change of the same
+  kind: a console session with a recent step-up and its CSRF token; a bearer token is refused
+  (``HRT-0721``), audited as ``break-glass.declare``.
 - **Reads and the break-the-glass review** accept a bearer token, like the FHIR API, or the
   console session.
 
@@ -20,10 +23,11 @@ request id.
 
 Declaring an emergency needs step-up authentication: a second factor shown in this console
 session within ``[sessions] step_up_minutes``. That proof exists only in a console session (an
-access token is never proof of presence, X-06), so the declaration is made on the page; the
-grant it returns is then invoked on FHIR requests with the ``X-Hearth-Break-Glass`` header, or
-carried in an OAuth access token (``hearth_break_glass`` on the authorization or refresh
-request; see ``hearth.services.oauth.tokens``).
+access token is never proof of presence, X-06), so the declaration is made on the page, or by
+the console's own script through the JSON route above with the session. The grant it returns
+is then invoked on FHIR requests with the ``X-Hearth-Break-Glass`` header, or carried in an
+OAuth access token (``hearth_break_glass`` on the authorization or refresh request; see
+``hearth.services.oauth.tokens``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hearth.domain import HearthError, Principal, errors
-from hearth.security import Capability, role_to_json
+from hearth.security import EMERGENCY_PURPOSE, Capability, role_to_json
 from hearth.services.access import AdminResult
 from hearth.services.breakglass import FINDINGS, BreakGlassGrant, grant_document
 from hearth.web.auth.guard import (
@@ -285,6 +289,22 @@ class AccessApi:
         )
         return _json({"grants": [grant_document(g) for g in grants]})
 
+    async def declare(self, request: Request) -> Response:
+        """Declare an emergency for one patient (the page's JSON twin, for the console's script)."""
+        body = await self._body(request)
+        patient, reason = body.get("patient"), body.get("reason")
+        purpose = body.get("purpose", EMERGENCY_PURPOSE)
+        if not all(isinstance(v, str) for v in (patient, reason, purpose)):
+            raise HearthError(errors.BREAK_GLASS_REASON)
+        grant = await self._change(
+            request,
+            "break-glass.declare",
+            lambda p: self.c.break_glass.declare(
+                p, str(patient).strip(), reason=str(reason), purpose=str(purpose)
+            ),
+        )
+        return _json(grant_document(grant), status=201)
+
     async def grant(self, request: Request) -> Response:
         grant_id = request.path_params["grant_id"]
         found = await self._call(request, lambda p: self.c.break_glass.get(p, grant_id))
@@ -406,6 +426,7 @@ def access_routes(container: Container) -> list[Route]:
         Route(f"{base}/requests", api.requests, methods=["GET"]),
         Route(f"{base}/requests/{{request_id}}/{{verdict:str}}", api.decide, methods=["POST"]),
         Route(f"{base}/break-glass", api.queue, methods=["GET"]),
+        Route(f"{base}/break-glass", api.declare, methods=["POST"]),
         Route(f"{base}/break-glass/{{grant_id}}", api.grant, methods=["GET"]),
         Route(f"{base}/break-glass/{{grant_id}}/review", api.review, methods=["POST"]),
         Route(f"{base}/break-glass/{{grant_id}}/end", api.end, methods=["POST"]),
