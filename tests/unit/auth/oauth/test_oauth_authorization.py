@@ -38,6 +38,10 @@ def test_valid_request() -> None:
     )
     assert request.code_challenge == CHALLENGE
     assert request.launch is None
+    assert request.break_glass is None
+    named = params(hearth_break_glass="btg_" + "a" * 24)
+    carried = validate_authorization_request(named, redirect_uri="x", fhir_base=BASE)
+    assert carried.break_glass == "btg_" + "a" * 24
 
 
 @pytest.mark.parametrize(
@@ -53,6 +57,7 @@ def test_valid_request() -> None:
         ({"launch": "abc"}, errors.INVALID_SCOPE),
         ({"scope": "launch patient/*.rs"}, errors.OAUTH_INVALID_REQUEST),
         ({"nonce": "n" * 600}, errors.OAUTH_INVALID_REQUEST),
+        ({"hearth_break_glass": "btg_" + "a" * 61}, errors.BREAK_GLASS_NOT_ACTIVE),
     ],
 )
 def test_refusals(changes: dict[str, str | None], code: object) -> None:
@@ -88,8 +93,13 @@ def test_approved_request_round_trip() -> None:
         patient="p1",
         nonce="n",
         auth_time=1,
+        break_glass="btg_" + "a" * 24,
     )
     assert ApprovedRequest.from_json(approved.to_json()) == approved
+    # A code stored before the field existed still reads, without a grant.
+    older = approved.to_json().replace(',"break_glass":"btg_' + "a" * 24 + '"', "")
+    assert "break_glass" not in older
+    assert ApprovedRequest.from_json(older).break_glass is None
 
 
 def test_consent_sentences_spell_out_wildcards() -> None:
