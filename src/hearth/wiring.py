@@ -443,15 +443,14 @@ class Container:
     def _emergency_token(self, principal: Principal, grant_id: str, client_id: str) -> int:
         """A break-the-glass grant an access token will carry: checked, audited, and when it
         ends (see ``hearth.services.oauth.tokens.EmergencyCheck``)."""
-        return to_us(self.break_glass.held(principal, grant_id, client_id=client_id).expires)
+        return to_us(self.break_glass.held(principal, grant_id, client_id=client_id)[1])
 
     def _emergency_consent(
         self, principal: Principal, grant_id: str, client_id: str
     ) -> tuple[str, datetime]:
         """The same check for the consent page (a refusal is audited; the token endpoint
         audits the grant's use when it issues the token)."""
-        grant = self.break_glass.held(principal, grant_id, client_id=client_id, record=False)
-        return grant.patient_id, grant.expires
+        return self.break_glass.held(principal, grant_id, client_id=client_id, record=False)
 
     def _keyed_hash(self, domain: str, value: str) -> str:
         """HMAC under the instance's blind-index key, domain-separated from every index."""

@@ -203,12 +203,12 @@ class BreakGlassService:
 
     def held(
         self, principal: Principal, grant_id: str, *, client_id: str, record: bool = True
-    ) -> BreakGlassGrant:
-        """``grant_id`` if it is the user's own active grant, for an OAuth access token that
-        will carry it (``hearth_break_glass``) and must not outlive it; refused with
-        ``HRT-1105`` otherwise. Audited (``break-glass.token``, naming the grant and the
-        client); with ``record`` False only a refusal is (the consent page, before the token
-        endpoint checks again)."""
+    ) -> tuple[str, datetime]:
+        """The patient id and end of ``grant_id`` if it is the user's own active grant, for an
+        OAuth access token that will carry it (``hearth_break_glass``) and must not outlive it;
+        refused with ``HRT-1105`` otherwise. The reason stays sealed. Audited
+        (``break-glass.token``, naming the grant and the client); with ``record`` False only a
+        refusal is (the consent page, before the token endpoint checks again)."""
         action = "break-glass.token"
         row = self._store.grant(grant_id) if GRANT_ID.fullmatch(grant_id) else None
         now = self._clock.now()
@@ -232,7 +232,7 @@ class BreakGlassService:
                     detail={"grant": grant_id, "client": client_id},
                 )
             )
-        return self._view(row, accesses=False)
+        return row.patient_id, from_us(row.expires_us)
 
     def mine(self, principal: Principal) -> list[BreakGlassGrant]:
         """The user's own grants that are still active."""
