@@ -15,7 +15,7 @@ from hearth.fhir.deidentify import PSEUDED
 from hearth.fhir.search import Context, parse_search
 from hearth.security import REDACTED
 from hearth.storage import RecordRepository
-from tests.access_world import LINKED, UNLINKED, World, build_world, observation
+from tests.access_world import LINKED, OBS_CATEGORY, UNLINKED, World, build_world, observation
 from tests.conftest import _server_database, requested_engines
 from tests.support import admin, make_instance
 
@@ -620,6 +620,9 @@ def test_a_new_consent_or_role_applies_at_once(world: World) -> None:
     root.delete("CareTeam", team)  # leave the shared clinic as it was
 
 
+CATEGORY = OBS_CATEGORY
+
+
 def test_the_researcher_sees_every_patient_de_identified(world: World) -> None:
     """The de-identified view (hearth.fhir.deidentify): every patient, no identifier, keyed
     pseudonyms that still join, restricted labels left out, audited under the real ids."""
@@ -628,7 +631,7 @@ def test_the_researcher_sees_every_patient_de_identified(world: World) -> None:
     page = search(
         sci,
         "Observation",
-        ("category", "vital-signs"),
+        ("category", f"{CATEGORY}|vital-signs"),
         ("_include", "Observation:subject"),
         count=1000,
     )
@@ -656,6 +659,30 @@ def test_the_researcher_sees_every_patient_de_identified(world: World) -> None:
     patient = world.ids["stranger"]
     report = world.container.audit_views.disclosures(admin(), patient, kind="access")
     assert world.users["researcher"] in repr(report.events)
+    # Unsorted results come by (random) id, not in write order.
+    ids = [s.res_id for s in page.matches]
+    real = [world.obs[pseudonyms[i]] for i in ids if i in pseudonyms]
+    assert real == sorted(real)
+
+
+def test_a_researcher_writes_nothing_and_mixes_with_no_other_role(world: World) -> None:
+    sci = world.repo("researcher")
+    with pytest.raises(HearthError) as refused:
+        sci.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
+    assert refused.value.code is errors.FORBIDDEN
+    # Beside the auditor (real ids in the audit views) the de-identified role is inert.
+    both = world.container.repository(
+        Principal(
+            subject=world.users["auditor"],
+            kind=PrincipalKind.USER,
+            roles=frozenset({"auditor", "researcher"}),
+            source="127.0.0.1",
+        )
+    )
+    assert not both.access.profile.deidentified
+    with pytest.raises(HearthError) as nothing:
+        search(both, "Observation")
+    assert nothing.value.code is errors.FORBIDDEN
 
 
 @pytest.mark.parametrize(

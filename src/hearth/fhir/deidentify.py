@@ -34,10 +34,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from hearth.fhir import definitions
 from hearth.fhir.definitions import ElementDef, TypeDef
+from hearth.fhir.search.criteria import split_escaped
 
 __all__ = [
     "PSEUDED",
@@ -77,39 +79,60 @@ _REMOVED = frozenset(
         "instant",
     }
 )
-#: Primitive types that carry codes, numbers or definitional URIs, never free text.
-_KEPT = frozenset(
+#: Primitive types that carry codes or numbers, never free text. ``code`` elements of the core
+#: resources are bound to value sets; codes in extensions go with the extension (below).
+_KEPT = frozenset({"boolean", "integer", "decimal", "positiveInt", "unsignedInt", "code", "time"})
+#: Where a URI is definitional (a code system, a profile, an extension's definition, a type)
+#: and stays; every other ``uri`` or ``canonical`` value may point at a person and goes.
+_URI_KEPT = frozenset(
+    {("Coding", "system"), ("Meta", "profile"), ("Extension", "url"), ("Reference", "type")}
+)
+#: Standard terminologies: a ``Coding`` in any other system (a local code system can hold
+#: anything, an MRN included) is removed, and a search by one is refused.
+STANDARD_SYSTEMS = frozenset(
     {
-        "boolean",
-        "integer",
-        "decimal",
-        "positiveInt",
-        "unsignedInt",
-        "code",
-        "uri",
-        "canonical",
-        "time",
+        "http://loinc.org",
+        "http://snomed.info/sct",
+        "http://www.nlm.nih.gov/research/umls/rxnorm",
+        "http://hl7.org/fhir/sid/icd-10",
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "http://hl7.org/fhir/sid/icd-9-cm",
+        "http://hl7.org/fhir/sid/cvx",
+        "http://hl7.org/fhir/sid/ndc",
+        "http://www.ama-assn.org/go/cpt",
+        "http://unitsofmeasure.org",
+        "http://dicom.nema.org/resources/ontology/DCM",
+        "urn:oid:2.16.840.1.113883.6.238",  # CDC race and ethnicity
+        "urn:ietf:bcp:47",  # languages
     }
 )
-#: Identifier-like primitives: ``oid``, ``uuid`` and ``id`` values (DICOM UIDs, say) are unique
-#: numbers (164.514(b)(2)(i)(R)); only a version id stays.
-_ID_KEPT = frozenset({("Meta", "versionId")})
-#: Age units in UCUM, with years per unit, for the 90-years rule.
-_YEARS_PER = {"a": 1.0, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25, "h": 1 / 8766}
-#: The free-text elements that come from terminologies and stay: (datatype, element).
-_TEXT_KEPT = frozenset(
-    {("Coding", "display"), ("Coding", "version")}
-    | {
-        (q, "unit")
-        for q in ("Quantity", "Age", "Count", "Distance", "Duration", "SimpleQuantity",
-                  "MoneyQuantity")
+_STANDARD_PREFIXES = ("http://terminology.hl7.org/CodeSystem/",)
+#: Extensions that carry coded demographics research needs; every other extension goes (an
+#: extension can say anything: a birth time, a nickname, a free-text note).
+EXTENSIONS_KEPT = frozenset(
+    {
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race",
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity",
+        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-birthsex",
     }
-)  # fmt: skip
+)
+_QUANTITIES = frozenset(
+    {"Quantity", "Age", "Count", "Distance", "Duration", "SimpleQuantity", "MoneyQuantity"}
+)
+_UCUM = "http://unitsofmeasure.org"
+#: UCUM time units with years per unit, for the 90-years rule.
+_YEARS_PER = {"a": 1.0, "mo": 1 / 12, "wk": 7 / 365.25, "d": 1 / 365.25}
 #: Elements removed by name although their type would keep them.
 _DROPPED = frozenset({("Meta", "source"), ("Resource", "implicitRules")})
 _RELATIVE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(/_history/[A-Za-z0-9\-.]{1,64})?")
 _ZIP = re.compile(r"\d{5}(-\d{4})?")
 _OLDEST_AGE = 90
+
+
+def standard_system(system: object) -> bool:
+    return isinstance(system, str) and (
+        system in STANDARD_SYSTEMS or system.startswith(_STANDARD_PREFIXES)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +185,15 @@ class Deidentifier:
     def resource(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         """A de-identified copy of ``resource``, marked ``PSEUDED``."""
         out = self._resource(resource, contained=False)
+        # Contained resources get ids of their own making (``c1``, ``c2``...): the ones they
+        # were written with can say anything.
+        local: dict[str, str] = {}
+        for number, inner in enumerate(out.get("contained") or (), start=1):
+            old = inner.get("id")
+            inner["id"] = local_id = f"c{number}"
+            if isinstance(old, str):
+                local[old] = local_id
+        _relink(out, local)
         meta = dict(out.get("meta") or {})
         security = [c for c in meta.get("security") or [] if c != PSEUDED]
         meta["security"] = [*security, dict(PSEUDED)]
@@ -176,7 +208,7 @@ class Deidentifier:
         out: dict[str, Any] = {"resourceType": res_type}
         res_id = resource.get("id")
         if isinstance(res_id, str):
-            # A contained resource's id is local to its container (``#id`` references).
+            # A contained resource's id is local to its container (renumbered by ``resource``).
             out["id"] = res_id if contained else self.pseudonym(res_type, res_id)
         body = self._object({k: v for k, v in resource.items() if k != "id"}, typedef, "")
         out.update(body)
@@ -224,21 +256,29 @@ class Deidentifier:
             return self._resource(value, contained=True) if isinstance(value, dict) else None
         if type_name in ("date", "dateTime"):
             return value[:4] if isinstance(value, str) and value[:4].isdigit() else None
-        if type_name in ("string", "markdown"):
-            return value if (parent.name, key) in _TEXT_KEPT and isinstance(value, str) else None
         if type_name in _KEPT:
             return value
-        if type_name in ("id", "oid", "uuid"):
-            return value if (parent.name, key) in _ID_KEPT else None
+        if type_name in ("uri", "canonical"):
+            return value if (parent.name, key) in _URI_KEPT else None
         if not isinstance(value, dict) or found.typedef is None:
+            # Free text (``string``, ``markdown``) and unique numbers (``id``, ``oid``,
+            # ``uuid``: DICOM UIDs, say) go, and so does anything this walk cannot type.
             return None
         if type_name == "Reference":
             return self._reference(value, found.typedef)
         if type_name == "Address":
             return self._address(value)
+        if type_name == "Coding":
+            return _coding(value)
+        if type_name in _QUANTITIES:
+            return _quantity(value, age=type_name == "Age")
+        if type_name == "Extension":
+            url = value.get("url")
+            if not isinstance(url, str) or (
+                url not in EXTENSIONS_KEPT and not (":" not in url and parent.name == "Extension")
+            ):
+                return None  # fail closed; a relative url names a part of a kept extension
         shaped = self._object(value, found.typedef, found.rel)
-        if type_name == "Age":
-            return _age(shaped)
         if type_name == "Extension" and not any(
             k == "extension" or k.startswith("value") for k in shaped
         ):
@@ -250,16 +290,13 @@ class Deidentifier:
         target = value.get("reference")
         if isinstance(target, str):
             if target.startswith("#"):
-                out["reference"] = target
+                out["reference"] = target  # renumbered with the contained ids
             elif matched := _RELATIVE.fullmatch(target):
                 ref_type, ref_id = matched.group(1), matched.group(2)
                 if definitions.is_resource_type(ref_type):
                     out["reference"] = f"{ref_type}/{self.pseudonym(ref_type, ref_id)}"
         if isinstance(value.get("type"), str):
             out["type"] = value["type"]
-        if "extension" in value:
-            rest = self._object({"extension": value["extension"]}, typedef, "")
-            out.update(rest)
         return out or None
 
     def _address(self, value: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -275,36 +312,123 @@ class Deidentifier:
         return out or None
 
 
-def _age(age: dict[str, Any]) -> dict[str, Any] | None:
-    """An ``Age`` of 90 years or more becomes ``>= 90 a`` (164.514(b)(2)(i)(C)); an age in a
-    unit this cannot convert is removed rather than guessed at."""
-    value = age.get("value")
-    if value is None:
-        return age or None
-    unit = age.get("code") if age.get("system") == "http://unitsofmeasure.org" else None
-    per = _YEARS_PER.get(unit) if isinstance(unit, str) else None
-    if per is None or not isinstance(value, int | float):
+def _coding(value: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A coding of a standard terminology, as its system and code: a display or version is
+    text a person may have typed, and a local code system can hold anything."""
+    system, code = value.get("system"), value.get("code")
+    if not standard_system(system) or not isinstance(code, str):
         return None
-    if value * per < _OLDEST_AGE:
-        return age
-    return {
-        "value": _OLDEST_AGE,
-        "comparator": ">=",
-        "unit": "years",
-        "system": "http://unitsofmeasure.org",
-        "code": "a",
-    }
+    return {"system": system, "code": code}
+
+
+def _quantity(value: Mapping[str, Any], *, age: bool) -> dict[str, Any] | None:
+    """A quantity's number and comparator, with its unit only as a UCUM code. A duration of 90
+    years or more becomes ``>= 90 a`` (164.514(b)(2)(i)(C): ages over 89 are one category,
+    whatever element holds them); an ``Age`` in a unit this cannot convert is removed."""
+    out: dict[str, Any] = {}
+    number = value.get("value")
+    if isinstance(number, int | float) and not isinstance(number, bool):
+        out["value"] = number
+    if isinstance(value.get("comparator"), str):
+        out["comparator"] = value["comparator"]
+    code = value.get("code") if value.get("system") == _UCUM else None
+    if isinstance(code, str):
+        out.update(unit=code, system=_UCUM, code=code)
+    per = _YEARS_PER.get(code) if isinstance(code, str) else None
+    if age and "value" in out and per is None:
+        return None
+    if per is not None and "value" in out and out["value"] * per >= _OLDEST_AGE:
+        return {"value": _OLDEST_AGE, "comparator": ">=", "unit": "a", "system": _UCUM, "code": "a"}
+    return out or None
+
+
+def _relink(node: Any, local: Mapping[str, str]) -> None:
+    """Point ``#id`` references at the renumbered contained resources; drop the ones that name
+    none (``#`` alone, the container itself, stays)."""
+    if isinstance(node, list):
+        for item in node:
+            _relink(item, local)
+    elif isinstance(node, dict):
+        target = node.get("reference")
+        if isinstance(target, str) and target.startswith("#") and target != "#":
+            if target[1:] in local:
+                node["reference"] = "#" + local[target[1:]]
+            else:
+                del node["reference"]
+        for child in node.values():
+            _relink(child, local)
 
 
 # -- what a de-identified view may search by ------------------------------------------------------
 
-#: Token parameters that would find a person by an identifier or a contact detail.
+#: Token parameters that would find a person by an identifier, a contact detail or a tag (tags
+#: are local codes an importer or a person chose).
 _IDENTIFYING_TOKENS = frozenset(
-    {"_id", "identifier", "telecom", "phone", "email", "patient-identifier", "_source"}
+    {"_id", "identifier", "telecom", "phone", "email", "patient-identifier", "_source", "_tag"}
 )
 _SEARCHABLE_TYPES = frozenset({"token", "quantity", "number", "date"})
 _MODIFIERS = frozenset({"", "not", "missing"})
-_DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb", "ap")
+#: ``ap`` is left out: its range widens with the distance to now, to the microsecond, which
+#: finds dates finer than a year.
+_DATE_PREFIXES = ("eq", "ne", "lt", "gt", "le", "ge", "sa", "eb")
+_PREFIXES = (*_DATE_PREFIXES, "ap")
+#: Birth dates: the parameters, and the youngest age whose birth year may be searched for.
+_BIRTH_DATES = frozenset({"birthdate"})
+_PATH = re.compile(r"[A-Z][A-Za-z]+(\.[a-z][A-Za-z]*)+")
+
+
+@cache
+def _plain_codes(res_type: str, code: str) -> bool:
+    """Whether a token parameter's every path is a ``code`` or ``boolean`` element (a bare
+    value such as ``gender=female`` names an entry of a bound value set, not a local code)."""
+    param = definitions.search_parameter(res_type, code)
+    if param is None or param.expression is None:
+        return False
+    for path in (p.strip() for p in param.expression.split("|")):
+        element = definitions.element(path) if _PATH.fullmatch(path) else None
+        if element is None or element.types not in (("code",), ("boolean",)):
+            return False
+    return True
+
+
+def _token_refusal(res_type: str, code: str, value: str) -> str | None:
+    for part in split_escaped(value, ","):
+        system, bar, token = part.rpartition("|")
+        if bar and standard_system(system) and token:
+            continue
+        if not bar and _plain_codes(res_type, code):
+            continue
+        return (
+            f"'{code}': a de-identified view searches codes of standard terminologies as "
+            "system|code (LOINC, SNOMED CT, RxNorm, ICD, CVX, UCUM, terminology.hl7.org)."
+        )
+    return None
+
+
+def _quantity_refusal(code: str, value: str) -> str | None:
+    for part in split_escaped(value, ","):
+        number, _, unit = part.partition("|")
+        number = number[2:] if number[:2] in _PREFIXES else number
+        unit_code = unit.rpartition("|")[2]
+        try:
+            amount = float(number)
+        except ValueError:
+            return None  # the search itself refuses it
+        per = _YEARS_PER.get(unit_code) if unit_code else (1.0 if code.endswith("age") else None)
+        if per is not None and amount * per >= _OLDEST_AGE - 1:
+            return f"'{code}': a de-identified view groups ages over 89; search below 89 years."
+    return None
+
+
+def _date_refusal(code: str, value: str, year_now: int) -> str | None:
+    for part in split_escaped(value, ","):
+        prefix = part[:2] if part[:2] in _PREFIXES else ""
+        bare = part[len(prefix) :]
+        if prefix == "ap" or not (len(bare) == 4 and bare.isdigit()):
+            return f"'{code}': a de-identified view searches dates by year only (YYYY), without ap."
+        if code in _BIRTH_DATES and year_now - int(bare) >= _OLDEST_AGE - 1:
+            return f"'{code}': a de-identified view groups ages over 89; search later birth years."
+    return None
 
 
 def search_refusal(
@@ -312,14 +436,19 @@ def search_refusal(
     terms: tuple[tuple[str, str], ...],
     sort: tuple[tuple[str, str | None], ...],
     compartment: str | None,
+    *,
+    year: int,
 ) -> str | None:
     """Why a de-identified view may not run this search, or None if it may.
 
-    ``terms`` are the criteria as ``(name, value)``; ``sort`` the sort keys as ``(code, type)``.
-    Allowed: codes (token parameters other than identifiers and contact details), quantities,
-    numbers, and dates to the year; with ``:not`` and ``:missing`` only. Refused: strings,
-    references, chains and ``_has``, ids, compartments, finer dates, and sorting by anything but
-    a code, quantity or number. The message names the parameter, never its value.
+    ``terms`` are the criteria as ``(name, value)``; ``sort`` the sort keys as ``(code, type)``;
+    ``year`` the current year. Allowed: codes of standard terminologies as ``system|code`` (a
+    bare code only where the parameter's elements are ``code`` or ``boolean``), quantities and
+    numbers (ages below 89 years), and dates to the year (birth years of patients under 89);
+    with ``:not`` and ``:missing`` only. Refused: strings, references, chains and ``_has``, ids,
+    identifiers, contact details, tags, local codes, compartments, finer dates and ``ap``, and
+    sorting by anything but a code, quantity or number. The message names the parameter, never
+    its value.
     """
     if compartment is not None:
         return "A de-identified view does not search one patient's compartment."
@@ -336,11 +465,17 @@ def search_refusal(
                 f"'{code}': a de-identified view searches by codes, quantities, numbers and "
                 "years only."
             )
-        if kind == "date" and modifier != "missing":
-            for part in value.split(","):
-                bare = part[2:] if part[:2] in _DATE_PREFIXES else part
-                if not (len(bare) == 4 and bare.isdigit()):
-                    return f"'{code}': a de-identified view searches dates by year only (YYYY)."
+        if modifier == "missing":
+            continue
+        refusal = None
+        if kind == "token":
+            refusal = _token_refusal(res_type, code, value)
+        elif kind == "quantity":
+            refusal = _quantity_refusal(code, value)
+        elif kind == "date":
+            refusal = _date_refusal(code, value, year)
+        if refusal is not None:
+            return refusal
     for code, kind in sort:
         if kind not in ("token", "quantity", "number") or code in _IDENTIFYING_TOKENS:
             return f"_sort '{code}': a de-identified view sorts by codes, quantities and numbers."

@@ -173,10 +173,11 @@ class AccessProfile:
         delegated = principal.scopes is not None
         # A delegated_only role counts only when the principal carries scopes.
         roles = tuple(r for r in roles if delegated or not r.delegated_only)
-        # Identified and de-identified answers never mix: a search by a pseudonymised view
-        # could otherwise be joined to an identified one. A de-identified role held beside a
-        # role that reaches identified clinical data is inert (give research its own account).
-        if any(r.clinical and not r.deidentified for r in roles):
+        # Identified and de-identified answers never mix: pseudonyms joined to real ids (from
+        # a clinical role, the audit views, a write) would undo the rewrite. A de-identified
+        # role held beside any role that grants anything is inert (research gets its own
+        # account).
+        if any(not r.deidentified and (r.permissions or r.capabilities) for r in roles):
             roles = tuple(r for r in roles if not r.deidentified)
         self.roles = roles
         self._labels = {r.name: held_labels(r.labels) for r in self.roles}

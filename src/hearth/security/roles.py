@@ -213,6 +213,11 @@ def role_from_json(name: str, raw: Mapping[str, Any]) -> Role:
             "A de-identified role only searches: its permissions end in .s (a pseudonym cannot "
             "be read back, and nothing is written through a de-identified view)."
         )
+    if view is View.DEIDENTIFIED and (capabilities or labels):
+        raise _invalid(
+            "A de-identified role has no capabilities and sees no restricted label: audit "
+            "views name real ids, and restricted records are not de-identified data."
+        )
     return Role(
         name=name,
         description=description,

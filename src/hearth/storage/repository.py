@@ -39,6 +39,7 @@ from hearth.domain import (
 from hearth.fhir import jsonbody as fhir_json
 from hearth.fhir.deidentify import Deidentifier, search_refusal
 from hearth.fhir.search import SearchRequest, SubSearch, index_resource
+from hearth.fhir.search.query import SortKey
 from hearth.security import (
     LINK_RULES,
     Capability,
@@ -622,6 +623,7 @@ class RecordRepository:
                 request.terms,
                 tuple((k.code, k.param.type if k.param else None) for k in request.sort),
                 compartment,
+                year=self._clock.now().astimezone(UTC).year,
             )
             if refusal is None and len(request.terms) != len(request.criteria):
                 refusal = "The search's criteria could not be checked."  # fail closed
@@ -632,6 +634,11 @@ class RecordRepository:
                     res_type=res_type,
                     detail=query_text.encode(),
                 )
+            if not request.sort:
+                # Unsorted results come in write order, and the newest records would be the
+                # last ones: a researcher who knows someone was seen today could find them.
+                # Random ids carry no order.
+                request = replace(request, sort=(SortKey("_id", descending=False),))
         extra = None
         if compartment is not None:
             extra = search_sql.InCompartment(frozenset({compartment}))
@@ -929,6 +936,12 @@ class WriteBatch:
         resource: dict[str, Any] | None,
     ) -> StoredResource:
         repo = self._repo
+        if repo.access.profile.deidentified:
+            # Nothing is written through a de-identified view (its roles hold .s only; this
+            # holds whatever roles say): a write could plant a real id and read its pseudonym.
+            raise repo._fail(
+                action, HearthError(errors.DEIDENTIFIED_VIEW), res_type=res_type, res_id=res_id
+            )
         keys = repo._keys
         now = repo._clock.now()
         ts_us = to_us(now)

@@ -85,6 +85,8 @@ def test_definitions_round_trip() -> None:
         ("ok-name", {"delegated_only": "yes"}),
         ("ok-name", {"view": "blurred"}),
         ("ok-name", {"view": "deidentified", "permissions": ["user/Observation.rs"]}),
+        ("ok-name", {"view": "deidentified", "capabilities": ["audit.read"]}),
+        ("ok-name", {"view": "deidentified", "labels": ["R"]}),
     ],
 )
 def test_invalid_definitions_are_refused(name: str, definition: object) -> None:
