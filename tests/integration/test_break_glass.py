@@ -487,9 +487,11 @@ def test_declared_through_the_api_then_carried_by_a_token(site: tuple[Instance, 
     assert http.get(f"/fhir/Observation/{obs}", headers=bearer).status_code == 404
 
     body = {"patient": stranger, "reason": "Collapsed in the waiting room.", "purpose": "ETREAT"}
-    # A token is never proof of presence: an OAuth access token is not taken here at all, an
-    # API token is refused (audited).
-    assert http.post("/api/access/break-glass", json=body, headers=bearer).status_code == 401
+    # A token is never proof of presence: an OAuth access token and an API token are both
+    # refused (HRT-0721, audited).
+    by_oauth = http.post("/api/access/break-glass", json=body, headers=bearer)
+    assert by_oauth.status_code == 403
+    assert by_oauth.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-0721"
     api_token = c.users.issue_api_token("drwho", ttl=timedelta(hours=1), by="test")
     by_token = http.post(
         "/api/access/break-glass", json=body, headers={"Authorization": f"Bearer {api_token}"}
@@ -497,7 +499,7 @@ def test_declared_through_the_api_then_carried_by_a_token(site: tuple[Instance, 
     assert by_token.status_code == 403
     assert _refused_code(by_token) == "HRT-0721"
     refusals = [e for e in audit_bodies(inst, doc.subject) if e["action"] == "break-glass.declare"]
-    assert [(e["outcome"], e["code"]) for e in refusals] == [("denied", "HRT-0721")]
+    assert [(e["outcome"], e["code"]) for e in refusals] == [("denied", "HRT-0721")] * 2
     short = http.post(
         "/api/access/break-glass",
         json={**body, "reason": "now"},

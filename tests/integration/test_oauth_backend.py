@@ -547,3 +547,19 @@ def test_a_service_token_introspects_only_its_own_tokens(smart: Smart) -> None:
     assert own["active"] is True
     other = smart.http.post("/oauth/introspect", data={"token": theirs}, headers=asked).json()
     assert other == {"active": False}
+
+
+def test_an_access_token_is_refused_by_the_access_api_for_what_it_is(smart: Smart) -> None:
+    """An OAuth access token on ``/api/access/*`` is recognised (not a 401 for an unknown
+    token) and refused by what it may not do: capabilities are never delegated, and changes
+    need a console session (HRT-0721, audited)."""
+    key = ClientKey.generate("ES384")
+    token = smart.token(key, smart.register(key))
+    bearer = {"Authorization": f"Bearer {token}"}
+    listed = smart.http.get("/api/access/roles", headers=bearer)
+    assert listed.status_code == 403
+    changed = smart.http.put("/api/access/roles/scribe", json={"patients": "none"}, headers=bearer)
+    assert changed.status_code == 403
+    assert changed.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-0721"
+    denied = {a[0] for a in smart.audit_actions() if a[1] == "denied"}
+    assert denied == {"access.roles", "access.role-set"}

@@ -53,7 +53,7 @@ from hearth.web.auth.guard import (
 )
 from hearth.web.auth.pages import Nav, e, field, form, page
 from hearth.web.auth.routes import read_form
-from hearth.web.requests import client_address
+from hearth.web.fhir import bearer_principal
 from hearth.wiring import Container
 
 __all__ = ["access_routes"]
@@ -82,12 +82,10 @@ class AccessApi:
         self.c = container
 
     def _bearer(self, request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        return self.c.authenticator.authenticate_bearer(
-            token.strip() if scheme.lower() == "bearer" else None,
-            source=client_address(request),
-        )
+        """A bearer token of either kind, API token or OAuth access token, as the FHIR API
+        takes them: an access token is then refused by what it may not do, not mistaken for an
+        unknown token."""
+        return bearer_principal(self.c, request)
 
     async def _call(self, request: Request, work: Callable[[Principal], T]) -> T:
         """A read or a review: a bearer token, or else the console session."""
@@ -138,7 +136,7 @@ class AccessApi:
     async def roles(self, request: Request) -> Response:
         def work(principal: Principal) -> dict[str, Any]:
             if not self.c.access.allows(principal, Capability.ROLES_ADMIN).allowed:
-                raise HearthError(errors.FORBIDDEN)
+                raise self.c.access.refuse(principal, "access.roles", HearthError(errors.FORBIDDEN))
             catalog = self.c.access.catalog
             return {
                 "version": catalog.version,

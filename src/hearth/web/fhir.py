@@ -47,7 +47,7 @@ from hearth.web.requests import (
 from hearth.web.responses import fhir_response
 from hearth.wiring import Container
 
-__all__ = ["fhir_routes"]
+__all__ = ["bearer_principal", "fhir_base", "fhir_routes"]
 
 #: JSON Patch (RFC 6902, R4 http.html#patch), and JSON Merge Patch (RFC 7386) for clients such
 #: as fhirpy that send a partial resource: told apart by shape (an array or an object).
@@ -58,6 +58,44 @@ PATCH_TYPES = frozenset(
 T = TypeVar("T")
 
 
+def fhir_base(c: Container, request: Request) -> str:
+    """The FHIR base URL: the configured public one, else this request's origin + ``/fhir``
+    (the audience OAuth access tokens are issued for)."""
+    configured = c.settings.public_base_url
+    if configured:
+        return configured.rstrip("/")
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def bearer_principal(c: Container, request: Request) -> Principal:
+    """Who is calling with ``Authorization: Bearer``: a bootstrap API token or an OAuth access
+    token (RFC 6750 sec. 2.1), for the FHIR API and for every other API that takes tokens.
+
+    A client certificate on the connection is checked first (refused outright when it is
+    expired, revoked or unmapped); a certificate-bound token is accepted only with it.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if header and scheme.lower() != "bearer":
+        try:  # audit the failure as any other missing token, then say what to send
+            c.authenticator.authenticate_bearer(None, source=client_address(request))
+        except HearthError as error:
+            raise HearthError(
+                errors.UNAUTHENTICATED,
+                "Send the token as 'Authorization: Bearer <token>'.",
+                headers=error.headers,
+            ) from None
+    source = client_address(request)
+    der = peer_certificate(request)
+    cert = c.certificates.check(der, source=source) if der is not None else None
+    return c.authenticator.authenticate_bearer(
+        token.strip() if scheme.lower() == "bearer" else None,
+        source=source,
+        endpoints=Endpoints(fhir_base(c, request)),
+        certificate=cert.thumbprint if cert is not None else None,
+    )
+
+
 class FhirApi:
     def __init__(self, container: Container) -> None:
         self.c = container
@@ -65,39 +103,12 @@ class FhirApi:
 
     # -- plumbing ---------------------------------------------------------------------------
     def base(self, request: Request) -> str:
-        configured = self.c.settings.public_base_url
-        if configured:
-            return configured.rstrip("/")
-        return str(request.base_url).rstrip("/") + "/fhir"
+        return fhir_base(self.c, request)
 
     def _principal(self, request: Request) -> Principal:
-        """Who is calling: a bootstrap token or an OAuth access token (RFC 6750 sec. 2.1).
-
-        A client certificate on the connection is checked first (refused outright when it is
-        expired, revoked or unmapped); a certificate-bound token is accepted only with it.
-        """
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if header and scheme.lower() != "bearer":
-            try:  # audit the failure as any other missing token, then say what to send
-                self.c.authenticator.authenticate_bearer(None, source=client_address(request))
-            except HearthError as error:
-                raise HearthError(
-                    errors.UNAUTHENTICATED,
-                    "Send the token as 'Authorization: Bearer <token>'.",
-                    headers=error.headers,
-                ) from None
-        source = client_address(request)
-        der = peer_certificate(request)
-        cert = self.c.certificates.check(der, source=source) if der is not None else None
-        principal = self.c.authenticator.authenticate_bearer(
-            token.strip() if scheme.lower() == "bearer" else None,
-            source=source,
-            endpoints=Endpoints(self.base(request)),
-            certificate=cert.thumbprint if cert is not None else None,
-        )
         # Emergency access is invoked per request, by naming one's break-the-glass grant in the
         # header, or by a token that carries it (already on the principal; both must agree).
+        principal = bearer_principal(self.c, request)
         return invoking(principal, request.headers.get(BREAK_GLASS_HEADER))
 
     async def authenticate(self, request: Request) -> Principal:
