@@ -4,17 +4,19 @@ SMART intersection (issue 5 items 1-5; docs/design.md, "Access control")."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from hearth.domain import HearthError, Principal, PrincipalKind, errors
+from hearth.domain import HearthError, Principal, PrincipalKind, SmartScope, errors
 from hearth.fhir.deidentify import PSEUDED
 from hearth.fhir.search import Context, parse_search
-from hearth.security import REDACTED
+from hearth.security import REDACTED, PatientScope, Role, RoleCatalog, View, default_catalog
 from hearth.storage import RecordRepository
+from hearth.storage.access import AccessControl, RoleStore
 from tests.access_world import LINKED, OBS_CATEGORY, UNLINKED, World, build_world, observation
 from tests.conftest import _server_database, requested_engines
 from tests.support import admin, make_instance
@@ -738,3 +740,52 @@ def test_a_researcher_who_is_also_a_physician_gets_the_identified_view_only(
     page = search(both, "Observation", ("category", "vital-signs"))
     assert names(world, page.matches) <= {*LINKED, *(f"{n}:R" for n in LINKED)}
     assert "stranger" not in names(world, page.matches)
+
+
+def test_the_de_identified_backstops_fail_closed(world: World) -> None:
+    """What validation already prevents still fails closed at the gate: a de-identified role
+    that somehow holds write letters writes nothing, and a search whose criteria cannot be
+    checked is refused."""
+    c = world.container
+    shipped = default_catalog()
+    leaky = Role(
+        name="leaky",
+        patients=PatientScope.ALL,
+        permissions=(SmartScope.parse("user/Observation.cruds"),),
+        view=View.DEIDENTIFIED,
+    )
+    catalog = RoleCatalog(shipped.version, {**shipped.roles, "leaky": leaky})
+    policy = AccessControl(c.store, c.keyring, c.clock, RoleStore(c.store, defaults=catalog))
+    principal = Principal(
+        subject=world.users["researcher"],
+        kind=PrincipalKind.USER,
+        roles=frozenset({"leaky"}),
+        source="127.0.0.1",
+    )
+    repo = RecordRepository(
+        principal=principal,
+        policy=policy,
+        store=c.store,
+        keyring=c.keyring,
+        audit=c.audit,
+        clock=c.clock,
+        random=c.random,
+        keys_current=c.live_keys.ensure_current,
+    )
+    assert repo.access.profile.deidentified
+    with pytest.raises(HearthError) as refused:
+        repo.create(observation(world.ids["stranger"]))
+    assert refused.value.code is errors.DEIDENTIFIED_VIEW
+    assert refused.value.audited
+
+    sci = world.repo("researcher")
+    request = parse_search(
+        "Observation",
+        [("code", "http://loinc.org|8867-4")],
+        ctx=Context(now_us=0),
+        default_count=10,
+        max_count=10,
+    )
+    with pytest.raises(HearthError) as unchecked:
+        sci.search(replace(request, terms=()))
+    assert unchecked.value.code is errors.DEIDENTIFIED_VIEW
