@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable
 
-__all__ = ["BLIND_BYTES", "blind_index", "blind_indexes"]
+__all__ = ["BLIND_BYTES", "blind_index", "blind_indexes", "blind_indexes_memo"]
 
 BLIND_BYTES = 16
 
@@ -32,3 +32,27 @@ def blind_indexes(key: bytes, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
         ]
         for domain, value in pairs
     }
+
+
+def blind_indexes_memo(
+    key: bytes,
+    pairs: Iterable[tuple[str, str]],
+    memo: dict[tuple[str, str], bytes],
+    limit: int,
+) -> set[bytes]:
+    """``blind_indexes``, remembering each pair's token in ``memo`` (emptied when it reaches
+    ``limit`` entries, so memory stays bounded). For bulk index builds (restore): most keys of
+    a population repeat (a status, a code, a year's date buckets), and the same pair always
+    gives the same token under one key. The caller keeps one memo per key."""
+    digest = hmac.digest
+    out: set[bytes] = set()
+    for pair in pairs:
+        token = memo.get(pair)
+        if token is None:
+            if len(memo) >= limit:
+                memo.clear()
+            domain, value = pair
+            message = domain.encode("utf-8") + b"\x00" + value.encode("utf-8")
+            token = memo[pair] = digest(key, message, "sha256")[:BLIND_BYTES]
+        out.add(token)
+    return out

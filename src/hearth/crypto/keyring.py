@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hearth.crypto import envelope, mac, versions
-from hearth.crypto.blind import blind_index, blind_indexes
+from hearth.crypto.blind import blind_index, blind_indexes, blind_indexes_memo
 from hearth.crypto.kek import KEY_BYTES, KeyEncryptionKey
 from hearth.crypto.pseudonym import pseudonym, pseudonym_key
 from hearth.crypto.signing import Signer, Verifier, signer_from_seed
@@ -153,9 +153,20 @@ class KeyRing:
     """
 
     def __init__(
-        self, keys: Iterable[WrappedKey], kek: KeyEncryptionKey, *, epoch: int = 0
+        self,
+        keys: Iterable[WrappedKey],
+        kek: KeyEncryptionKey,
+        *,
+        epoch: int = 0,
+        blind_memo: int = 0,
     ) -> None:
+        """``blind_memo`` > 0 makes ``blind_many`` remember up to that many (domain, value)
+        tokens: for a ring that one bulk job owns (a restore's index rebuild), never for the
+        server's, which would then hold search values in memory for its lifetime."""
         self._keys = self._build(list(keys), kek, epoch, {})
+        self._blind_memo_limit = blind_memo
+        self._blind_memo: dict[tuple[str, str], bytes] = {}
+        self._blind_memo_key = b""
         #: Changes at every (re)load, so that what is derived from the keys can be cached.
         self.generation = 1
         self.on_unknown_key: Callable[[], None] | None = None
@@ -436,7 +447,14 @@ class KeyRing:
 
     def blind_many(self, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
         """``blind`` of every (domain, value) pair, as a set (the search index of a resource)."""
-        return blind_indexes(self._keys.blind, pairs)
+        key = self._keys.blind
+        if not self._blind_memo_limit:
+            return blind_indexes(key, pairs)
+        if key != self._blind_memo_key:
+            # Tokens remembered under another blind key are not this key's tokens.
+            self._blind_memo = {}
+            self._blind_memo_key = key
+        return blind_indexes_memo(key, pairs, self._blind_memo, self._blind_memo_limit)
 
     def pseudonym(self, res_type: str, res_id: str) -> str:
         """The keyed pseudonym of a resource in the de-identified view

@@ -310,3 +310,26 @@ def test_sealed_key_id_reads_the_header_and_refuses_garbage() -> None:
     for bad in (b"", b"\x02" + blob[1:], blob[:20]):
         with pytest.raises(IntegrityError):
             sealed_key_id(bad)
+
+
+def test_a_blind_memo_gives_the_same_tokens_bounded_and_per_key() -> None:
+    random = SeededRandom()
+    kek = LocalKek(random.token_bytes(32))
+    plain, wrapped = ring(kek, random)
+    memo = KeyRing(wrapped, kek, blind_memo=2)
+    pairs = [("Patient.name", "ann"), ("Patient.name", "bob"), ("Observation.code", "c")]
+    for _ in range(2):  # the second pass is answered from the memo (emptied at its limit)
+        assert memo.blind_many(pairs) == plain.blind_many(pairs)
+        assert memo.blind_many(pairs[:1]) == {plain.blind(*pairs[0])}
+        assert memo.blind_many([]) == set()
+    # Another blind key: tokens remembered under the old one are not reused.
+    other = [
+        new_wrapped_key(kek, key_id=100, purpose=KeyPurpose.BLIND, random=random)
+        if w.purpose is KeyPurpose.BLIND
+        else w
+        for w in wrapped
+    ]
+    memo.reload(other, kek, epoch=1)
+    fresh = KeyRing(other, kek)
+    assert memo.blind_many(pairs) == fresh.blind_many(pairs)
+    assert fresh.blind_many(pairs) != plain.blind_many(pairs)

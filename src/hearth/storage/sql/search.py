@@ -124,7 +124,9 @@ def delete_index(conn: Connection, seqs: Sequence[int]) -> None:
             conn.execute(delete(table).where(table.c.seq.in_(chunk)))
 
 
-def insert_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
+def insert_index(conn: Connection, rows: Sequence[IndexRow], *, hashes: bool = True) -> None:
+    """The index rows of ``rows``; with ``hashes=False`` all but ``search_hash`` (a bulk load
+    stages those, ``hearth.storage.sql.index_load``)."""
     if not rows:
         return
     conn.execute(
@@ -134,15 +136,15 @@ def insert_index(conn: Connection, rows: Sequence[IndexRow]) -> None:
             for r in rows
         ],
     )
-    hashes = [(h, r.seq) for r in rows for h in r.hashes]
-    if hashes:
+    keys = [(h, r.seq) for r in rows for h in r.hashes] if hashes else []
+    if keys:
         # Tens of rows per resource: the driver's executemany directly, without SQLAlchemy's
         # per-row parameter processing (bytes and integers need none). psycopg and PyMySQL
         # use the "format" paramstyle, sqlite3 "qmark".
         mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         conn.exec_driver_sql(
             f"INSERT INTO search_hash (hash, seq) VALUES ({mark}, {mark})",  # noqa: S608
-            hashes,
+            keys,
         )
     refs = [
         {"seq": r.seq, "param": p, "target_type": tt, "target_id": ti, "res_type": r.res_type}
