@@ -19,10 +19,11 @@ $(BIN)/hearth: pyproject.toml requirements.lock
 
 install: $(BIN)/hearth
 
-## make run: initialise a demo instance in ./var (once), then serve it on 127.0.0.1.
+## make run: initialise a demo instance in ./var (once), then serve it on 127.0.0.1. The token
+## init prints is not shown: serve prints the one to use (valid 12 hours), once per start.
 run: install
 	@if [ ! -f $(HOME_DIR)/hearth.toml ]; then \
-	  $(BIN)/hearth --home $(HOME_DIR) init --quiet --host $(HOST) --port $(PORT) && \
+	  $(BIN)/hearth --home $(HOME_DIR) init --quiet --host $(HOST) --port $(PORT) >/dev/null && \
 	  $(BIN)/hearth --home $(HOME_DIR) demo load --patients 300; \
 	fi
 	$(BIN)/hearth --home $(HOME_DIR) serve --host $(HOST) --port $(PORT) --issue-admin-credential

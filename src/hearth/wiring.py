@@ -7,6 +7,7 @@ way to act without a principal, for initialisation, key management and scans.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -127,7 +128,7 @@ from hearth.storage.alarms import AlarmStore
 from hearth.storage.anchor import AnchorFile
 from hearth.storage.oauth import OAuthStore
 from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
-from hearth.storage.sql import SqlStore, open_database
+from hearth.storage.sql import SqlStore, check_reachable, normalise_url, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
 from hearth.storage.system import CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY
 from hearth.storage.throttle import MemoryCounters, ThrottleCounters
@@ -725,6 +726,38 @@ class InitResult:
         self.database_from_env = database_from_env
 
 
+class _Made:
+    """The files and folders ``init_instance`` creates, so that a failed init can remove them
+    (and nothing that was there before it ran)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.dirs: list[Path] = []
+        self.files: list[Path] = []
+
+    def mkdir(self, path: Path, mode: int = 0o777) -> None:
+        missing = [p for p in (path, *path.parents) if not p.exists()]
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        self.dirs.extend(reversed(missing))
+
+    def sqlite(self, url: str) -> None:
+        """The SQLite file (with its WAL and journal files) and folder a new database makes."""
+        parsed = normalise_url(url)
+        name = parsed.database
+        if parsed.get_backend_name() == "sqlite" and name and name != ":memory:":
+            path = Path(name)
+            if not path.exists():
+                self.files += [Path(f"{path}{end}") for end in ("", "-wal", "-shm", "-journal")]
+            self.mkdir(path.parent)
+
+    def undo(self, config: Path) -> None:
+        for path in (config, *self.files):
+            path.unlink(missing_ok=True)
+        for folder in reversed(self.dirs):
+            with contextlib.suppress(OSError):  # not empty: something else is in it
+                folder.rmdir()
+
+
 def init_instance(
     home: Path,
     *,
@@ -757,59 +790,70 @@ def init_instance(
     stored_url, password_stripped = (
         strip_password(database_url) if database_url is not None else (None, False)
     )
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "data").mkdir(mode=0o700, exist_ok=True)
-    instance_id = random.token_bytes(8).hex()
-    salt_hex: str | None = None
-    key_file_setting: str | None = None
-    pepper_setting: str | None = None
-    if key_source == "file":
-        path = key_file or home / "keys" / "kek.key"
-        if not path.exists():
-            create_key_file(path, random)
-        key_file_setting = str(path if key_file is not None else Path("keys/kek.key"))
-        # The password pepper lives beside the key file, never in data/ (NIST-PW-14).
-        pepper_path = path.parent / "pepper.key"
-        if not pepper_path.exists():
-            create_pepper_file(pepper_path, random)
-        pepper_setting = str(pepper_path if key_file is not None else Path("keys/pepper.key"))
-    elif key_source == "passphrase":
-        if passphrase is None:
-            raise HearthError(errors.KEY_UNAVAILABLE, "Set HEARTH_KEY_PASSPHRASE first.")
-        salt_hex = random.token_bytes(16).hex()
-    write_config(
-        config_path,
-        render_config(
-            instance_id=instance_id,
-            database_url=None if database_from_env else stored_url,
-            database_from_env=database_from_env,
-            key_source=key_source,
-            key_file=key_file_setting,
-            salt_hex=salt_hex,
-            pepper_file=pepper_setting,
-            host=host,
-            port=port,
-        ),
-    )
-    env = {"HEARTH_KEY_PASSPHRASE": passphrase.reveal()} if passphrase is not None else {}
-    if database_url is not None and (database_from_env or password_stripped):
-        env["HEARTH_DATABASE_URL"] = database_url  # this run connects with the full URL
-    settings = load_settings(home, env)
-    db = open_database(settings.database_url.reveal())
+    made = _Made(home)
     try:
-        upgrade(db)
-        store = SqlStore(db)
-        initialise_store(
-            store,
-            build_kek(settings),
-            instance_id=instance_id,
-            clock=clock,
-            random=random,
-            checkpoint_every=audit_checkpoint_every,
+        made.mkdir(home)
+        made.mkdir(home / "data", mode=0o700)
+        instance_id = random.token_bytes(8).hex()
+        salt_hex: str | None = None
+        key_file_setting: str | None = None
+        pepper_setting: str | None = None
+        if key_source == "file":
+            path = key_file or home / "keys" / "kek.key"
+            if not path.exists():
+                made.mkdir(path.parent)
+                create_key_file(path, random)
+                made.files.append(path)
+            key_file_setting = str(path if key_file is not None else Path("keys/kek.key"))
+            # The password pepper lives beside the key file, never in data/ (NIST-PW-14).
+            pepper_path = path.parent / "pepper.key"
+            if not pepper_path.exists():
+                create_pepper_file(pepper_path, random)
+                made.files.append(pepper_path)
+            pepper_setting = str(pepper_path if key_file is not None else Path("keys/pepper.key"))
+        elif key_source == "passphrase":
+            if passphrase is None:
+                raise HearthError(errors.KEY_UNAVAILABLE, "Set HEARTH_KEY_PASSPHRASE first.")
+            salt_hex = random.token_bytes(16).hex()
+        write_config(
+            config_path,
+            render_config(
+                instance_id=instance_id,
+                database_url=None if database_from_env else stored_url,
+                database_from_env=database_from_env,
+                key_source=key_source,
+                key_file=key_file_setting,
+                salt_hex=salt_hex,
+                pepper_file=pepper_setting,
+                host=host,
+                port=port,
+            ),
         )
-    except Exception:
-        db.dispose()
-        config_path.unlink(missing_ok=True)
+        env = {"HEARTH_KEY_PASSPHRASE": passphrase.reveal()} if passphrase is not None else {}
+        if database_url is not None and (database_from_env or password_stripped):
+            env["HEARTH_DATABASE_URL"] = database_url  # this run connects with the full URL
+        settings = load_settings(home, env)
+        made.sqlite(settings.database_url.reveal())
+        db = open_database(settings.database_url.reveal())
+        try:
+            check_reachable(db)
+            upgrade(db)
+            store = SqlStore(db)
+            initialise_store(
+                store,
+                build_kek(settings),
+                instance_id=instance_id,
+                clock=clock,
+                random=random,
+                checkpoint_every=audit_checkpoint_every,
+            )
+        except BaseException:
+            db.dispose()
+            raise
+    except BaseException:
+        # A failed init leaves nothing behind that would make the next one refuse to start
+        # ("already holds a Hearth instance"): the config, keys and folders it made go.
+        made.undo(config_path)
         raise
     db.dispose()
     container = Container(settings, clock=clock, random=random)

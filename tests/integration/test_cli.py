@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -210,6 +211,54 @@ def test_serve_over_tls_with_a_one_time_admin_credential(home: Path, tmp_path: P
     finally:
         process.terminate()
         process.communicate(timeout=20)
+
+
+def test_serve_refuses_a_busy_port_before_announcing_anything(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, out = run(home, "serve", "--port", str(port))
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in out
+    assert "serving" not in out
+
+
+@pytest.mark.parametrize("port", ["0", "99999", "-1"])
+def test_serve_refuses_a_port_out_of_range(home: Path, port: str) -> None:
+    code, out = run(home, "serve", "--port", port)
+    assert code == 2
+    assert "1<=x<=65535" in out
+
+
+def test_a_failed_init_leaves_nothing_behind(tmp_path: Path) -> None:
+    home = tmp_path / "new"
+    code, out = run(home, "init", "--database", "bogus://x")
+    assert code == 1
+    assert "HRT-0113" in out
+    assert not home.exists()
+    port = free_port()  # nothing listens there
+    code, out = run(home, "init", "--database", f"postgresql://u:secret@127.0.0.1:{port}/nodb")
+    assert code == 1
+    assert "Cannot connect to postgresql at 127.0.0.1" in out
+    assert "HRT-0504" in out
+    assert "secret" not in out
+    assert not home.exists()
+    # A folder that was there before is kept, emptied of what init made.
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    code, _ = run(home, "init", "--database", "bogus://x")
+    assert code == 1
+    assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
+    code, out = run(home, "init", "--quiet")
+    assert code == 0, out
+
+
+def test_role_set_names_a_missing_file_plainly(home: Path) -> None:
+    code, out = run(home, "role", "set", "scribe", "/nonexistent/role.json")
+    assert code == 2
+    assert "does not exist" in out
+    assert "internal error" not in out
 
 
 def test_init_records_the_port_the_server_will_use(tmp_path: Path) -> None:

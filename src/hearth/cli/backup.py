@@ -24,6 +24,7 @@ from hearth.wiring import (
     Container,
     backup_decryptor,
     backup_service,
+    default_backup_targets,
     open_target,
     resolve_backup_targets,
 )
@@ -55,7 +56,8 @@ def command() -> None:
 @pass_state
 @handle_errors
 def targets(state: State, check: bool, as_json: bool) -> None:
-    """List the configured backup targets; with --check, reach each one.
+    """List the configured backup targets (without any: ``local``, HOME/backups); with --check,
+    reach each one.
 
     Exits 1 when a checked target cannot be reached or a target's region is outside
     backup.allowed_regions.
@@ -88,12 +90,37 @@ def targets(state: State, check: bool, as_json: bool) -> None:
                 row["error"] = f"{exc.detail} [{exc.code.code}]"
                 ok = False
         rows.append(row)
+    if not section.targets:
+        # Until targets are configured, backups go to one local directory, HOME/backups.
+        (default,) = default_backup_targets(settings)
+        row = {
+            "name": "local",
+            "kind": "local",
+            "region": section.primary_region,
+            "offsite": False,
+            "region_allowed": section.region_allowed(section.primary_region),
+            "object_lock_days": 0,
+            "path": str(settings.home / "backups"),
+            "default": True,
+        }
+        ok = ok and row["region_allowed"]
+        if check:
+            try:
+                row["backups"] = len(default.list_names("manifests/"))
+                row["reachable"] = True
+            except HearthError as exc:
+                row["reachable"] = False
+                row["error"] = f"{exc.detail} [{exc.code.code}]"
+                ok = False
+        rows.append(row)
     if as_json:
         emit_json({"ok": ok, "primary_region": section.primary_region, "targets": rows})
         sys.exit(0 if ok else 1)
-    if not rows:
-        click.echo("No backup targets configured: add [[backup.targets]] to hearth.toml.")
-        sys.exit(1)
+    if not section.targets:
+        click.echo(
+            f"No [[backup.targets]] in hearth.toml: backups go to {settings.home / 'backups'} "
+            "(named local, primary region, not off-site)."
+        )
     for row in rows:
         where = "off-site" if row["offsite"] else "primary"
         line = f"{row['name']:<16} {row['kind']:<8} {row['region']:<16} {where}"

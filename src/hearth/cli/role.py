@@ -90,7 +90,9 @@ def show(state: State, name: str) -> None:
 
 @command.command("set")
 @click.argument("name")
-@click.argument("definition", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "definition", type=click.Path(exists=True, dir_okay=False, allow_dash=True, path_type=Path)
+)
 @pass_state
 @handle_errors
 def set_role(state: State, name: str, definition: Path) -> None:

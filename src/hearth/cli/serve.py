@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import ssl
 from dataclasses import replace
 from datetime import timedelta
@@ -61,7 +62,9 @@ def is_loopback(host: str) -> bool:
 
 @click.command("serve")
 @click.option("--host", help="Address to bind (default from hearth.toml, 127.0.0.1).")
-@click.option("--port", type=int, help="Port (default from hearth.toml, 8080).")
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port (default from hearth.toml, 8080)."
+)
 @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -113,7 +116,7 @@ def command(
     """
     settings = load_settings(state.home)
     host = host or settings.host
-    port = port or settings.port
+    port = port if port is not None else settings.port
     tls_cert = tls_cert or settings.tls_cert
     tls_key = tls_key or settings.tls_key
     tls_client_ca = tls_client_ca or settings.tls_client_ca
@@ -152,6 +155,13 @@ def command(
     except HearthError as error:
         fail(error.detail, 2)
         return
+    # Bind before anything is announced: a port in use is one plain error, not a "serving at"
+    # line followed by the server's own failure.
+    try:
+        sock = listening_socket(host, port)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}.", 1)
+        return
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     # Alembic announces its migration context at INFO on every start; that is noise here.
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -172,7 +182,7 @@ def command(
             f"{console}/enrol?token={credential.set_up.token}"
         )
     app = create_app(container, allowed_hosts=names)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -188,6 +198,22 @@ def command(
         server_header=False,
         proxy_headers=False,
     )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv6 when the address is one), as uvicorn would
+    bind it, so that a busy port is found before the server starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def issue_admin_credential_for(container: Container) -> AdminCredential:

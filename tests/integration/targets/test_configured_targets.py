@@ -123,7 +123,9 @@ def test_configuration_mistakes_are_a_plain_message(tmp_path: Path) -> None:
     code, out = run(home, "backup", "targets")
     assert code == 1
     assert "REGION NOT ALLOWED" in out
+    # Without targets, backups go to HOME/backups, named local: listed as such.
     write_config(home, "")
-    code, out = run(home, "backup", "targets")
-    assert code == 1
-    assert "No backup targets configured" in out
+    code, out = run(home, "backup", "targets", "--check")
+    assert code == 0
+    assert f"backups go to {home / 'backups'}" in out
+    assert out.splitlines()[-1].split()[:4] == ["local", "local", "local", "primary"]

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from hearth.domain import HearthError, errors
 
-__all__ = ["Database", "normalise_url", "open_database"]
+__all__ = ["Database", "check_reachable", "normalise_url", "open_database"]
 
 
 def normalise_url(url: str) -> URL:
@@ -112,3 +113,25 @@ def open_database(url: str, *, pool_size: int = 16) -> Database:
         options["pool_recycle"] = 3600
     engine = create_engine(parsed, pool_pre_ping=True, **options)
     return Database(parsed, engine, engine)
+
+
+def check_reachable(db: Database) -> None:
+    """Connect once; a database that does not answer is ``STORAGE_UNAVAILABLE`` naming where it
+    was looked for (never the password), instead of a driver error."""
+    try:
+        with db.write.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        url = db.url
+        server = f"{url.host or 'localhost'}:{url.port or 'its default port'}"
+        where = (
+            f"the SQLite file {url.database}"
+            if url.get_backend_name() == "sqlite"
+            else f"{url.get_backend_name()} at {server}, database {url.database or '(none)'}, "
+            f"user {url.username or '(none)'}"
+        )
+        raise HearthError(
+            errors.STORAGE_UNAVAILABLE,
+            f"Cannot connect to {where} ({type(exc.orig).__name__}): check that the server "
+            "runs, the database exists and the user may connect.",
+        ) from None
