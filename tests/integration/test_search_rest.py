@@ -96,6 +96,8 @@ def test_page_links_are_bound_to_the_principal(client: TestClient, sqlite_instan
         parts.path + "?" + parts.query, headers={"Authorization": f"Bearer {other}"}
     )
     assert response.status_code == 400
+    # A code of its own, so that a client knows to search again.
+    assert response.json()["issue"][0]["details"]["coding"][0]["code"] == "HRT-0115"
 
 
 def test_includes_compartment_and_everything(client: TestClient) -> None:

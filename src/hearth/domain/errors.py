@@ -116,6 +116,12 @@ ARRAY_TOO_LONG = _code("HRT-0111", 400, "too-costly", "A JSON array is longer th
 BAD_VERSION_ID = _code("HRT-0112", 400, "value", "Version ids are positive integers.")
 BAD_PARAMETER = _code("HRT-0113", 400, "invalid", "A request parameter is not valid.")
 NOT_IMPLEMENTED = _code("HRT-0114", 501, "not-supported", "This interaction is not supported yet.")
+PAGE_LINK_INVALID = _code(
+    "HRT-0115",
+    400,
+    "invalid",
+    "The page link is invalid, has expired or belongs to another request: search again.",
+)
 
 # 02xx: resource content
 INVALID_RESOURCE = _code("HRT-0201", 400, "structure", "The resource is not valid FHIR R4.")

@@ -39,7 +39,7 @@ class PageTokens:
         return base64.urlsafe_b64encode(sealed).decode("ascii").rstrip("=")
 
     def open(self, principal: Principal, token: str) -> dict[str, Any]:
-        invalid = HearthError(errors.BAD_PARAMETER, "The page link is invalid or has expired.")
+        invalid = HearthError(errors.PAGE_LINK_INVALID, "The page link is invalid or has expired.")
         try:
             sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
             payload = orjson.loads(self._keys.open_secret(sealed, aad=_aad(principal)))

@@ -90,7 +90,7 @@ class SearchService:
         if query.page_token is not None:
             state = self._pages.open(self.principal, query.page_token)
             if state.get("kind") != "search" or state.get("type") != query.res_type:
-                raise HearthError(errors.BAD_PARAMETER, "The page link is for another search.")
+                raise HearthError(errors.PAGE_LINK_INVALID, "The page link is for another search.")
             query = SearchQuery(
                 query.res_type,
                 [(str(k), str(v)) for k, v in state["params"]],
@@ -176,7 +176,7 @@ class SearchService:
         if page_token is not None:
             state = self._pages.open(self.principal, page_token)
             if state.get("kind") != "everything" or state.get("id") != patient_id:
-                raise HearthError(errors.BAD_PARAMETER, "The page link is for another request.")
+                raise HearthError(errors.PAGE_LINK_INVALID, "The page link is for another request.")
             types = state.get("types")
             since = datetime.fromisoformat(state["since"]) if state.get("since") else None
             count = int(state["count"])

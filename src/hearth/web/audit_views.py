@@ -68,7 +68,7 @@ class AuditViewApi:
             return params, None
         state = self.c.pages.open(principal, token)
         if state.get("kind") != kind:
-            raise HearthError(errors.BAD_PARAMETER, "The page link is for another list.")
+            raise HearthError(errors.PAGE_LINK_INVALID, "The page link is for another list.")
         return [(str(k), str(v)) for k, v in state["params"]], int(state["before"])
 
     async def read(self, request: Request) -> Response:

@@ -502,7 +502,9 @@ class FhirApi:
                 state = self.c.pages.open(principal, page_token)
                 since_raw, before, count = state.get("since"), state.get("before"), state["count"]
                 if state.get("type") != res_type or state.get("id") != res_id:
-                    raise HearthError(errors.BAD_PARAMETER, "The page link is for another list.")
+                    raise HearthError(
+                        errors.PAGE_LINK_INVALID, "The page link is for another list."
+                    )
             else:
                 since_raw, before = query.get("_since"), None
                 count = parse_count(query.get("_count"), self.limits)
