@@ -423,6 +423,12 @@ def _resolve(home: Path, value: str) -> Path:
     return path if path.is_absolute() else home / path
 
 
+def sqlite_url_in(home: Path, url: str) -> str:
+    """``url`` with a relative SQLite path resolved against the instance home, not the working
+    directory (the rule hearth.toml follows, for URLs given on the command line too)."""
+    return _sqlite_url(home, url)
+
+
 def _sqlite_url(home: Path, url: str) -> str:
     """Resolve a relative SQLite path against the instance home, not the working directory."""
     match = re.fullmatch(r"sqlite(\+pysqlite)?:///(?!/)(.+)", url)

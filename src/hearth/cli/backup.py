@@ -19,7 +19,7 @@ from hearth.cli.backup_ops import (
 )
 from hearth.cli.common import RichProgress, State, emit_json, handle_errors, pass_state
 from hearth.domain import HearthError, errors
-from hearth.settings import load_settings
+from hearth.settings import load_settings, sqlite_url_in
 from hearth.wiring import (
     Container,
     backup_decryptor,
@@ -372,9 +372,11 @@ def restore(
       hearth --home ./var backup restore 20260115T093000Z-0123456789abcdef \\
           --into postgresql://hearth@db.example.org/hearth --identity /media/offline/id.key
       hearth --home ./var backup restore ID --into sqlite:///restored.db --at 1500
+          (a relative SQLite path is inside the home: ./var/restored.db)
     """
     at_seq, at_time = _point(at)
     decryptor = backup_decryptor(_identity(identity))
+    into = sqlite_url_in(state.home, into)  # a relative SQLite path is inside the home
     with backups(state, targets, need_database=False) as service:
         result = service.restore(
             backup_id,

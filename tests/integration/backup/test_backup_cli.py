@@ -96,3 +96,29 @@ def test_restore_works_when_the_instance_database_is_gone(home: Path, tmp_path: 
     code, out = run(home, "backup", "create")
     assert code == 1
     assert "error:" in out
+
+
+def test_a_relative_sqlite_restore_lands_in_the_home_as_a_private_file(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--into sqlite:///restored.db`` follows hearth.toml's rule (relative paths are inside
+    the home, not the working directory), and the new database is the instance's own: its folder
+    0700, its file 0600."""
+    identity = tmp_path / "id.key"
+    assert run(home, "keys", "backup-recipient", "--identity-out", str(identity))[0] == 0
+    code, out = run(home, "backup", "create", "--json")
+    assert code == 0, out
+    made = json.loads(out)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out = run(
+        home, "backup", "restore", made["backup_id"], "--into", "sqlite:///restored/db.sqlite",
+        "--identity", str(identity),
+    )  # fmt: skip
+    assert code == 0, out
+    restored = home / "restored" / "db.sqlite"
+    assert restored.exists()
+    assert not (elsewhere / "restored").exists()
+    assert oct(restored.parent.stat().st_mode & 0o777) == "0o700"
+    assert oct(restored.stat().st_mode & 0o777) == "0o600"

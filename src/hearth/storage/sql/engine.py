@@ -12,6 +12,7 @@ increment (see ``store.SqlStore.next_seq``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass, field
@@ -95,12 +96,20 @@ def _sqlite_engine(url: URL, *, begin: str | None, pool_size: int) -> Engine:
     return engine
 
 
+def _private_file(path: Path) -> None:
+    """Create a new SQLite database file as the instance's own: folders 0700, file 0600 (SQLite
+    gives its -wal and -shm files the database file's mode). An existing file is left as is."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 def open_database(url: str, *, pool_size: int = 16) -> Database:
     parsed = normalise_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(parsed.database))
         write = _sqlite_engine(parsed, begin="BEGIN IMMEDIATE", pool_size=2)
         # Reads run in autocommit: each statement sees one consistent snapshot on its own, and
         # skipping BEGIN/COMMIT round trips matters on the hottest path. Reads that need several
