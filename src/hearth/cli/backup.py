@@ -238,7 +238,7 @@ def list_backups(state: State, targets: tuple[str, ...], as_json: bool) -> None:
         click.echo("No backups.")
     for b in found:
         click.echo(
-            f"{b.backup_id}  {b.kind:<11}  versions {b.sequence_from}-{b.sequence_to}  "
+            f"{b.backup_id}  {b.kind:<11}  {_versions(b.sequence_from, b.sequence_to)}  "
             f"{b.stored_bytes} bytes  on {', '.join(b.targets)}"
         )
 

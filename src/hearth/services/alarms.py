@@ -304,7 +304,10 @@ class AlarmService:
         if _ALARM_ID.fullmatch(alarm_id):
             return alarm_id
         if not _ALARM_ID_PREFIX.fullmatch(alarm_id):
-            raise HearthError(errors.ALARM_NOT_FOUND)
+            raise HearthError(
+                errors.ALARM_NOT_FOUND,
+                "No such alarm: give its whole id or at least six of its first hex digits.",
+            )
         found = self._store.ids_with_prefix(alarm_id)
         if not found:
             raise HearthError(errors.ALARM_NOT_FOUND)
