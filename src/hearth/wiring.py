@@ -219,6 +219,10 @@ class _LateAlarms:
         self._container.alarms.raise_alarm(alarm)
 
 
+#: Blind-index tokens a bulk load's key ring remembers (about 200 bytes each; see KeyRing).
+BULK_BLIND_MEMO = 200_000
+
+
 class Container:
     """Everything one Hearth process needs, built once from settings."""
 
@@ -235,6 +239,7 @@ class Container:
         alarms: AlarmRaiser | None = None,
         sinks: list[Sink] | None = None,
         alarm_worker: bool = True,
+        bulk: bool = False,
     ) -> None:
         """``password_parameters`` and ``throttle`` exist for tests, which need cheap hashes
         and small limits; production uses the defaults of ``hearth.auth``. ``alarms`` replaces
@@ -255,6 +260,9 @@ class Container:
             reload_kek=lambda: build_kek(load_settings(settings.home)),
             # The alarm service needs the key ring, so it is built later; this defers to it.
             alarms=_LateAlarms(self),
+            # A bulk load (import, reindex) owns its process: its ring remembers recent blind
+            # tokens, most of which repeat across a population. Never a server's ring.
+            blind_memo=BULK_BLIND_MEMO if bulk else 0,
         )
         self.keyring = self.live_keys.ring
         with self.store.read() as conn:

@@ -80,8 +80,10 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 @contextmanager
-def container(state: State) -> Iterator[Container]:
-    c = Container(load_settings(state.home))
+def container(state: State, *, bulk: bool = False) -> Iterator[Container]:
+    """The instance's container; ``bulk`` for a command that loads many resources (its key
+    ring remembers recent blind-index tokens, ``hearth.wiring.BULK_BLIND_MEMO``)."""
+    c = Container(load_settings(state.home), bulk=bulk)
     try:
         yield c
     finally:

@@ -25,7 +25,7 @@ def load(state: State, patients: int, seed: int) -> None:
     Example:
       hearth --home ./var demo load --patients 300
     """
-    with container(state) as c:
+    with container(state, bulk=True) as c:
         repo = c.repository(c.system_principal("demo-loader"))
         summary = load_demo(
             repo, patients=patients, seed=seed, now=c.clock.now(), progress=RichProgress()

@@ -45,7 +45,7 @@ def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
       hearth --home ./var import synthea/fhir/Ann_Smith.json
       zcat export/Observation.ndjson.gz | hearth --home ./var import -
     """
-    with container(state) as c:
+    with container(state, bulk=True) as c:
         principal = c.system_principal("import")
         started = time.monotonic()
         importer = c.importer(principal, chunk=chunk)

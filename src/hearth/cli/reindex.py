@@ -31,7 +31,7 @@ def command(state: State, as_json: bool) -> None:
     Example:
       hearth --home ./var reindex
     """
-    with container(state) as c:
+    with container(state, bulk=True) as c:
         indexed = rebuild_search_index(
             c.system_repository("reindex", operator="cli"), RichProgress(enabled=not as_json)
         )

@@ -83,7 +83,9 @@ class LiveKeys:
         nonce_warn_at: int = NONCE_WARN_AT,
         nonce_alarm_at: int = NONCE_ALARM_AT,
         monotonic: Callable[[], float] = time.monotonic,
+        blind_memo: int = 0,
     ) -> None:
+        """``blind_memo``: see ``KeyRing``; only for a process that one bulk job owns."""
         self._store = store
         self._kek = kek
         self._reload_kek = reload_kek
@@ -99,7 +101,7 @@ class LiveKeys:
         with store.snapshot() as conn:
             epoch = store.key_epoch(conn)
             rows = store.keys(conn)
-        self.ring = KeyRing(wrapped_keys(rows), kek, epoch=epoch)
+        self.ring = KeyRing(wrapped_keys(rows), kek, epoch=epoch, blind_memo=blind_memo)
         self.ring.on_unknown_key = self._on_unknown_key
         self._checked = monotonic()
 
