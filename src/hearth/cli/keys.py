@@ -196,10 +196,13 @@ def backup_recipient(
         click.echo(made.identity_file.reveal(), nl=False)
     else:
         click.echo(f"Identity written to {identity_out}: keep it offline.")
-    click.echo(f"Recipients ({len(made.recipients)}): {', '.join(made.recipients)}", err=True)
+    # With --print, standard output is the identity file alone; the rest goes to stderr.
+    click.echo(
+        f"Recipients ({len(made.recipients)}): {', '.join(made.recipients)}", err=print_identity
+    )
     click.echo(
         f"Manifest signing key {made.signing_key_id} "
         f"({'created' if made.signing_created else 'kept'}), public key "
         f"{made.signing_public_hex}: keep this line with the identity.",
-        err=True,
+        err=print_identity,
     )
