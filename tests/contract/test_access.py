@@ -6,17 +6,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 from sqlalchemy import text
 
 from hearth.domain import HearthError, Principal, PrincipalKind, SmartScope, errors
 from hearth.fhir.deidentify import PSEUDED
 from hearth.fhir.search import Context, parse_search
-from hearth.security import REDACTED, PatientScope, Role, RoleCatalog, View, default_catalog
+from hearth.security import (
+    REDACTED,
+    PatientScope,
+    Role,
+    RoleCatalog,
+    View,
+    default_catalog,
+    role_to_json,
+)
 from hearth.storage import RecordRepository
+from hearth.storage import access as access_module
 from hearth.storage.access import AccessControl, RoleStore
+from hearth.storage.sql import access as access_sql
 from tests.access_world import LINKED, OBS_CATEGORY, UNLINKED, World, build_world, observation
 from tests.conftest import _server_database, requested_engines
 from tests.support import admin, make_instance
@@ -620,6 +632,54 @@ def test_a_new_consent_or_role_applies_at_once(world: World) -> None:
     root.delete("Consent", consent)
     assert world.container.repository(doc).read("Observation", obs).res_id == obs
     root.delete("CareTeam", team)  # leave the shared clinic as it was
+
+
+def test_a_kept_scope_is_not_used_under_another_role_catalog(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A principal's compiled scopes are kept with its facts (hearth.storage.access). Another
+    process's role edit reaches this one when its catalog reloads, even while the facts are
+    still kept: a scope compiled under the old catalog is not used with the new one."""
+    c = world.container
+    now = [1000.0]
+    monkeypatch.setattr(access_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    policy = AccessControl(c.store, c.keyring, c.clock, RoleStore(c.store))
+
+    def visible() -> set[str]:
+        repo = RecordRepository(
+            principal=world.principal("physician"),
+            policy=policy,
+            store=c.store,
+            keyring=c.keyring,
+            audit=c.audit,
+            clock=c.clock,
+            random=c.random,
+            keys_current=c.live_keys.ensure_current,
+        )
+        return names(world, search(repo, "Observation", ("category", "vital-signs")).matches)
+
+    policy.roles.catalog()  # loaded at 1000 s
+    now[0] += 3
+    assert "stranger" not in visible()  # facts kept at 1003 s, scope compiled
+    everyone = replace(default_catalog().roles["physician"], patients=PatientScope.ALL)
+    row = access_sql.RoleRow(
+        name="physician",
+        definition=orjson.dumps(role_to_json(everyone), option=orjson.OPT_SORT_KEYS),
+        deleted=False,
+        revision=0,
+        updated_us=0,
+        updated_by="another-process",
+    )
+    with c.store.write() as conn:
+        access_sql.save_role(conn, row)
+    try:
+        now[0] += 3  # the catalog (1000 s) has expired, the facts (1003 s) have not
+        assert policy.cached_facts(world.users["physician"]) is not None
+        assert "stranger" in visible()
+    finally:
+        with c.store.write() as conn:
+            access_sql.drop_role_edit(conn, "physician")
+        c.roles.invalidate()
 
 
 CATEGORY = OBS_CATEGORY

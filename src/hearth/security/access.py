@@ -434,6 +434,13 @@ class DecisionPoint:
     def catalog(self) -> RoleCatalog:
         return self._catalog()
 
-    def profile(self, principal: Principal, facts: Facts | None = None) -> AccessProfile:
-        roles = self._catalog().of(principal.roles)
+    def profile(
+        self,
+        principal: Principal,
+        facts: Facts | None = None,
+        *,
+        catalog: RoleCatalog | None = None,
+    ) -> AccessProfile:
+        """The principal's profile under ``catalog`` (the current one when None)."""
+        roles = (catalog or self._catalog()).of(principal.roles)
         return AccessProfile(principal, roles, facts or Facts())

@@ -74,6 +74,24 @@ _PANEL_KEPT = 50_000
 Opener = Callable[[VersionRow], StoredResource]
 #: Filled once with (linked patients up to _PANEL_KEPT + 1, their ids if at most _PANEL_KEPT).
 PanelBox = list[tuple[int, frozenset[str] | None]]
+#: A type's compiled scope condition for one kind of principal (roles, SMART scopes, launch
+#: patient), with the catalog and key ring generation it was compiled under.
+ScopeKey = tuple[str, str, frozenset[str], frozenset[Any] | None, str | None]
+ScopeBox = dict[ScopeKey, tuple[RoleCatalog, int, object]]
+
+
+class _Kept:
+    """A principal's lasting facts, kept ``_ROLE_TTL`` seconds, and what is derived from them
+    alone: the linked patients (``PanelBox``) and each type's compiled scope (``ScopeBox``)."""
+
+    __slots__ = ("at", "facts", "generation", "panel", "scopes")
+
+    def __init__(self, at: float, generation: int, facts: Facts) -> None:
+        self.at = at
+        self.generation = generation
+        self.facts = facts
+        self.panel: PanelBox = []
+        self.scopes: ScopeBox = {}
 
 
 @cache
@@ -179,21 +197,22 @@ class AccessControl:
         # A principal's facts (link, actors, Consent denials, panel size) for _ROLE_TTL seconds,
         # like the role catalog: several statements per request otherwise. Dropped at once
         # by a local change (RoleStore.invalidate); another process's within the TTL.
-        self._facts: dict[str, tuple[float, int, Facts, PanelBox]] = {}
+        self._facts: dict[str, _Kept] = {}
 
-    def cached_facts(self, subject: str) -> tuple[Facts, PanelBox] | None:
+    def cached_facts(self, subject: str) -> _Kept | None:
         found = self._facts.get(subject)
         if found is None:
             return None
-        at, generation, facts, panel = found
-        if generation != self.roles.generation or time.monotonic() - at >= _ROLE_TTL:
+        if found.generation != self.roles.generation or time.monotonic() - found.at >= _ROLE_TTL:
             return None
-        return facts, panel
+        return found
 
-    def keep_facts(self, subject: str, facts: Facts, panel: PanelBox) -> None:
+    def keep_facts(self, subject: str, facts: Facts) -> _Kept:
         if len(self._facts) > 10_000:  # many principals in a short time: start over
             self._facts.clear()
-        self._facts[subject] = (time.monotonic(), self.roles.generation, facts, panel)
+        kept = _Kept(time.monotonic(), self.roles.generation, facts)
+        self._facts[subject] = kept
+        return kept
 
     def forget_facts(self) -> None:
         """A Consent or PractitionerRole was written: every principal's facts may change."""
@@ -234,6 +253,10 @@ class BoundAccess:
         self._profile: AccessProfile | None = None
         self._scopes: dict[tuple[str, str], object] = {}
         self._panel_box: PanelBox = []
+        #: Compiled scopes shared by the requests that use the same kept facts, and the catalog
+        #: the profile was built from; None when the facts are this request's own (a grant).
+        self._kept_scopes: ScopeBox | None = None
+        self._catalog: RoleCatalog | None = None
 
     # -- the profile and its facts -----------------------------------------------------------
     @property
@@ -250,29 +273,37 @@ class BoundAccess:
     def _resolve(self) -> AccessProfile:
         control = self._control
         principal = self.principal
-        bare = control.point.profile(principal)
+        catalog = control.roles.catalog()
+        bare = control.point.profile(principal, catalog=catalog)
         if bare.unrestricted and BREAK_GLASS_ATTRIBUTE not in principal.attributes:
             return bare
         if control.throttled is not None and control.throttled(principal):
             raise HearthError(errors.ACCESS_THROTTLED)
-        with control.store.read() as conn:
-            facts = self._facts(conn)
-        return control.point.profile(principal, facts)
+        kept = control.cached_facts(principal.subject)
+        if kept is not None and BREAK_GLASS_ATTRIBUTE not in principal.attributes:
+            # Kept facts and no grant to check: no statement to run, so no connection either
+            # (on PostgreSQL a checkout is a round trip, the pool's liveness ping).
+            facts = kept.facts
+            self._panel_box = kept.panel
+            self._kept_scopes = kept.scopes
+        else:
+            with control.store.read() as conn:
+                facts = self._facts(conn, kept)
+        self._catalog = catalog
+        return control.point.profile(principal, facts, catalog=catalog)
 
-    def _facts(self, conn: Connection) -> Facts:
-        """The principal's facts: its link, actors and Consent denials (cached for a few
+    def _facts(self, conn: Connection, kept: _Kept | None) -> Facts:
+        """The principal's facts: its link, actors and Consent denials (``kept`` for a few
         seconds, ``AccessControl.cached_facts``), and the break-the-glass grant it invokes
         (checked on every request: a grant ends or expires at an exact time)."""
         principal = self.principal
-        cached = self._control.cached_facts(principal.subject)
-        if cached is None:
-            facts = self._lasting_facts(conn)
-            self._panel_box = []
-            self._control.keep_facts(principal.subject, facts, self._panel_box)
-        else:
-            facts, self._panel_box = cached
+        if kept is None:
+            kept = self._control.keep_facts(principal.subject, self._lasting_facts(conn))
+        facts = kept.facts
+        self._panel_box = kept.panel
         grant_id = principal.attributes.get(BREAK_GLASS_ATTRIBUTE)
         if grant_id is None:
+            self._kept_scopes = kept.scopes
             return facts
         grant = sql.grant(conn, grant_id)
         now_us = _us(self._control.clock)
@@ -426,9 +457,29 @@ class BoundAccess:
         key = (res_type, interaction_for(action, instance=False))
         found = self._scopes.get(key)
         if found is None:
-            found = self._compile(res_type, self.search_scope(res_type, action))
+            found = self._shared_scope(res_type, action, key[1])
             self._scopes[key] = found
         return found
+
+    def _shared_scope(self, res_type: str, action: Action, letter: str) -> object:
+        """The compiled scope, from the requests that share this principal's kept facts when
+        one of them compiled it under the same role catalog and key ring (it depends on
+        nothing else: the roles, SMART scopes and launch patient are in the key), else
+        compiled now and shared. A request that invokes a grant compiles its own."""
+        profile = self.profile  # resolved first: resolving finds what may be shared
+        principal = self.principal
+        shared = self._kept_scopes if self._catalog is not None else None
+        key: ScopeKey = (res_type, letter, principal.roles, principal.scopes, principal.patient)
+        keys = self._control.keyring.generation
+        if shared is not None:
+            found = shared.get(key)
+            if found is not None and found[0] is self._catalog and found[1] == keys:
+                return found[2]
+        scope = profile.search_scope(res_type, compartment=in_compartment(res_type), action=action)
+        compiled = self._compile(res_type, scope)
+        if shared is not None and self._catalog is not None:
+            shared[key] = (self._catalog, keys, compiled)
+        return compiled
 
     def _compile(self, res_type: str, scope: SearchScope) -> object:
         if scope.unrestricted:

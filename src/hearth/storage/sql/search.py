@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from sqlalchemy import (
     ColumnElement,
@@ -46,6 +47,7 @@ from hearth.storage.sql import tables as t
 from hearth.storage.sql.access import ScopePredicate
 
 __all__ = [
+    "ROOT",
     "IndexRow",
     "InCompartment",
     "SeqIn",
@@ -61,6 +63,11 @@ P = t.search_compartment
 L = t.search_care_link
 
 Blind = Callable[[str, str], bytes]
+
+#: The alias of ``search_resource`` a search selects from. One object shared by every statement
+#: (Core elements are immutable), so that the SQL of a principal's scope predicates, the same on
+#: every request, is built once and reused (``_scope_sql``).
+ROOT = R.alias("r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +263,7 @@ def compile_cond(
                 return false()
             return root.c.seq.in_(select(P.c.seq).where(P.c.patient_id.in_(sorted(patients))))
         case ScopePredicate():  # access scoping (hearth.storage.access)
-            return cond.where(root)
+            return _scope_sql(cond) if root is ROOT else cond.where(root)
         case Resolved(node=Chain() as chain, inner=inner):
             target = R.alias()
             return root.c.seq.in_(
@@ -293,6 +300,13 @@ def compile_cond(
             )
         case _:
             raise TypeError(f"cannot compile {type(cond).__name__}")
+
+
+@lru_cache(maxsize=1024)
+def _scope_sql(predicate: ScopePredicate) -> ColumnElement[bool]:
+    """A scope predicate's condition on ``ROOT``, built once per predicate (a principal's
+    predicates are equal from one request to the next: hearth.storage.access keeps them)."""
+    return predicate.where(ROOT)
 
 
 def select_seqs(res_type: str, where: ColumnElement[bool]) -> tuple[Select[tuple[int]], FromClause]:
