@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from hearth.cli import main
 from tests.support import cli
 
 run = cli
@@ -122,3 +124,25 @@ def test_a_relative_sqlite_restore_lands_in_the_home_as_a_private_file(
     assert not (elsewhere / "restored").exists()
     assert oct(restored.parent.stat().st_mode & 0o777) == "0o700"
     assert oct(restored.stat().st_mode & 0o777) == "0o600"
+
+
+def test_backup_recipient_output_streams(home: Path, tmp_path: Path) -> None:
+    """With ``--print`` standard output is the identity file alone (to pipe it somewhere
+    safe); with ``--identity-out`` the recipients and the signing key line are the output."""
+    printed = CliRunner().invoke(
+        main, ["--home", str(home), "keys", "backup-recipient", "--print"], catch_exceptions=False
+    )
+    assert printed.exit_code == 0
+    lines = [line for line in printed.stdout.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1
+    assert lines[0].startswith("AGE-SECRET-KEY-1")
+    assert "Manifest signing key" in printed.stderr
+    written = CliRunner().invoke(
+        main,
+        ["--home", str(home), "keys", "backup-recipient", "--add",
+         "--identity-out", str(tmp_path / "second.key")],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert written.exit_code == 0, written.output
+    assert "Manifest signing key" in written.stdout
+    assert "Recipients (2)" in written.stdout
