@@ -13,7 +13,10 @@ backing up such a snapshot into a local repository, before and after the change,
 Scale: ``HEARTH_BENCH_BACKUP_PATIENTS`` (default 2,000) and
 ``HEARTH_BENCH_BACKUP_OBS_PER_PATIENT`` (default 5). The restores (SQLite, ``restic restore``,
 PostgreSQL, taken in turn) run ``HEARTH_BENCH_BACKUP_RESTORE_RUNS`` times (default 3); their
-rows and ratios are the medians, and ``runs_wall_s`` keeps every run. The 1% change updates 1% of
+rows and ratios are the medians, and ``runs_wall_s`` keeps every run. With
+``HEARTH_BENCH_BACKUP_BASELINE_SRC`` naming another checkout's ``src`` (``git worktree add
+/tmp/base BASE``, then ``/tmp/base/src``), each round also restores with that Hearth ("(baseline)"
+rows), so a change is measured before and after in the same run. The 1% change updates 1% of
 the patients and 1% of the observations. With ``HEARTH_BENCH_BACKUP_REUSE=1`` the imported
 instance is kept in ``~/.cache/hearth-bench/backup-P-N-sqlite`` and copied for later runs (an
 import of 100,000 patients takes an hour on these machines).
@@ -54,14 +57,19 @@ from bench.restic_baseline import Restic
 from bench.search import dataset
 
 
-def run(home: Path, *args: str) -> dict[str, Any]:
-    """One ``hearth`` command: its JSON output, wall and CPU seconds, peak RSS in MB."""
+def run(home: Path, *args: str, source: str | None = None) -> dict[str, Any]:
+    """One ``hearth`` command: its JSON output, wall and CPU seconds, peak RSS in MB. With
+    ``source``, Hearth is imported from that ``src`` directory instead (a baseline)."""
+    env = None
+    if source is not None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([source, os.getcwd()])}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "hearth", "--home", str(home), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=env,
     )
     peak = [0]
 
@@ -182,6 +190,7 @@ def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def main() -> None:
     patients = int(os.environ.get("HEARTH_BENCH_BACKUP_PATIENTS", "2000"))
     restore_runs = int(os.environ.get("HEARTH_BENCH_BACKUP_RESTORE_RUNS", "3"))
+    baseline = os.environ.get("HEARTH_BENCH_BACKUP_BASELINE_SRC")
     per_patient = int(os.environ.get("HEARTH_BENCH_BACKUP_OBS_PER_PATIENT", "5"))
     folder = dataset(patients, per_patient)
     steps: dict[str, dict[str, Any]] = {}
@@ -211,39 +220,49 @@ def main() -> None:
         steps["restic check --read-data"] = restic.check()
         head = steps["incremental (1%)"]["result"]["backup_id"]
 
-        def restore_sqlite() -> dict[str, Any]:
+        def restore_sqlite(source: str | None) -> dict[str, Any]:
             into = work / "r.db"
             try:
                 return run(
                     home, "backup", "restore", head, "--into", f"sqlite:///{into}", "--json",
-                    *ident,
+                    *ident, source=source,
                 )  # fmt: skip
             finally:
                 into.unlink(missing_ok=True)
 
-        def restore_postgresql() -> dict[str, Any]:
+        def restore_postgresql(source: str | None) -> dict[str, Any]:
             url, name = temp_postgres_database()
             try:
-                return run(home, "backup", "restore", head, "--into", url, "--json", *ident)
+                return run(
+                    home, "backup", "restore", head, "--into", url, "--json", *ident,
+                    source=source,
+                )  # fmt: skip
             finally:
                 drop_postgres_database(name)
 
-        # Restores alternate with restic's, run by run, so that both see the same load.
-        sqlite_runs, restic_runs, pg_runs = [], [], []
+        # Restores alternate with restic's (and the baseline's), run by run, so that all see
+        # the same load.
+        sources: dict[str, str | None] = {"": None}
+        if baseline:
+            sources[" (baseline)"] = baseline
+        runs: dict[str, list[dict[str, Any]]] = {}
         pg_reachable = True
         for _ in range(restore_runs):
-            sqlite_runs.append(restore_sqlite())
-            restic_runs.append(restic.restore())
-            if pg_reachable:
+            for suffix, source in sources.items():
+                runs.setdefault("restore sqlite" + suffix, []).append(restore_sqlite(source))
+            runs.setdefault("restic restore", []).append(restic.restore())
+            for suffix, source in sources.items():
+                if not pg_reachable:
+                    break
                 try:
-                    pg_runs.append(restore_postgresql())
+                    made = restore_postgresql(source)
                 except Exception as exc:  # noqa: BLE001 - a missing server is reported
                     print(f"PostgreSQL not reachable ({type(exc).__name__}); skipping it")
                     pg_reachable = False
-        steps["restore sqlite"] = median_step(sqlite_runs)
-        steps["restic restore"] = median_step(restic_runs)
-        if pg_runs:
-            steps["restore postgresql"] = median_step(pg_runs)
+                else:
+                    runs.setdefault("restore postgresql" + suffix, []).append(made)
+        for label, made_runs in runs.items():
+            steps[label] = median_step(made_runs)
     versions = steps["full"]["result"]["sequence"]["to"]
     full_bytes = stored_bytes(steps["full"])
     incr_bytes = stored_bytes(steps["incremental (1%)"])
@@ -293,6 +312,24 @@ def main() -> None:
         "verify_identity_versions_per_cpu_s_net": versions / net("verify (identity)"),
         "restore_versions_per_cpu_s_net": versions / net("restore sqlite"),
     }
+    if "restore sqlite (baseline)" in steps:
+        # > 1: this Hearth restores faster than the baseline's.
+        ratios["restore_sqlite_vs_baseline_wall"] = (
+            steps["restore sqlite (baseline)"]["wall_s"] / steps["restore sqlite"]["wall_s"]
+        )
+        ratios["restore_sqlite_vs_baseline_cpu_net"] = net("restore sqlite (baseline)") / net(
+            "restore sqlite"
+        )
+        ratios["restore_baseline_vs_restic_restore_wall"] = (
+            steps["restic restore"]["wall_s"] / steps["restore sqlite (baseline)"]["wall_s"]
+        )
+    if "restore postgresql (baseline)" in steps and "restore postgresql" in steps:
+        ratios["restore_postgresql_vs_baseline_wall"] = (
+            steps["restore postgresql (baseline)"]["wall_s"] / steps["restore postgresql"]["wall_s"]
+        )
+        ratios["restore_postgresql_vs_baseline_cpu_net"] = net(
+            "restore postgresql (baseline)"
+        ) / net("restore postgresql")
     for key, value in ratios.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
     write_results(
