@@ -24,6 +24,9 @@ run so that the machine's load falls on both alike:
   side's rounds;
 - the ratio physician / administrator of req/s (target >= 0.7) and of p50 and p95 latency.
 
+``HEARTH_BENCH_ACCESS_QUERIES`` (comma-separated words, default all) keeps the queries whose label
+contains one of them, e.g. ``name,one patient`` for the selective ones only.
+
 The physician's searches are answered with their own scope (the same query returns at most
 their 2,000 patients' records); the snooping monitor is on with its default thresholds, as in
 production, so its per-disclosure cost is part of the figure.
@@ -359,7 +362,10 @@ def run_engine(
             mine.raise_for_status()
             result["physician_patients"] = mine.json().get("total")
             result["queries"] = {}
+            wanted = [w for w in os.environ.get("HEARTH_BENCH_ACCESS_QUERIES", "").split(",") if w]
             for label, paths in queries(random.Random(5), folder, patients, panel).items():
+                if wanted and not any(w.lower() in label.lower() for w in wanted):
+                    continue
                 for client in clients.values():
                     client.get(paths[0]).raise_for_status()  # warm up
                 figures: dict[str, Any] = {"latency": _latency(clients, paths, samples)}
