@@ -253,10 +253,18 @@ class SqlStore:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A connection for reads. On SQLite each statement is its own snapshot (autocommit);
-        use ``snapshot`` when several statements must see the same state."""
+        use ``snapshot`` when several statements must see the same state.
+
+        On PostgreSQL the transaction ends with ``COMMIT`` when the block succeeds, as each of
+        SQLite's autocommit statements does: psycopg drops every statement it has prepared on a
+        connection at each ``ROLLBACK``, so reads that ended in one (SQLAlchemy's default on
+        close) were planned afresh on every request and never reached PostgreSQL's cached
+        generic plans (docs/benchmarks.md, "Access control"). A block that fails rolls back."""
         try:
             with self.db.read.connect() as conn:
                 yield conn
+                if conn.in_transaction():
+                    conn.commit()
         except OperationalError as exc:
             raise HearthError(errors.STORAGE_UNAVAILABLE) from exc
 
