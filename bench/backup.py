@@ -13,13 +13,16 @@ backing up such a snapshot into a local repository, before and after the change,
 Scale: ``HEARTH_BENCH_BACKUP_PATIENTS`` (default 2,000) and
 ``HEARTH_BENCH_BACKUP_OBS_PER_PATIENT`` (default 5). The restores (SQLite, ``restic restore``,
 PostgreSQL, taken in turn) run ``HEARTH_BENCH_BACKUP_RESTORE_RUNS`` times (default 3); their
-rows and ratios are the medians, and ``runs_wall_s`` keeps every run. With
+rows and ratios are the medians, and ``runs_wall_s`` keeps every run (0 skips them). The full
+backup runs ``HEARTH_BENCH_BACKUP_FULL_RUNS`` times (default 1), alternating with restic's
+full backup (into a fresh repository each run), medians likewise. With
 ``HEARTH_BENCH_BACKUP_BASELINE_SRC`` naming another checkout's ``src`` (``git worktree add
-/tmp/base BASE``, then ``/tmp/base/src``), each round also restores with that Hearth ("(baseline)"
-rows), so a change is measured before and after in the same run. The 1% change updates 1% of
-the patients and 1% of the observations. With ``HEARTH_BENCH_BACKUP_REUSE=1`` the imported
-instance is kept in ``~/.cache/hearth-bench/backup-P-N-sqlite`` and copied for later runs (an
-import of 100,000 patients takes an hour on these machines).
+/tmp/base BASE``, then ``/tmp/base/src``), each round also takes the full backup and restores
+with that Hearth ("(baseline)" rows), so a change is measured before and after in the same
+run. The 1% change updates 1% of the patients and 1% of the observations. With
+``HEARTH_BENCH_BACKUP_REUSE=1`` the imported instance is kept in
+``~/.cache/hearth-bench/backup-P-N-sqlite`` and copied for later runs (an import of 100,000
+patients takes an hour on these machines).
 
 Reported per step: wall seconds, CPU seconds of the process, peak RSS (VmHWM sampled every
 50 ms) and bytes stored. Ratios use CPU seconds net of a ``hearth --version`` process's (the
@@ -184,12 +187,14 @@ def median_step(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "rss_mb": max(r.get("rss_mb", 0.0) for r in runs),
         "runs_wall_s": [round(r["wall_s"], 2) for r in runs],
         "result": runs[0].get("result", {}),
+        **({"bytes": runs[0]["bytes"]} if "bytes" in runs[0] else {}),
     }
 
 
 def main() -> None:
     patients = int(os.environ.get("HEARTH_BENCH_BACKUP_PATIENTS", "2000"))
     restore_runs = int(os.environ.get("HEARTH_BENCH_BACKUP_RESTORE_RUNS", "3"))
+    full_runs = max(1, int(os.environ.get("HEARTH_BENCH_BACKUP_FULL_RUNS", "1")))
     baseline = os.environ.get("HEARTH_BENCH_BACKUP_BASELINE_SRC")
     per_patient = int(os.environ.get("HEARTH_BENCH_BACKUP_OBS_PER_PATIENT", "5"))
     folder = dataset(patients, per_patient)
@@ -204,11 +209,28 @@ def main() -> None:
         run(home, "keys", "backup-recipient", "--identity-out", str(identity))
         db = home / "data" / "hearth.db"
         db_bytes = db.stat().st_size
-        steps["full"] = run(home, "backup", "create", "--json")
+        # Full backups alternate with the baseline's and with restic's (a fresh repository
+        # each time, so that nothing deduplicates), run by run, so that all see the same load.
+        fulls: dict[str, list[dict[str, Any]]] = {}
+        full_sources: dict[str, str | None] = {"full": None}
+        if baseline:
+            full_sources["full (baseline)"] = baseline
+        restic = None
+        for i in range(full_runs):
+            for label, source in full_sources.items():
+                args = ("backup", "create", "--full", "--json")
+                fulls.setdefault(label, []).append(run(home, *args, source=source))
+            if restic is not None:
+                shutil.rmtree(restic.repo)
+            restic = Restic(work, f"restic-repo-{i}")
+            fulls.setdefault("restic full (snapshot + backup)", []).append(
+                restic.backup_database(db)
+            )
+        assert restic is not None
+        for label, made_runs in fulls.items():
+            steps[label] = median_step(made_runs) if full_runs > 1 else made_runs[0]
         steps["baseline snapshot+zstd"] = snapshot_baseline(db, work)
         (work / "snapshot.db").unlink()
-        restic = Restic(work)
-        steps["restic full (snapshot + backup)"] = restic.backup_database(db)
         run(home, "import", str(changed_patients(folder, work, 0.01)), "--json")
         run(home, "import", str(changed_observations(folder, work, 0.01)), "--json")
         steps["incremental (1%)"] = run(home, "backup", "create", "--json")
@@ -302,16 +324,27 @@ def main() -> None:
         "incremental_bytes_vs_restic_incremental": incr_bytes / restic_incr["bytes"],
         "verify_deep_vs_restic_check_wall": steps["restic check --read-data"]["wall_s"]
         / steps["verify --deep"]["wall_s"],
-        "restore_vs_restic_restore_wall": steps["restic restore"]["wall_s"]
-        / steps["restore sqlite"]["wall_s"],
         "full_vs_snapshot_cpu_net": net("full") / base["cpu_s"] if base["cpu_s"] else None,
         "full_bytes_vs_snapshot": full_bytes / base["bytes"],
         "incremental_bytes_vs_full": incr_bytes / full_bytes,
         "incremental_cpu_vs_full_net": net("incremental (1%)") / net("full"),
         "full_versions_per_cpu_s_net": versions / net("full"),
         "verify_identity_versions_per_cpu_s_net": versions / net("verify (identity)"),
-        "restore_versions_per_cpu_s_net": versions / net("restore sqlite"),
     }
+    if "restore sqlite" in steps:
+        ratios["restore_vs_restic_restore_wall"] = (
+            steps["restic restore"]["wall_s"] / steps["restore sqlite"]["wall_s"]
+        )
+        ratios["restore_versions_per_cpu_s_net"] = versions / net("restore sqlite")
+    if "full (baseline)" in steps:
+        # > 1: this Hearth's full backup is faster than the baseline's.
+        ratios["full_vs_baseline_wall"] = (
+            steps["full (baseline)"]["wall_s"] / steps["full"]["wall_s"]
+        )
+        ratios["full_vs_baseline_cpu_net"] = net("full (baseline)") / net("full")
+        ratios["full_baseline_throughput_vs_restic_wall"] = (
+            restic_full["wall_s"] / steps["full (baseline)"]["wall_s"]
+        )
     if "restore sqlite (baseline)" in steps:
         # > 1: this Hearth restores faster than the baseline's.
         ratios["restore_sqlite_vs_baseline_wall"] = (

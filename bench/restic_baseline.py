@@ -53,11 +53,11 @@ def timed(argv: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 class Restic:
-    """A restic repository in ``work/restic-repo`` (password only for the benchmark)."""
+    """A restic repository in ``work/<name>`` (password only for the benchmark)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, name: str = "restic-repo") -> None:
         self.work = work
-        self.repo = work / "restic-repo"
+        self.repo = work / name
         self.env = {"RESTIC_PASSWORD": "bench-only", "RESTIC_REPOSITORY": str(self.repo)}
         subprocess.run(
             [RESTIC, "init"], check=True, capture_output=True, env={**os.environ, **self.env}

@@ -107,10 +107,14 @@ class MerkleBuilder:
         return [digest for _, digest in self._peaks]
 
     def add(self, sequence: int, mac: bytes) -> None:
+        self.add_hashed(sequence, leaf_hash(sequence, mac))
+
+    def add_hashed(self, sequence: int, digest: bytes) -> None:
+        """``add`` with the leaf hash already computed (one hash fed to several trees)."""
         if self._last_sequence is not None and sequence <= self._last_sequence:
             raise HearthError(BACKUP_ARGUMENT, "Merkle leaves must come in ascending sequence.")
         self._last_sequence = sequence
-        self.add_leaf_hash(leaf_hash(sequence, mac))
+        self.add_leaf_hash(digest)
 
     def add_all(self, pairs: Iterable[tuple[int, bytes]]) -> None:
         for sequence, mac in pairs:

@@ -121,9 +121,30 @@ class RecordEncoder:
         if len(values) != len(self.columns):
             raise HearthError(BACKUP_ARGUMENT, "A row has the wrong number of values.")
         # Dispatch on the exact type (bool is its own type, so it never reaches the int case);
-        # subclasses such as IntEnum fall back to the isinstance chain.
-        encode = _ENCODERS
-        payload = b"".join([(encode.get(type(v)) or _encode_slow)(v) for v in values])
+        # subclasses such as IntEnum fall back to the isinstance chain. Text, integers, bytes
+        # and nulls (nearly every value) are encoded inline: no call per value.
+        parts: list[bytes] = []
+        append = parts.append
+        untyped: Sequence[Any] = values  # narrowed by ``type(v)`` below, which mypy does not see
+        try:
+            for v in untyped:
+                kind = type(v)
+                if kind is str:
+                    data = v.encode("utf-8")
+                    append(_TAG_U32.pack(_TEXT, len(data)))
+                    append(data)
+                elif kind is int:
+                    append(_TAG_I64.pack(_INT, v))
+                elif kind is bytes:
+                    append(_TAG_U32.pack(_BYTES, len(v)))
+                    append(v)
+                elif v is None:
+                    append(b"\x00")
+                else:
+                    append((_ENCODERS.get(kind) or _encode_slow)(v))
+        except struct.error:
+            raise HearthError(BACKUP_ARGUMENT, "An integer exceeds 64 bits.") from None
+        payload = b"".join(parts)
         if len(payload) > MAX_FRAME_BYTES:
             raise HearthError(BACKUP_ARGUMENT, "A row is larger than a segment frame allows.")
         self.rows += 1

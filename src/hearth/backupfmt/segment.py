@@ -1,10 +1,16 @@
 """Segments: one table's rows, compressed with zstd (RFC 8878) and encrypted with age v1.
 
-Write path (pull, bounded memory): rows -> :class:`RecordEncoder` frames -> zstd -> the
+Write path (bounded memory, two threads): rows -> :class:`RecordEncoder` frames in the
+caller's thread, in batches of 256 KiB through a queue of at most four batches -> zstd -> the
 :class:`SegmentEncryptor` (age: X25519 recipient stanzas, then ChaCha20-Poly1305 in 64 KiB
-authenticated chunks, the last one flagged) -> SHA-256 and length of the stored bytes -> sink.
-The encryptor pulls plaintext as it needs it, so a segment of any size is written with a few
-hundred KiB of buffers. A segment closes once its plaintext reaches ``max_plaintext_bytes``
+authenticated chunks, the last one flagged) -> SHA-256 and length of the stored bytes -> sink,
+all in one worker thread per segment, so that reading and encoding the next rows overlaps with
+compressing, encrypting and writing the previous ones. The encryptor pulls plaintext as it needs
+it, so a segment of any size is written with a few MiB of buffers. The stored bytes do not
+depend on the threads: zstd sees the same pieces in the same order as a single thread would
+give it. An error on either side stops both before ``write_segment`` returns, and is raised in
+the caller's thread: the row source's or ``on_row``'s as it was, the encryptor's or the sink's
+as the worker saw it. A segment closes once its plaintext reaches ``max_plaintext_bytes``
 (default 64 MiB) so that a failed upload is retried in bounded pieces.
 
 Read path: stored bytes -> SHA-256 and length -> decryptor -> zstd -> :class:`RecordDecoder`
@@ -17,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -114,62 +122,46 @@ class SegmentInfo:
         return cls(name, table, sha, counts[0], counts[1], counts[2])
 
 
-class _PlaintextSource(io.RawIOBase):
-    """Pulls rows, frames and compresses them on demand: what the encryptor reads."""
+class _Abort(Exception):
+    """Put on the queue when the producing thread gave up; ends the worker's read."""
 
-    def __init__(
-        self,
-        encoder: RecordEncoder,
-        rows: Iterator[Sequence[Any]],
-        level: int,
-        limit: int,
-        on_row: Callable[[Sequence[Any]], None] | None,
-    ) -> None:
+
+_END = object()
+_ABORT = object()
+#: Plaintext batches in flight between the encoding thread and the compressing worker.
+_QUEUE_BATCHES = 4
+
+
+class _PlaintextSource(io.RawIOBase):
+    """What the encryptor reads, in the worker thread: plaintext batches from a bounded queue,
+    each compressed in turn (the same ``compress`` calls, in the same pieces, as one thread
+    would make, so the stored bytes do not depend on the threads)."""
+
+    def __init__(self, batches: queue.Queue[object], level: int) -> None:
         super().__init__()
-        self._encoder = encoder
-        self._rows = rows
+        self._batches = batches
         self._compressor = zstandard.ZstdCompressor(level=level).compressobj()
-        self._limit = limit
-        self._on_row = on_row
         self._pending = bytearray()
-        self._finished = False
-        self.exhausted = False
-        self.plaintext_length = 0
+        self.finished = False
         self.error: BaseException | None = None
-        header = encoder.header()
-        self.plaintext_length += len(header)
-        self._pending += self._compressor.compress(header)
 
     def readable(self) -> bool:
         return True
 
     def _refill(self) -> None:
-        batch: list[bytes] = []
-        size = 0
-        while size < _BATCH and self.plaintext_length + size < self._limit:
-            row = next(self._rows, None)
-            if row is None:
-                self.exhausted = True
-                break
-            if self._on_row is not None:
-                self._on_row(row)
-            frame = self._encoder.row(row)
-            batch.append(frame)
-            size += len(frame)
-        data = b"".join(batch)
-        self.plaintext_length += len(data)
-        self._pending += self._compressor.compress(data)
-        if self.exhausted or self.plaintext_length >= self._limit:
-            trailer = self._encoder.trailer()
-            self.plaintext_length += len(trailer)
-            self._pending += self._compressor.compress(trailer)
+        item = self._batches.get()
+        if item is _END:
             self._pending += self._compressor.flush()
-            self._finished = True
+            self.finished = True
+        elif isinstance(item, bytes):
+            self._pending += self._compressor.compress(item)
+        else:
+            raise _Abort
 
     def readinto(self, buffer: Any) -> int:
         try:
             view = memoryview(buffer).cast("B")
-            while not self._pending and not self._finished:
+            while not self._pending and not self.finished:
                 self._refill()
             n = min(len(view), len(self._pending))
             view[:n] = self._pending[:n]
@@ -181,22 +173,95 @@ class _PlaintextSource(io.RawIOBase):
             raise
 
 
+class _Worker(threading.Thread):
+    """Compresses, encrypts, hashes and writes one segment while the caller's thread encodes
+    the next rows. python-zstandard and hashlib release the GIL on large buffers."""
+
+    def __init__(self, source: _PlaintextSource, encryptor: SegmentEncryptor, sink: _DigestSink):
+        super().__init__(name="hearth-segment", daemon=True)
+        self._source = source
+        self._encryptor = encryptor
+        self._sink = sink
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._encryptor.encrypt_stream(self._source, self._sink)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = self._source.error or self._sink.error or exc
+
+
+def _produce(
+    batches: queue.Queue[object],
+    worker: _Worker,
+    sink: _DigestSink,
+    encoder: RecordEncoder,
+    rows: Iterator[Sequence[Any]],
+    limit: int,
+    on_row: Callable[[Sequence[Any]], None] | None,
+) -> tuple[int, bool, bool]:
+    """Encode rows into plaintext batches for the worker, in the caller's thread (rows and
+    ``on_row`` stay on the thread that owns them). Returns the plaintext length, whether
+    ``rows`` is exhausted, and whether it stopped early because the worker failed."""
+
+    def put(item: object) -> bool:
+        while sink.error is None:
+            try:
+                batches.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                if not worker.is_alive():
+                    return False
+        return False
+
+    header = encoder.header()
+    length = len(header)
+    if not put(header):
+        return length, False, True
+    exhausted = False
+    while True:
+        batch: list[bytes] = []
+        size = 0
+        while size < _BATCH and length + size < limit:
+            row = next(rows, None)
+            if row is None:
+                exhausted = True
+                break
+            if on_row is not None:
+                on_row(row)
+            frame = encoder.row(row)
+            batch.append(frame)
+            size += len(frame)
+        length += size
+        if not put(b"".join(batch)):
+            return length, exhausted, True
+        if exhausted or length >= limit:
+            trailer = encoder.trailer()
+            length += len(trailer)
+            return length, exhausted, not (put(trailer) and put(_END))
+
+
 class _DigestSink(io.RawIOBase):
     def __init__(self, sink: Writable) -> None:
         super().__init__()
         self._sink = sink
         self._hash = hashlib.sha256()
         self.length = 0
+        self.error: BaseException | None = None
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self._hash.update(chunk)
-        self.length += len(chunk)
-        self._sink.write(chunk)
-        return len(chunk)
+        try:
+            chunk = bytes(data)
+            self._hash.update(chunk)
+            self.length += len(chunk)
+            self._sink.write(chunk)
+            return len(chunk)
+        except BaseException as exc:
+            self.error = exc
+            raise
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
@@ -220,24 +285,50 @@ def write_segment(
     if max_plaintext_bytes < 1:
         raise HearthError(BACKUP_ARGUMENT, "Segments need a positive size limit.")
     encoder = RecordEncoder(table, columns)
-    source = _PlaintextSource(encoder, rows, level, max_plaintext_bytes, on_row)
+    batches: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_BATCHES)
+    source = _PlaintextSource(batches, level)
     digest = _DigestSink(sink)
+    worker = _Worker(source, encryptor, digest)
+    worker.start()
+    stopped = True
     try:
-        encryptor.encrypt_stream(source, digest)
-    except BaseException:
-        if source.error is not None:
-            raise source.error from None
-        raise
+        plaintext_length, exhausted, stopped = _produce(
+            batches, worker, digest, encoder, rows, max_plaintext_bytes, on_row
+        )
+    finally:
+        if stopped:
+            _cancel(batches)
+        worker.join()
+    failed = digest.error or worker.error
+    if failed is not None:
+        if isinstance(failed, OSError):
+            # The spool's disk or file failed under the worker (full, gone, read-only).
+            raise HearthError(
+                BACKUP_ARGUMENT, f"A segment could not be written ({type(failed).__name__})."
+            ) from failed
+        raise failed
+    if stopped or not source.finished:
+        raise HearthError(BACKUP_INVALID, "A segment was not written to its end.")
     sha = digest.hexdigest()
     info = SegmentInfo(
         name=segment_object_name(sha),
         table=table,
         sha256=sha,
         stored_length=digest.length,
-        plaintext_length=source.plaintext_length,
+        plaintext_length=plaintext_length,
         rows=encoder.rows,
     )
-    return info, source.exhausted
+    return info, exhausted
+
+
+def _cancel(batches: queue.Queue[object]) -> None:
+    """Tell a worker waiting for plaintext that none will come (only the producer puts)."""
+    while True:
+        try:
+            batches.get_nowait()
+        except queue.Empty:
+            break
+    batches.put_nowait(_ABORT)
 
 
 class _DigestSource(io.RawIOBase):

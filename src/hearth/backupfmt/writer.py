@@ -24,7 +24,7 @@ from hearth.backupfmt.manifest import (
     SignedManifest,
     sign_manifest,
 )
-from hearth.backupfmt.merkle import MerkleBuilder
+from hearth.backupfmt.merkle import MerkleBuilder, leaf_hash
 from hearth.backupfmt.segment import (
     DEFAULT_MAX_PLAINTEXT_BYTES,
     DEFAULT_ZSTD_LEVEL,
@@ -97,7 +97,8 @@ class BackupWriter:
         if kind is BackupKind.INCREMENTAL and previous is not None:
             self._chain = previous.merkle.chain_builder()
         else:
-            self._chain = MerkleBuilder()
+            # A full backup starts the chain: its tree is the chain's, built once.
+            self._chain = self._tree
         self._row_counts: dict[str, int] = {}
         self._segments: list[SegmentInfo] = []
         self._finished = False
@@ -118,13 +119,16 @@ class BackupWriter:
                     BACKUP_ARGUMENT, "The Merkle table lacks its sequence or MAC column."
                 ) from None
             first, last = self._sequence.first, self._sequence.last
+            tree, chain = self._tree, self._chain
 
             def on_row(row: Sequence[Any]) -> None:
                 seq, mac = row[s_index], row[m_index]
                 if type(seq) is not int or not first <= seq <= last or type(mac) is not bytes:
                     raise HearthError(BACKUP_ARGUMENT, "A version lies outside the range.")
-                self._tree.add(seq, mac)
-                self._chain.add(seq, mac)
+                digest = leaf_hash(seq, mac)
+                tree.add_hashed(seq, digest)
+                if chain is not tree:
+                    chain.add_hashed(seq, digest)
 
         iterator = iter(rows)
         written: list[SegmentInfo] = []

@@ -161,7 +161,35 @@ class AgeEncryptor:
         return self._recipients
 
     def encrypt_stream(self, source: Any, sink: Any) -> None:
-        pyrage.encrypt_io(source, sink, self._parsed)
+        # pyrage drops an error raised by the sink's write when it flushes the stream's last
+        # chunk, and returns as if it had been written: the sink's first error is kept here
+        # and raised, so a full disk never passes for a written segment.
+        guarded = _GuardedSink(sink)
+        try:
+            pyrage.encrypt_io(source, guarded, self._parsed)
+        except Exception:
+            if guarded.error is not None:
+                raise guarded.error from None
+            raise
+        if guarded.error is not None:
+            raise guarded.error
+
+
+class _GuardedSink:
+    """Passes writes on and remembers the first that failed; after it, every write fails."""
+
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+        self.error: Exception | None = None
+
+    def write(self, data: Any) -> Any:
+        if self.error is not None:
+            raise self.error
+        try:
+            return self._sink.write(data)
+        except Exception as exc:
+            self.error = exc
+            raise
 
 
 class AgeDecryptor:

@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    LargeBinary,
     MetaData,
     Table,
     and_,
@@ -208,6 +209,9 @@ class SnapshotReader:
         order = plan.order()
         positions = [list(plan.table.columns).index(c) for c in order]
         where = self._where(plan, after, upto)
+        # Only binary columns can come back as memoryview (psycopg's bytea); the rest are
+        # passed on as the driver gives them, without a call per value.
+        binary = [i for i, c in enumerate(plan.table.columns) if isinstance(c.type, LargeBinary)]
         last: Row | None = None
         while True:
             query = select(plan.table).where(*where)
@@ -217,7 +221,13 @@ class SnapshotReader:
             if not rows:
                 return
             for r in rows:
-                yield tuple(_value(v) for v in r)
+                if binary:
+                    values = list(r)
+                    for i in binary:
+                        values[i] = _value(values[i])
+                    yield tuple(values)
+                else:
+                    yield tuple(r)
             final = rows[-1]
             last = tuple(final[i] for i in positions)
 

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import threading
 import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from tests.unit.backupfmt.helpers import VERSION_COLUMNS, make_keys, version_rows
+from tests.unit.backupfmt.helpers import VERSION_COLUMNS, fake_mac, make_keys, version_rows
 
 from hearth.backupfmt import SegmentError, SegmentFault, SegmentInfo, read_segment, write_segment
 from hearth.backupfmt.records import Row
 from hearth.crypto.backup import AgeDecryptor
-from hearth.domain import HearthError
+from hearth.domain import HearthError, errors
 
 KEYS = make_keys()
 
@@ -184,3 +187,103 @@ def test_memory_stays_bounded_for_a_large_segment() -> None:
     assert exhausted
     assert info.plaintext_length > 48 * 1024 * 1024
     assert peak < 8 * 1024 * 1024
+
+
+def _segment_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "hearth-segment"]
+
+
+def _large_rows(n: int) -> Iterator[tuple[object, ...]]:
+    for seq in range(1, n + 1):
+        body = hashlib.sha512(b"%d" % seq).digest() * 4  # poorly compressible
+        yield (seq, "Observation", f"o-{seq}", 1, fake_mac(seq), body)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_compressed_stream_is_the_single_threaded_writers() -> None:
+    """The worker thread changes nothing in the stored format: for a fixed input, the zstd
+    stream inside each segment (decrypted) is byte for byte what the single-threaded writer of
+    0.x produced (digests recorded from it), segments close at the same rows."""
+    rows = _large_rows(6000)
+    got = []
+    exhausted = False
+    while not exhausted:
+        sink = io.BytesIO()
+        info, exhausted = write_segment(
+            "resource_versions",
+            VERSION_COLUMNS,
+            rows,
+            KEYS.encryptor,
+            sink,
+            max_plaintext_bytes=1_000_000,
+        )
+        compressed = io.BytesIO()
+        KEYS.decryptor.decrypt_stream(io.BytesIO(sink.getvalue()), compressed)
+        got.append((info.rows, info.plaintext_length, sha256(compressed.getvalue())))
+    assert got == [
+        (2885, 1000110, "c298ee7a7dd4635c4dc5db455d5013e84192fb50ec0cb85f96a6965663f32f93"),
+        (2882, 1000176, "18af6ee2dfd27848dd43aeb14e807102615fbf240a06487b4ddcfad01c59249d"),
+        (233, 80973, "29ea2bed997fc0cc5d35d06189cb2c8254e3b8f67b5bea982e7e7faf7aac9d84"),
+    ]
+
+
+class _FullSink:
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def write(self, data: bytes) -> int:
+        if len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.room -= len(data)
+        return len(data)
+
+
+@pytest.mark.parametrize("room", [0, 300_000])
+def test_a_failed_write_in_the_worker_stops_the_segment(room: int) -> None:
+    rows = _large_rows(20_000)
+    with pytest.raises(HearthError) as caught:
+        write_segment("resource_versions", VERSION_COLUMNS, rows, KEYS.encryptor, _FullSink(room))
+    assert caught.value.code is errors.BACKUP_ARGUMENT
+    assert "OSError" in caught.value.detail
+    assert _segment_threads() == []
+    # Encoding stopped soon after the failure, a few batches ahead at most.
+    assert sum(1 for _ in rows) > 10_000
+
+
+class _FailingEncryptor:
+    """A real age encryptor that gives up after reading the header and a first batch."""
+
+    recipients = KEYS.encryptor.recipients
+
+    def encrypt_stream(self, source: Any, sink: Any) -> None:
+        source.read(1024)
+        raise ValueError("encryptor failed")
+
+
+def test_an_encryptor_error_in_the_worker_reaches_the_caller() -> None:
+    rows = _large_rows(20_000)
+    with pytest.raises(ValueError, match="encryptor failed"):
+        write_segment("resource_versions", VERSION_COLUMNS, rows, _FailingEncryptor(), _FullSink(0))
+    assert _segment_threads() == []
+
+
+def test_a_row_source_error_stops_the_worker() -> None:
+    def rows() -> Iterator[tuple[object, ...]]:
+        yield from _large_rows(3000)
+        raise RuntimeError("database went away")
+
+    sink = _CountingSink()
+    with pytest.raises(RuntimeError, match="database went away"):
+        write_segment("resource_versions", VERSION_COLUMNS, rows(), KEYS.encryptor, sink)
+    assert _segment_threads() == []
+
+
+def test_the_encryptor_reports_a_sink_that_failed_on_the_last_chunk() -> None:
+    """pyrage drops an error from the sink's write when it flushes the last chunk; the
+    encryptor raises it, so a short stream is never taken for a written one."""
+    with pytest.raises(OSError, match="No space left") as caught:
+        KEYS.encryptor.encrypt_stream(io.BytesIO(b"abc" * 10), _FullSink(0))
+    assert caught.value.errno == errno.ENOSPC
