@@ -8,7 +8,7 @@ boto3 and paramiko.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from hearth.domain import HearthError
 from hearth.domain.errors import BACKUP_CONFIG
@@ -17,8 +17,9 @@ from hearth.targets.base import BackupTarget
 from hearth.targets.local import LocalDirectoryTarget
 from hearth.targets.offline import OfflineMediaTarget
 from hearth.targets.retry import RetryPolicy
-from hearth.targets.s3 import S3Target
-from hearth.targets.sftp import SftpTarget, parse_host_key
+
+if TYPE_CHECKING:
+    from hearth.targets.sftp import SftpTarget
 
 __all__ = ["build_target", "open_target", "open_targets"]
 
@@ -37,7 +38,10 @@ def _need(config: BackupTargetSettings, value: T | None, what: str) -> T:
 
 
 def _sftp(config: BackupTargetSettings, retry: RetryPolicy | None) -> SftpTarget:
+    # boto3 and paramiko are imported only for the targets that use them (start-up time).
     import paramiko
+
+    from hearth.targets.sftp import SftpTarget, parse_host_key
 
     host = _need(config, config.host, "host")
     username = _need(config, config.username, "username")
@@ -98,6 +102,8 @@ def build_target(config: BackupTargetSettings, *, retry: RetryPolicy | None = No
                 retry=retry,
             )
         case "s3":
+            from hearth.targets.s3 import S3Target
+
             return S3Target(
                 bucket=_need(config, config.bucket, "bucket"),
                 access_key=_need(config, config.access_key, "access_key").reveal(),
