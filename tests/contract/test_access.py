@@ -682,7 +682,15 @@ def test_a_kept_scope_is_not_used_under_another_role_catalog(
         c.roles.invalidate()
 
 
-CATEGORY = OBS_CATEGORY
+def holding(world: World, user: str, *roles: str) -> RecordRepository:
+    """The repository of ``user`` (named by its default role) holding that role and ``roles``."""
+    principal = Principal(
+        subject=world.users[user],
+        kind=PrincipalKind.USER,
+        roles=frozenset({user, *roles}),
+        source="127.0.0.1",
+    )
+    return world.container.repository(principal)
 
 
 def test_the_researcher_sees_every_patient_de_identified(world: World) -> None:
@@ -693,7 +701,7 @@ def test_the_researcher_sees_every_patient_de_identified(world: World) -> None:
     page = search(
         sci,
         "Observation",
-        ("category", f"{CATEGORY}|vital-signs"),
+        ("category", f"{OBS_CATEGORY}|vital-signs"),
         ("_include", "Observation:subject"),
         count=1000,
     )
@@ -733,14 +741,7 @@ def test_a_researcher_writes_nothing_and_mixes_with_no_other_role(world: World) 
         sci.create({"resourceType": "Observation", "status": "final", "code": {"text": "x"}})
     assert refused.value.code is errors.FORBIDDEN
     # Beside the auditor (real ids in the audit views) the de-identified role is inert.
-    both = world.container.repository(
-        Principal(
-            subject=world.users["auditor"],
-            kind=PrincipalKind.USER,
-            roles=frozenset({"auditor", "researcher"}),
-            source="127.0.0.1",
-        )
-    )
+    both = holding(world, "auditor", "researcher")
     assert not both.access.profile.deidentified
     with pytest.raises(HearthError) as nothing:
         search(both, "Observation")
@@ -788,14 +789,7 @@ def test_the_researcher_reads_no_record_and_no_history(world: World) -> None:
 def test_a_researcher_who_is_also_a_physician_gets_the_identified_view_only(
     world: World,
 ) -> None:
-    both = world.container.repository(
-        Principal(
-            subject=world.users["physician"],
-            kind=PrincipalKind.USER,
-            roles=frozenset({"physician", "researcher"}),
-            source="127.0.0.1",
-        )
-    )
+    both = holding(world, "physician", "researcher")
     assert not both.access.profile.deidentified
     page = search(both, "Observation", ("category", "vital-signs"))
     assert names(world, page.matches) <= {*LINKED, *(f"{n}:R" for n in LINKED)}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import click
 
@@ -50,6 +51,12 @@ def command() -> None:
     """
 
 
+class _Listing(Protocol):
+    """What ``backup targets --check`` asks of a target (hearth.targets.BackupTarget)."""
+
+    def list_names(self, prefix: str = "") -> list[str]: ...
+
+
 @command.command("targets")
 @click.option("--check", is_flag=True, help="Contact every target and count its backups.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -68,32 +75,23 @@ def targets(state: State, check: bool, as_json: bool) -> None:
     """
     settings = load_settings(state.home)
     section = settings.backup
-    rows: list[dict[str, Any]] = []
-    ok = True
-    for config in section.targets:
-        row: dict[str, Any] = {
-            "name": config.name,
-            "kind": config.kind,
-            "region": config.region,
-            "offsite": config.region != section.primary_region,
-            "region_allowed": section.region_allowed(config.region),
-            "object_lock_days": section.lock_days(config),
-        }
-        ok = ok and row["region_allowed"]
-        if check:
-            try:
-                target = open_target(settings, config.name)
-                row["backups"] = len(target.list_names("manifests/"))
-                row["reachable"] = True
-            except HearthError as exc:
-                row["reachable"] = False
-                row["error"] = f"{exc.detail} [{exc.code.code}]"
-                ok = False
-        rows.append(row)
+    listed: list[tuple[dict[str, Any], Callable[[], _Listing]]] = [
+        (
+            {
+                "name": config.name,
+                "kind": config.kind,
+                "region": config.region,
+                "offsite": config.region != section.primary_region,
+                "region_allowed": section.region_allowed(config.region),
+                "object_lock_days": section.lock_days(config),
+            },
+            partial(open_target, settings, config.name),
+        )
+        for config in section.targets
+    ]
     if not section.targets:
         # Until targets are configured, backups go to one local directory, HOME/backups.
-        (default,) = default_backup_targets(settings)
-        row = {
+        default = {
             "name": "local",
             "kind": "local",
             "region": section.primary_region,
@@ -103,10 +101,14 @@ def targets(state: State, check: bool, as_json: bool) -> None:
             "path": str(settings.home / "backups"),
             "default": True,
         }
+        listed.append((default, lambda: default_backup_targets(settings)[0]))
+    rows: list[dict[str, Any]] = []
+    ok = True
+    for row, opener in listed:
         ok = ok and row["region_allowed"]
         if check:
             try:
-                row["backups"] = len(default.list_names("manifests/"))
+                row["backups"] = len(opener().list_names("manifests/"))
                 row["reachable"] = True
             except HearthError as exc:
                 row["reachable"] = False

@@ -387,14 +387,12 @@ class RecordRepository:
         """``items`` as a de-identified view receives them (``hearth.fhir.deidentify``), after
         they were audited under their real ids."""
         rewrite = Deidentifier(self._keys.pseudonym, self._clock.now().astimezone(UTC).year)
-        return [
-            replace(
-                s,
-                res_id=self._keys.pseudonym(s.res_type, s.res_id),
-                resource=rewrite.resource(s.resource) if s.resource is not None else None,
-            )
-            for s in items
-        ]
+        out = []
+        for s in items:
+            body = rewrite.resource(s.resource) if s.resource is not None else None
+            pseudonym = body["id"] if body else self._keys.pseudonym(s.res_type, s.res_id)
+            out.append(replace(s, res_id=pseudonym, resource=body))
+        return out
 
     # -- opening ------------------------------------------------------------------------------
     def _open(self, row: VersionRow) -> StoredResource:
