@@ -162,6 +162,19 @@ def test_cert_add_list_revoke(home: Path, tmp_path: Path) -> None:
     assert "exactly one of --user and --client" in out
 
 
+@pytest.mark.parametrize(
+    "thumbprint", ["-hb0rE6kNQpU1mV0e9pB1Yc4u8m3Xh2Zs5aTq7wLdJf", "--0rE6kNQpU1mV0e9"]
+)
+def test_cert_revoke_takes_a_thumbprint_that_begins_with_a_dash(
+    home: Path, thumbprint: str
+) -> None:
+    # base64url: one thumbprint in 64 begins with "-"; it is the argument, not an option or -h
+    code, out = run(home, "cert", "revoke", thumbprint)
+    assert code == 1, out
+    assert "HRT-" in out
+    assert "Usage" not in out
+
+
 def test_client_with_a_tls_certificate(home: Path, tmp_path: Path) -> None:
     pki = Pki(tmp_path / "pki")
     cert, _, _ = pki.issue("service")

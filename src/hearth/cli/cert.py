@@ -88,7 +88,11 @@ def list_certs(state: State, as_json: bool) -> None:
         )
 
 
-@command.command("revoke")
+# A base64url thumbprint may begin with "-" (one in 64 does): take such a word as the argument,
+# not as an option, and leave no short option ("-h") it could be read as.
+@command.command(
+    "revoke", context_settings={"ignore_unknown_options": True, "help_option_names": ["--help"]}
+)
 @click.argument("thumbprint")
 @pass_state
 @handle_errors
