@@ -321,11 +321,15 @@ class BackupService:
 
     def _manifest(self, target: BackupTarget, backup_id: str) -> Manifest:
         """A manifest read from ``target``, its signature verified and its name checked."""
+        return self._manifest_sized(target, backup_id)[0]
+
+    def _manifest_sized(self, target: BackupTarget, backup_id: str) -> tuple[Manifest, int]:
+        """``_manifest`` and the length of the stored manifest object."""
         data = target.get_bytes(manifest_object_name(backup_id))
         manifest = open_manifest(data, self._verifier).manifest
         if manifest.backup_id != backup_id:
             raise HearthError(BACKUP_INVALID, f"Manifest {backup_id} belongs to another name.")
-        return manifest
+        return manifest, len(data)
 
     def _chain(self, target: BackupTarget, backup_id: str) -> _Chain:
         """The backups a restore of ``backup_id`` reads: back along ``previous`` links to the
@@ -572,7 +576,7 @@ class BackupService:
             sequence_from=manifest.sequence.first,
             sequence_to=manifest.sequence.last,
             rows=dict(manifest.row_counts),
-            stored_bytes=sum(s.stored_length for s in manifest.segments) + len(data),
+            stored_bytes=_stored_bytes(manifest, len(data)),
             targets=[t.label for t in self.targets],
             seconds=time.monotonic() - started,
         )
@@ -626,23 +630,23 @@ class BackupService:
         return found
 
     def _list(self) -> list[BackupInfo]:
-        found: dict[str, tuple[Manifest, list[str]]] = {}
+        found: dict[str, tuple[Manifest, int, list[str]]] = {}
         for target in self.targets:
             for name in target.list_names(MANIFEST_PREFIX):
                 backup_id = backup_id_from_manifest_name(name)
                 if backup_id is None:
                     continue
                 if backup_id in found:
-                    found[backup_id][1].append(target.label)
+                    found[backup_id][2].append(target.label)
                     continue
                 try:
-                    manifest = self._manifest(target, backup_id)
+                    manifest, manifest_bytes = self._manifest_sized(target, backup_id)
                 except HearthError:
                     continue
-                found[backup_id] = (manifest, [target.label])
+                found[backup_id] = (manifest, manifest_bytes, [target.label])
         out = []
         for backup_id in sorted(found):
-            manifest, labels = found[backup_id]
+            manifest, manifest_bytes, labels = found[backup_id]
             out.append(
                 BackupInfo(
                     backup_id=backup_id,
@@ -651,7 +655,7 @@ class BackupService:
                     sequence_from=manifest.sequence.first,
                     sequence_to=manifest.sequence.last,
                     previous=manifest.previous.backup_id if manifest.previous else None,
-                    stored_bytes=sum(s.stored_length for s in manifest.segments),
+                    stored_bytes=_stored_bytes(manifest, manifest_bytes),
                     targets=labels,
                 )
             )
@@ -1134,6 +1138,12 @@ class BackupService:
                         yield seg.table, values
         if tree.root().hex() != last.merkle.chain_root:
             raise IntegrityError("The versions read do not give the chain's Merkle root.")
+
+
+def _stored_bytes(manifest: Manifest, manifest_bytes: int) -> int:
+    """What one backup put on a target: its segments and its signed manifest object, the
+    figure both ``create`` and ``list`` report (docs/design.md, "Backup sizes")."""
+    return sum(s.stored_length for s in manifest.segments) + manifest_bytes
 
 
 def _collector(

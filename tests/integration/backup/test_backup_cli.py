@@ -146,3 +146,25 @@ def test_backup_recipient_output_streams(home: Path, tmp_path: Path) -> None:
     assert written.exit_code == 0, written.output
     assert "Manifest signing key" in written.stdout
     assert "Recipients (2)" in written.stdout
+
+
+def test_create_and_list_report_the_same_stored_bytes(home: Path, tmp_path: Path) -> None:
+    """Both count what the backup put on the target: its segments and its manifest object."""
+    code, out = run(home, "keys", "backup-recipient", "--identity-out", str(tmp_path / "id"))
+    assert code == 0, out
+    made = []
+    for _ in range(2):
+        code, out = run(home, "backup", "create", "--json")
+        assert code == 0, out
+        made.append(json.loads(out))
+    code, out = run(home, "backup", "list", "--json")
+    assert code == 0, out
+    listed = {b["backup_id"]: b["stored_bytes"] for b in json.loads(out)}
+    target = home / "backups"
+    for backup in made:
+        manifest = target / "manifests" / f"{backup['backup_id']}.json"
+        segments = json.loads(manifest.read_bytes())["manifest"]["segments"]
+        on_disk = manifest.stat().st_size + sum(
+            (target / s["name"]).stat().st_size for s in segments
+        )
+        assert backup["stored_bytes"] == listed[backup["backup_id"]] == on_disk
