@@ -219,6 +219,31 @@ def test_importing_again_matches_instead_of_duplicating(instance: Instance, tmp_
     assert search_total(instance, "Patient", ("family", made.family)) == 1
 
 
+def test_one_chunk_writes_a_record_its_earlier_lines_created_or_deleted(
+    instance: Instance, tmp_path: Path
+) -> None:
+    """A chunk looks up its records' current versions before writing (one statement, not one
+    per record); a record an earlier line of the same chunk wrote must be seen as written."""
+    repo = instance.container.repository(admin())
+    repo.create({"resourceType": "Patient", "name": [{"family": "Gone"}]}, res_id="gone")
+    repo.delete("Patient", "gone")
+    records: list[dict[str, object]] = [
+        {"resourceType": "Patient", "id": "twice", "name": [{"family": "First"}]},
+        {"resourceType": "Patient", "id": "gone", "name": [{"family": "Back"}]},
+        {"resourceType": "Patient", "id": "twice", "name": [{"family": "Second"}]},
+        {"resourceType": "Patient", "id": "twice", "name": [{"family": "Second"}]},
+    ]
+    code, out = run(instance.home, "import", str(ndjson(tmp_path / "r.ndjson", records)), "--json")
+    assert code == 0, out
+    report = json.loads(out)
+    assert (report["created"], report["updated"], report["unchanged"]) == (1, 2, 1)
+    assert versions(instance, "Patient", "twice") == 2
+    assert repo.read("Patient", "twice").resource["name"] == [{"family": "Second"}]
+    assert versions(instance, "Patient", "gone") == 3  # created, deleted, imported back
+    assert search_total(instance, "Patient", ("family", "second")) == 1
+    assert search_total(instance, "Patient", ("family", "first")) == 0
+
+
 def test_a_bad_record_is_named_by_its_place_and_not_its_values(
     instance: Instance, tmp_path: Path
 ) -> None:

@@ -124,10 +124,12 @@ class _Chunks(Generic[P]):
         place: Callable[[int], str],
         report: ImportReport,
         limit: int,
+        target: Callable[[P], tuple[str, str] | None],
     ) -> None:
         self._repo = repo
         self._write = write
         self._place = place
+        self._target = target
         self._report = report
         self._limit = limit
         self._items: list[tuple[int, P]] = []
@@ -154,6 +156,7 @@ class _Chunks(Generic[P]):
         failed: int | None = None
         try:
             with self._repo.batch() as batch:
+                batch.expect(t for t in (self._target(p) for _n, p in items) if t is not None)
                 for index, (_position, payload) in enumerate(items):
                     failed = index
                     self._write(batch, payload, tally)
@@ -234,7 +237,7 @@ class ImportService:
     def _ndjson(self, stream: IO[bytes]) -> ImportReport:
         report = ImportReport()
         chunks: _Chunks[dict[str, Any]] = _Chunks(
-            self._repo, self._put, lambda n: f"Line {n}", report, self._chunk
+            self._repo, self._put, lambda n: f"Line {n}", report, self._chunk, _keyed_target
         )
         number = 0
         for number, line in enumerate(_lines(stream), start=1):
@@ -356,13 +359,18 @@ class ImportService:
             batch: WriteBatch, item: tuple[dict[str, Any], _Planned], tally: ImportReport
         ) -> None:
             resource, planned = item
-            res_type, res_id = planned.target.split("/", 1)
+            res_type, res_id = _split_target(planned.target)
             if not planned.keyed:
                 tally.unkeyed += 1
             tally.count(self._bundles.load_in(batch, res_type, resource, res_id=res_id).status)
 
         chunks: _Chunks[tuple[dict[str, Any], _Planned]] = _Chunks(
-            self._repo, write, lambda i: f"Bundle.entry[{i}]", report, self._chunk
+            self._repo,
+            write,
+            lambda i: f"Bundle.entry[{i}]",
+            report,
+            self._chunk,
+            lambda item: _split_target(item[1].target),
         )
         read = counting.total
         for index, (planned, entry) in enumerate(zip(plan, _entries(stream), strict=True)):
@@ -378,6 +386,19 @@ class ImportService:
             read = counting.total
         chunks.flush()
         return report
+
+
+def _keyed_target(resource: dict[str, Any]) -> tuple[str, str] | None:
+    """Where an NDJSON record with its own id will be written (``_put``); None otherwise."""
+    res_type, res_id = resource.get("resourceType"), resource.get("id")
+    if isinstance(res_type, str) and isinstance(res_id, str):
+        return res_type, res_id
+    return None
+
+
+def _split_target(target: str) -> tuple[str, str]:
+    res_type, res_id = target.split("/", 1)
+    return res_type, res_id
 
 
 def identifier_condition(res_type: str, resource: dict[str, Any]) -> list[tuple[str, str]] | None:

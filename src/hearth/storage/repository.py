@@ -13,7 +13,7 @@ outside their reach, not even that they exist.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -832,6 +832,17 @@ class WriteBatch:
         # A rolled-back batch returns its numbers: the sequence stays gap-free.
         self._seq: int | None = None
         self._seq_stored: int | None = None
+        # Resources a loader said it will write and that had no version when it said so
+        # (``expect``). The writers' lock is held for the whole batch, so only the batch's own
+        # writes can change that; each write takes its resource out of the set.
+        self._absent: set[tuple[str, str]] = set()
+
+    def expect(self, refs: Iterable[tuple[str, str]]) -> None:
+        """A hint from a loader: the resources it is about to write. Their current versions
+        are looked up in a few statements instead of one per write (``hearth import``)."""
+        wanted = set(refs)
+        found = access_sql.current_states(self._conn, wanted)
+        self._absent = wanted.difference(found)
 
     def flush_index(self) -> None:
         """Write the version counter and the pending index changes (inside this batch's
@@ -968,6 +979,7 @@ class WriteBatch:
                 body, aad=ResourceRef(res_type, res_id).aad(version), random=repo._random
             )
         deleted = resource is None
+        self._absent.discard((res_type, res_id))
         if version == 1:
             self._fresh.add((res_type, res_id))
         if res_type in FACT_TYPES:
@@ -1044,6 +1056,8 @@ class WriteBatch:
         """The current version, refused before it is fetched when it exists outside the
         principal's scope; None when there is none."""
         repo = self._repo
+        if (res_type, res_id) in self._absent:
+            return None
         state = access_sql.current_state(self._conn, res_type, res_id)
         if state is None:
             return None
