@@ -77,6 +77,9 @@ class Component:
     code: str
     type: str
     compiled: Compiled
+    #: The element type its expression is read against and the expression: one expression
+    #: read against one type selects the same values (``extract``'s memo).
+    memo_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +166,7 @@ def indexed_params(res_type: str) -> Mapping[str, Param]:
                 except UnsupportedExpression:
                     break
                 sub = sub.with_types(_relative_type_of(root))
-                components.append(Component(part.code, target.type, sub))
+                components.append(Component(part.code, target.type, sub, f"{root}\x00{sub.source}"))
             if len(components) != len(sp.components) or not components:
                 continue
         out[code] = Param(res_type, code, sp.type, compiled, sp.targets, tuple(components))
@@ -437,17 +440,47 @@ def values_of(search_type: str, nodes: Iterable[Node]) -> list[Value]:
     return out
 
 
-def extract(param: Param, resource: dict[str, Any]) -> list[Value]:
+#: What one resource's parameters have selected so far (``extract``'s ``memo``): values by
+#: (element id, expression key, search type), with 0 for the resource itself.
+Memo = dict[tuple[int, str, str], list[Value]]
+
+
+def extract(param: Param, resource: dict[str, Any], memo: Memo | None = None) -> list[Value]:
     """The values ``param`` selects from ``resource``; for a composite, one tuple per element
-    with each component's values."""
-    nodes = param.compiled(resource)
+    with each component's values.
+
+    ``memo``, a dict kept while one unchanged resource is indexed, shares the work of
+    parameters with the same expression (``Observation.code`` is in ``code`` and in four
+    ``code-value-*`` composites): each expression is evaluated once per element."""
     if param.type != "composite":
-        return values_of(param.type, nodes)
+        return _selected(memo, 0, param.compiled.source, param.compiled, param.type, resource)
     out: list[Value] = []
-    for value, _kind in nodes:
+    for value, _kind in param.compiled(resource):
         if not isinstance(value, dict):
             continue
-        parts = tuple(values_of(c.type, c.compiled(value)) for c in param.components)
+        parts = tuple(
+            _selected(memo, id(value), c.memo_key, c.compiled, c.type, value)
+            for c in param.components
+        )
         if all(parts):
             out.append(parts)
     return out
+
+
+def _selected(
+    memo: Memo | None,
+    element: int,
+    expression: str,
+    compiled: Compiled,
+    kind: str,
+    value: dict[str, Any],
+) -> list[Value]:
+    """``values_of(kind, compiled(value))``, once per ``memo``. ``element`` is the id of
+    ``value`` (0: the resource, whose type fixes how ``expression`` reads)."""
+    if memo is None:
+        return values_of(kind, compiled(value))
+    key = (element, expression, kind)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = values_of(kind, compiled(value))
+    return found

@@ -27,7 +27,15 @@ from typing import Any
 
 from hearth.fhir import definitions
 from hearth.fhir.search.buckets import WIDE, date_index_keys, number_index_keys
-from hearth.fhir.search.extract import Param, Quantity, Ref, Token, extract, indexed_params
+from hearth.fhir.search.extract import (
+    Memo,
+    Param,
+    Quantity,
+    Ref,
+    Token,
+    extract,
+    indexed_params,
+)
 from hearth.fhir.search.values import fold, soundex
 
 __all__ = [
@@ -216,13 +224,14 @@ def index_resource(resource: dict[str, Any]) -> IndexEntries:
     res_type = resource["resourceType"]
     out = IndexEntries()
     compartment = set(definitions.patient_compartment(res_type))
+    memo: Memo = {}
     for param in indexed_params(res_type).values():
         if param.code in CLEAR_PARAMS:
             continue
         keys = param.compiled.keys
         if keys is not None and keys.isdisjoint(resource):
             continue
-        values = extract(param, resource)
+        values = extract(param, resource, memo)
         if not values:
             continue
         domain = param.domain
