@@ -15,6 +15,12 @@ loaded into a fresh instance per engine through ``hearth import`` (the bulk path
 Scale: ``HEARTH_BENCH_PATIENTS`` (default 100,000) with ``HEARTH_BENCH_OBS_PER_PATIENT``
 (default 10) observations each; ``HEARTH_BENCH_ENGINES`` (default ``sqlite,postgresql``). The
 machine's load average is recorded beside every figure: on a shared machine it matters.
+
+``HEARTH_BENCH_SEARCH_REUSE=1`` skips the imports (an import of 1,100,000 resources takes most
+of an hour here) and searches a copy of the instance the backup benchmark keeps
+(``HEARTH_BENCH_BACKUP_REUSE=1``: ``~/.cache/hearth-bench/backup-P-N-sqlite``), the same
+population loaded by ``hearth import``; on PostgreSQL, that copy's full backup restored into a
+fresh database (the restore's figures are reported instead of the import's).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,12 +77,13 @@ def dataset(patients: int, per_patient: int) -> Path:
     return folder
 
 
-def _hearth(home: Path, *args: str) -> str:
+def _hearth(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
     return subprocess.run(
         [sys.executable, "-m", "hearth", "--home", str(home), *args],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, **(env or {})},
     ).stdout
 
 
@@ -190,21 +198,79 @@ def _transactions(base: str, token: str, count: int) -> dict[str, float]:
     return {"bundles": count, "entries": entries, "wall_s": wall, "per_s": entries / wall}
 
 
+def _reused(
+    engine: str, folder: Path, home: Path, database: str | None, result: dict[str, Any]
+) -> str:
+    """Copy the backup benchmark's cached instance of this population into ``home``; on
+    PostgreSQL restore its full backup into ``database``. Returns an admin API token."""
+    cache = folder.parent / f"backup-{folder.name.removeprefix('search-')}-sqlite" / "home"
+    if not cache.is_dir():
+        raise SystemExit(
+            f"no cached instance at {cache}: build it first with HEARTH_BENCH_BACKUP_REUSE=1 "
+            "python -m bench backup (same HEARTH_BENCH_*PATIENTS settings)"
+        )
+    shutil.copytree(cache, home)
+    _hearth(home, "migrate")
+    if database is not None:
+        identity = home.parent / "id.key"
+        _hearth(home, "keys", "backup-recipient", "--identity-out", str(identity))
+        made = json.loads(_hearth(home, "backup", "create", "--full", "--json"))
+        _log(f"{engine}: restoring {made['backup_id']} into PostgreSQL")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.monotonic()
+        restored = json.loads(
+            _hearth(
+                home,
+                "backup",
+                "restore",
+                made["backup_id"],
+                "--into",
+                database,
+                "--identity",
+                str(identity),
+                "--json",
+            )
+        )
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        result["restore"] = {
+            "versions": made["sequence"]["to"],
+            "wall_s": time.monotonic() - start,
+            "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
+            "result": restored,
+        }
+        _log(f"{engine}: restored: {json.dumps(result['restore'])}")
+        shutil.rmtree(home / "backups")
+        (home / "data" / "hearth.db").unlink()
+    env = {"HEARTH_DATABASE_URL": database} if database is not None else None
+    return _hearth(home, "token", "issue", "--hours", "24", env=env).strip()
+
+
 def run_engine(
-    engine: str, folder: Path, patients: int, *, samples: int, duration: float, bundles: int
+    engine: str,
+    folder: Path,
+    patients: int,
+    *,
+    samples: int,
+    duration: float,
+    bundles: int,
+    reuse: bool = False,
 ) -> dict[str, Any]:
-    result: dict[str, Any] = {"engine": engine}
+    result: dict[str, Any] = {"engine": engine, "reused": reuse}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         database = None
         name = None
         if engine == "postgresql":
             database, name = temp_postgres_database()
+        env = {"HEARTH_DATABASE_URL": database} if reuse and database else None
         try:
-            args = ["init", "--json"] + (["--database", database] if database else [])
-            token = json.loads(_hearth(home, *args))["admin_token"]
+            if reuse:
+                token = _reused(engine, folder, home, database, result)
+            else:
+                args = ["init", "--json"] + (["--database", database] if database else [])
+                token = json.loads(_hearth(home, *args))["admin_token"]
             result["load_before"] = os.getloadavg()[0]
-            for key in ("patients", "observations"):
+            for key in () if reuse else ("patients", "observations"):
                 _log(f"{engine}: importing {key}")
                 result[f"import_{key}"] = _import(home, folder / f"{key}.ndjson")
                 _log(f"{engine}: {key}: {json.dumps(result[f'import_{key}'])}")
@@ -221,7 +287,7 @@ def run_engine(
                 "--port",
                 str(port),
             ]
-            with serve(argv, port, "/fhir/metadata") as server:
+            with serve(argv, port, "/fhir/metadata", env=env) as server:
                 headers = {"Authorization": f"Bearer {token}"}
                 plans = queries(random.Random(5), folder, patients)
                 result["queries"] = {}
@@ -248,6 +314,7 @@ def main() -> None:
     samples = int(os.environ.get("HEARTH_BENCH_SAMPLES", "200"))
     duration = float(os.environ.get("HEARTH_BENCH_DURATION", "10"))
     bundles = int(os.environ.get("HEARTH_BENCH_BUNDLES", "10"))
+    reuse = os.environ.get("HEARTH_BENCH_SEARCH_REUSE") == "1"
     folder = dataset(patients, per_patient)
     results: dict[str, Any] = {
         "patients": patients,
@@ -256,7 +323,13 @@ def main() -> None:
     }
     for engine in engines:
         results["engines"][engine] = run_engine(
-            engine, folder, patients, samples=samples, duration=duration, bundles=bundles
+            engine,
+            folder,
+            patients,
+            samples=samples,
+            duration=duration,
+            bundles=bundles,
+            reuse=reuse,
         )
         # Written after each engine: a long run that is stopped keeps what it measured.
         write_results("search", results)
@@ -281,6 +354,8 @@ def main() -> None:
     ingest = []
     for engine, r in results["engines"].items():
         for key in ("import_patients", "import_observations"):
+            if key not in r:  # a reused instance: nothing was imported in this run
+                continue
             i = r[key]
             ingest.append(
                 [
