@@ -87,8 +87,15 @@ def _next(level: int, key: str) -> str:
     return _bucket(level, _bounds(level, key)[1] + 1)
 
 
+# The longest bucket of each level, in days (a decade, a year, a month, a day): a region longer
+# than ``limit + 1`` of them meets more than ``limit`` buckets, so none need be listed.
+_LONGEST_DAYS = (3653, 366, 31, 1)
+
+
 def _overlapping(level: int, lo: int, hi: int, limit: int) -> list[str] | None:
     """Buckets of ``level`` meeting [lo, hi], or None if there are more than ``limit``."""
+    if (hi - lo) // DAY_US > (limit + 1) * _LONGEST_DAYS[level]:
+        return None
     out = []
     key = _bucket(level, lo)
     while True:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     FromClause,
     Select,
     and_,
+    bindparam,
     delete,
     exists,
     false,
@@ -191,12 +192,18 @@ def _keys(
     cond: Keys, seq: ColumnElement[int], blind: Blind, correlate: bool = False
 ) -> ColumnElement[bool]:
     hashes = sorted(blind(cond.domain, k) for k in cond.keys)
-    where = H.c.hash == hashes[0] if len(hashes) == 1 else H.c.hash.in_(hashes)
     if correlate or len(hashes) > CORRELATE_ABOVE:
         inner = H.alias()
-        match = inner.c.hash == hashes[0] if len(hashes) == 1 else inner.c.hash.in_(hashes)
-        return exists().where(inner.c.seq == seq, match)
-    return seq.in_(select(H.c.seq).where(where))
+        return exists().where(inner.c.seq == seq, _hash_is(inner.c.hash, hashes))
+    return seq.in_(select(H.c.seq).where(_hash_is(H.c.hash, hashes)))
+
+
+def _hash_is(column: ColumnElement[bytes], hashes: list[bytes]) -> ColumnElement[bool]:
+    if len(hashes) == 1:
+        return column == hashes[0]
+    # One expanding parameter for the list: a range's hundred keys are not each coerced into
+    # an expression of their own.
+    return column.in_(bindparam(None, hashes, expanding=True, type_=column.type))
 
 
 def _ref(cond: RefTo, root: FromClause, res_type: str) -> ColumnElement[bool]:
