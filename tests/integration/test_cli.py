@@ -63,10 +63,19 @@ def test_commands_without_an_instance_say_what_to_do(tmp_path: Path) -> None:
 def test_every_command_has_help_with_an_example() -> None:
     def leaves(command: click.Command, path: list[str]) -> list[list[str]]:
         if isinstance(command, click.Group):
-            return [p for name, sub in command.commands.items() for p in leaves(sub, [*path, name])]
+            ctx = click.Context(command)
+            found = []
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None, [*path, name]
+                found.extend(leaves(sub, [*path, name]))
+            return found
         return [path]
 
-    for path in leaves(main, []):
+    paths = leaves(main, [])
+    assert ["backup", "create"] in paths
+    assert ["serve"] in paths
+    for path in paths:
         result = CliRunner().invoke(main, [*path, "--help"])
         assert result.exit_code == 0, path
         assert "Example" in result.output, path

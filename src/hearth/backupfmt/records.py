@@ -76,7 +76,8 @@ def _encode_slow(value: object) -> bytes:
         return b"\x02" if value else b"\x01"
     if isinstance(value, int):
         return _encode_int(int(value))
-    if isinstance(value, bytes):
+    if isinstance(value, bytes | bytearray | memoryview):
+        # A driver may hand binary columns over as a buffer: the same bytes, the same tag.
         return _encode_bytes(bytes(value))
     if isinstance(value, str):
         return _encode_text(str(value))
@@ -118,37 +119,49 @@ class RecordEncoder:
         return MAGIC + _U32.pack(len(body)) + body
 
     def row(self, values: Sequence[Value]) -> bytes:
+        """One row's frame."""
+        out = bytearray()
+        self.row_into(values, out)
+        return bytes(out)
+
+    def row_into(self, values: Sequence[Value], out: bytearray) -> None:
+        """Append one row's frame to ``out`` (the writer's batch): no bytes object per value
+        or per frame. On an error ``out`` is left as it was."""
         if len(values) != len(self.columns):
             raise HearthError(BACKUP_ARGUMENT, "A row has the wrong number of values.")
+        start = len(out)
+        out += b"\x00\x00\x00\x00"  # the frame's length, filled in below
         # Dispatch on the exact type (bool is its own type, so it never reaches the int case);
         # subclasses such as IntEnum fall back to the isinstance chain. Text, integers, bytes
         # and nulls (nearly every value) are encoded inline: no call per value.
-        parts: list[bytes] = []
-        append = parts.append
         untyped: Sequence[Any] = values  # narrowed by ``type(v)`` below, which mypy does not see
         try:
             for v in untyped:
                 kind = type(v)
                 if kind is str:
                     data = v.encode("utf-8")
-                    append(_TAG_U32.pack(_TEXT, len(data)))
-                    append(data)
+                    out += _TAG_U32.pack(_TEXT, len(data))
+                    out += data
                 elif kind is int:
-                    append(_TAG_I64.pack(_INT, v))
+                    out += _TAG_I64.pack(_INT, v)
                 elif kind is bytes:
-                    append(_TAG_U32.pack(_BYTES, len(v)))
-                    append(v)
+                    out += _TAG_U32.pack(_BYTES, len(v))
+                    out += v
                 elif v is None:
-                    append(b"\x00")
+                    out.append(_NULL)
                 else:
-                    append((_ENCODERS.get(kind) or _encode_slow)(v))
+                    out += (_ENCODERS.get(kind) or _encode_slow)(v)
+            length = len(out) - start - 4
+            if length > MAX_FRAME_BYTES:
+                raise HearthError(BACKUP_ARGUMENT, "A row is larger than a segment frame allows.")
+            _U32.pack_into(out, start, length)
         except struct.error:
+            del out[start:]
             raise HearthError(BACKUP_ARGUMENT, "An integer exceeds 64 bits.") from None
-        payload = b"".join(parts)
-        if len(payload) > MAX_FRAME_BYTES:
-            raise HearthError(BACKUP_ARGUMENT, "A row is larger than a segment frame allows.")
+        except BaseException:
+            del out[start:]
+            raise
         self.rows += 1
-        return _U32.pack(len(payload)) + payload
 
     def trailer(self) -> bytes:
         return _U32.pack(0) + _U64.pack(self.rows)

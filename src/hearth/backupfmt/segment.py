@@ -153,7 +153,7 @@ class _PlaintextSource(io.RawIOBase):
         if item is _END:
             self._pending += self._compressor.flush()
             self.finished = True
-        elif isinstance(item, bytes):
+        elif isinstance(item, bytes | bytearray):
             self._pending += self._compressor.compress(item)
         else:
             raise _Abort
@@ -219,21 +219,20 @@ def _produce(
     if not put(header):
         return length, False, True
     exhausted = False
+    encode = encoder.row_into
     while True:
-        batch: list[bytes] = []
-        size = 0
-        while size < _BATCH and length + size < limit:
+        # Frames are appended to the batch in place; the worker owns it once it is queued.
+        batch = bytearray()
+        while len(batch) < _BATCH and length + len(batch) < limit:
             row = next(rows, None)
             if row is None:
                 exhausted = True
                 break
             if on_row is not None:
                 on_row(row)
-            frame = encoder.row(row)
-            batch.append(frame)
-            size += len(frame)
-        length += size
-        if not put(b"".join(batch)):
+            encode(row, batch)
+        length += len(batch)
+        if not put(batch):
             return length, exhausted, True
         if exhausted or length >= limit:
             trailer = encoder.trailer()

@@ -10,14 +10,17 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from hearth.domain import HearthError
 from hearth.settings import load_settings
-from hearth.wiring import Container
+
+if TYPE_CHECKING:
+    # Imported where a container is built: ``hearth --version`` and ``--help`` need none.
+    from hearth.wiring import Container
 
 __all__ = [
     "RichProgress",
@@ -83,6 +86,8 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def container(state: State, *, bulk: bool = False) -> Iterator[Container]:
     """The instance's container; ``bulk`` for a command that loads many resources (its key
     ring remembers recent blind-index tokens, ``hearth.wiring.BULK_BLIND_MEMO``)."""
+    from hearth.wiring import Container
+
     c = Container(load_settings(state.home), bulk=bulk)
     try:
         yield c

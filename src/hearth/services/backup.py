@@ -226,22 +226,11 @@ class _Chain:
         return self.manifests[-1]
 
 
-class _Counted:
-    """Advances a progress bar per row while passing rows through."""
-
-    def __init__(self, rows: Iterable[Row], progress: Progress) -> None:
-        self._rows = rows
-        self._progress = progress
-
-    def __iter__(self) -> Iterator[Row]:
-        n = 0
-        for row in self._rows:
-            yield row
-            n += 1
-            if n == 1000:
-                self._progress.advance(n)
-                n = 0
-        self._progress.advance(n)
+def _counted(pages: Iterable[list[Row]], progress: Progress) -> Iterator[Row]:
+    """Passes rows through a page at a time, advancing a progress bar per page."""
+    for page in pages:
+        yield from page
+        progress.advance(len(page))
 
 
 class BackupService:
@@ -548,7 +537,7 @@ class BackupService:
             progress.start(f"backup {kind.value}", total)
             for plan in plans:
                 after, upto = bounds[plan.name]
-                rows = _Counted(snap.rows(plan, after=after, upto=upto), progress)
+                rows = _counted(snap.pages(plan, after=after, upto=upto), progress)
                 writer.add_table(plan.name, plan.columns, rows)
             progress.finish()
         manifest = writer.manifest()

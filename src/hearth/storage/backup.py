@@ -29,14 +29,15 @@ import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
-    LargeBinary,
     MetaData,
+    Select,
     Table,
     and_,
+    bindparam,
     column,
     delete,
     func,
@@ -146,12 +147,6 @@ class Marks:
     audit: int
 
 
-def _value(value: object) -> object:
-    if isinstance(value, memoryview | bytearray):
-        return bytes(value)
-    return value
-
-
 def _after(order: Sequence[Any], last: Sequence[Any]) -> ColumnElement[bool]:
     """``(c0, c1, ...) > (v0, v1, ...)`` spelled out, which every engine plans as a range."""
     terms = []
@@ -206,30 +201,73 @@ class SnapshotReader:
     ) -> Iterator[Row]:
         """The table's rows in key order (``seq`` order for append tables), ``batch`` at a time;
         for append tables only those with ``after < seq <= upto``."""
+        for page in self.pages(plan, after=after, upto=upto):
+            yield from page
+
+    def pages(
+        self, plan: TablePlan, *, after: int | None = None, upto: int | None = None
+    ) -> Iterator[list[Row]]:
+        """:meth:`rows` a page (at most ``batch`` rows) at a time, read through the driver's
+        own cursor inside the snapshot's transaction: each page's SQL is compiled once per
+        table, and rows are the driver's tuples, converted only where SQLAlchemy would have
+        converted them (booleans that SQLite and MariaDB return as integers). This is the
+        backup's hot path: SQLAlchemy's result rows cost about 6 microseconds a row more."""
         order = plan.order()
         positions = [list(plan.table.columns).index(c) for c in order]
         where = self._where(plan, after, upto)
-        # Only binary columns can come back as memoryview (psycopg's bytea); the rest are
-        # passed on as the driver gives them, without a call per value.
-        binary = [i for i, c in enumerate(plan.table.columns) if isinstance(c.type, LargeBinary)]
-        last: Row | None = None
-        while True:
-            query = select(plan.table).where(*where)
-            if last is not None:
-                query = query.where(_after(order, last))
-            rows = self.conn.execute(query.order_by(*order).limit(self.batch)).all()
-            if not rows:
-                return
-            for r in rows:
-                if binary:
-                    values = list(r)
-                    for i in binary:
-                        values[i] = _value(values[i])
-                    yield tuple(values)
+        keys: list[Any] = [bindparam(f"k{i}") for i in range(len(order))]
+        first = self._compile(select(plan.table).where(*where).order_by(*order))
+        following = self._compile(
+            select(plan.table).where(*where, _after(order, keys)).order_by(*order)
+        )
+        dialect = self.conn.dialect
+        convert = [
+            (i, proc)
+            for i, c in enumerate(plan.table.columns)
+            if (proc := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+        cursor = self.conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            last: Row | None = None
+            while True:
+                if last is None:
+                    sql, args = first({})
                 else:
-                    yield tuple(r)
-            final = rows[-1]
-            last = tuple(final[i] for i in positions)
+                    sql, args = following({f"k{i}": last[p] for i, p in enumerate(positions)})
+                cursor.execute(sql, args)
+                # Every driver here returns a list of tuples.
+                page = cast("list[Row]", cursor.fetchall())
+                if not page:
+                    return
+                if convert:
+                    page = [_converted(r, convert) for r in page]
+                yield page
+                last = page[-1]
+        finally:
+            cursor.close()
+
+    def _compile(self, query: Select[Any]) -> Callable[[dict[str, Any]], tuple[str, Any]]:
+        """``query`` with a page's LIMIT, compiled once for this connection's dialect; the
+        returned function gives the SQL and the driver's parameters for given bound values."""
+        dialect = self.conn.dialect
+        compiled = query.limit(self.batch).compile(dialect=dialect)
+        sql = compiled.string
+        order = compiled.positiontup if dialect.positional else None
+
+        def statement(values: dict[str, Any]) -> tuple[str, Any]:
+            params = compiled.construct_params(values)
+            if order is None:
+                return sql, params
+            return sql, tuple(params[name] for name in order)
+
+        return statement
+
+
+def _converted(row: Row, convert: Sequence[tuple[int, Callable[[Any], Any]]]) -> Row:
+    values = list(row)
+    for i, proc in convert:
+        values[i] = proc(values[i])
+    return tuple(values)
 
 
 def engine_name(db: Database) -> str:

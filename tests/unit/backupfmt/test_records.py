@@ -132,3 +132,33 @@ def test_encoder_refuses_bad_values(row: tuple[object, ...]) -> None:
     enc = RecordEncoder("t", ["a"])
     with pytest.raises(HearthError):
         enc.row(row)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("row", [(2**63, "x"), (object(), "x"), ("x", 2**64)])
+def test_a_refused_row_leaves_the_batch_as_it_was(row: tuple[object, ...]) -> None:
+    enc = RecordEncoder("t", ["a", "b"])
+    batch = bytearray()
+    enc.row_into((1, "one"), batch)
+    before = bytes(batch)
+    with pytest.raises(HearthError):
+        enc.row_into(row, batch)  # type: ignore[arg-type]
+    assert batch == before
+    assert enc.rows == 1
+
+
+def test_frames_appended_in_place_equal_single_frames() -> None:
+    rows: list[tuple[object, ...]] = [(1, "é", b"\x00", None, True), (-5, "", b"", False, 2.5)]
+    batch = bytearray()
+    appended = RecordEncoder("t", ["a", "b", "c", "d", "e"])
+    single = RecordEncoder("t", ["a", "b", "c", "d", "e"])
+    for row in rows:
+        appended.row_into(row, batch)  # type: ignore[arg-type]
+    assert bytes(batch) == b"".join(single.row(r) for r in rows)  # type: ignore[arg-type]
+
+
+def test_binary_buffers_encode_as_bytes() -> None:
+    """A driver may return a binary column as a memoryview or bytearray: the same frame."""
+    enc = RecordEncoder("t", ["a"])
+    expected = enc.row((b"\x01\x02",))
+    assert enc.row((memoryview(b"\x01\x02"),)) == expected  # type: ignore[arg-type]
+    assert enc.row((bytearray(b"\x01\x02"),)) == expected  # type: ignore[arg-type]
