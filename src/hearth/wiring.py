@@ -16,20 +16,6 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hearth.auth import (
-    DEFAULT_PARAMETERS,
-    RECOVERY_CODE_PARAMETERS,
-    Argon2Parameters,
-    PasswordHasher,
-    PasswordPolicy,
-    PepperRing,
-    PinHasher,
-    PinPolicy,
-    RecoveryCodeHasher,
-)
-from hearth.auth.oauth.tokens import TokenKeys
-from hearth.auth.sessions import SessionTimeouts
-from hearth.auth.throttle import DEFAULT_THROTTLE, ThrottlePolicy
 from hearth.backupfmt import (
     ManifestSigner,
     ManifestVerifier,
@@ -69,36 +55,8 @@ from hearth.domain import (
     SystemRandom,
     errors,
 )
-from hearth.notify import Sink, build_sinks
-from hearth.services.access import AccessAdmin
-from hearth.services.account import AccountService
+from hearth.notify import build_sinks
 from hearth.services.alarms import AlarmService, DeliveryPolicy
-from hearth.services.audit_views import AuditViews
-from hearth.services.backup_monitor import BackupMonitor
-from hearth.services.backup_schedule import StateStore as BackupProgress
-from hearth.services.breakglass import BreakGlassService
-from hearth.services.bundles import BundleService
-from hearth.services.certificate_signin import CertificateSignIn
-from hearth.services.identity import Authenticator
-from hearth.services.importer import ImportService
-from hearth.services.monitor import AccessMonitor
-from hearth.services.oauth import (
-    AuthorizationService,
-    CertificateService,
-    ClientAuthenticator,
-    ClientRegistry,
-    JwksFetcher,
-    TokenService,
-)
-from hearth.services.paging import PageTokens
-from hearth.services.records import RecordService
-from hearth.services.repair import BackupVersions, RepairReport, repair_from_backup
-from hearth.services.scanner import IntegrityScanner, ScannerThread
-from hearth.services.search import SearchService
-from hearth.services.sessions import SessionService
-from hearth.services.signin import SignInService
-from hearth.services.throttle import SignInThrottle
-from hearth.services.users import SetUpLink, UserService
 from hearth.settings import (
     CONFIG_FILE,
     AlarmSettings,
@@ -122,16 +80,11 @@ from hearth.storage import (
     to_us,
 )
 from hearth.storage.access import AccessControl, RoleStore
-from hearth.storage.access_admin import AccessStore
-from hearth.storage.accounts import AccountStore
 from hearth.storage.alarms import AlarmStore
 from hearth.storage.anchor import AnchorFile
-from hearth.storage.oauth import OAuthStore
-from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
 from hearth.storage.sql import SqlStore, check_reachable, normalise_url, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
 from hearth.storage.system import CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY
-from hearth.storage.throttle import MemoryCounters, ThrottleCounters
 
 __all__ = [
     "ADMIN_ROLE",
@@ -151,7 +104,23 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    # Imported where they are built: a command such as ``hearth backup create`` builds the
+    # container's core (database, keys, audit, alarms, access policy) and never the services
+    # that answer requests and sign-ins (docs/design.md, "Start-up").
+    from hearth.auth import Argon2Parameters, PepperRing
+    from hearth.auth.oauth.tokens import TokenKeys
+    from hearth.auth.throttle import ThrottlePolicy
+    from hearth.notify import Sink
     from hearth.services.backup import BackupService
+    from hearth.services.backup_monitor import BackupMonitor
+    from hearth.services.backup_schedule import StateStore as BackupProgress
+    from hearth.services.bundles import BundleService
+    from hearth.services.importer import ImportService
+    from hearth.services.records import RecordService
+    from hearth.services.repair import BackupVersions, RepairReport
+    from hearth.services.scanner import IntegrityScanner, ScannerThread
+    from hearth.services.search import SearchService
+    from hearth.services.users import SetUpLink
     from hearth.targets import BackupTarget
 
 log = logging.getLogger("hearth")
@@ -223,8 +192,21 @@ class _LateAlarms:
 BULK_BLIND_MEMO = 200_000
 
 
+#: What ``Container._build_services`` sets: built at the first use of any of them.
+_SERVICES = frozenset(
+    {
+        "pages", "oauth_store", "clients", "certificates", "client_auth", "tokens",
+        "authenticator", "authorization", "passwords", "accounts", "sessions", "throttle",
+        "signin", "certificate_signin", "users", "access_store", "access", "monitor",
+        "audit_views", "break_glass", "account",
+    }
+)  # fmt: skip
+
+
 class Container:
-    """Everything one Hearth process needs, built once from settings."""
+    """Everything one Hearth process needs, built once from settings: the core (database,
+    keys, audit trail, alarms, access policy) at once, the services that answer requests and
+    sign-ins at their first use (``_SERVICES``)."""
 
     def __init__(
         self,
@@ -293,6 +275,46 @@ class Container:
         self.roles = roles or RoleStore(self.store)
         self.policy = policy or AccessControl(self.store, self.keyring, self.clock, self.roles)
         self.live_keys.check_budget()
+        # Until the services are built, a check of the policy builds them (the monitor).
+        self.policy.throttled = self._throttled
+        self._redis: Any = None
+        self._token_keys: tuple[int, TokenKeys] | None = None
+        self._services_built = False
+        self._password_parameters = password_parameters
+        self._throttle_policy = throttle
+
+    if not TYPE_CHECKING:
+        # Hidden from mypy, which thus still checks every attribute name.
+
+        def __getattr__(self, name: str) -> Any:
+            """Only reached for an attribute not set yet: one of the services that answer
+            requests and sign-ins, built (all together, in one order) at the first use."""
+            if name in _SERVICES and not self.__dict__.get("_services_built", True):
+                self._build_services()
+                return getattr(self, name)
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _throttled(self, principal: Principal) -> bool:
+        return self.monitor.throttled(principal)
+
+    def _build_services(self) -> None:
+        """Paging, OAuth 2 / SMART, users, sessions, sign-in and access administration: what
+        ``hearth serve`` and the commands that act for users need, and a backup does not."""
+        from hearth.auth.throttle import DEFAULT_THROTTLE
+        from hearth.services.identity import Authenticator
+        from hearth.services.oauth import (
+            AuthorizationService,
+            CertificateService,
+            ClientAuthenticator,
+            ClientRegistry,
+            JwksFetcher,
+            TokenService,
+        )
+        from hearth.services.paging import PageTokens
+        from hearth.storage.oauth import OAuthStore
+
+        self._services_built = True
+        settings = self.settings
         self.pages = PageTokens(self.keyring, self.clock, self.random)
         # OAuth 2 / SMART: clients, client authentication, tokens (docs/design.md).
         self.oauth_store = OAuthStore(self.store, self.audit, self.clock)
@@ -306,7 +328,6 @@ class Container:
         self.client_auth = ClientAuthenticator(
             self.clients, self.oauth_store, JwksFetcher(), self.clock
         )
-        self._token_keys: tuple[int, TokenKeys] | None = None
         self.tokens = TokenService(
             store=self.oauth_store,
             clients=self.clients,
@@ -332,11 +353,35 @@ class Container:
             random=self.random,
             break_glass=self._emergency_consent,
         )
-        self._redis: Any = None
-        self._build_auth(password_parameters, throttle or DEFAULT_THROTTLE)
+        self._build_auth(self._password_parameters, self._throttle_policy or DEFAULT_THROTTLE)
 
     def _build_auth(self, parameters: Argon2Parameters | None, throttle: ThrottlePolicy) -> None:
         """Users, sessions, throttling and sign-in (issue 4)."""
+        from hearth.auth import (
+            DEFAULT_PARAMETERS,
+            RECOVERY_CODE_PARAMETERS,
+            PasswordHasher,
+            PasswordPolicy,
+            PinHasher,
+            PinPolicy,
+            RecoveryCodeHasher,
+        )
+        from hearth.auth.sessions import SessionTimeouts
+        from hearth.services.access import AccessAdmin
+        from hearth.services.account import AccountService
+        from hearth.services.audit_views import AuditViews
+        from hearth.services.breakglass import BreakGlassService
+        from hearth.services.certificate_signin import CertificateSignIn
+        from hearth.services.monitor import AccessMonitor
+        from hearth.services.sessions import SessionService
+        from hearth.services.signin import SignInService
+        from hearth.services.throttle import SignInThrottle
+        from hearth.services.users import UserService
+        from hearth.storage.access_admin import AccessStore
+        from hearth.storage.accounts import AccountStore
+        from hearth.storage.sessions import SessionSealer, SessionStore, SqlSessionStore
+        from hearth.storage.throttle import MemoryCounters, ThrottleCounters
+
         settings = self.settings
         peppers = load_pepper(settings.auth.pepper_file)
         cost = parameters or DEFAULT_PARAMETERS
@@ -484,6 +529,8 @@ class Container:
     def token_keys(self) -> TokenKeys:
         """The token signing keys, rebuilt only when the key ring was reloaded."""
         self.refresh_keys()
+        from hearth.auth.oauth.tokens import TokenKeys
+
         cached = self._token_keys
         if cached is None or cached[0] != self.keyring.generation:
             cached = (
@@ -528,6 +575,8 @@ class Container:
         )
 
     def search(self, principal: Principal, *, request_id: str | None = None) -> SearchService:
+        from hearth.services.search import SearchService
+
         return SearchService(
             self.repository(principal, request_id=request_id),
             pages=self.pages,
@@ -536,6 +585,9 @@ class Container:
         )
 
     def bundles(self, principal: Principal, *, request_id: str | None = None) -> BundleService:
+        from hearth.services.bundles import BundleService
+        from hearth.services.search import SearchService
+
         repo = self.repository(principal, request_id=request_id)
         search = SearchService(
             repo, pages=self.pages, limits=self.settings.limits, clock=self.clock
@@ -548,6 +600,8 @@ class Container:
         )
 
     def importer(self, principal: Principal, *, chunk: int = 500) -> ImportService:
+        from hearth.services.importer import ImportService
+
         return ImportService(self.repository(principal), self.bundles(principal), chunk=chunk)
 
     def refresh_statistics(self) -> None:
@@ -555,6 +609,8 @@ class Container:
         self.store.refresh_statistics()
 
     def records(self, principal: Principal, *, request_id: str | None = None) -> RecordService:
+        from hearth.services.records import RecordService
+
         return RecordService(self.repository(principal, request_id=request_id))
 
     def system_records(self, purpose: str) -> RecordRepository:
@@ -629,6 +685,8 @@ class Container:
     def integrity_scanner(self, *, operator: str | None = None) -> IntegrityScanner:
         """The integrity scanner (``hearth integrity scan``, and ``hearth serve``'s background
         scanner), audited as ``system:integrity-scan``."""
+        from hearth.services.scanner import IntegrityScanner
+
         return IntegrityScanner(
             lambda: self.system_repository("integrity-scan", operator=operator),
             clock=self.clock,
@@ -643,6 +701,8 @@ class Container:
     ) -> RepairReport:
         """Repair the scanner's findings from ``backup`` (``hearth integrity repair``),
         audited as ``system:integrity-repair``."""
+        from hearth.services.repair import repair_from_backup
+
         return repair_from_backup(
             lambda: self.system_repository("integrity-repair", operator=operator),
             backup,
@@ -654,6 +714,8 @@ class Container:
         """Start the background scanner if ``[integrity] scan`` is on (the app's lifespan)."""
         if not self.settings.integrity.scan:
             return None
+        from hearth.services.scanner import ScannerThread
+
         thread = ScannerThread(self.integrity_scanner())
         thread.start()
         return thread
@@ -671,6 +733,8 @@ class Container:
         section = self.settings.backup
         if not section.targets or section.monitor_minutes <= 0:
             return None
+        from hearth.services.backup_monitor import BackupMonitor
+
         settings = self.settings
         built: list[BackupTarget] = []
 
@@ -943,6 +1007,8 @@ def load_pepper(path: Path | None) -> PepperRing | None:
         raise HearthError(
             errors.KEY_UNAVAILABLE, f"The password pepper file {path} is missing or damaged."
         ) from None
+    from hearth.auth import PepperRing
+
     key_id = "f" + hashlib.sha256(b"hearth/pepper-id/v1\x00" + key).hexdigest()[:12]
     return PepperRing({key_id: key}, current=key_id)
 

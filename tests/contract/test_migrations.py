@@ -21,6 +21,38 @@ def test_there_is_exactly_one_head() -> None:
     assert len(heads) == 1, heads
 
 
+def test_the_head_read_from_file_names_is_alembics() -> None:
+    """``head_revision`` reads the folder without Alembic: every script must be named after its
+    revision, each revising the one before, so the newest name is the head."""
+    scripts = ScriptDirectory.from_config(migrate._config())
+    assert migrate.head_revision() == scripts.get_current_head()
+    revisions = list(scripts.walk_revisions())
+    assert revisions
+    for script in revisions:
+        name = Path(script.path).name
+        match = migrate.MIGRATION_NAME.fullmatch(name)
+        assert match is not None, name
+        assert script.revision == match["revision"], name
+        expected = None if script.revision == "0001" else f"{int(script.revision) - 1:04d}"
+        assert script.down_revision == expected, name
+
+
+def test_current_revision_reads_what_alembic_recorded(
+    database_url: str | None, tmp_path: Path
+) -> None:
+    db = open_database(database_url or f"sqlite:///{tmp_path / 'revision.db'}")
+    try:
+        assert migrate.current_revision(db) is None
+        migrate.upgrade(db, "0001")
+        assert migrate.current_revision(db) == "0001"
+        migrate.upgrade(db)
+        with db.read.connect() as conn:
+            recorded = MigrationContext.configure(conn).get_current_revision()
+        assert migrate.current_revision(db) == recorded == migrate.head_revision()
+    finally:
+        db.dispose()
+
+
 def test_migrations_build_the_declared_schema(database_url: str | None, tmp_path: Path) -> None:
     db = open_database(database_url or f"sqlite:///{tmp_path / 'schema.db'}")
     try:

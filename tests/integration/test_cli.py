@@ -81,6 +81,31 @@ def test_every_command_has_help_with_an_example() -> None:
         assert "Example" in result.output, path
 
 
+def test_a_backup_loads_neither_the_web_server_nor_the_sign_in_services(
+    home: Path, tmp_path: Path
+) -> None:
+    """``hearth backup create`` imports its own verb only, and the container builds its core
+    only: no web framework, OAuth, sign-in or Alembic modules (docs/design.md, "Start-up")."""
+    code, out = run(home, "keys", "backup-recipient", "--identity-out", str(tmp_path / "id"))
+    assert code == 0, out
+    probe = (
+        "import sys\n"
+        "from hearth.cli import main\n"
+        "try:\n"
+        f"    main(['--home', {str(home)!r}, 'backup', 'create', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = ('hearth.web', 'hearth.cli.serve', 'hearth.services.oauth', 'hearth.services"
+        ".signin', 'hearth.services.users', 'starlette', 'uvicorn', 'webauthn', 'alembic')\n"
+        "print('loaded:', sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert '"kind": "full"' in done.stdout
+    assert "loaded: []" in done.stdout, done.stdout[-500:]
+
+
 def test_demo_load_then_integrity_and_audit_verify(home: Path) -> None:
     code, out = run(home, "demo", "load", "--patients", "5")
     assert code == 0, out
