@@ -15,7 +15,8 @@ Scale: ``HEARTH_BENCH_BACKUP_PATIENTS`` (default 2,000) and
 PostgreSQL, taken in turn) run ``HEARTH_BENCH_BACKUP_RESTORE_RUNS`` times (default 3); their
 rows and ratios are the medians, and ``runs_wall_s`` keeps every run (0 skips them). The full
 backup runs ``HEARTH_BENCH_BACKUP_FULL_RUNS`` times (default 1), alternating with restic's
-full backup (into a fresh repository each run), medians likewise. With
+full backup (into a fresh repository each run), medians likewise; with a baseline the two
+Hearths take turns in ABBA order (this one first in even rounds). With
 ``HEARTH_BENCH_BACKUP_BASELINE_SRC`` naming another checkout's ``src`` (``git worktree add
 /tmp/base BASE``, then ``/tmp/base/src``), each round also takes the full backup and restores
 with that Hearth ("(baseline)" rows), so a change is measured before and after in the same
@@ -198,6 +199,7 @@ def main() -> None:
     baseline = os.environ.get("HEARTH_BENCH_BACKUP_BASELINE_SRC")
     per_patient = int(os.environ.get("HEARTH_BENCH_BACKUP_OBS_PER_PATIENT", "5"))
     folder = dataset(patients, per_patient)
+    load_start = os.getloadavg()
     steps: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="hearth-bench-backup-") as tmp:
         work = Path(tmp)
@@ -217,7 +219,11 @@ def main() -> None:
             full_sources["full (baseline)"] = baseline
         restic = None
         for i in range(full_runs):
-            for label, source in full_sources.items():
+            # ABBA: this Hearth first in even rounds, the baseline first in odd ones.
+            order = list(full_sources.items())
+            if i % 2:
+                order.reverse()
+            for label, source in order:
                 args = ("backup", "create", "--full", "--json")
                 fulls.setdefault(label, []).append(run(home, *args, source=source))
             if restic is not None:
@@ -363,8 +369,10 @@ def main() -> None:
         ratios["restore_postgresql_vs_baseline_cpu_net"] = net(
             "restore postgresql (baseline)"
         ) / net("restore postgresql")
+    load_end = os.getloadavg()
     for key, value in ratios.items():
         print(f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}")
+    print(f"load average (1, 5, 15 min): start {load_start}, end {load_end}")
     write_results(
         "backup",
         {
@@ -379,5 +387,6 @@ def main() -> None:
             "full_bytes": full_bytes,
             "incremental_bytes": incr_bytes,
             "ratios": ratios,
+            "load_average": {"start": load_start, "end": load_end},
         },
     )

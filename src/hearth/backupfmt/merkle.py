@@ -36,17 +36,21 @@ __all__ = [
 
 CONSTRUCTION = "rfc6962-sha256"
 LEAF_CONTEXT = b"hearth.backup.leaf.v1"
-_U64 = struct.Struct(">Q")
+_SEQ_LEN = struct.Struct(">QB")
 EMPTY_ROOT = hashlib.sha256(b"").digest()
+#: SHA-256 state after the leaf prefix, copied for each leaf (a full backup hashes one leaf per
+#: resource version).
+_LEAF_PREFIX = hashlib.sha256(b"\x00" + LEAF_CONTEXT)
 
 
 def leaf_hash(sequence: int, mac: bytes) -> bytes:
     """The leaf hash of one resource version (sequence number and its stored MAC)."""
     if not 0 <= sequence < 2**64 or not 0 < len(mac) < 256:
         raise HearthError(BACKUP_ARGUMENT, "A Merkle leaf needs a u64 sequence and a MAC.")
-    return hashlib.sha256(
-        b"\x00" + LEAF_CONTEXT + _U64.pack(sequence) + bytes((len(mac),)) + mac
-    ).digest()
+    state = _LEAF_PREFIX.copy()
+    state.update(_SEQ_LEN.pack(sequence, len(mac)))
+    state.update(mac)
+    return state.digest()
 
 
 def node_hash(left: bytes, right: bytes) -> bytes:
@@ -123,11 +127,13 @@ class MerkleBuilder:
     def add_leaf_hash(self, digest: bytes) -> None:
         peaks = self._peaks
         peaks.append((1, digest))
-        # Two perfect subtrees of equal size merge into one twice as large (binary carry).
+        # Two perfect subtrees of equal size merge into one twice as large (binary carry);
+        # node_hash inline, as this runs once per resource version.
+        sha256 = hashlib.sha256
         while len(peaks) >= 2 and peaks[-1][0] == peaks[-2][0]:
             size, right = peaks.pop()
             _, left = peaks.pop()
-            peaks.append((size * 2, node_hash(left, right)))
+            peaks.append((size * 2, sha256(b"\x01" + left + right).digest()))
         self._leaves += 1
 
     def root(self) -> bytes:
