@@ -369,6 +369,11 @@ class RestoreDatabase:
         """Whether ``revision`` is this Hearth's newest schema revision."""
         return revision == head_revision()
 
+    def refresh_statistics(self) -> None:
+        """After the load: the planner's statistics of the bulk-loaded tables (PostgreSQL,
+        MariaDB; ``SqlStore.refresh_statistics``)."""
+        self.store.refresh_statistics()
+
     def newest_change_us(self) -> int | None:
         """The write time of the newest restored version (what a drill's RPO is measured to)."""
         with self.db.write.connect() as conn:

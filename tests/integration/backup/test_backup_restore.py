@@ -70,6 +70,14 @@ def test_full_and_incremental_restore_equal(
     deliveries = len(rows(url, "alarm_delivery", "delivery_id"))
     assert deliveries > 0
     if url.startswith("postgresql"):
+        # The load's statistics were gathered: the planner knows the tables are not empty.
+        (analyzed,) = rows(
+            url,
+            "(SELECT count(*) n FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+            "AND relname IN ('search_hash', 'search_compartment', 'resource_version')) s",
+            "1",
+        )[0]
+        assert analyzed == 3
         (following,) = rows(
             url, "(SELECT nextval(pg_get_serial_sequence('alarm_delivery', 'delivery_id'))) n", "1"
         )[0]
