@@ -10,12 +10,15 @@ import base64
 import hashlib
 import ipaddress
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from html import unescape
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,6 +32,8 @@ __all__ = [
     "ClientKey",
     "Pki",
     "assertion",
+    "authorize_on_console",
+    "exchange_code",
     "pkce_pair",
 ]
 
@@ -85,6 +90,64 @@ def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
     return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+def authorize_on_console(
+    browser: Any,
+    app: str,
+    scope: str,
+    *,
+    redirect: str,
+    aud: str,
+    choose: dict[str, str] | None = None,
+    **extra: str,
+) -> tuple[Any, str, str]:
+    """A SMART authorization request (PKCE) from a signed-in console ``browser``, approved on
+    the consent page with ``choose`` added (a launch patient); returns the last response (the
+    redirect to the app, or the consent page's refusal), the PKCE verifier and the page."""
+    verifier, challenge = pkce_pair()
+    params = {
+        "response_type": "code",
+        "client_id": app,
+        "redirect_uri": redirect,
+        "scope": scope,
+        "state": "st-" + verifier[:24],
+        "aud": aud,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+        **extra,
+    }
+    consent = browser.get(f"/oauth/authorize?{urlencode(params)}")
+    if consent.status_code != 200:
+        return consent, verifier, ""
+    shown: str = browser.page
+    hidden = {k: unescape(v) for k, v in _HIDDEN.findall(shown) if k != "csrf"}
+    decision = {**hidden, "decision": "approve", **(choose or {})}
+    return browser.post("/oauth/authorize/decision", decision), verifier, shown
+
+
+def exchange_code(
+    browser: Any, app: str, answer: Any, verifier: str, *, redirect: str
+) -> dict[str, Any]:
+    """Exchange the code in ``answer``'s redirect at the token endpoint; the token response."""
+    assert answer.status_code == 303, answer.text[:300]
+    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
+    exchanged = browser.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": app,
+            "code_verifier": verifier,
+            "redirect_uri": redirect,
+        },
+    )
+    assert exchanged.status_code == 200, exchanged.text
+    body: dict[str, Any] = exchanged.json()
+    return body
 
 
 def decode_unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from html import unescape
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
@@ -26,7 +26,7 @@ from hearth.services.oauth import ClientSpec
 from hearth.web.app import create_app
 from tests.access_world import World, build_world
 from tests.integration.auth.conftest import Browser, Instance, build
-from tests.oauth_support import decode_unverified, pkce_pair
+from tests.oauth_support import authorize_on_console, decode_unverified, exchange_code
 
 
 @pytest.fixture
@@ -250,7 +250,6 @@ def test_the_access_command_line(site: tuple[Instance, World]) -> None:
 
 FHIR = "https://localhost/fhir"
 REDIRECT = "https://app.example/callback"
-_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
 def _clinician(inst: Instance, username: str, role: str) -> tuple[Browser, Principal]:
@@ -264,43 +263,12 @@ def _clinician(inst: Instance, username: str, role: str) -> tuple[Browser, Princ
 def _authorize(browser: Browser, app: str, scope: str, **extra: str) -> tuple[Any, str, str]:
     """Run the authorization request up to the app's redirect; the redirect, the PKCE verifier
     and the consent page."""
-    verifier, challenge = pkce_pair()
-    params = {
-        "response_type": "code",
-        "client_id": app,
-        "redirect_uri": REDIRECT,
-        "scope": scope,
-        "state": "st-" + verifier[:24],
-        "aud": FHIR,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        **extra,
-    }
-    consent = browser.get(f"/oauth/authorize?{urlencode(params)}")
-    if consent.status_code != 200:
-        return consent, verifier, ""
-    shown = browser.page
-    hidden = {k: unescape(v) for k, v in _HIDDEN.findall(shown) if k != "csrf"}
-    decision = browser.post("/oauth/authorize/decision", {**hidden, "decision": "approve"})
-    return decision, verifier, shown
+    return authorize_on_console(browser, app, scope, redirect=REDIRECT, aud=FHIR, **extra)
 
 
 def _token(browser: Browser, app: str, scope: str, **extra: str) -> dict[str, Any]:
     answer, verifier, shown = _authorize(browser, app, scope, **extra)
-    assert answer.status_code == 303, answer.text[:300]
-    code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
-    exchanged = browser.client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "authorization_code",
-            "code": code,
-            "client_id": app,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-        },
-    )
-    assert exchanged.status_code == 200, exchanged.text
-    body: dict[str, Any] = exchanged.json()
+    body = exchange_code(browser, app, answer, verifier, redirect=REDIRECT)
     return {**body, "consent_page": shown}
 
 

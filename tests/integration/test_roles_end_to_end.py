@@ -4,14 +4,11 @@ console (issue 5, "Done when")."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from html import unescape
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
@@ -20,11 +17,10 @@ from hearth.services.oauth import ClientSpec
 from hearth.web.app import create_app
 from tests.access_world import LINKED, World, build_world
 from tests.integration.auth.conftest import Browser, Instance, build
-from tests.oauth_support import pkce_pair
+from tests.oauth_support import authorize_on_console, exchange_code
 
 FHIR = "https://localhost/fhir"
 REDIRECT = "https://app.example/callback"
-_HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
 @dataclass
@@ -38,40 +34,13 @@ class Site:
         """Sign in as ``username`` on the console and run the SMART authorization code flow."""
         browser = self.browsers[username]
         browser.sign_in(username)
-        verifier, challenge = pkce_pair()
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": self.app,
-                "redirect_uri": REDIRECT,
-                "scope": scope,
-                "state": "st-" + verifier[:20],
-                "aud": FHIR,
-                "code_challenge": challenge,
-                "code_challenge_method": "S256",
-            }
+        choose = {"patient": patient} if patient is not None else None
+        answer, verifier, _ = authorize_on_console(
+            browser, self.app, scope, redirect=REDIRECT, aud=FHIR, choose=choose
         )
-        consent = browser.get(f"/oauth/authorize?{query}")
-        assert consent.status_code == 200, consent.text[:300]
-        hidden = {k: unescape(v) for k, v in _HIDDEN.findall(browser.page) if k != "csrf"}
-        decision = {**hidden, "decision": "approve"}
-        if patient is not None:
-            decision["patient"] = patient
-        answer = browser.post("/oauth/authorize/decision", decision)
-        assert answer.status_code == 303, answer.text[:300]
-        code = parse_qs(urlsplit(answer.headers["location"]).query)["code"][0]
-        exchanged = browser.client.post(
-            "/oauth/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": self.app,
-                "code_verifier": verifier,
-                "redirect_uri": REDIRECT,
-            },
-        )
-        assert exchanged.status_code == 200, exchanged.text
-        token: str = exchanged.json()["access_token"]
+        token: str = exchange_code(browser, self.app, answer, verifier, redirect=REDIRECT)[
+            "access_token"
+        ]
         return token
 
     def api_token(self, username: str) -> str:
