@@ -358,6 +358,11 @@ class _Run:
                 self.refs[r.full_url] = f"{r.res_type}/{target}"
                 if r.full_url.startswith(self.base + "/"):
                     self.refs[r.full_url[len(self.base) + 1 :]] = f"{r.res_type}/{target}"
+        # What the entries will write, looked up together instead of one entry at a time.
+        self.batch.expect(
+            [(r.res_type, self.ids[r.index]) for r in requests if r.index in self.ids]
+            + [(r.res_type, r.res_id) for r in requests if r.method == "PUT" and r.res_id]
+        )
 
     def _resolve(self, reference: str) -> str | None:
         if reference in self.refs:

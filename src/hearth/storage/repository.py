@@ -1075,7 +1075,11 @@ class WriteBatch:
             Action.CREATE, res_type, {**resource, "id": new_id}, res_id=new_id, conn=self._conn
         )
         resource = self._guard(Action.CREATE, res_type, new_id, resource, None, decision.masks)
-        if res_id is not None and repo._store.current_version_number(self._conn, res_type, res_id):
+        if (
+            res_id is not None
+            and (res_type, res_id) not in self._absent
+            and repo._store.current_version_number(self._conn, res_type, res_id)
+        ):
             raise repo._fail(
                 Action.CREATE, HearthError(errors.CONFLICT), res_type=res_type, res_id=res_id
             )
