@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -280,6 +281,8 @@ class Container:
         self._redis: Any = None
         self._token_keys: tuple[int, TokenKeys] | None = None
         self._services_built = False
+        # Worker threads may ask for a service at once: one builds them all, the others wait.
+        self._services_lock = threading.RLock()
         self._password_parameters = password_parameters
         self._throttle_policy = throttle
 
@@ -289,9 +292,17 @@ class Container:
         def __getattr__(self, name: str) -> Any:
             """Only reached for an attribute not set yet: one of the services that answer
             requests and sign-ins, built (all together, in one order) at the first use."""
-            if name in _SERVICES and not self.__dict__.get("_services_built", True):
-                self._build_services()
-                return getattr(self, name)
+            lock = self.__dict__.get("_services_lock")
+            if name in _SERVICES and lock is not None:
+                with lock:
+                    if not self._services_built:
+                        try:
+                            self._build_services()
+                        except BaseException:
+                            self._services_built = False  # the next use tries again
+                            raise
+                if name in self.__dict__:
+                    return self.__dict__[name]
             raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _throttled(self, principal: Principal) -> bool:
