@@ -8,6 +8,9 @@ import pytest
 from sqlalchemy import text
 
 from hearth.domain import HearthError, errors
+from hearth.fhir.search import Context, parse_search
+from hearth.settings import load_settings
+from hearth.wiring import Container
 from tests.support import Instance, admin, nobody
 
 pytestmark = pytest.mark.engines
@@ -67,6 +70,76 @@ def test_update_as_create_with_client_id(instance: Instance) -> None:
     with pytest.raises(HearthError) as exc:
         records.update("Patient", "other-id", {**patient(), "id": "client-chosen-1"})
     assert exc.value.code is errors.ID_MISMATCH
+
+
+def test_ids_that_differ_only_in_case_are_different_resources(instance: Instance) -> None:
+    """FHIR ids are case-sensitive; MariaDB's default collation compared them without regard
+    to case, so Patient/ABC read and overwrote Patient/abc (migration 0010)."""
+    records = instance.container.records(admin())
+    records.update("Patient", "abc", {**patient("Lower"), "id": "abc"})
+    with pytest.raises(HearthError) as missing:
+        records.read("Patient", "ABC")
+    assert missing.value.code is errors.NOT_FOUND
+    upper, created = records.update("Patient", "ABC", {**patient("Upper"), "id": "ABC"})
+    assert (upper.res_id, upper.version, created) == ("ABC", 1, True)
+    assert records.read("Patient", "abc").resource["name"] == [{"family": "Lower"}]
+    assert records.read("Patient", "ABC").resource["name"] == [{"family": "Upper"}]
+    # Search and compartments compare ids the same way.
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": "Patient/ABC"},
+    }
+    records.create("Observation", observation)
+    for subject, total in (("Patient/abc", 0), ("Patient/ABC", 1)):
+        request = parse_search(
+            "Observation",
+            [("subject", subject)],
+            ctx=Context(now_us=0),
+            default_count=10,
+            max_count=10,
+        )
+        assert instance.container.repository(admin()).search(request).total == total
+
+
+def test_every_table_compares_text_as_written_on_mariadb(instance: Instance) -> None:
+    if instance.container.db.dialect not in ("mysql", "mariadb"):
+        pytest.skip("SQLite and PostgreSQL compare text byte for byte")
+    rows = raw(
+        instance,
+        "SELECT table_name, table_collation FROM information_schema.tables "
+        "WHERE table_schema = DATABASE()",
+    )
+    assert rows
+    assert {collation for _name, collation in rows} == {"utf8mb4_bin"}, rows
+
+
+def test_threads_that_first_ask_for_a_service_at_once_all_get_it(instance: Instance) -> None:
+    """The services that answer requests are built at their first use: a server's worker
+    threads reach that together, and every one must get them (none an AttributeError)."""
+    container = Container(load_settings(instance.home))
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def first_request() -> None:
+        start.wait()
+        try:
+            seen.append(container.records(admin()).read("Patient", "missing"))
+        except HearthError as exc:
+            seen.append(exc.code)
+        except Exception as exc:  # noqa: BLE001 - what the test is looking for
+            seen.append(exc)
+
+    threads = [threading.Thread(target=first_request) for _ in range(8)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        container.close()
+    assert seen == [errors.NOT_FOUND] * 8
 
 
 def test_json_patch(instance: Instance) -> None:
