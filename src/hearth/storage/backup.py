@@ -217,8 +217,14 @@ class SnapshotReader:
         where = self._where(plan, after, upto)
         keys: list[Any] = [bindparam(f"k{i}") for i in range(len(order))]
         first = self._compile(select(plan.table).where(*where).order_by(*order))
+        # Later pages start after the last key read, which already lies after ``after``: the
+        # two lower bounds together let SQLite range over the index from ``after`` and filter
+        # up to the page, re-reading every earlier row on every page (at 1,100,000 versions a
+        # page took 95 ms instead of 0.6 ms, and a full backup grew with the square of its size).
         following = self._compile(
-            select(plan.table).where(*where, _after(order, keys)).order_by(*order)
+            select(plan.table)
+            .where(*self._where(plan, None, upto), _after(order, keys))
+            .order_by(*order)
         )
         dialect = self.conn.dialect
         convert = [
