@@ -56,6 +56,7 @@ from hearth.storage.access import AccessControl, compartment_patients, label_key
 from hearth.storage.audit import AuditTrail
 from hearth.storage.searching import Searcher, SearchPage
 from hearth.storage.sql import access as access_sql
+from hearth.storage.sql import scan as scan_sql
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
@@ -841,7 +842,7 @@ class WriteBatch:
         """A hint from a loader: the resources it is about to write. Their current versions
         are looked up in a few statements instead of one per write (``hearth import``)."""
         wanted = set(refs)
-        found = access_sql.current_states(self._conn, wanted)
+        found = scan_sql.current_pointers_of(self._conn, wanted)
         self._absent = wanted.difference(found)
 
     def flush_index(self) -> None:

@@ -210,34 +210,12 @@ _C = t.resource_current
 _CURRENT_STATE = select(_C.c.version, _C.c.deleted).where(
     _C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i")
 )
-_CURRENT_STATES = select(_C.c.res_id, _C.c.version, _C.c.deleted).where(
-    _C.c.res_type == bindparam("t"), _C.c.res_id.in_(bindparam("ids", expanding=True))
-)
 
 
 def current_state(conn: Connection, res_type: str, res_id: str) -> tuple[int, bool] | None:
     """(version, deleted) of a resource's current version, without its body; None if none."""
     row = conn.execute(_CURRENT_STATE, {"t": res_type, "i": res_id}).first()
     return None if row is None else (int(row[0]), bool(row[1]))
-
-
-def current_states(
-    conn: Connection, refs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], tuple[int, bool]]:
-    """``current_state`` of many resources in a few statements; those with none are absent."""
-    by_type: dict[str, set[str]] = {}
-    for res_type, res_id in refs:
-        by_type.setdefault(res_type, set()).add(res_id)
-    found: dict[tuple[str, str], tuple[int, bool]] = {}
-    for res_type, ids in by_type.items():
-        wanted = sorted(ids)
-        for start in range(0, len(wanted), 500):
-            rows = conn.execute(
-                _CURRENT_STATES, {"t": res_type, "ids": wanted[start : start + 500]}
-            )
-            for res_id, version, deleted in rows:
-                found[(res_type, str(res_id))] = (int(version), bool(deleted))
-    return found
 
 
 def in_compartments_of(patients: Iterable[str]) -> Select[tuple[int]]:
