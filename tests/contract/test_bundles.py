@@ -282,3 +282,54 @@ def test_conditional_create_update_patch_delete(instance: Instance) -> None:
     with pytest.raises(HearthError) as unknown:
         bundles.conditional_delete("Patient", [("no-such-param", "x")])
     assert unknown.value.code is errors.UNKNOWN_SEARCH_PARAMETER
+
+
+def _json_patch_binary(ops: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "resourceType": "Binary",
+        "contentType": "application/json-patch+json",
+        "data": base64.b64encode(orjson.dumps(ops)).decode(),
+    }
+
+
+def test_history_reports_patch_for_every_kind_of_patch(instance: Instance) -> None:
+    """Versions written by a JSON Patch by id, a conditional patch, and a PATCH entry of a
+    transaction and of a batch are PATCH in instance, type and system history (R4
+    http.html#history); they were reported as PUT."""
+    bundles = service(instance)
+    records = instance.container.records(admin())
+    mrn = [("identifier", "urn:mrn|patched")]
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "patched"}]}
+    created = bundles.conditional_create("Patient", body, mrn).stored
+    assert created is not None
+    res_id = created.res_id
+    records.patch("Patient", res_id, [{"op": "add", "path": "/active", "value": True}])
+    bundles.conditional_patch(
+        "Patient", mrn, [{"op": "replace", "path": "/active", "value": False}]
+    )
+    for kind in ("transaction", "batch"):
+        response = bundles.process(
+            {
+                "resourceType": "Bundle",
+                "type": kind,
+                "entry": [
+                    {
+                        "resource": _json_patch_binary(
+                            [{"op": "replace", "path": "/active", "value": kind == "batch"}]
+                        ),
+                        "request": {"method": "PATCH", "url": f"Patient/{res_id}"},
+                    }
+                ],
+            },
+            base=BASE,
+            representation=False,
+        )
+        assert response["entry"][0]["response"]["status"] == "200 OK"
+    records.update("Patient", res_id, {**body, "id": res_id, "active": True})
+    records.delete("Patient", res_id)
+    expected = ["DELETE", "PUT", "PATCH", "PATCH", "PATCH", "PATCH", "POST"]
+    for res_type, one in (("Patient", res_id), ("Patient", None), (None, None)):
+        page = records.history(res_type=res_type, res_id=one, since=None, before_seq=None, count=20)
+        mine = [e for e in page.entries if e.res_id == res_id]
+        assert [e.version for e in mine] == [7, 6, 5, 4, 3, 2, 1]
+        assert [e.method for e in mine] == expected, (res_type, one)

@@ -128,6 +128,50 @@ def test_json_patch_and_delete_and_gone(client: TestClient) -> None:
     assert client.get(f"{url}/_history/2").json()["active"] is True
 
 
+def test_history_names_the_method_that_made_each_version(client: TestClient) -> None:
+    """A history entry's request is the interaction that created the version (R4
+    http.html#history): a JSON Patch made version 2, a merge patch 3, a PUT 4, a DELETE 5.
+    The patched versions were reported as PUT."""
+    body = create(client)
+    url = f"/fhir/Patient/{body['id']}"
+    patch = client.patch(
+        url,
+        content=b'[{"op":"add","path":"/active","value":true}]',
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert patch.status_code == 200, patch.text
+    merge = client.patch(
+        url, content=b'{"gender":"other"}', headers={"Content-Type": "application/merge-patch+json"}
+    )
+    assert merge.status_code == 200, merge.text
+    put = client.put(
+        url,
+        content=orjson.dumps({"resourceType": "Patient", "id": body["id"], "active": False}),
+        headers={"Content-Type": FHIR},
+    )
+    assert put.status_code == 200, put.text
+    assert client.delete(url).status_code == 204
+    expected = [
+        ("DELETE", f"Patient/{body['id']}", 'W/"5"'),
+        ("PUT", f"Patient/{body['id']}", 'W/"4"'),
+        ("PATCH", f"Patient/{body['id']}", 'W/"3"'),
+        ("PATCH", f"Patient/{body['id']}", 'W/"2"'),
+        ("POST", "Patient", 'W/"1"'),
+    ]
+    for history in (f"{url}/_history", "/fhir/Patient/_history", "/fhir/_history"):
+        entries = client.get(history).json()["entry"]
+        assert [
+            (e["request"]["method"], e["request"]["url"], e["response"]["etag"]) for e in entries
+        ] == expected, history
+        assert [e["response"]["status"] for e in entries] == [
+            "204 No Content",
+            "200 OK",
+            "200 OK",
+            "200 OK",
+            "201 Created",
+        ]
+
+
 def test_history_paging_with_opaque_links(client: TestClient) -> None:
     body = create(client)
     url = f"/fhir/Patient/{body['id']}"

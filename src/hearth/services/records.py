@@ -54,8 +54,20 @@ class HistoryPage:
     next_before_seq: int | None
 
 
-def _entry(stored: StoredResource) -> BundleEntry:
-    if stored.deleted:
+#: The HTTP method of each interaction that writes a version (R4 http.html#history: a history
+#: entry's ``request`` is the interaction that created the version).
+_METHOD_OF = {
+    Action.CREATE: "POST",
+    Action.UPDATE: "PUT",
+    Action.PATCH: "PATCH",
+    Action.DELETE: "DELETE",
+}
+
+
+def _entry(stored: StoredResource, written_by: Action | None) -> BundleEntry:
+    if written_by is not None and written_by in _METHOD_OF:
+        method = _METHOD_OF[written_by]
+    elif stored.deleted:
         method = "DELETE"
     elif stored.version == 1:
         method = "POST"
@@ -206,4 +218,8 @@ class RecordService:
         result = self._repo.history(
             res_type=res_type, res_id=res_id, since=since, before_seq=before_seq, count=count
         )
-        return HistoryPage([_entry(r) for r in result.page], result.total, result.next_before_seq)
+        written_by = result.written_by
+        entries = [
+            _entry(r, written_by.get((r.res_type, r.res_id, r.version))) for r in result.page
+        ]
+        return HistoryPage(entries, result.total, result.next_before_seq)

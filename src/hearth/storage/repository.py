@@ -555,6 +555,14 @@ class RecordRepository:
                 replace(s, resource=self._last_content(s)) if s.deleted else s for s in opened
             ]
             decisions = self.access.decide_many(conn, Action.HISTORY, judged, instance=instance)
+            written = self._store.write_actions(
+                conn,
+                [
+                    (s.res_type, s.res_id, s.version)
+                    for s, d in zip(opened, decisions, strict=True)
+                    if d.allowed
+                ],
+            )
         page = [self._masked(s, d) for s, d in zip(opened, decisions, strict=True) if d.allowed]
         if len(page) < len(rows):
             total = None
@@ -572,7 +580,12 @@ class RecordRepository:
                 patients=patients if len(patients) > 1 or patient is None else (),
             )
         )
-        return HistoryResult(page, total, rows[-1].seq if more and rows else None)
+        return HistoryResult(
+            page,
+            total,
+            rows[-1].seq if more and rows else None,
+            {key: Action(action) for key, action in written.items()},
+        )
 
     # -- search -----------------------------------------------------------------------------------
     def _scope(self, res_type: str) -> object:
@@ -812,6 +825,9 @@ class HistoryResult:
     page: list[StoredResource]
     total: int | None
     next_before_seq: int | None
+    #: The interaction that wrote each version of the page, by (type, id, version), from the
+    #: write's audit entry (FHIR R4 history: ``Bundle.entry.request`` is that interaction).
+    written_by: Mapping[tuple[str, str, int], Action]
 
 
 class WriteBatch:

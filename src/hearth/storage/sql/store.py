@@ -558,6 +558,38 @@ class SqlStore:
         )
         return [_version(r) for r in rows]
 
+    def write_actions(
+        self, conn: Connection, versions: Sequence[tuple[str, str, int]]
+    ) -> dict[tuple[str, str, int], str]:
+        """The audited action (``create``, ``update``, ``patch``, ``delete``) of the write that
+        made each of these versions, keyed by (type, id, version). Every stored version has
+        exactly one such entry, written in the version's own transaction (``hearth integrity
+        verify`` checks both directions), so history can tell which interaction made a version
+        without a column of its own. One statement per page: each resource's versions are an
+        ``IN`` list beside its type and id, which the (type, id, version) index answers."""
+        by_resource: dict[tuple[str, str], list[int]] = {}
+        for res_type, res_id, version in versions:
+            by_resource.setdefault((res_type, res_id), []).append(version)
+        if not by_resource:
+            return {}
+        rows = conn.execute(
+            select(_A.c.res_type, _A.c.res_id, _A.c.version, _A.c.action).where(
+                _A.c.outcome == "success",
+                _A.c.action.in_(WRITE_ACTIONS),
+                or_(
+                    *(
+                        and_(
+                            _A.c.res_type == res_type,
+                            _A.c.res_id == res_id,
+                            _A.c.version.in_(sorted(set(numbers))),
+                        )
+                        for (res_type, res_id), numbers in by_resource.items()
+                    )
+                ),
+            )
+        )
+        return {(r.res_type, r.res_id, int(r.version)): str(r.action) for r in rows}
+
     def count_history(
         self, conn: Connection, *, res_type: str | None, res_id: str | None, since_us: int | None
     ) -> int:
