@@ -176,6 +176,37 @@ def test_batch_is_atomic(instance: Instance) -> None:
     assert raw(instance, "SELECT count(*) FROM resource_version") == [(0,)]
 
 
+def test_a_batch_reads_searches_and_updates_its_own_new_resources(instance: Instance) -> None:
+    """A batch holds back its new resources' first versions and writes them together; every read
+    inside the batch must still see them: a read, an update (version 2, not a second version
+    1), a create with a taken client id (refused), a search, and the stored sequence order."""
+    repo = instance.container.repository(admin())
+    with repo.batch() as batch:
+        batch.expect([("Patient", "fresh"), ("Patient", "other")])
+        first, created = batch.update("Patient", "fresh", {**patient("Fresh"), "id": "fresh"})
+        assert (first.version, created) == (1, True)
+        assert batch.read("Patient", "fresh").version == 1
+        second, created = batch.update("Patient", "fresh", {**patient("Later"), "id": "fresh"})
+        assert (second.version, created) == (2, False)
+        batch.create(patient("Other"), res_id="other")
+        with pytest.raises(HearthError) as exc:
+            batch.create(patient("Again"), res_id="other")
+        assert exc.value.code is errors.CONFLICT
+        request = parse_search(
+            "Patient",
+            [("family", "Other")],
+            ctx=Context(now_us=0),
+            default_count=10,
+            max_count=10,
+        )
+        assert [m.res_id for m in batch.search(request).matches] == ["other"]
+    rows = raw(instance, "SELECT seq, res_id, version FROM resource_version ORDER BY seq")
+    assert rows == [(1, "fresh", 1), (2, "fresh", 2), (3, "other", 1)]
+    current = raw(instance, "SELECT res_id, version, seq FROM resource_current ORDER BY res_id")
+    assert current == [("fresh", 2, 2), ("other", 1, 3)]
+    assert repo.read("Patient", "fresh").resource["name"] == [{"family": "Later"}]  # type: ignore[index]
+
+
 def test_concurrent_writers_keep_the_sequence_dense(instance: Instance) -> None:
     errors_seen: list[BaseException] = []
 

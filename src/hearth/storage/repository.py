@@ -853,17 +853,28 @@ class WriteBatch:
         # (``expect``). The writers' lock is held for the whole batch, so only the batch's own
         # writes can change that; each write takes its resource out of the set.
         self._absent: set[tuple[str, str]] = set()
+        # First versions of new resources, with their current rows, wait here and are written
+        # together (``_write_first_versions``) before anything in the batch reads versions or
+        # current rows: the batch's reads, searches and index flush all write them first.
+        self._first: list[VersionRow] = []
+
+    def _write_first_versions(self) -> None:
+        if self._first:
+            pending, self._first = self._first, []
+            self._repo._store.insert_first_versions(self._conn, pending)
 
     def expect(self, refs: Iterable[tuple[str, str]]) -> None:
         """A hint from a loader: the resources it is about to write. Their current versions
         are looked up in a few statements instead of one per write (``hearth import``)."""
         wanted = set(refs)
+        self._write_first_versions()
         found = scan_sql.current_pointers_of(self._conn, wanted)
         self._absent = wanted.difference(found)
 
     def flush_index(self) -> None:
         """Write the version counter and the pending index changes (inside this batch's
         transaction)."""
+        self._write_first_versions()
         seq = self._seq
         if seq is not None and seq != self._seq_stored:
             self._repo._store.set_seq(self._conn, VERSION_SEQ, seq)
@@ -950,6 +961,7 @@ class WriteBatch:
 
     def _current(self, action: Action, res_type: str, res_id: str) -> StoredResource | None:
         repo = self._repo
+        self._write_first_versions()
         row = repo._store.current(self._conn, res_type, res_id)
         return None if row is None else repo._open_or_fail(action, row)
 
@@ -1013,22 +1025,23 @@ class WriteBatch:
             ts_us=ts_us,
             body=body,
         )
-        repo._store.insert_version(
-            self._conn,
-            new=version == 1,
-            row=VersionRow(
-                seq=seq,
-                res_type=res_type,
-                res_id=res_id,
-                version=version,
-                ts_us=ts_us,
-                deleted=deleted,
-                key_id=sealed_key_id(sealed) if sealed is not None else None,
-                body=sealed,
-                mac_key_id=mac_key_id,
-                mac=tag,
-            ),
+        row = VersionRow(
+            seq=seq,
+            res_type=res_type,
+            res_id=res_id,
+            version=version,
+            ts_us=ts_us,
+            deleted=deleted,
+            key_id=sealed_key_id(sealed) if sealed is not None else None,
+            body=sealed,
+            mac_key_id=mac_key_id,
+            mac=tag,
         )
+        if version == 1:
+            self._first.append(row)
+        else:
+            self._write_first_versions()  # versions reach the table in sequence order
+            repo._store.insert_version(self._conn, row)
         self.audit_records.append(
             repo._record(
                 action,
@@ -1075,6 +1088,7 @@ class WriteBatch:
         repo = self._repo
         if (res_type, res_id) in self._absent:
             return None
+        self._write_first_versions()
         state = access_sql.current_state(self._conn, res_type, res_id)
         if state is None:
             return None
@@ -1092,11 +1106,12 @@ class WriteBatch:
             Action.CREATE, res_type, {**resource, "id": new_id}, res_id=new_id, conn=self._conn
         )
         resource = self._guard(Action.CREATE, res_type, new_id, resource, None, decision.masks)
-        if (
-            res_id is not None
-            and (res_type, res_id) not in self._absent
-            and repo._store.current_version_number(self._conn, res_type, res_id)
-        ):
+        if res_id is not None and (res_type, res_id) not in self._absent:
+            self._write_first_versions()
+            exists = repo._store.current_version_number(self._conn, res_type, res_id)
+        else:
+            exists = None
+        if exists:
             raise repo._fail(
                 Action.CREATE, HearthError(errors.CONFLICT), res_type=res_type, res_id=res_id
             )

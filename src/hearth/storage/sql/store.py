@@ -492,6 +492,45 @@ class SqlStore:
             out.extend(_version(r) for r in rows)
         return out
 
+    def insert_first_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None:
+        """Store the first versions of new resources and their current rows: two statements
+        for any number (the driver's ``executemany``), where ``insert_version`` takes two per
+        version. None of the resources may have a current row yet."""
+        if not rows:
+            return
+        conn.execute(
+            _INSERT_VERSION,
+            [
+                {
+                    "seq": row.seq,
+                    "res_type": row.res_type,
+                    "res_id": row.res_id,
+                    "version": row.version,
+                    "ts_us": row.ts_us,
+                    "deleted": row.deleted,
+                    "key_id": row.key_id,
+                    "body": row.body,
+                    "mac_key_id": row.mac_key_id,
+                    "mac": row.mac,
+                }
+                for row in rows
+            ],
+        )
+        conn.execute(
+            _INSERT_CURRENT,
+            [
+                {
+                    "res_type": row.res_type,
+                    "res_id": row.res_id,
+                    "version": row.version,
+                    "seq": row.seq,
+                    "deleted": row.deleted,
+                    "ts_us": row.ts_us,
+                }
+                for row in rows
+            ],
+        )
+
     def insert_version(self, conn: Connection, row: VersionRow, *, new: bool = False) -> None:
         """Store a version and point the current row at it; ``new`` says the resource has no
         current row yet (its first version), which saves a statement."""
