@@ -215,6 +215,9 @@ def test_verify_and_drill(backups: Backups) -> None:
     assert full.ok, full.to_json()
     assert full.deep is not None
     assert full.deep["ok"]
+    # Every version was opened and its MAC checked; the derived search index was not built.
+    assert full.deep["versions"] == full.deep["sequence"] > 0
+    assert full.deep["indexed"] == 0
     one = backups.service.verify(first.backup_id, decryptor=backups.decryptor)
     assert one.ok
     assert [b["backup_id"] for b in one.targets["t1"]["backups"]] == [first.backup_id]

@@ -134,3 +134,23 @@ def test_a_tampered_version_is_refused_and_nothing_is_restored(
     with pytest.raises(IntegrityError, match="seq 2"):
         backups.service.restore(made.backup_id, into=url, decryptor=backups.decryptor)
     assert empty(url)
+
+
+def test_deep_verify_finds_a_version_stored_with_a_bad_mac(backups: Backups) -> None:
+    """The same edit is what ``verify --deep`` is for: the segments, AEAD tags and Merkle roots
+    all check out (the backup holds the version as stored), and only opening every version and
+    checking its MAC, which the deep verify does without rebuilding the search index, finds it."""
+    populate(backups)
+    source = create_engine(_driver(backups.instance.settings_url))
+    try:
+        with source.begin() as conn:
+            conn.execute(text("UPDATE resource_version SET ts_us = ts_us + 1 WHERE seq = 2"))
+    finally:
+        source.dispose()
+    backups.service.create()
+    assert backups.service.verify(decryptor=backups.decryptor).ok
+    deep = backups.service.verify(decryptor=backups.decryptor, deep=True)
+    assert not deep.ok
+    assert deep.deep is not None
+    assert not deep.deep["ok"]
+    assert "seq 2" in deep.deep["error"]
