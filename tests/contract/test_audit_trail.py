@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from hearth.audit import FindingKind
-from hearth.domain import HearthError, IntegrityError, errors
+from hearth.domain import HearthError, IntegrityError, StoredResource, errors
+from hearth.services.disclosure import DisclosurePool
 from hearth.services.integrity import verify_audit
 from hearth.settings import load_settings
 from hearth.storage import deferred_durability, wait_tickets, wait_tickets_async
@@ -78,6 +82,57 @@ def test_a_failed_group_commit_fails_every_ticket(sqlite_instance: Instance) -> 
             wait_tickets(tickets)
     finally:
         sql(sqlite_instance, "ALTER TABLE audit_entry_gone RENAME TO audit_entry")
+
+
+def test_the_disclosure_pool_releases_only_durable_reads(sqlite_instance: Instance) -> None:
+    """``DisclosurePool`` wakes a request once, for its work and its audit entry together: the
+    value comes back only once the entry is committed; a failed group commit fails the request
+    (fail closed), and so does an entry still not durable ``timeout`` seconds after the work
+    returned, while work that itself takes longer than that is not cut short."""
+    c = sqlite_instance.container
+    created = c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
+    pool = DisclosurePool(threads=2, timeout=0.5)
+
+    def read() -> StoredResource:
+        return c.records(admin()).read("Basic", created.res_id)
+
+    def head() -> int:
+        return int(str(sql(sqlite_instance, "SELECT seq FROM audit_head")[0][0]))
+
+    async def run(work: Callable[[], StoredResource]) -> tuple[StoredResource, int]:
+        stored = await pool.run(work)
+        return stored, head()  # what is committed when the value is released
+
+    before = head()
+    stored, committed = asyncio.run(run(read))
+    assert stored.res_id == created.res_id
+    assert committed == before + 1  # the read's entry was durable before the value came back
+
+    def slow() -> StoredResource:
+        time.sleep(0.8)  # longer than the pool's timeout: only the wait for the audit is bounded
+        return read()
+
+    assert asyncio.run(run(slow))[0].res_id == created.res_id
+
+    sql(sqlite_instance, "ALTER TABLE audit_entry RENAME TO audit_entry_gone")
+    try:
+        with pytest.raises(HearthError) as failed:
+            asyncio.run(run(read))
+        assert failed.value.code is errors.AUDIT_FAILED
+    finally:
+        sql(sqlite_instance, "ALTER TABLE audit_entry_gone RENAME TO audit_entry")
+
+    # Another writer holds the database: the group commit waits and the request gives up.
+    blocker = sqlite3.connect(str(c.db.write.url.database), timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(HearthError) as stuck:
+            asyncio.run(run(read))
+        assert stuck.value.code is errors.AUDIT_FAILED
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert asyncio.run(run(read))[0].res_id == created.res_id
 
 
 def test_an_uninitialised_chain_refuses_entries(sqlite_instance: Instance) -> None:

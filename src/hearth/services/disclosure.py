@@ -3,19 +3,35 @@
 ``disclosing(work)`` runs ``work`` with group-committed audit entries collected rather than
 awaited in the worker thread; ``release`` (async) waits for all of them without holding a thread
 and fails the request with ``AUDIT_FAILED`` if any could not be written. Adapters that serve many
-requests use this pair; everything else gets the blocking behaviour by default.
+requests use ``DisclosurePool``, which does both with one wake-up of the event loop per request;
+everything else gets the blocking behaviour by default.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import queue
+import threading
+import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from contextlib import suppress
+from typing import Any, Generic, TypeVar
 
-from hearth.storage import AuditTicket, deferred_durability, wait_tickets_async
+from hearth.domain import HearthError, errors
+from hearth.storage import (
+    AuditTicket,
+    deferred_durability,
+    resolve_when_durable,
+    wait_tickets_async,
+)
 
-__all__ = ["Pending", "disclosing"]
+__all__ = ["DisclosurePool", "Pending", "disclosing"]
 
 T = TypeVar("T")
+
+#: A worker thread idle this long ends (anyio's worker threads: 10 s).
+_IDLE_SECONDS = 10.0
 
 
 class Pending(Generic[T]):
@@ -31,7 +47,11 @@ class Pending(Generic[T]):
         self._tickets = tickets
 
     async def release(self) -> T:
-        await wait_tickets_async(self._tickets)
+        if not all(ticket.ended for ticket in self._tickets):
+            await wait_tickets_async(self._tickets)
+        for ticket in self._tickets:
+            if ticket.error is not None:
+                raise HearthError(errors.AUDIT_FAILED) from ticket.error
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
@@ -44,3 +64,111 @@ def disclosing(work: Callable[[], T]) -> Pending[T]:
             return Pending(work(), None, tickets)
         except BaseException as exc:  # noqa: BLE001 - re-raised by release() after the audit
             return Pending(None, exc, tickets)
+
+
+class _Job:
+    __slots__ = ("done_at", "future", "loop", "timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[Pending[Any]] = loop.create_future()
+        self.done_at: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class DisclosurePool:
+    """Worker threads for requests that may disclose PHI, with one wake-up each.
+
+    ``await pool.run(work)`` runs ``work`` in a worker thread inside ``disclosing`` and wakes
+    the awaiting task once: when the work has returned *and* the group commit of its audit
+    entries has ended (the audit writer resolves the task's future with the rest of its batch).
+    The result is still released only after ``Pending.release`` has found every entry durable,
+    and a failed entry fails the request with ``AUDIT_FAILED``. Waiting for entries that do not
+    become durable gives up ``timeout`` seconds after the work returned, as
+    ``wait_tickets_async`` does; the work itself may take as long as it takes.
+
+    It replaces a hand-off through anyio (``run_in_threadpool``: a capacity limiter, a cancel
+    scope, a queue with a condition variable, a wake-up when the thread returns) followed by a
+    second wait for the audit entries (a future per entry, ``gather``, ``wait_for`` and a second
+    wake-up).
+    """
+
+    def __init__(self, *, threads: int = 40, timeout: float = 30.0) -> None:
+        # 40: as many threads as anyio lends ``run_in_threadpool`` by default. They start as
+        # needed: a job is handed to an idle thread if there is one, else to a new thread.
+        self._max = threads
+        self._timeout = timeout
+        self._queue: queue.SimpleQueue[tuple[contextvars.Context, _Job, Callable[[], Any]]]
+        self._queue = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._idle = 0
+        self._threads: list[threading.Thread] = []
+
+    async def run(self, work: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        job = _Job(loop)
+        # The work runs in a copy of the request's context, as with ``run_in_threadpool``.
+        self._submit((contextvars.copy_context(), job, work))
+        job.timer = loop.call_later(self._timeout, self._expire, job)
+        try:
+            pending = await job.future
+        finally:
+            job.timer.cancel()
+        return await pending.release()  # type: ignore[no-any-return]
+
+    def _submit(self, item: tuple[contextvars.Context, _Job, Callable[[], Any]]) -> None:
+        with self._lock:
+            if self._idle > 0:
+                self._idle -= 1  # that thread is spoken for
+            elif len(self._threads) < self._max:
+                thread = threading.Thread(target=self._work, name="hearth-request", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        self._queue.put(item)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=_IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    # Retire unless a job was handed over meanwhile (then ``_idle`` is 0).
+                    if self._idle > 0:
+                        self._idle -= 1
+                        self._threads.remove(threading.current_thread())
+                        return
+                continue
+            context, job, work = item
+            context.run(_serve, job, work)
+            with self._lock:
+                self._idle += 1
+
+    def _expire(self, job: _Job) -> None:
+        """Fail the request if its entries are not durable ``timeout`` seconds after its work
+        returned; until the work returns, look again later."""
+        if job.future.done():
+            return
+        left = (
+            self._timeout if job.done_at is None else job.done_at + self._timeout - time.monotonic()
+        )
+        if left > 0:
+            job.timer = job.loop.call_later(left, self._expire, job)
+            return
+        job.future.set_exception(HearthError(errors.AUDIT_FAILED))
+
+
+def _serve(job: _Job, work: Callable[[], Any]) -> None:
+    """In a worker thread: run the work, then hand its result to the audit writer, which
+    resolves the job once the work's entries are committed (at once if they already are)."""
+    try:
+        pending = disclosing(work)  # the work's own errors are kept in ``pending``
+        job.done_at = time.monotonic()
+        resolve_when_durable(pending._tickets, job.loop, job.future, pending)
+    except BaseException as exc:  # noqa: BLE001 - the awaiting request must not wait forever
+        with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            job.loop.call_soon_threadsafe(_fail, job.future, exc)
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

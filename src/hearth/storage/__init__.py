@@ -8,6 +8,7 @@ from hearth.storage.audit import (
     AuditTicket,
     AuditTrail,
     deferred_durability,
+    resolve_when_durable,
     wait_tickets,
     wait_tickets_async,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "VersionFinding",
     "WriteBatch",
     "deferred_durability",
+    "resolve_when_durable",
     "ensure_key_purposes",
     "from_us",
     "initialise_store",

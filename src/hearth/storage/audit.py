@@ -8,9 +8,10 @@ If the audit write fails, every waiting request fails closed with ``AUDIT_FAILED
 
 Waiting: by default ``record`` blocks the calling thread. Inside ``deferred_durability()`` it
 returns at once and hands back the entry's ticket instead; whoever opened that block must then
-wait for every ticket (``wait_tickets`` or ``wait_tickets_async``) before anything the call
-returned leaves the process. The web adapter does this in one place (``FhirApi.call``), so a
-worker thread never sits blocked on the commit and the event loop is woken once per batch.
+wait for every ticket (``wait_tickets``, ``wait_tickets_async``, or ``resolve_when_durable``
+and then a check of each ticket) before anything the call returned leaves the process. The web
+adapter does this in one place (``hearth.services.disclosure.DisclosurePool``), so a worker
+thread never sits blocked on the commit and the event loop is woken once per batch.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
+from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -43,6 +45,7 @@ __all__ = [
     "AuditTicket",
     "AuditTrail",
     "deferred_durability",
+    "resolve_when_durable",
     "wait_tickets",
     "wait_tickets_async",
 ]
@@ -52,11 +55,16 @@ log = logging.getLogger("hearth.audit")
 _STOP = object()
 
 
+#: A future waiting for a ticket, the loop it belongs to, and the value to resolve it with.
+_Waiter = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], object]
+
+
 class AuditTicket:
     """One entry waiting for its group commit.
 
     ``_done`` is a lock held until the commit ends (releasing a plain lock is far cheaper than
-    ``Event.set``); asynchronous waiters register a future, resolved on their own event loop.
+    ``Event.set``); asynchronous waiters register a future and the value to resolve it with,
+    resolved on their own event loop.
     """
 
     __slots__ = ("_done", "_finished", "_futures", "_guard", "error", "record")
@@ -68,17 +76,20 @@ class AuditTicket:
         self._done.acquire()
         self._guard = threading.Lock()
         self._finished = False
-        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._futures: list[_Waiter] = []
 
-    def _finish(
-        self, error: BaseException | None
-    ) -> list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]]:
+    def _finish(self, error: BaseException | None) -> list[_Waiter]:
         with self._guard:
             self.error = error
             self._finished = True
             futures, self._futures = self._futures, []
         self._done.release()
         return futures
+
+    @property
+    def ended(self) -> bool:
+        """Whether this entry's commit has ended (successfully or not: see ``error``)."""
+        return self._finished
 
     def wait(self, timeout: float) -> None:
         if not self._done.acquire(timeout=timeout):
@@ -88,13 +99,22 @@ class AuditTicket:
             raise HearthError(errors.AUDIT_FAILED) from self.error
 
     def _future(self) -> asyncio.Future[None] | None:
+        if self._finished:
+            return None
         loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        return future if self._notify(loop, future, None) else None
+
+    def _notify(
+        self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], value: object
+    ) -> bool:
+        """Have the writer resolve ``future`` with ``value`` on ``loop`` when this entry's commit
+        ends; False (and nothing registered) if it already has."""
         with self._guard:
             if self._finished:
-                return None
-            future: asyncio.Future[None] = loop.create_future()
-            self._futures.append((loop, future))
-            return future
+                return False
+            self._futures.append((loop, future, value))
+            return True
 
 
 _DEFERRED: ContextVar[list[AuditTicket] | None] = ContextVar("hearth_audit_deferred", default=None)
@@ -133,10 +153,27 @@ async def wait_tickets_async(tickets: Sequence[AuditTicket], timeout: float = 30
             raise HearthError(errors.AUDIT_FAILED) from ticket.error
 
 
-def _resolve(futures: list[asyncio.Future[None]]) -> None:
-    for future in futures:
+def resolve_when_durable(
+    tickets: Sequence[AuditTicket],
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    value: object,
+) -> None:
+    """Resolve ``future`` with ``value`` on ``loop`` once every ticket's commit has ended (at
+    once if all have), from any thread. The writer is one thread taking tickets in the order
+    they were queued and ending each batch's commit before the next, so the last ticket's end
+    means every earlier one's has ended: only that one is waited on. A commit's success is not
+    implied: whoever awaits ``future`` must still check each ticket's ``error`` (and that it
+    ended) before disclosing anything, and is woken together with the rest of the batch."""
+    if not tickets or not tickets[-1]._notify(loop, future, value):
+        with suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_resolve, [(future, value)])
+
+
+def _resolve(futures: list[tuple[asyncio.Future[Any], object]]) -> None:
+    for future, value in futures:
         if not future.done():
-            future.set_result(None)
+            future.set_result(value)
 
 
 class AuditTrail:
@@ -304,10 +341,10 @@ class AuditTrail:
             log.error("audit group commit failed: %s", type(exc).__name__)
             error = exc
         # Wake each event loop once per batch, not once per waiting request.
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], object]]] = {}
         for ticket in batch:
-            for loop, future in ticket._finish(error):
-                by_loop.setdefault(loop, []).append(future)
+            for loop, future, value in ticket._finish(error):
+                by_loop.setdefault(loop, []).append((future, value))
         for loop, futures in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting on it any more.
             with suppress(RuntimeError):

@@ -26,7 +26,7 @@ from hearth.fhir.outcome import informational_outcome
 from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
 from hearth.services.breakglass import BREAK_GLASS_HEADER, invoking
 from hearth.services.bundles import BundleService
-from hearth.services.disclosure import disclosing
+from hearth.services.disclosure import DisclosurePool
 from hearth.services.oauth import Endpoints, oauth_uris
 from hearth.services.records import RecordService, check_type
 from hearth.services.search import SearchQuery
@@ -100,6 +100,7 @@ class FhirApi:
     def __init__(self, container: Container) -> None:
         self.c = container
         self.limits = container.settings.limits
+        self.pool = DisclosurePool()
 
     # -- plumbing ---------------------------------------------------------------------------
     def base(self, request: Request) -> str:
@@ -160,9 +161,8 @@ class FhirApi:
     async def offload(self, run: Callable[[], T]) -> T:
         """Run ``run`` in a worker thread. The thread returns as soon as the work is done; the
         response waits here, off any thread, until the audit entries of what it discloses are
-        durable (``hearth.services.disclosure``)."""
-        pending = await run_in_threadpool(disclosing, run)
-        return await pending.release()
+        durable, and the request is woken once for both (``hearth.services.disclosure``)."""
+        return await self.pool.run(run)
 
     def resource_response(
         self,

@@ -87,7 +87,7 @@ def check_accept(request: Request) -> None:
     ``_format=application/fhir+json`` written without percent-encoding arrives with its ``+``
     decoded to a space; R4 asks servers to accept that spelling too.
     """
-    fmt = request.query_params.get("_format")
+    fmt = query_param(request, "_format")
     if fmt is not None and _media_type(fmt).replace(" ", "+") not in _FORMATS:
         raise HearthError(errors.NOT_ACCEPTABLE)
     accept = request.headers.get("accept")
@@ -132,8 +132,16 @@ def prefer_handling(request: Request) -> bool:
     return _preferences(request).get("handling", "").lower() == "strict"
 
 
+def query_param(request: Request, name: str) -> str | None:
+    """A query parameter's value; a request without a query string (most reads) does not
+    build Starlette's parsed ``query_params`` at all."""
+    if not request.scope.get("query_string"):
+        return None
+    return request.query_params.get(name)
+
+
 def pretty(request: Request) -> bool:
-    return request.query_params.get("_pretty") == "true"
+    return query_param(request, "_pretty") == "true"
 
 
 def prefer_return(request: Request, default: str = "representation") -> str:

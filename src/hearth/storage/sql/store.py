@@ -144,6 +144,8 @@ _A = t.audit_entry
 # Hot-path statements are built once: constructing SQLAlchemy expressions per call costs more
 # than executing them on SQLite.
 _NEXT_SEQ = select(t.counter.c.value).where(t.counter.c.name == bindparam("n")).with_for_update()
+# Read by every audit commit (the version sequence its signed head pins).
+_PEEK_SEQ = select(t.counter.c.value).where(t.counter.c.name == bindparam("n"))
 _SET_SEQ = update(t.counter).where(t.counter.c.name == bindparam("n")).values(value=bindparam("v"))
 _CURRENT = (
     select(_V)
@@ -322,9 +324,7 @@ class SqlStore:
         conn.execute(_SET_SEQ, {"n": name, "v": value})
 
     def peek_seq(self, conn: Connection, name: str) -> int:
-        return int(
-            conn.execute(select(t.counter.c.value).where(t.counter.c.name == name)).scalar_one()
-        )
+        return int(conn.execute(_PEEK_SEQ, {"n": name}).scalar_one())
 
     def init_counters(self, conn: Connection) -> None:
         conn.execute(
