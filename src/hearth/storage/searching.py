@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, FromClause, literal, select, tuple_
+from sqlalchemy import Connection, FromClause, literal, select
 from sqlalchemy import or_ as or_sql
 
 from hearth.domain import HearthError, StoredResource, errors
@@ -47,6 +47,7 @@ from hearth.fhir.search import (
 )
 from hearth.storage.sql import search as sql
 from hearth.storage.sql.access import InLinked
+from hearth.storage.sql.conditions import pairs_in
 from hearth.storage.sql.store import SqlStore, VersionRow
 
 __all__ = ["SearchPage", "Searcher"]
@@ -257,7 +258,7 @@ class Searcher:
                 untyped = sorted(i for t, i in targets if t is None)
                 options = []
                 if typed:
-                    options.append(tuple_(sql.X.c.target_type, sql.X.c.target_id).in_(typed))
+                    options.append(pairs_in(sql.X.c.target_type, sql.X.c.target_id, typed))
                 if untyped:
                     options.append(sql.X.c.target_id.in_(untyped))
                 inner = select(sql.X.c.seq).where(

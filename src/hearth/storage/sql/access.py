@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 
 from hearth.storage.sql import tables as t
+from hearth.storage.sql.conditions import pairs_in
 from hearth.storage.sql.store import AuditRow
 
 __all__ = [
@@ -196,7 +197,7 @@ def referencing_current(
         .where(
             X.c.res_type == res_type,
             X.c.param == param,
-            tuple_(X.c.target_type, X.c.target_id).in_(sorted(targets)),
+            pairs_in(X.c.target_type, X.c.target_id, targets),
         )
         .distinct()
     )

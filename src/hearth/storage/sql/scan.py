@@ -13,9 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, func, insert, select, tuple_, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from hearth.storage.sql import tables as t
+from hearth.storage.sql.conditions import pairs_in
 
 __all__ = [
     "FindingRow",
@@ -166,7 +167,7 @@ def current_pointers_of(
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         rows = conn.execute(
-            select(*_POINTER_COLUMNS).where(tuple_(_C.c.res_type, _C.c.res_id).in_(chunk))
+            select(*_POINTER_COLUMNS).where(pairs_in(_C.c.res_type, _C.c.res_id, chunk))
         )
         for r in rows:
             p = _pointer(r)
@@ -184,7 +185,7 @@ def newest_versions_of(
         chunk = wanted[start : start + _CHUNK]
         rows = conn.execute(
             select(_V.c.res_type, _V.c.res_id, func.max(_V.c.version), func.max(_V.c.seq))
-            .where(tuple_(_V.c.res_type, _V.c.res_id).in_(chunk))
+            .where(pairs_in(_V.c.res_type, _V.c.res_id, chunk))
             .group_by(_V.c.res_type, _V.c.res_id)
         )
         for r in rows:

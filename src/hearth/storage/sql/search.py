@@ -28,7 +28,6 @@ from sqlalchemy import (
     or_,
     select,
     true,
-    tuple_,
 )
 
 from hearth.fhir.search.conditions import (
@@ -46,6 +45,7 @@ from hearth.fhir.search.conditions import (
 )
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.access import ScopePredicate
+from hearth.storage.sql.conditions import pairs_in
 
 __all__ = [
     "ROOT",
@@ -119,7 +119,7 @@ def current_index_seqs(conn: Connection, keys: Sequence[tuple[str, str]]) -> lis
     for start in range(0, len(keys), 400):
         chunk = keys[start : start + 400]
         rows = conn.execute(
-            select(R.c.seq).where(tuple_(R.c.res_type, R.c.res_id).in_(chunk))
+            select(R.c.seq).where(pairs_in(R.c.res_type, R.c.res_id, chunk))
         ).scalars()
         out.extend(int(s) for s in rows)
     return out
@@ -211,7 +211,7 @@ def _ref(cond: RefTo, root: FromClause, res_type: str) -> ColumnElement[bool]:
     untyped = [ti for tt, ti in cond.targets if tt is None]
     options: list[ColumnElement[bool]] = []
     if typed:
-        options.append(tuple_(X.c.target_type, X.c.target_id).in_(typed))
+        options.append(pairs_in(X.c.target_type, X.c.target_id, typed))
     if untyped:
         options.append(X.c.target_id.in_(untyped))
     return root.c.seq.in_(
@@ -352,7 +352,7 @@ def referencing(
     query = (
         select(X.c.seq)
         .where(
-            tuple_(X.c.target_type, X.c.target_id).in_(wanted),
+            pairs_in(X.c.target_type, X.c.target_id, wanted),
             X.c.res_type == source_type,
         )
         .distinct()
@@ -370,6 +370,6 @@ def current_seqs(conn: Connection, refs: Iterable[tuple[str, str]]) -> list[int]
     return [
         int(s)
         for s in conn.execute(
-            select(R.c.seq).where(tuple_(R.c.res_type, R.c.res_id).in_(wanted))
+            select(R.c.seq).where(pairs_in(R.c.res_type, R.c.res_id, wanted))
         ).scalars()
     ]
