@@ -118,7 +118,10 @@ class IndexBulkLoad:
         if not self.bulk:
             return
         if self.engine == "postgresql":
-            self.conn.execute(AddConstraint(t.search_hash.primary_key))
+            # isolate_from_table=False: by default SQLAlchemy marks the constraint as one that
+            # CREATE TABLE must leave out, for the rest of the process, and a later
+            # ``metadata.create_all`` made ``search_hash`` without its primary key.
+            self.conn.execute(AddConstraint(t.search_hash.primary_key, isolate_from_table=False))
         else:
             self.conn.exec_driver_sql(
                 "INSERT INTO search_hash (hash, seq) "  # noqa: S608 - fixed names only
