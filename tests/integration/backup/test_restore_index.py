@@ -117,18 +117,23 @@ def test_a_failure_at_the_end_of_the_index_load_commits_nothing(
     assert index_rows(url) == index_rows(backups.instance.settings_url)
 
 
-def test_a_tampered_version_is_refused_and_nothing_is_restored(
-    backups: Backups, restore_url: Callable[[], str]
-) -> None:
-    """A version edited in the source database before the backup (the backup carries it as
-    stored, its Merkle leaf included) fails its MAC check during the restore."""
-    populate(backups)
+def tamper_with_version_2(backups: Backups) -> None:
+    """Edit version seq 2 in the source database behind the gate: its MAC no longer matches."""
     source = create_engine(_driver(backups.instance.settings_url))
     try:
         with source.begin() as conn:
             conn.execute(text("UPDATE resource_version SET ts_us = ts_us + 1 WHERE seq = 2"))
     finally:
         source.dispose()
+
+
+def test_a_tampered_version_is_refused_and_nothing_is_restored(
+    backups: Backups, restore_url: Callable[[], str]
+) -> None:
+    """A version edited in the source database before the backup (the backup carries it as
+    stored, its Merkle leaf included) fails its MAC check during the restore."""
+    populate(backups)
+    tamper_with_version_2(backups)
     made = backups.service.create()
     url = restore_url()
     with pytest.raises(IntegrityError, match="seq 2"):
@@ -141,12 +146,7 @@ def test_deep_verify_finds_a_version_stored_with_a_bad_mac(backups: Backups) -> 
     all check out (the backup holds the version as stored), and only opening every version and
     checking its MAC, which the deep verify does without rebuilding the search index, finds it."""
     populate(backups)
-    source = create_engine(_driver(backups.instance.settings_url))
-    try:
-        with source.begin() as conn:
-            conn.execute(text("UPDATE resource_version SET ts_us = ts_us + 1 WHERE seq = 2"))
-    finally:
-        source.dispose()
+    tamper_with_version_2(backups)
     backups.service.create()
     assert backups.service.verify(decryptor=backups.decryptor).ok
     deep = backups.service.verify(decryptor=backups.decryptor, deep=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -170,6 +171,29 @@ _UPDATE_CURRENT = (
     )
 )
 _INSERT_CURRENT = insert(_C)
+
+
+def _version_params(row: VersionRow) -> dict[str, Any]:
+    """``row`` as the parameters of ``_INSERT_VERSION``."""
+    return {
+        "seq": row.seq,
+        "res_type": row.res_type,
+        "res_id": row.res_id,
+        "version": row.version,
+        "ts_us": row.ts_us,
+        "deleted": row.deleted,
+        "key_id": row.key_id,
+        "body": row.body,
+        "mac_key_id": row.mac_key_id,
+        "mac": row.mac,
+    }
+
+
+def _current_values(row: VersionRow) -> dict[str, Any]:
+    """What a ``resource_current`` row says of ``row``, its newest version."""
+    return {"version": row.version, "seq": row.seq, "deleted": row.deleted, "ts_us": row.ts_us}
+
+
 _AUDIT_HEAD = select(t.audit_head).where(t.audit_head.c.id == 1)
 _AUDIT_HEAD_LOCKED = _AUDIT_HEAD.with_for_update()
 _SET_AUDIT_HEAD = (
@@ -500,33 +524,12 @@ class SqlStore:
             return
         conn.execute(
             _INSERT_VERSION,
-            [
-                {
-                    "seq": row.seq,
-                    "res_type": row.res_type,
-                    "res_id": row.res_id,
-                    "version": row.version,
-                    "ts_us": row.ts_us,
-                    "deleted": row.deleted,
-                    "key_id": row.key_id,
-                    "body": row.body,
-                    "mac_key_id": row.mac_key_id,
-                    "mac": row.mac,
-                }
-                for row in rows
-            ],
+            [_version_params(row) for row in rows],
         )
         conn.execute(
             _INSERT_CURRENT,
             [
-                {
-                    "res_type": row.res_type,
-                    "res_id": row.res_id,
-                    "version": row.version,
-                    "seq": row.seq,
-                    "deleted": row.deleted,
-                    "ts_us": row.ts_us,
-                }
+                {"res_type": row.res_type, "res_id": row.res_id, **_current_values(row)}
                 for row in rows
             ],
         )
@@ -534,27 +537,8 @@ class SqlStore:
     def insert_version(self, conn: Connection, row: VersionRow, *, new: bool = False) -> None:
         """Store a version and point the current row at it; ``new`` says the resource has no
         current row yet (its first version), which saves a statement."""
-        conn.execute(
-            _INSERT_VERSION,
-            {
-                "seq": row.seq,
-                "res_type": row.res_type,
-                "res_id": row.res_id,
-                "version": row.version,
-                "ts_us": row.ts_us,
-                "deleted": row.deleted,
-                "key_id": row.key_id,
-                "body": row.body,
-                "mac_key_id": row.mac_key_id,
-                "mac": row.mac,
-            },
-        )
-        values = {
-            "version": row.version,
-            "seq": row.seq,
-            "deleted": row.deleted,
-            "ts_us": row.ts_us,
-        }
+        conn.execute(_INSERT_VERSION, _version_params(row))
+        values = _current_values(row)
         if (
             new
             or conn.execute(
