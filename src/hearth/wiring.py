@@ -191,8 +191,6 @@ class _LateAlarms:
 
 #: Blind-index tokens a bulk load's key ring remembers (about 200 bytes each; see KeyRing).
 BULK_BLIND_MEMO = 200_000
-#: SQLite page cache of a bulk load's writing connection, MiB (SQLite's default is 2 MiB).
-BULK_SQLITE_CACHE_MIB = 128
 
 
 #: What ``Container._build_services`` sets: built at the first use of any of them.
@@ -233,10 +231,7 @@ class Container:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.random: Random = random or SystemRandom()
-        self.db = open_database(
-            settings.database_url.reveal(),
-            sqlite_write_cache_mib=BULK_SQLITE_CACHE_MIB if bulk else None,
-        )
+        self.db = open_database(settings.database_url.reveal())
         self.store = SqlStore(self.db)
         self._check_schema()
         kek = build_kek(settings)

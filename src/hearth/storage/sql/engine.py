@@ -66,9 +66,7 @@ class Database:
             self.read.dispose()
 
 
-def _sqlite_engine(
-    url: URL, *, begin: str | None, pool_size: int, cache_mib: int | None = None
-) -> Engine:
+def _sqlite_engine(url: URL, *, begin: str | None, pool_size: int) -> Engine:
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -87,9 +85,6 @@ def _sqlite_engine(
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        if cache_mib is not None:
-            # A negative size is in KiB (sqlite.org/pragma.html#pragma_cache_size).
-            cursor.execute(f"PRAGMA cache_size=-{int(cache_mib) * 1024}")
         cursor.close()
 
     if begin is not None:
@@ -109,21 +104,13 @@ def _private_file(path: Path) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
 
-def open_database(
-    url: str, *, pool_size: int = 16, sqlite_write_cache_mib: int | None = None
-) -> Database:
-    """The instance's database. ``sqlite_write_cache_mib`` sets the page cache of SQLite's
-    writing connections (SQLite's default is 2 MiB): a bulk load gives it room for the upper
-    levels of the index b-trees it inserts into at random, which a 2 MiB cache evicts, and for
-    a chunk's dirty pages, which would otherwise spill to the WAL before the commit."""
+def open_database(url: str, *, pool_size: int = 16) -> Database:
     parsed = normalise_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             _private_file(Path(parsed.database))
-        write = _sqlite_engine(
-            parsed, begin="BEGIN IMMEDIATE", pool_size=2, cache_mib=sqlite_write_cache_mib
-        )
+        write = _sqlite_engine(parsed, begin="BEGIN IMMEDIATE", pool_size=2)
         # Reads run in autocommit: each statement sees one consistent snapshot on its own, and
         # skipping BEGIN/COMMIT round trips matters on the hottest path. Reads that need several
         # statements in one snapshot use ``SqlStore.snapshot``, which begins a deferred transaction.
