@@ -67,6 +67,16 @@ def test_update_as_create_with_client_id(instance: Instance) -> None:
     )
     assert created
     assert stored.res_id == "client-chosen-1"
+    # The interaction was an update (R4 http.html#update): audited and shown in history as one.
+    page = records.history(
+        res_type="Patient", res_id="client-chosen-1", since=None, before_seq=None, count=10
+    )
+    assert [(e.version, e.method) for e in page.entries] == [(1, "PUT")]
+    assert raw(
+        instance,
+        "SELECT action, version FROM audit_entry "
+        "WHERE res_id = 'client-chosen-1' AND outcome = 'success' AND action <> 'history'",
+    ) == [("update", 1)]
     with pytest.raises(HearthError) as exc:
         records.update("Patient", "other-id", {**patient(), "id": "client-chosen-1"})
     assert exc.value.code is errors.ID_MISMATCH

@@ -1162,7 +1162,9 @@ class WriteBatch:
                 Action.CREATE, res_type, resource, res_id=res_id, conn=self._conn
             )
             resource = self._guard(Action.CREATE, res_type, res_id, resource, None, decision.masks)
-            return self._append(Action.CREATE, res_type, res_id, 1, resource), True
+            # Decided as a create, audited as the interaction the client made (R4 http.html
+            # #update: an update that creates is still an update), so history shows PUT.
+            return self._append(Action.UPDATE, res_type, res_id, 1, resource), True
         masks: tuple[str, ...] = ()
         if current.resource is not None:
             old = repo._check(
