@@ -220,6 +220,40 @@ def test_quantities_numbers_and_composites(world: World) -> None:
     assert world.find("Observation", ("component-code", "8867-4")) == ["o5"]
 
 
+def test_combo_parameters_search_their_parts(world: World) -> None:
+    """Observation's combo-* parameters have no index rows of their own: each is searched as
+    the union of the observation's own parameter and its component one (extract._unions)."""
+    assert world.find("Observation", ("combo-code", "8867-4")) == ["o5"]  # a component's code
+    assert world.find("Observation", ("combo-code", f"{LOINC}|29463-7")) == ["o5"]  # its own
+    assert world.find("Observation", ("combo-code", "8462-4,8867-4")) == ["o3", "o5"]
+    assert world.find("Observation", ("combo-code:not", "8480-6")) == ["o3", "o5"]
+    assert world.find("Observation", ("combo-code:missing", "false")) == [
+        "o1",
+        "o2",
+        "o3",
+        "o4",
+        "o5",
+    ]
+    assert world.find("Observation", ("combo-value-quantity", "60")) == ["o5"]  # component
+    assert world.find("Observation", ("combo-value-quantity", "gt140")) == ["o2"]
+    assert world.find("Observation", ("combo-value-quantity", "lt75")) == ["o5"]  # both
+    assert world.find("Observation", ("combo-code-value-quantity", "8480-6$gt115")) == [
+        "o1",
+        "o2",
+    ]
+    # A code and a value must come from the same element: o5's own code with its
+    # component's value is no match.
+    assert world.find("Observation", ("combo-code-value-quantity", "29463-7$60")) == []
+    assert world.find("Observation", ("combo-data-absent-reason:missing", "true")) == [
+        "o1",
+        "o2",
+        "o3",
+        "o4",
+        "o5",
+    ]
+    assert world.find("Observation", ("combo-value-concept:missing", "false")) == []
+
+
 def test_references_chains_has_and_compartment(world: World) -> None:
     ann, bob = world.ids["ann"], world.ids["bob"]
     assert world.find("Observation", ("subject", f"Patient/{ann}")) == ["o1", "o2", "o3"]

@@ -250,8 +250,8 @@ class Searcher:
         match cond:
             case IdIn(ids=ids):
                 return len(ids)
-            case Keys(domain=domain, keys=keys) if len(keys) <= sql.CORRELATE_ABOVE:
-                hashes = sorted(self._blind(domain, k) for k in keys)
+            case Keys(domains=domains, keys=keys) if cond.width <= sql.CORRELATE_ABOVE:
+                hashes = sorted(self._blind(d, k) for d in domains for k in keys)
                 inner: Any = select(sql.H.c.seq).where(sql.H.c.hash.in_(hashes))
             case RefTo(param=param, targets=targets):
                 typed = sorted((t, i) for t, i in targets if t is not None)
@@ -464,7 +464,7 @@ def _driven(cond: object) -> bool:
     for part in parts:
         if isinstance(part, RefTo | IdIn | sql.SeqIn | sql.InCompartment | sql.Resolved):
             return True
-        if isinstance(part, Keys) and len(part.keys) <= sql.CORRELATE_ABOVE:
+        if isinstance(part, Keys) and part.width <= sql.CORRELATE_ABOVE:
             return True
         if isinstance(part, Or) and all(_driven(p) for p in part.parts):
             return True

@@ -60,10 +60,17 @@ NONE = None_()
 
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """The resource has an index row whose key is ``blind(domain, k)`` for some k in ``keys``."""
+    """The resource has an index row whose key is ``blind(domain, k)`` for some ``domain`` in
+    ``domains`` and ``k`` in ``keys`` (several domains: a parameter that is the union of
+    others, ``Param.union_of``)."""
 
-    domain: str
+    domains: tuple[str, ...]
     keys: frozenset[str]
+
+    @property
+    def width(self) -> int:
+        """How many blind-index keys the condition names."""
+        return len(self.domains) * len(self.keys)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,11 +119,11 @@ def _keys(param: Param, keys: Iterable[str]) -> Cond:
         raise HearthError(
             errors.SEARCH_TOO_COSTLY, f"Search parameter '{param.code}' is too broad."
         )
-    return Keys(param.domain, found)
+    return Keys(param.domains, found)
 
 
 def _present(param: Param) -> Cond:
-    return Keys(param.domain, frozenset({PRESENT}))
+    return Keys(param.domains, frozenset({PRESENT}))
 
 
 def _values(param: Param) -> Callable[[dict[str, Any]], list[Any]]:

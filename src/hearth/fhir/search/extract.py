@@ -10,7 +10,7 @@ them, so both read a resource the same way.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -92,11 +92,21 @@ class Param:
     compiled: Compiled
     targets: tuple[str, ...] = ()
     components: tuple[Component, ...] = ()
+    #: The parameters this one is the union of, when R4 defines it as exactly theirs together
+    #: (``_unions``): it has no index keys of its own and is searched in theirs.
+    union_of: tuple[str, ...] = ()
 
     @property
     def domain(self) -> str:
         """The blind-index domain: keys of different parameters never collide."""
         return f"search/v1/{self.res_type}/{self.code}"
+
+    @property
+    def domains(self) -> tuple[str, ...]:
+        """The domains that hold this parameter's keys: its own, or those of its parts."""
+        if self.union_of:
+            return tuple(f"search/v1/{self.res_type}/{code}" for code in self.union_of)
+        return (self.domain,)
 
 
 def _type_of(res_type: str) -> Any:
@@ -170,6 +180,71 @@ def indexed_params(res_type: str) -> Mapping[str, Param]:
             if len(components) != len(sp.components) or not components:
                 continue
         out[code] = Param(res_type, code, sp.type, compiled, sp.targets, tuple(components))
+    for code, parts in _unions(out).items():
+        out[code] = replace(out[code], union_of=parts)
+    return out
+
+
+#: Parameter types whose values are only blind-index keys (a reference also has rows of its
+#: own in ``search_reference``, under its code, so it is never searched as a union).
+_KEYED_TYPES = frozenset({"string", "token", "date", "number", "quantity", "uri", "composite"})
+
+
+def _unions(params: Mapping[str, Param]) -> dict[str, tuple[str, ...]]:
+    """Parameters that R4 defines as exactly the union of others, with those others' codes.
+
+    ``P`` is the union of ``A`` and ``B`` when its expression's alternatives (``x | y``, split
+    at the top level) are, word for word, ``A``'s and ``B``'s together, neither sharing one,
+    and all three have the same type (and, for composites, the same components). FHIRPath's
+    ``|`` is the union of what each alternative selects, so ``P``'s index keys would be
+    exactly ``A``'s and ``B``'s: indexing them again under ``P`` doubles the rows for nothing.
+    In R4 these are Observation's ``combo-*`` parameters (``combo-code`` is ``code`` and
+    ``component-code``), which would otherwise be 20 of an Observation's 50 keys."""
+
+    def signature(param: Param) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return param.type, tuple((c.type, c.compiled.source) for c in param.components)
+
+    branches = {
+        code: frozenset(_alternatives(p.compiled.source))
+        for code, p in params.items()
+        if p.type in _KEYED_TYPES
+    }
+    out: dict[str, tuple[str, ...]] = {}
+    for code, mine in branches.items():
+        if len(mine) < 2:
+            continue
+        kind = signature(params[code])
+        parts = sorted(
+            other
+            for other, theirs in branches.items()
+            if other != code and theirs < mine and signature(params[other]) == kind
+        )
+        covered = [branches[p] for p in parts]
+        disjoint = sum(len(b) for b in covered) == len(frozenset().union(*covered))
+        if len(parts) >= 2 and disjoint and frozenset().union(*covered) == mine:
+            out[code] = tuple(parts)
+    return out
+
+
+def _alternatives(expression: str) -> list[str]:
+    """``expression`` split at its top-level ``|`` (outside parentheses and string literals)."""
+    out: list[str] = []
+    depth = 0
+    quoted = False
+    start = 0
+    for i, ch in enumerate(expression):
+        if ch == "'" and (i == 0 or expression[i - 1] != "\\"):
+            quoted = not quoted
+        elif quoted:
+            continue
+        elif ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(expression[start:i].strip())
+            start = i + 1
+    out.append(expression[start:].strip())
     return out
 
 

@@ -226,8 +226,8 @@ def index_resource(resource: dict[str, Any]) -> IndexEntries:
     compartment = set(definitions.patient_compartment(res_type))
     memo: Memo = {}
     for param in indexed_params(res_type).values():
-        if param.code in CLEAR_PARAMS:
-            continue
+        if param.code in CLEAR_PARAMS or param.union_of:
+            continue  # a union's keys are its parts' (extract._unions)
         keys = param.compiled.keys
         if keys is not None and keys.isdisjoint(resource):
             continue

@@ -191,7 +191,7 @@ CORRELATE_ABOVE = 16
 def _keys(
     cond: Keys, seq: ColumnElement[int], blind: Blind, correlate: bool = False
 ) -> ColumnElement[bool]:
-    hashes = sorted(blind(cond.domain, k) for k in cond.keys)
+    hashes = sorted(blind(domain, k) for domain in cond.domains for k in cond.keys)
     if correlate or len(hashes) > CORRELATE_ABOVE:
         inner = H.alias()
         return exists().where(inner.c.seq == seq, _hash_is(inner.c.hash, hashes))
