@@ -21,6 +21,9 @@ of an hour here) and searches a copy of the instance the backup benchmark keeps
 (``HEARTH_BENCH_BACKUP_REUSE=1``: ``~/.cache/hearth-bench/backup-P-N-sqlite``), the same
 population loaded by ``hearth import``; on PostgreSQL, that copy's full backup restored into a
 fresh database (the restore's figures are reported instead of the import's).
+``HEARTH_BENCH_SEARCH_HOME=DIR`` (with one engine in ``HEARTH_BENCH_ENGINES``) measures an
+instance that already holds the population, as it is: nothing is imported or restored, and the
+transaction bundles are written into it.
 """
 
 from __future__ import annotations
@@ -274,36 +277,94 @@ def run_engine(
                 _log(f"{engine}: importing {key}")
                 result[f"import_{key}"] = _import(home, folder / f"{key}.ndjson")
                 _log(f"{engine}: {key}: {json.dumps(result[f'import_{key}'])}")
-            port = free_port()
-            argv = [
-                sys.executable,
-                "-m",
-                "hearth",
-                "--home",
-                str(home),
-                "serve",
-                "--log-level",
-                "warning",
-                "--port",
-                str(port),
-            ]
-            with serve(argv, port, "/fhir/metadata", env=env) as server:
-                headers = {"Authorization": f"Bearer {token}"}
-                plans = queries(random.Random(5), folder, patients)
-                result["queries"] = {}
-                with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
-                    for label, paths in plans.items():
-                        client.get(paths[0]).raise_for_status()  # warm up
-                        figures = _latency(client, paths, samples)
-                        figures["rps"] = _wrk(server.base, paths, token, duration)
-                        figures["load"] = os.getloadavg()[0]
-                        result["queries"][label] = figures
-                        _log(f"{engine}: {label}: {json.dumps(figures)}")
-                result["transactions"] = _transactions(server.base, token, bundles)
-                result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
+            _measure(
+                engine,
+                home,
+                token,
+                env,
+                folder,
+                patients,
+                result,
+                samples=samples,
+                duration=duration,
+                bundles=bundles,
+            )
         finally:
             if name is not None:
                 drop_postgres_database(name)
+    return result
+
+
+def _measure(
+    engine: str,
+    home: Path,
+    token: str,
+    env: dict[str, str] | None,
+    folder: Path,
+    patients: int,
+    result: dict[str, Any],
+    *,
+    samples: int,
+    duration: float,
+    bundles: int,
+) -> None:
+    """Serve ``home`` and measure the searches, then the transaction bundles, into ``result``."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "hearth",
+        "--home",
+        str(home),
+        "serve",
+        "--log-level",
+        "warning",
+        "--port",
+        str(port),
+    ]
+    with serve(argv, port, "/fhir/metadata", env=env) as server:
+        headers = {"Authorization": f"Bearer {token}"}
+        plans = queries(random.Random(5), folder, patients)
+        result["queries"] = {}
+        with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
+            for label, paths in plans.items():
+                client.get(paths[0]).raise_for_status()  # warm up
+                figures = _latency(client, paths, samples)
+                figures["rps"] = _wrk(server.base, paths, token, duration)
+                figures["load"] = os.getloadavg()[0]
+                result["queries"][label] = figures
+                _log(f"{engine}: {label}: {json.dumps(figures)}")
+        result["transactions"] = _transactions(server.base, token, bundles)
+        result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
+
+
+def run_home(
+    engine: str,
+    home: Path,
+    folder: Path,
+    patients: int,
+    *,
+    samples: int,
+    duration: float,
+    bundles: int,
+) -> dict[str, Any]:
+    """Measure an instance that already holds the population (``HEARTH_BENCH_SEARCH_HOME``):
+    nothing is imported or restored, and the transaction bundles are written into it."""
+    result: dict[str, Any] = {"engine": engine, "reused": True, "home": str(home)}
+    token = _hearth(home, "token", "issue", "--hours", "24").strip()
+    result["load_before"] = os.getloadavg()[0]
+    _measure(
+        engine,
+        home,
+        token,
+        None,
+        folder,
+        patients,
+        result,
+        samples=samples,
+        duration=duration,
+        bundles=bundles,
+    )
     return result
 
 
@@ -321,16 +382,30 @@ def main() -> None:
         "observations": patients * per_patient,
         "engines": {},
     }
+    home = os.environ.get("HEARTH_BENCH_SEARCH_HOME")
+    if home is not None and len(engines) != 1:
+        raise SystemExit("HEARTH_BENCH_SEARCH_HOME measures one instance: name its engine alone")
     for engine in engines:
-        results["engines"][engine] = run_engine(
-            engine,
-            folder,
-            patients,
-            samples=samples,
-            duration=duration,
-            bundles=bundles,
-            reuse=reuse,
-        )
+        if home is not None:
+            results["engines"][engine] = run_home(
+                engine,
+                Path(home),
+                folder,
+                patients,
+                samples=samples,
+                duration=duration,
+                bundles=bundles,
+            )
+        else:
+            results["engines"][engine] = run_engine(
+                engine,
+                folder,
+                patients,
+                samples=samples,
+                duration=duration,
+                bundles=bundles,
+                reuse=reuse,
+            )
         # Written after each engine: a long run that is stopped keeps what it measured.
         write_results("search", results)
     rows = []

@@ -172,6 +172,20 @@ def test_history_names_the_method_that_made_each_version(client: TestClient) -> 
         ]
 
 
+def test_history_shows_an_update_as_create_as_the_put_that_created(client: TestClient) -> None:
+    """A PUT with a new id is an update that creates (R4 http.html#update): its history entry
+    says PUT, with the 201 the client was answered."""
+    put = client.put(
+        "/fhir/Patient/chosen-by-client",
+        content=orjson.dumps({"resourceType": "Patient", "id": "chosen-by-client"}),
+        headers={"Content-Type": FHIR},
+    )
+    assert put.status_code == 201, put.text
+    (entry,) = client.get("/fhir/Patient/chosen-by-client/_history").json()["entry"]
+    assert entry["request"] == {"method": "PUT", "url": "Patient/chosen-by-client"}
+    assert entry["response"]["status"] == "201 Created"
+
+
 def test_history_paging_with_opaque_links(client: TestClient) -> None:
     body = create(client)
     url = f"/fhir/Patient/{body['id']}"

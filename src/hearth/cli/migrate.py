@@ -9,10 +9,11 @@ from hearth.services.search_admin import rebuild_search_index
 from hearth.settings import load_settings
 from hearth.wiring import migrate_database
 
-#: Migrations that add a table the search index fills from the sealed records: crossing one
-#: rebuilds the index at once (0008: care relationships; until it is filled a clinician sees no
-#: linked patient, which is safe but useless).
-_REINDEX_AT = ("0008",)
+#: Migrations after which the search index must be rebuilt from the sealed records: crossing one
+#: rebuilds it at once. 0008 added care relationships (until they are filled a clinician sees no
+#: linked patient, which is safe but useless); 0011 marks the index without rows of its own for
+#: Observation's combo-* parameters (older rows would be reported stale by the scanner).
+_REINDEX_AT = ("0008", "0011")
 
 
 def needs_reindex(before: str | None, after: str | None) -> bool:
@@ -36,7 +37,7 @@ def command(state: State) -> None:
     before, after = migrate_database(load_settings(state.home))
     click.echo(f"Schema at {after} (was {before or 'empty'}).")
     if needs_reindex(before, after):
-        click.echo("Rebuilding the search index (it gained care relationships) ...")
+        click.echo("Rebuilding the search index (this Hearth indexes differently) ...")
         with container(state) as c:
             count = rebuild_search_index(
                 c.system_repository("reindex", operator="cli"), RichProgress()

@@ -41,8 +41,12 @@ def history_bundle(
         if e.resource is not None:
             entry["resource"] = e.resource
         entry["request"] = {"method": e.method, "url": url if e.method != "POST" else e.res_type}
+        if e.method == "DELETE":
+            status = "204 No Content"
+        else:  # version 1 was created, by POST or by an update-as-create PUT
+            status = "201 Created" if e.version == 1 else "200 OK"
         entry["response"] = {
-            "status": {"POST": "201 Created", "DELETE": "204 No Content"}.get(e.method, "200 OK"),
+            "status": status,
             "etag": f'W/"{e.version}"',
             "lastModified": e.last_updated.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         }

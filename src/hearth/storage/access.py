@@ -240,7 +240,11 @@ class AccessControl:
         param = param_for(rule.res_type, rule.status_param)
         if param is None:  # pragma: no cover - the rules name R4 search parameters
             return frozenset()
-        return frozenset(self.keyring.blind(param.domain, "c:" + s) for s in rule.dead_statuses)
+        return frozenset(
+            self.keyring.blind(domain, "c:" + s)
+            for domain in param.domains
+            for s in rule.dead_statuses
+        )
 
 
 class BoundAccess:

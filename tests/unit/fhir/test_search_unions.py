@@ -102,3 +102,15 @@ def test_alternatives_split_only_at_the_top_level() -> None:
         "A.d.where(x = 'p|q')",
     ]
     assert _alternatives("A.b") == ["A.b"]
+    # An escaped quote does not end a literal; a delimited identifier is read like one.
+    assert _alternatives("A.b | 'x\\' | y' | `A|B`.e") == ["A.b", "'x\\' | y'", "`A|B`.e"]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["A.b | A.c = true", "A.b | A.c != 'x'", "A.b | A.c and A.d", "A.b | A.c contains 'x'"],
+)
+def test_no_alternatives_under_a_looser_operator(expression: str) -> None:
+    """``|`` binds more tightly than comparisons and boolean operators (FHIRPath operator
+    precedence): ``A.b | A.c = true`` compares the union, so it is not one."""
+    assert _alternatives(expression) is None

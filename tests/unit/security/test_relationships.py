@@ -52,3 +52,4 @@ def test_migrating_across_the_care_link_table_rebuilds_the_index() -> None:
     assert not needs_reindex(None, "0008")  # a new database has nothing to index
     assert not needs_reindex("0008", "0008")
     assert not needs_reindex("0008", "0009")
+    assert needs_reindex("0010", "0011")  # combo-* parameters lost their own index rows

@@ -9,6 +9,7 @@ them, so both read a resource the same way.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -188,6 +189,12 @@ def indexed_params(res_type: str) -> Mapping[str, Param]:
 #: Parameter types whose values are only blind-index keys (a reference also has rows of its
 #: own in ``search_reference``, under its code, so it is never searched as a union).
 _KEYED_TYPES = frozenset({"string", "token", "date", "number", "quantity", "uri", "composite"})
+#: Parameters whose index is not keys built by their type alone: the clear columns (``_id``,
+#: ``_lastUpdated``), the other common parameters, and ``phonetic`` (Soundex keys): never a
+#: union nor a part of one.
+_OWN_KEYS = frozenset(
+    {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "phonetic"}
+)
 
 
 def _unions(params: Mapping[str, Param]) -> dict[str, tuple[str, ...]]:
@@ -199,16 +206,17 @@ def _unions(params: Mapping[str, Param]) -> dict[str, tuple[str, ...]]:
     ``|`` is the union of what each alternative selects, so ``P``'s index keys would be
     exactly ``A``'s and ``B``'s: indexing them again under ``P`` doubles the rows for nothing.
     In R4 these are Observation's ``combo-*`` parameters (``combo-code`` is ``code`` and
-    ``component-code``), which would otherwise be 20 of an Observation's 50 keys."""
+    ``component-code``), which were 20 of the 50 keys of an Observation with a code, a
+    quantity and a date."""
 
     def signature(param: Param) -> tuple[str, tuple[tuple[str, str], ...]]:
         return param.type, tuple((c.type, c.compiled.source) for c in param.components)
 
-    branches = {
-        code: frozenset(_alternatives(p.compiled.source))
-        for code, p in params.items()
-        if p.type in _KEYED_TYPES
-    }
+    branches: dict[str, frozenset[str]] = {}
+    for code, param in params.items():
+        alternatives = _alternatives(param.compiled.source)
+        if param.type in _KEYED_TYPES and code not in _OWN_KEYS and alternatives is not None:
+            branches[code] = frozenset(alternatives)
     out: dict[str, tuple[str, ...]] = {}
     for code, mine in branches.items():
         if len(mine) < 2:
@@ -226,25 +234,43 @@ def _unions(params: Mapping[str, Param]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-def _alternatives(expression: str) -> list[str]:
-    """``expression`` split at its top-level ``|`` (outside parentheses and string literals)."""
+#: FHIRPath operators that bind less tightly than ``|`` (fhirpath.html#operator-precedence): at
+#: the top level of an expression they apply to a whole union, not to one alternative.
+_LOOSER_THAN_UNION = re.compile(r"[=<>~]|\b(?:in|contains|and|or|xor|implies)\b")
+
+
+def _alternatives(expression: str) -> list[str] | None:
+    """``expression`` split at its top-level ``|`` (outside parentheses, brackets, string
+    literals and delimited identifiers); None when the top level also holds an operator that
+    binds less tightly than ``|`` (``a | b = c`` compares the union, so it is no union)."""
     out: list[str] = []
+    top: list[str] = []  # the text outside every bracket and literal, to look for operators
     depth = 0
-    quoted = False
+    quote: str | None = None
+    escaped = False
     start = 0
     for i, ch in enumerate(expression):
-        if ch == "'" and (i == 0 or expression[i - 1] != "\\"):
-            quoted = not quoted
-        elif quoted:
-            continue
-        elif ch in "([":
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "'`":
+            quote = ch
+        elif ch in "([{":
             depth += 1
-        elif ch in ")]":
+        elif ch in ")]}":
             depth -= 1
-        elif ch == "|" and depth == 0:
-            out.append(expression[start:i].strip())
-            start = i + 1
+        elif depth == 0:
+            if ch == "|":
+                out.append(expression[start:i].strip())
+                start = i + 1
+            top.append(ch)
     out.append(expression[start:].strip())
+    if _LOOSER_THAN_UNION.search("".join(top)):
+        return None
     return out
 
 

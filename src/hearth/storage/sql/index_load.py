@@ -1,7 +1,7 @@
 """Bulk loading of the search index tables into an empty index (a restore's rebuild).
 
 The rows are those ``search.insert_index`` writes on every resource write; what differs is how
-the engine receives them. ``search_hash`` holds about fifty blind keys per resource, and its
+the engine receives them. ``search_hash`` holds dozens of blind keys per resource, and its
 primary key ``(hash, seq)`` is random in every resource's order: inserted as the versions come,
 each row lands on a random page of a b-tree that soon outgrows the engine's cache (at 220,000
 versions, 11 million rows). So:
