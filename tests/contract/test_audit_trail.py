@@ -17,6 +17,7 @@ from hearth.services.disclosure import DisclosurePool
 from hearth.services.integrity import verify_audit
 from hearth.settings import load_settings
 from hearth.storage import deferred_durability, wait_tickets, wait_tickets_async
+from hearth.web.fhir import FhirApi
 from hearth.wiring import Container, init_instance
 from tests.support import Instance, admin
 
@@ -84,11 +85,15 @@ def test_a_failed_group_commit_fails_every_ticket(sqlite_instance: Instance) -> 
         sql(sqlite_instance, "ALTER TABLE audit_entry_gone RENAME TO audit_entry")
 
 
-def test_the_disclosure_pool_releases_only_durable_reads(sqlite_instance: Instance) -> None:
+@pytest.mark.parametrize("here", [False, True], ids=["worker", "loop"])
+def test_the_disclosure_pool_releases_only_durable_reads(
+    sqlite_instance: Instance, here: bool
+) -> None:
     """``DisclosurePool`` wakes a request once, for its work and its audit entry together: the
     value comes back only once the entry is committed; a failed group commit fails the request
     (fail closed), and so does an entry still not durable ``timeout`` seconds after the work
-    returned, while work that itself takes longer than that is not cut short."""
+    returned, while work that itself takes longer than that is not cut short. The same holds
+    for work run on the loop's own thread (``run_here``, reads by id on SQLite)."""
     c = sqlite_instance.container
     created = c.records(admin()).create("Basic", {"resourceType": "Basic", "code": {"text": "x"}})
     pool = DisclosurePool(threads=2, timeout=0.5)
@@ -100,7 +105,7 @@ def test_the_disclosure_pool_releases_only_durable_reads(sqlite_instance: Instan
         return int(str(sql(sqlite_instance, "SELECT seq FROM audit_head")[0][0]))
 
     async def run(work: Callable[[], StoredResource]) -> tuple[StoredResource, int]:
-        stored = await pool.run(work)
+        stored = await (pool.run_here(work) if here else pool.run(work))
         return stored, head()  # what is committed when the value is released
 
     before = head()
@@ -200,3 +205,14 @@ def test_patch_and_vread_refusals(sqlite_instance: Instance) -> None:
     repo = sqlite_instance.container.repository(admin())
     with pytest.raises(RuntimeError), repo.batch(), repo.batch():
         pass
+
+
+@pytest.mark.engines
+def test_reads_by_id_run_on_the_loop_only_where_nothing_is_across_a_network(
+    instance: Instance,
+) -> None:
+    """``FhirApi.reads_here``: a read by id runs on the event loop's thread on SQLite with
+    counters in memory; on a database server every read waits on round trips, so it keeps its
+    worker thread."""
+    api = FhirApi(instance.container)
+    assert api.reads_here == (instance.container.db.dialect == "sqlite")

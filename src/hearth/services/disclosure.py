@@ -105,16 +105,29 @@ class DisclosurePool:
         self._threads: list[threading.Thread] = []
 
     async def run(self, work: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        job = _Job(loop)
+        job = _Job(asyncio.get_running_loop())
         # The work runs in a copy of the request's context, as with ``run_in_threadpool``.
         self._submit((contextvars.copy_context(), job, work))
-        job.timer = loop.call_later(self._timeout, self._expire, job)
+        return await self._released(job)  # type: ignore[no-any-return]
+
+    async def run_here(self, work: Callable[[], T]) -> T:
+        """``run``, with the work done on the calling event loop's own thread: for short work
+        that waits on no network (a read by id from an embedded SQLite database), handing it to
+        a worker thread and back costs more CPU than the work, and under the GIL the worker
+        would not run it in parallel anyway (docs/design.md, "Group commit for reads"). The
+        release is the same: the value waits, off any thread, until its audit entries are
+        durable, and a failed or stuck commit fails the request."""
+        job = _Job(asyncio.get_running_loop())
+        _serve(job, work)
+        return await self._released(job)  # type: ignore[no-any-return]
+
+    async def _released(self, job: _Job) -> Any:
+        job.timer = job.loop.call_later(self._timeout, self._expire, job)
         try:
             pending = await job.future
         finally:
             job.timer.cancel()
-        return await pending.release()  # type: ignore[no-any-return]
+        return await pending.release()
 
     def _submit(self, item: tuple[contextvars.Context, _Job, Callable[[], Any]]) -> None:
         with self._lock:

@@ -101,6 +101,10 @@ class FhirApi:
         self.c = container
         self.limits = container.settings.limits
         self.pool = DisclosurePool()
+        # Reads by id run on the event loop's thread when nothing they touch is across a
+        # network: the embedded SQLite database, counters in memory (no Redis). On PostgreSQL,
+        # MariaDB or with Redis each read waits on round trips, which must not hold the loop.
+        self.reads_here = container.db.dialect == "sqlite" and container.settings.redis_url is None
 
     # -- plumbing ---------------------------------------------------------------------------
     def base(self, request: Request) -> str:
@@ -123,9 +127,10 @@ class FhirApi:
         work: Callable[[RecordService, Principal], T],
         *,
         principal: Principal | None = None,
+        short: bool = False,
     ) -> T:
         """Run ``work`` with the caller's service (authenticating first if not yet done), in one
-        worker thread."""
+        worker thread; ``short`` work (a read by id) on the loop's thread where ``reads_here``."""
         check_accept(request)
         request_id = request.scope.get("state", {}).get("request_id")
 
@@ -133,6 +138,8 @@ class FhirApi:
             who = principal or self._principal(request)
             return work(self.c.records(who, request_id=request_id), who)
 
+        if short and self.reads_here:
+            return await self.pool.run_here(run)
         return await self.offload(run)
 
     async def parse_audited(
@@ -236,12 +243,14 @@ class FhirApi:
     # -- instance level -------------------------------------------------------------------------
     async def read(self, request: Request) -> Response:
         res_type, res_id = request.path_params["type"], request.path_params["id"]
-        stored = await self.call(request, lambda svc, _p: svc.read(res_type, res_id))
+        stored = await self.call(request, lambda svc, _p: svc.read(res_type, res_id), short=True)
         return self.resource_response(request, stored)
 
     async def vread(self, request: Request) -> Response:
         p = request.path_params
-        stored = await self.call(request, lambda svc, _p: svc.vread(p["type"], p["id"], p["vid"]))
+        stored = await self.call(
+            request, lambda svc, _p: svc.vread(p["type"], p["id"], p["vid"]), short=True
+        )
         return self.resource_response(request, stored)
 
     async def update(self, request: Request) -> Response:
