@@ -6,18 +6,19 @@ import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from hearth.audit import FindingKind
-from hearth.domain import HearthError, IntegrityError, StoredResource, errors
+from hearth.domain import HearthError, IntegrityError, Secret, StoredResource, errors
 from hearth.services.disclosure import DisclosurePool
 from hearth.services.integrity import verify_audit
 from hearth.settings import load_settings
 from hearth.storage import deferred_durability, wait_tickets, wait_tickets_async
-from hearth.web.fhir import FhirApi
+from hearth.web.fhir import FhirApi, reads_here
 from hearth.wiring import Container, init_instance
 from tests.support import Instance, admin
 
@@ -212,7 +213,25 @@ def test_reads_by_id_run_on_the_loop_only_where_nothing_is_across_a_network(
     instance: Instance,
 ) -> None:
     """``FhirApi.reads_here``: a read by id runs on the event loop's thread on SQLite with
-    counters in memory; on a database server every read waits on round trips, so it keeps its
-    worker thread."""
-    api = FhirApi(instance.container)
-    assert api.reads_here == (instance.container.db.dialect == "sqlite")
+    counters in memory and local keys; on a database server, with Redis or with a KMS a read
+    may wait on round trips, so it keeps its worker thread. And even on SQLite it goes to a
+    worker while the key ring's look at the database is due or every read connection is
+    taken (``FhirApi._loop_would_wait``)."""
+    c = instance.container
+    api = FhirApi(c)
+    sqlite = c.db.dialect == "sqlite"
+    assert api.reads_here == sqlite
+    settings = c.settings
+    assert not reads_here("sqlite", replace(settings, redis_url=Secret("redis://127.0.0.1")))
+    assert not reads_here("sqlite", replace(settings, keys=replace(settings.keys, kind="kms")))
+    assert reads_here("sqlite", settings)
+    assert not reads_here("postgresql", settings)
+    c.refresh_keys(force=True)
+    assert not api._loop_would_wait()
+    held = [c.db.read.connect() for _ in range(c.db.read.pool.size())]  # type: ignore[attr-defined]
+    try:
+        assert api._loop_would_wait()
+    finally:
+        for conn in held:
+            conn.close()
+    assert not api._loop_would_wait()

@@ -118,7 +118,9 @@ class DisclosurePool:
         release is the same: the value waits, off any thread, until its audit entries are
         durable, and a failed or stuck commit fails the request."""
         job = _Job(asyncio.get_running_loop())
-        _serve(job, work)
+        # In a copy of the request's context, as ``run`` does: the work's context changes stay
+        # with the work.
+        contextvars.copy_context().run(_serve, job, work)
         return await self._released(job)  # type: ignore[no-any-return]
 
     async def _released(self, job: _Job) -> Any:
@@ -171,8 +173,9 @@ class DisclosurePool:
 
 
 def _serve(job: _Job, work: Callable[[], Any]) -> None:
-    """In a worker thread: run the work, then hand its result to the audit writer, which
-    resolves the job once the work's entries are committed (at once if they already are)."""
+    """In a worker thread (or on the loop's, ``run_here``): run the work, then hand its result
+    to the audit writer, which resolves the job once the work's entries are committed (at once
+    if they already are)."""
     try:
         pending = disclosing(work)  # the work's own errors are kept in ``pending``
         job.done_at = time.monotonic()

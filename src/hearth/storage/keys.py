@@ -145,6 +145,12 @@ class LiveKeys:
                 self._reload(self._store.keys(conn), epoch)
 
     # -- the read path ----------------------------------------------------------------------
+    def refresh_due(self) -> bool:
+        """Whether the next ``refresh`` will look at the database (and may reload the ring or
+        write the pending seal counts): a caller that must not wait can send that work to a
+        thread that may."""
+        return self._monotonic() - self._checked >= self._refresh_seconds
+
     def refresh(self, *, force: bool = False) -> None:
         """Pick up keys changed by another process: at most every 30 seconds, or now."""
         now = self._monotonic()

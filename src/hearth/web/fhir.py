@@ -30,6 +30,7 @@ from hearth.services.disclosure import DisclosurePool
 from hearth.services.oauth import Endpoints, oauth_uris
 from hearth.services.records import RecordService, check_type
 from hearth.services.search import SearchQuery
+from hearth.settings import Settings
 from hearth.web.requests import (
     check_accept,
     client_address,
@@ -96,15 +97,20 @@ def bearer_principal(c: Container, request: Request) -> Principal:
     )
 
 
+def reads_here(dialect: str, settings: Settings) -> bool:
+    """Whether reads by id run on the event loop's thread (``DisclosurePool.run_here``): only
+    when nothing they touch is across a network, the embedded SQLite database with counters in
+    memory (no Redis) and keys unwrapped locally (no KMS). On a database server, with Redis or
+    with a KMS a read may wait on round trips, which must not hold the loop."""
+    return dialect == "sqlite" and settings.redis_url is None and settings.keys.kind != "kms"
+
+
 class FhirApi:
     def __init__(self, container: Container) -> None:
         self.c = container
         self.limits = container.settings.limits
         self.pool = DisclosurePool()
-        # Reads by id run on the event loop's thread when nothing they touch is across a
-        # network: the embedded SQLite database, counters in memory (no Redis). On PostgreSQL,
-        # MariaDB or with Redis each read waits on round trips, which must not hold the loop.
-        self.reads_here = container.db.dialect == "sqlite" and container.settings.redis_url is None
+        self.reads_here = reads_here(container.db.dialect, container.settings)
 
     # -- plumbing ---------------------------------------------------------------------------
     def base(self, request: Request) -> str:
@@ -138,9 +144,16 @@ class FhirApi:
             who = principal or self._principal(request)
             return work(self.c.records(who, request_id=request_id), who)
 
-        if short and self.reads_here:
+        if short and self.reads_here and not self._loop_would_wait():
             return await self.pool.run_here(run)
         return await self.offload(run)
+
+    def _loop_would_wait(self) -> bool:
+        """Whether a read by id might now wait on more than its own work: the key ring's
+        periodic look at the database is due (it may reload keys or write seal counts, which
+        takes the writer lock), or the read connections are all taken. Then it runs in a
+        worker thread, like any other request."""
+        return self.c.db.reads_busy() or self.c.live_keys.refresh_due()
 
     async def parse_audited(
         self,

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 
 from hearth.domain import HearthError, errors
 
@@ -59,6 +59,11 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.write.dialect.name
+
+    def reads_busy(self) -> bool:
+        """Whether every pooled read connection is taken (the next read may wait for one)."""
+        pool = self.read.pool
+        return isinstance(pool, QueuePool) and pool.checkedout() >= pool.size()
 
     def dispose(self) -> None:
         self.write.dispose()
