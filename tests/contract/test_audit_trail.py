@@ -228,6 +228,9 @@ def test_reads_by_id_run_on_the_loop_only_where_nothing_is_across_a_network(
     assert not reads_here("postgresql", settings)
     c.refresh_keys(force=True)
     assert not api._loop_would_wait()
+    api._others = 1  # a write or a search in a worker thread
+    assert api._loop_would_wait()
+    api._others = 0
     held = [c.db.read.connect() for _ in range(c.db.read.pool.size())]  # type: ignore[attr-defined]
     try:
         assert api._loop_would_wait()

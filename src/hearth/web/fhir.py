@@ -111,6 +111,9 @@ class FhirApi:
         self.limits = container.settings.limits
         self.pool = DisclosurePool()
         self.reads_here = reads_here(container.db.dialect, container.settings)
+        # Requests other than reads by id now in a worker thread (writes, searches, history,
+        # bundles); only the event loop's thread changes it.
+        self._others = 0
 
     # -- plumbing ---------------------------------------------------------------------------
     def base(self, request: Request) -> str:
@@ -144,16 +147,20 @@ class FhirApi:
             who = principal or self._principal(request)
             return work(self.c.records(who, request_id=request_id), who)
 
-        if short and self.reads_here and not self._loop_would_wait():
-            return await self.pool.run_here(run)
+        if short:
+            if self.reads_here and not self._loop_would_wait():
+                return await self.pool.run_here(run)
+            return await self.pool.run(run)
         return await self.offload(run)
 
     def _loop_would_wait(self) -> bool:
-        """Whether a read by id might now wait on more than its own work: the key ring's
-        periodic look at the database is due (it may reload keys or write seal counts, which
-        takes the writer lock), or the read connections are all taken. Then it runs in a
-        worker thread, like any other request."""
-        return self.c.db.reads_busy() or self.c.live_keys.refresh_due()
+        """Whether a read by id should go to a worker thread, like any other request: while
+        other requests are in worker threads (a write, a search or a bundle holding the GIL in
+        turns with the loop would leave reads queued on the loop behind one another: the tail
+        grows, docs/benchmarks.md), while the key ring's periodic look at the database is due
+        (it may reload keys or write seal counts, which takes the writer lock), or while every
+        read connection is taken."""
+        return self._others > 0 or self.c.db.reads_busy() or self.c.live_keys.refresh_due()
 
     async def parse_audited(
         self,
@@ -182,7 +189,11 @@ class FhirApi:
         """Run ``run`` in a worker thread. The thread returns as soon as the work is done; the
         response waits here, off any thread, until the audit entries of what it discloses are
         durable, and the request is woken once for both (``hearth.services.disclosure``)."""
-        return await self.pool.run(run)
+        self._others += 1
+        try:
+            return await self.pool.run(run)
+        finally:
+            self._others -= 1
 
     def resource_response(
         self,
