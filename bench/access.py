@@ -48,7 +48,15 @@ import httpx2 as httpx
 import orjson
 
 from bench import population
-from bench.common import free_port, lua_requests, print_table, serve, write_results, wrk
+from bench.common import (
+    free_port,
+    hearth_serve,
+    lua_requests,
+    print_table,
+    serve,
+    write_results,
+    wrk,
+)
 
 CODES = ["8867-4", "8480-6", "8462-4", "29463-7"]
 POSTGRES_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -338,19 +346,7 @@ def run_engine(
         "physician": _hearth(home, "token", "issue", "--user", PHYSICIAN, "--hours", "2").strip(),
     }
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "hearth",
-        "--home",
-        str(home),
-        "serve",
-        "--log-level",
-        "warning",
-        "--port",
-        str(port),
-    ]
-    with serve(argv, port, "/fhir/metadata") as server:
+    with serve(hearth_serve(home, port), port, "/fhir/metadata") as server:
         clients = {
             who: httpx.Client(
                 base_url=server.base, headers={"Authorization": f"Bearer {token}"}, timeout=120

@@ -72,6 +72,22 @@ class Server:
             self.process.wait()
 
 
+def hearth_serve(home: Path, port: int) -> list[str]:
+    """The command line of ``hearth serve`` for ``home`` on ``port``, logging warnings only."""
+    return [
+        sys.executable,
+        "-m",
+        "hearth",
+        "--home",
+        str(home),
+        "serve",
+        "--log-level",
+        "warning",
+        "--port",
+        str(port),
+    ]
+
+
 @contextmanager
 def serve(
     argv: Sequence[str], port: int, ready_path: str, env: dict[str, str] | None = None

@@ -22,6 +22,7 @@ import httpx2 as httpx
 from bench.common import (
     drop_postgres_database,
     free_port,
+    hearth_serve,
     lua_requests,
     median,
     print_table,
@@ -89,24 +90,14 @@ def scripts(ids: list[str], token: str) -> dict[str, tuple[str, str]]:
     }
 
 
-def hearth_instance(tmp: Path, database: str | None) -> tuple[list[str], str]:
+def hearth_instance(tmp: Path, database: str | None) -> tuple[Path, str]:
+    """A new instance in ``tmp``: its home and the administrator's token."""
     home = tmp / "hearth"
     argv = [sys.executable, "-m", "hearth", "--home", str(home), "init", "--json"]
     if database:
         argv += ["--database", database]
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-    token = json.loads(out)["admin_token"]
-    return [
-        sys.executable,
-        "-m",
-        "hearth",
-        "--home",
-        str(home),
-        "serve",
-        "--log-level",
-        "warning",
-        "--port",
-    ], token
+    return home, json.loads(out)["admin_token"]
 
 
 def run_engine(engine: str, duration: float, repeats: int, seed_count: int) -> dict[str, Any]:
@@ -121,7 +112,7 @@ def run_engine(engine: str, duration: float, repeats: int, seed_count: int) -> d
             hearth_db = None
             baseline_db = f"sqlite:///{tmp / 'baseline.db'}"
         try:
-            hearth_argv, token = hearth_instance(tmp, hearth_db)
+            hearth_home, token = hearth_instance(tmp, hearth_db)
             hearth_port, baseline_port = free_port(), free_port()
             baseline_argv = [
                 sys.executable,
@@ -135,7 +126,9 @@ def run_engine(engine: str, duration: float, repeats: int, seed_count: int) -> d
                 str(baseline_port),
             ]
             with (
-                serve([*hearth_argv, str(hearth_port)], hearth_port, "/fhir/metadata") as hearth,
+                serve(
+                    hearth_serve(hearth_home, hearth_port), hearth_port, "/fhir/metadata"
+                ) as hearth,
                 serve(baseline_argv, baseline_port, "/fhir/metadata") as baseline,
             ):
                 runs: dict[str, dict[str, list[Any]]] = {

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from bench import population
 from bench.common import (
     drop_postgres_database,
     free_port,
+    hearth_serve,
     print_table,
     serve,
     temp_postgres_database,
@@ -248,15 +250,18 @@ def _reused(
     return _hearth(home, "token", "issue", "--hours", "24", env=env).strip()
 
 
+@dataclass(frozen=True)
+class Knobs:
+    """How much to measure: sequential requests per query, seconds of wrk per query, and
+    transaction bundles posted."""
+
+    samples: int
+    duration: float
+    bundles: int
+
+
 def run_engine(
-    engine: str,
-    folder: Path,
-    patients: int,
-    *,
-    samples: int,
-    duration: float,
-    bundles: int,
-    reuse: bool = False,
+    engine: str, folder: Path, patients: int, knobs: Knobs, *, reuse: bool = False
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"engine": engine, "reused": reuse}
     with tempfile.TemporaryDirectory() as tmp:
@@ -277,18 +282,7 @@ def run_engine(
                 _log(f"{engine}: importing {key}")
                 result[f"import_{key}"] = _import(home, folder / f"{key}.ndjson")
                 _log(f"{engine}: {key}: {json.dumps(result[f'import_{key}'])}")
-            _measure(
-                engine,
-                home,
-                token,
-                env,
-                folder,
-                patients,
-                result,
-                samples=samples,
-                duration=duration,
-                bundles=bundles,
-            )
+            _measure(engine, home, token, env, folder, patients, knobs, result)
         finally:
             if name is not None:
                 drop_postgres_database(name)
@@ -302,69 +296,34 @@ def _measure(
     env: dict[str, str] | None,
     folder: Path,
     patients: int,
+    knobs: Knobs,
     result: dict[str, Any],
-    *,
-    samples: int,
-    duration: float,
-    bundles: int,
 ) -> None:
     """Serve ``home`` and measure the searches, then the transaction bundles, into ``result``."""
     port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "hearth",
-        "--home",
-        str(home),
-        "serve",
-        "--log-level",
-        "warning",
-        "--port",
-        str(port),
-    ]
-    with serve(argv, port, "/fhir/metadata", env=env) as server:
+    with serve(hearth_serve(home, port), port, "/fhir/metadata", env=env) as server:
         headers = {"Authorization": f"Bearer {token}"}
         plans = queries(random.Random(5), folder, patients)
         result["queries"] = {}
         with httpx.Client(base_url=server.base, headers=headers, timeout=60) as client:
             for label, paths in plans.items():
                 client.get(paths[0]).raise_for_status()  # warm up
-                figures = _latency(client, paths, samples)
-                figures["rps"] = _wrk(server.base, paths, token, duration)
+                figures = _latency(client, paths, knobs.samples)
+                figures["rps"] = _wrk(server.base, paths, token, knobs.duration)
                 figures["load"] = os.getloadavg()[0]
                 result["queries"][label] = figures
                 _log(f"{engine}: {label}: {json.dumps(figures)}")
-        result["transactions"] = _transactions(server.base, token, bundles)
+        result["transactions"] = _transactions(server.base, token, knobs.bundles)
         result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
 
 
-def run_home(
-    engine: str,
-    home: Path,
-    folder: Path,
-    patients: int,
-    *,
-    samples: int,
-    duration: float,
-    bundles: int,
-) -> dict[str, Any]:
+def run_home(engine: str, home: Path, folder: Path, patients: int, knobs: Knobs) -> dict[str, Any]:
     """Measure an instance that already holds the population (``HEARTH_BENCH_SEARCH_HOME``):
     nothing is imported or restored, and the transaction bundles are written into it."""
     result: dict[str, Any] = {"engine": engine, "reused": True, "home": str(home)}
     token = _hearth(home, "token", "issue", "--hours", "24").strip()
     result["load_before"] = os.getloadavg()[0]
-    _measure(
-        engine,
-        home,
-        token,
-        None,
-        folder,
-        patients,
-        result,
-        samples=samples,
-        duration=duration,
-        bundles=bundles,
-    )
+    _measure(engine, home, token, None, folder, patients, knobs, result)
     return result
 
 
@@ -372,9 +331,11 @@ def main() -> None:
     patients = int(os.environ.get("HEARTH_BENCH_PATIENTS", "100000"))
     per_patient = int(os.environ.get("HEARTH_BENCH_OBS_PER_PATIENT", "10"))
     engines = os.environ.get("HEARTH_BENCH_ENGINES", "sqlite,postgresql").split(",")
-    samples = int(os.environ.get("HEARTH_BENCH_SAMPLES", "200"))
-    duration = float(os.environ.get("HEARTH_BENCH_DURATION", "10"))
-    bundles = int(os.environ.get("HEARTH_BENCH_BUNDLES", "10"))
+    knobs = Knobs(
+        samples=int(os.environ.get("HEARTH_BENCH_SAMPLES", "200")),
+        duration=float(os.environ.get("HEARTH_BENCH_DURATION", "10")),
+        bundles=int(os.environ.get("HEARTH_BENCH_BUNDLES", "10")),
+    )
     reuse = os.environ.get("HEARTH_BENCH_SEARCH_REUSE") == "1"
     folder = dataset(patients, per_patient)
     results: dict[str, Any] = {
@@ -387,25 +348,9 @@ def main() -> None:
         raise SystemExit("HEARTH_BENCH_SEARCH_HOME measures one instance: name its engine alone")
     for engine in engines:
         if home is not None:
-            results["engines"][engine] = run_home(
-                engine,
-                Path(home),
-                folder,
-                patients,
-                samples=samples,
-                duration=duration,
-                bundles=bundles,
-            )
+            results["engines"][engine] = run_home(engine, Path(home), folder, patients, knobs)
         else:
-            results["engines"][engine] = run_engine(
-                engine,
-                folder,
-                patients,
-                samples=samples,
-                duration=duration,
-                bundles=bundles,
-                reuse=reuse,
-            )
+            results["engines"][engine] = run_engine(engine, folder, patients, knobs, reuse=reuse)
         # Written after each engine: a long run that is stopped keeps what it measured.
         write_results("search", results)
     rows = []
