@@ -153,10 +153,9 @@ class LiveKeys:
 
     def refresh(self, *, force: bool = False) -> None:
         """Pick up keys changed by another process: at most every 30 seconds, or now."""
-        now = self._monotonic()
-        if not force and now - self._checked < self._refresh_seconds:
+        if not force and not self.refresh_due():
             return
-        self._checked = now
+        self._checked = self._monotonic()
         with self._store.snapshot() as conn:
             epoch = self._store.key_epoch(conn)
             # Only forward: a writer may have loaded a newer epoch than this snapshot shows.

@@ -100,14 +100,16 @@ class Param:
     @property
     def domain(self) -> str:
         """The blind-index domain: keys of different parameters never collide."""
-        return f"search/v1/{self.res_type}/{self.code}"
+        return _domain(self.res_type, self.code)
 
     @property
     def domains(self) -> tuple[str, ...]:
         """The domains that hold this parameter's keys: its own, or those of its parts."""
-        if self.union_of:
-            return tuple(f"search/v1/{self.res_type}/{code}" for code in self.union_of)
-        return (self.domain,)
+        return tuple(_domain(self.res_type, c) for c in self.union_of or (self.code,))
+
+
+def _domain(res_type: str, code: str) -> str:
+    return f"search/v1/{res_type}/{code}"
 
 
 def _type_of(res_type: str) -> Any:
@@ -228,8 +230,9 @@ def _unions(params: Mapping[str, Param]) -> dict[str, tuple[str, ...]]:
             if other != code and theirs < mine and signature(params[other]) == kind
         )
         covered = [branches[p] for p in parts]
-        disjoint = sum(len(b) for b in covered) == len(frozenset().union(*covered))
-        if len(parts) >= 2 and disjoint and frozenset().union(*covered) == mine:
+        together = frozenset().union(*covered)
+        disjoint = sum(len(b) for b in covered) == len(together)
+        if len(parts) >= 2 and disjoint and together == mine:
             out[code] = tuple(parts)
     return out
 
