@@ -254,6 +254,56 @@ def test_combo_parameters_search_their_parts(world: World) -> None:
     assert world.find("Observation", ("combo-value-concept:missing", "false")) == []
 
 
+def test_name_and_address_search_their_fields_parameters(world: World) -> None:
+    """``name`` and ``address`` keep keys of their own only for the fields no other parameter
+    indexes; ``family``, ``given``, ``address-city`` ... hold the rest (extract._element_unions).
+    A search finds a value in any field, by every string modifier, and ``:missing`` sees them
+    all."""
+    repo = world.repo
+    for key, resource in {
+        "kai": {  # only fields of their own: text, prefix, suffix, line, district
+            "resourceType": "Patient",
+            "name": [{"text": "Kai Okafor", "prefix": ["Mx"], "suffix": ["MD"]}],
+            "address": [{"line": ["Harbour Row 7"], "district": "Quayside"}],
+        },
+        "eve": {  # only fields their parts index: family, given, city, postal code
+            "resourceType": "Patient",
+            "name": [{"family": "Quill", "given": ["Eve"]}],
+            "address": [{"city": "Harbourton", "postalCode": "90210"}],
+        },
+        "nil": {"resourceType": "Patient", "name": [{"use": "old"}], "gender": "unknown"},
+    }.items():
+        stored = repo.create(resource)
+        world.ids[key], world.names[stored.res_id] = stored.res_id, key
+    assert world.find("Patient", ("name", "kai")) == ["kai"]  # the text, its own
+    assert world.find("Patient", ("name", "mx")) == ["kai"]  # a prefix
+    assert world.find("Patient", ("name", "quill")) == ["eve"]  # the family, in family's keys
+    assert world.find("Patient", ("name", "ev")) == ["eve"]  # a given name
+    assert world.find("Patient", ("name:exact", "Quill")) == ["eve"]
+    assert world.find("Patient", ("name:exact", "quill")) == []
+    assert world.find("Patient", ("name:contains", "uil")) == ["eve"]
+    assert world.find("Patient", ("name:contains", "afo")) == ["kai"]
+    # AND by repetition: each value may match another field.
+    assert world.find("Patient", ("name", "quill"), ("name", "eve")) == ["eve"]
+    assert world.find("Patient", ("address", "harbour")) == ["eve", "kai"]  # city; line
+    assert world.find("Patient", ("address", "quay")) == ["kai"]
+    assert world.find("Patient", ("address", "90210")) == ["eve"]  # the postal code
+    assert world.find("Patient", ("address:contains", "pringfiel")) == [
+        "ann",
+        "bob",
+        "cyd",
+        "dee",
+    ]
+    assert world.find("Patient", ("address-city", "harbour")) == ["eve"]  # not kai's line
+    assert world.find("Patient", ("name:missing", "true")) == ["nil"]
+    assert world.find("Patient", ("address:missing", "true")) == ["nil"]
+    assert world.find("Patient", ("name:missing", "false"), ("gender", "unknown")) == []
+    assert world.find("Patient", ("family:missing", "true")) == ["kai", "nil"]
+    assert world.find("Practitioner", ("name", "gre")) == ["doc"]
+    assert world.find("Observation", ("subject:Patient.name", "quill")) == []
+    assert world.find("Observation", ("subject:Patient.name", "andersson")) == ["o1", "o2", "o3"]
+
+
 def test_references_chains_has_and_compartment(world: World) -> None:
     ann, bob = world.ids["ann"], world.ids["bob"]
     assert world.find("Observation", ("subject", f"Patient/{ann}")) == ["o1", "o2", "o3"]

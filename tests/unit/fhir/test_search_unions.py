@@ -1,5 +1,6 @@
-"""Parameters searched as the union of others (``extract._unions``): which they are, and that
-their parts' index keys are exactly the keys they would have had of their own."""
+"""Parameters searched as the union of others (``extract._unions``) or with the parameters of
+their element's fields (``extract._element_unions``): which they are, and that the keys found in
+the domains they are searched in are exactly the keys they would have had of their own."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 import pytest
 
 from hearth.fhir import definitions
-from hearth.fhir.search.extract import _alternatives, extract, indexed_params
+from hearth.fhir.search.extract import _alternatives, extract, indexed_params, own_values
 from hearth.fhir.search.index import PRESENT, index_resource, param_keys
 
 LOINC = "http://loinc.org"
@@ -60,7 +61,7 @@ def test_the_unions_of_r4_are_observations_combo_parameters() -> None:
         (res_type, code): param.union_of
         for res_type in definitions.resource_types()
         for code, param in indexed_params(res_type).items()
-        if param.union_of
+        if param.union_of and not param.shared_fields
     }
     assert found == {
         ("Observation", "combo-code"): ("code", "component-code"),
@@ -86,13 +87,120 @@ def test_a_union_has_exactly_its_parts_keys(resource: dict[str, Any]) -> None:
     params = indexed_params("Observation")
     indexed = index_resource(resource).keys
     for code, param in params.items():
-        if not param.union_of:
+        if not param.union_of or param.shared_fields:
             continue
         values = extract(param, resource)
         own = set(param_keys(param, values)) | ({PRESENT} if values else set())
         parts = {key for domain, key in indexed if domain in param.domains}
         assert own == parts, code
         assert not any(domain == param.domain for domain, _ in indexed), code
+
+
+ADDRESS_PARTS = ("address-city", "address-country", "address-postalcode", "address-state")
+ADDRESS_FIELDS = frozenset({"city", "country", "postalCode", "state"})
+
+
+def test_the_element_unions_of_r4_are_name_and_address() -> None:
+    found = {
+        (res_type, code): (param.union_of, param.shared_fields)
+        for res_type in definitions.resource_types()
+        for code, param in indexed_params(res_type).items()
+        if param.shared_fields
+    }
+    names = (("family", "given"), frozenset({"family", "given"}))
+    addresses = (ADDRESS_PARTS, ADDRESS_FIELDS)
+    assert found == {
+        ("Patient", "name"): names,
+        ("Practitioner", "name"): names,
+        **{
+            (res_type, "address"): addresses
+            for res_type in (
+                "InsurancePlan",
+                "Location",
+                "Organization",
+                "Patient",
+                "Person",
+                "Practitioner",
+                "RelatedPerson",
+            )
+        },
+    }
+
+
+PEOPLE: list[dict[str, Any]] = [
+    {  # every field of a HumanName and an Address, two of each, lists with two entries
+        "resourceType": "Patient",
+        "name": [
+            {
+                "use": "official",
+                "text": "Dr. Ann Marie Andersson-Lee Jr.",
+                "family": "Andersson-Lee",
+                "given": ["Ann", "Marie"],
+                "prefix": ["Dr."],
+                "suffix": ["Jr.", "PhD"],
+            },
+            {"family": "Lee", "given": ["Annie"]},
+        ],
+        "address": [
+            {
+                "text": "12 Example Street, Springfield IL 62701",
+                "line": ["12 Example Street", "Flat 3"],
+                "city": "Springfield",
+                "district": "Sangamon",
+                "state": "IL",
+                "postalCode": "62701",
+                "country": "US",
+            },
+            {"city": "Springfield", "country": "United States of America (the long form)"},
+        ],
+    },
+    {  # fields only the element itself indexes: nothing is found in the parts
+        "resourceType": "Patient",
+        "name": [{"text": "Mx Kai", "prefix": ["Mx"]}],
+        "address": [{"line": ["1 Road"], "district": "North"}],
+    },
+    {  # fields only the parts index: nothing of the element's own
+        "resourceType": "Practitioner",
+        "name": [{"family": "House", "given": ["Greg"]}],
+        "address": [{"state": "NJ", "postalCode": "08540"}],
+    },
+    {  # a name with no strings at all: no key anywhere, not even "has a value"
+        "resourceType": "Patient",
+        "name": [{"use": "nickname"}],
+        "address": [{"use": "home", "city": "Ely"}],
+    },
+]
+
+
+@pytest.mark.parametrize("resource", PEOPLE)
+def test_an_element_union_finds_exactly_its_own_keys_in_its_domains(
+    resource: dict[str, Any],
+) -> None:
+    params = indexed_params(resource["resourceType"])
+    indexed = index_resource(resource).keys
+    checked = 0
+    for code, param in params.items():
+        if not param.shared_fields:
+            continue
+        checked += 1
+        values = extract(param, resource)
+        whole = set(param_keys(param, values)) | ({PRESENT} if values else set())
+        found = {key for domain, key in indexed if domain in param.domains}
+        assert whole == found, code
+        # Its own domain holds only the other fields' keys.
+        own = own_values(param, resource)
+        assert {key for domain, key in indexed if domain == param.domain} == set(
+            param_keys(param, own)
+        ) | ({PRESENT} if own else set()), code
+    assert checked == 2
+
+
+def test_fields_their_parts_index_have_no_keys_in_the_elements_domain() -> None:
+    practitioner = PEOPLE[2]  # family, given, state and postal code only
+    domains = {domain for domain, _key in index_resource(practitioner).keys}
+    assert "search/v1/Practitioner/family" in domains
+    assert "search/v1/Practitioner/name" not in domains
+    assert "search/v1/Practitioner/address" not in domains
 
 
 def test_alternatives_split_only_at_the_top_level() -> None:

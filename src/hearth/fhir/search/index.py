@@ -33,8 +33,8 @@ from hearth.fhir.search.extract import (
     Quantity,
     Ref,
     Token,
-    extract,
     indexed_params,
+    own_values,
 )
 from hearth.fhir.search.values import fold, soundex
 
@@ -226,12 +226,12 @@ def index_resource(resource: dict[str, Any]) -> IndexEntries:
     compartment = set(definitions.patient_compartment(res_type))
     memo: Memo = {}
     for param in indexed_params(res_type).values():
-        if param.code in CLEAR_PARAMS or param.union_of:
+        if param.code in CLEAR_PARAMS or not param.own_keys:
             continue  # a union's keys are its parts' (extract._unions)
         keys = param.compiled.keys
         if keys is not None and keys.isdisjoint(resource):
             continue
-        values = extract(param, resource, memo)
+        values = own_values(param, resource, memo)
         if not values:
             continue
         domain = param.domain
