@@ -283,6 +283,7 @@ def test_name_and_address_search_their_fields_parameters(world: World) -> None:
     assert world.find("Patient", ("name:exact", "quill")) == []
     assert world.find("Patient", ("name:contains", "uil")) == ["eve"]
     assert world.find("Patient", ("name:contains", "afo")) == ["kai"]
+    assert world.find("Patient", ("name:contains", "ndersso")) == ["ann"]  # a family's trigrams
     # AND by repetition: each value may match another field.
     assert world.find("Patient", ("name", "quill"), ("name", "eve")) == ["eve"]
     assert world.find("Patient", ("address", "harbour")) == ["eve", "kai"]  # city; line
@@ -300,8 +301,8 @@ def test_name_and_address_search_their_fields_parameters(world: World) -> None:
     assert world.find("Patient", ("name:missing", "false"), ("gender", "unknown")) == []
     assert world.find("Patient", ("family:missing", "true")) == ["kai", "nil"]
     assert world.find("Practitioner", ("name", "gre")) == ["doc"]
-    assert world.find("Observation", ("subject:Patient.name", "quill")) == []
     assert world.find("Observation", ("subject:Patient.name", "andersson")) == ["o1", "o2", "o3"]
+    assert world.find("Observation", ("subject:Patient.name", "bob")) == ["o4", "o5"]  # given
 
 
 def test_references_chains_has_and_compartment(world: World) -> None:

@@ -61,8 +61,8 @@ NONE = None_()
 @dataclass(frozen=True, slots=True)
 class Keys:
     """The resource has an index row whose key is ``blind(domain, k)`` for some ``domain`` in
-    ``domains`` and ``k`` in ``keys`` (several domains: a parameter that is the union of
-    others, ``Param.union_of``)."""
+    ``domains`` and ``k`` in ``keys`` (several domains: a parameter searched in other
+    parameters' keys, alone or beside its own: ``Param.domains``)."""
 
     domains: tuple[str, ...]
     keys: frozenset[str]
