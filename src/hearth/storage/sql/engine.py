@@ -4,6 +4,8 @@ SQLite runs in WAL mode with ``synchronous=FULL`` (every commit is fsynced) and 
 transactions begin with ``BEGIN IMMEDIATE``, so a writer takes the write lock up front instead of
 failing to upgrade a read lock halfway through. Reads use a separate pool of connections in
 autocommit mode (each statement is its own snapshot) and never block the writer in WAL mode.
+A writer copies the write-ahead log into the database file (a checkpoint) once the log holds
+``WAL_CHECKPOINT_PAGES`` pages, ten times SQLite's default (see there).
 
 PostgreSQL runs through psycopg 3; MariaDB/MySQL through PyMySQL with ``utf8mb4`` and
 ``READ COMMITTED``. On both, writers serialise on the row lock of the gap-free counter they must
@@ -27,6 +29,16 @@ from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from hearth.domain import HearthError, errors
 
 __all__ = ["Database", "check_reachable", "normalise_url", "open_database"]
+
+#: Pages in SQLite's write-ahead log after which the committing writer copies them into the
+#: database file (40 MiB at 4 KiB pages; SQLite's default is 1,000). Hearth's writes dirty pages
+#: all over the blind index (a keyed hash lands anywhere in ``search_hash``), so at 1,000 a
+#: transaction bundle passed the threshold on its own and every bundle's commit was followed by
+#: a checkpoint and an fsync of the database file while the next writer waited.
+WAL_CHECKPOINT_PAGES = 10_000
+#: The size the log file is cut back to when it starts over (SQLite reuses it without truncating
+#: it, so it would otherwise keep the size of its longest run).
+WAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 
 def normalise_url(url: str) -> URL:
@@ -90,6 +102,8 @@ def _sqlite_engine(url: URL, *, begin: str | None, pool_size: int) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+        cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         cursor.close()
 
     if begin is not None:
