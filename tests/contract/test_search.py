@@ -331,6 +331,74 @@ def test_references_chains_has_and_compartment(world: World) -> None:
     assert world.find("Patient", ("organization:missing", "false")) == ["ann"]
 
 
+def test_a_reference_has_a_value_by_its_row_or_by_its_key(world: World) -> None:
+    """A literal reference (``Type/id``) says the parameter has a value by its row in
+    ``search_reference``; a URL or an identifier alone, by a "has a value" key
+    (index.index_resource, criteria._present). ``:missing`` sees both."""
+    ann = world.ids["ann"]
+    doc = world.ids["doc"]
+
+    def observation(**extra: Any) -> dict[str, Any]:
+        code = {"coding": [{"system": LOINC, "code": "9999-9"}]}
+        return {"resourceType": "Observation", "status": "final", "code": code, **extra}
+
+    for key, resource in {
+        "lit": observation(
+            subject={"reference": f"Patient/{ann}"},
+            performer=[{"reference": f"Practitioner/{doc}"}],
+        ),
+        "url": observation(subject={"reference": "https://other.example/fhir/Patient/9"}),
+        "ident": observation(subject={"identifier": {"system": "urn:ids", "value": "9"}}),
+        "none": observation(),
+        "mixed": observation(
+            performer=[
+                {"reference": f"Practitioner/{doc}"},
+                {"reference": "https://other.example/fhir/Practitioner/7"},
+            ]
+        ),
+    }.items():
+        stored = world.repo.create(resource)
+        world.ids[key], world.names[stored.res_id] = stored.res_id, key
+    code = ("code", "9999-9")
+    assert world.find("Observation", code, ("subject:missing", "false")) == ["ident", "lit", "url"]
+    assert world.find("Observation", code, ("subject:missing", "true")) == ["mixed", "none"]
+    assert world.find("Observation", code, ("performer:missing", "false")) == ["lit", "mixed"]
+    assert world.find("Observation", code, ("performer:missing", "true")) == [
+        "ident",
+        "none",
+        "url",
+    ]
+    # Beside a driver (a reference), each row the driver chose is probed.
+    assert world.find(
+        "Observation", ("subject", f"Patient/{ann}"), ("subject:missing", "false")
+    ) == [
+        "lit",
+        "o1",
+        "o2",
+        "o3",
+    ]
+    assert world.find(
+        "Observation", ("subject", f"Patient/{ann}"), ("performer:missing", "false")
+    ) == ["lit"]
+    assert world.find("Observation", ("subject:missing", "true")) == ["mixed", "none"]
+    # Inside a chain and a _has, whose queries read search_reference themselves.
+    assert world.find("Observation", ("subject:Patient.organization:missing", "false")) == [
+        "lit",
+        "o1",
+        "o2",
+        "o3",
+    ]
+    assert world.find("Observation", ("subject:Patient.organization:missing", "true")) == [
+        "o4",
+        "o5",
+    ]
+    assert world.find("Patient", ("_has:Observation:subject:performer:missing", "false")) == ["ann"]
+    assert world.find("Patient", ("_has:Observation:patient:performer:missing", "true")) == [
+        "ann",
+        "bob",
+    ]
+
+
 def test_sort_count_paging_total_and_includes(world: World) -> None:
     page = world.page("Patient", ("_sort", "-birthdate"), ("_count", "2"))
     assert [world.names[s.res_id] for s in page.matches] == ["cyd", "bob"]

@@ -13,9 +13,10 @@ from hearth.cli.migrate import needs_reindex
         ("0007", "0008", True),  # care relationships
         ("0010", "0011", True),  # combo-* searched as unions
         ("0011", "0012", True),  # name and address share their fields' keys
+        ("0012", "0013", True),  # literal references without "has a value" keys
         ("0008", "0010", False),
-        ("0012", "0012", False),
-        (None, "0012", False),  # a new database has nothing to rebuild
+        ("0013", "0013", False),
+        (None, "0013", False),  # a new database has nothing to rebuild
     ],
 )
 def test_crossing_a_marked_migration_rebuilds_the_index(

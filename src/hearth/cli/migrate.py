@@ -13,8 +13,9 @@ from hearth.wiring import migrate_database
 #: rebuilds it at once. 0008 added care relationships (until they are filled a clinician sees no
 #: linked patient, which is safe but useless); 0011 marks the index without rows of its own for
 #: Observation's combo-* parameters (older rows would be reported stale by the scanner); 0012
-#: likewise for the fields of name and address that family, given, address-city ... index.
-_REINDEX_AT = ("0008", "0011", "0012")
+#: likewise for the fields of name and address that family, given, address-city ... index; 0013
+#: for the "has a value" keys of literal references.
+_REINDEX_AT = ("0008", "0011", "0012", "0013")
 
 
 def needs_reindex(before: str | None, after: str | None) -> bool:

@@ -112,6 +112,19 @@ def test_index_holds_keys_not_values() -> None:
     assert entries.patients == {"p1"}
 
 
+def test_a_literal_reference_has_a_row_instead_of_a_has_a_value_key() -> None:
+    def keys_of(subject: dict[str, object]) -> set[tuple[str, str]]:
+        observation = {"resourceType": "Observation", "status": "final", "subject": subject}
+        return index_resource(observation).keys
+
+    subject = "search/v1/Observation/subject"
+    assert (subject, "?") not in keys_of({"reference": "Patient/p1"})
+    assert (subject, "?") in keys_of({"reference": "https://other.example/Patient/p1"})
+    assert (subject, "?") in keys_of({"identifier": {"system": "urn:ids", "value": "1"}})
+    # Other parameters keep their key: the status is a token.
+    assert ("search/v1/Observation/status", "?") in keys_of({"reference": "Patient/p1"})
+
+
 def test_parse_search_result_parameters() -> None:
     request = parse_search(
         "Observation",

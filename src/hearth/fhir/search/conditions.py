@@ -29,6 +29,7 @@ __all__ = [
     "Cond",
     "Criterion",
     "Has",
+    "HasRef",
     "IdIn",
     "Keys",
     "None_",
@@ -79,6 +80,14 @@ class RefTo:
 
     param: str
     targets: frozenset[tuple[str | None, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class HasRef:
+    """The resource's ``param`` holds a literal reference (``Type/id``): it has a row of its own
+    in ``search_reference``, and no "has a value" key unless some other value of it has none."""
+
+    param: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +144,7 @@ class Has:
     inner: SubSearch
 
 
-Cond = All | None_ | Keys | RefTo | IdIn | Updated | Not | And | Or | Chain | Has
+Cond = All | None_ | Keys | RefTo | HasRef | IdIn | Updated | Not | And | Or | Chain | Has
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from hearth.fhir.search.conditions import (
     NONE,
     Cond,
     Criterion,
+    HasRef,
     IdIn,
     Keys,
     Not,
@@ -123,7 +124,10 @@ def _keys(param: Param, keys: Iterable[str]) -> Cond:
 
 
 def _present(param: Param) -> Cond:
-    return Keys(param.domains, frozenset({PRESENT}))
+    has_key = Keys(param.domains, frozenset({PRESENT}))
+    if param.type == "reference":  # a literal reference's row says it (index.index_resource)
+        return or_(HasRef(param.code), has_key)
+    return has_key
 
 
 def _values(param: Param) -> Callable[[dict[str, Any]], list[Any]]:

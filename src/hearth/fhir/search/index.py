@@ -58,11 +58,12 @@ PREFIX_MAX = 16
 TRIGRAM_MAX = 64
 #: Parameters answered from clear columns of ``search_resource`` (random id, write time).
 CLEAR_PARAMS = frozenset({"_id", "_lastUpdated"})
-#: The key every resource carries for each parameter it has a value for (``:missing``).
+#: The key a resource carries for each parameter it has a value for (``:missing``), except a
+#: reference parameter whose values are all literal references: their rows say it.
 PRESENT = "?"
 
 KEY_KINDS = {
-    "?": "the parameter has a value (:missing)",
+    "?": "the parameter has a value (:missing); not for literal references, whose rows say it",
     "x:": "string, exact (:exact)",
     "p:": "string, folded prefix of 1..16 characters (default string search)",
     "n:": "string, the whole folded value when longer than 16 characters",
@@ -235,14 +236,20 @@ def index_resource(resource: dict[str, Any]) -> IndexEntries:
         if not values:
             continue
         domain = param.domain
-        out.keys.add((domain, PRESENT))
         out.keys.update((domain, key) for key in param_keys(param, values))
-        if param.type == "reference":
-            for ref in values:
-                if ref.type is not None and ref.id is not None:
-                    out.refs.add((param.code, ref.type, ref.id))
-                    if param.code in compartment and ref.type == "Patient":
-                        out.patients.add(ref.id)
+        if param.type != "reference":
+            out.keys.add((domain, PRESENT))
+            continue
+        # A literal reference has a row of its own, which says the parameter has a value
+        # (criteria._present); the key is written only for values without one (a URL, an
+        # identifier alone): a reference parameter's keys were an eighth of a Synthea bundle's.
+        for ref in values:
+            if ref.type is not None and ref.id is not None:
+                out.refs.add((param.code, ref.type, ref.id))
+                if param.code in compartment and ref.type == "Patient":
+                    out.patients.add(ref.id)
+            else:
+                out.keys.add((domain, PRESENT))
     if res_type == "Patient" and isinstance(resource.get("id"), str):
         out.patients.add(resource["id"])
     return out

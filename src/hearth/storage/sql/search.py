@@ -35,6 +35,7 @@ from hearth.fhir.search.conditions import (
     And,
     Chain,
     Has,
+    HasRef,
     IdIn,
     Keys,
     None_,
@@ -246,6 +247,13 @@ def compile_cond(
             return _keys(cond, root.c.seq, blind, correlate)
         case RefTo():
             return _ref(cond, root, res_type)
+        case HasRef(param=code):
+            # Per row, on the key's prefix (seq, param): a reference parameter's rows are too
+            # many to list (every Observation's subject). An alias of its own: inside a chain or
+            # a _has, whose query reads search_reference too, the table itself would be
+            # correlated away.
+            ref = X.alias()
+            return exists().where(ref.c.seq == root.c.seq, ref.c.param == code)
         case IdIn(ids=ids):
             return root.c.res_id.in_(sorted(ids))
         case Updated(lo=lo, hi=hi):
