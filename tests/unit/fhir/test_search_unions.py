@@ -4,12 +4,19 @@ the domains they are searched in are exactly the keys they would have had of the
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from hearth.fhir import definitions
-from hearth.fhir.search.extract import _alternatives, extract, indexed_params, own_values
+from hearth.fhir.search.extract import (
+    _alternatives,
+    _element_unions,
+    extract,
+    indexed_params,
+    own_values,
+)
 from hearth.fhir.search.index import PRESENT, index_resource, param_keys
 
 LOINC = "http://loinc.org"
@@ -201,6 +208,17 @@ def test_fields_their_parts_index_have_no_keys_in_the_elements_domain() -> None:
     assert "search/v1/Practitioner/family" in domains
     assert "search/v1/Practitioner/name" not in domains
     assert "search/v1/Practitioner/address" not in domains
+
+
+def test_a_part_of_a_union_is_never_an_element_union() -> None:
+    """A union is searched in its parts' own domains alone, so a part must keep all its keys."""
+    plain = {
+        code: replace(param, union_of=(), shared_fields=frozenset())
+        for code, param in indexed_params("Patient").items()
+    }
+    assert "name" in _element_unions(plain)
+    made_up = replace(plain["given"], code="name-or-given", union_of=("given", "name"))
+    assert "name" not in _element_unions({**plain, "name-or-given": made_up})
 
 
 def test_alternatives_split_only_at_the_top_level() -> None:

@@ -84,8 +84,9 @@ class RefTo:
 
 @dataclass(frozen=True, slots=True)
 class HasRef:
-    """The resource's ``param`` holds a literal reference (``Type/id``): it has a row of its own
-    in ``search_reference``, and no "has a value" key unless some other value of it has none."""
+    """The resource's ``param`` holds a literal reference (``Type/id``), which has a row of its
+    own in ``search_reference``. (Its "has a value" key exists only if some value of it is not
+    a literal reference.)"""
 
     param: str
 

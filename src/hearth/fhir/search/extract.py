@@ -207,7 +207,7 @@ _KEYED_TYPES = frozenset({"string", "token", "date", "number", "quantity", "uri"
 #: Parameters whose index is not keys built by their type alone: the clear columns (``_id``,
 #: ``_lastUpdated``), the other common parameters, and ``phonetic`` (Soundex keys): never a
 #: union nor a part of one.
-_OWN_KEYS = frozenset(
+_SPECIAL_KEYS = frozenset(
     {"_id", "_lastUpdated", "_tag", "_profile", "_security", "_source", "phonetic"}
 )
 
@@ -230,7 +230,7 @@ def _unions(params: Mapping[str, Param]) -> dict[str, tuple[str, ...]]:
     branches: dict[str, frozenset[str]] = {}
     for code, param in params.items():
         alternatives = _alternatives(param.compiled.source)
-        if param.type in _KEYED_TYPES and code not in _OWN_KEYS and alternatives is not None:
+        if param.type in _KEYED_TYPES and code not in _SPECIAL_KEYS and alternatives is not None:
             branches[code] = frozenset(alternatives)
     out: dict[str, tuple[str, ...]] = {}
     for code, mine in branches.items():
@@ -262,12 +262,20 @@ def _element_unions(
     (``family`` is ``Patient.name.family``), it selects exactly that field's strings, so its keys
     are the ones this parameter would have had for that field: this parameter keeps keys of its
     own only for the other fields and is searched in its own domain and theirs. In R4 these are
-    ``name`` (``family``, ``given``) and ``address`` (``address-city``, ``-state``,
-    ``-postalcode``, ``-country``) of Patient, Practitioner, Person, RelatedPerson, Location,
-    Organization and InsurancePlan: 65 of the 202 keys of the core benchmark's Patient."""
+    ``name`` (``family``, ``given``) of Patient and Practitioner, and ``address``
+    (``address-city``, ``-state``, ``-postalcode``, ``-country``) of those and Person,
+    RelatedPerson, Location, Organization and InsurancePlan: 65 of the 202 keys of the core
+    benchmark's Patient. A part of a union (``_unions``) is never one: that union is searched in
+    its parts' own domains alone."""
+    in_unions = {part for param in params.values() for part in param.union_of}
     paths: dict[str, str] = {}
     for code, param in params.items():
-        if param.type == "string" and code not in _OWN_KEYS and not param.union_of:
+        if (
+            param.type == "string"
+            and code not in _SPECIAL_KEYS
+            and not param.union_of
+            and code not in in_unions
+        ):
             alternatives = _alternatives(param.compiled.source)
             if alternatives is not None and len(alternatives) == 1:
                 paths[code] = alternatives[0]
