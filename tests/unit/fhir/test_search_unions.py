@@ -210,6 +210,25 @@ def test_fields_their_parts_index_have_no_keys_in_the_elements_domain() -> None:
     assert "search/v1/Practitioner/address" not in domains
 
 
+def test_the_element_keeps_the_keys_of_its_other_fields_only() -> None:
+    """Beside every field, single and listed: the element's own domain holds the exact keys of
+    ``text``, ``prefix``, ``suffix``, ``line`` and ``district``, and none of the shared ones."""
+    keys = index_resource(PEOPLE[0]).keys
+    name, address = "search/v1/Patient/name", "search/v1/Patient/address"
+    for own in ("Dr.", "Jr.", "PhD", "Dr. Ann Marie Andersson-Lee Jr."):
+        assert (name, "x:" + own) in keys
+    for shared in ("Andersson-Lee", "Lee", "Ann", "Marie", "Annie"):
+        assert (name, "x:" + shared) not in keys
+        assert ("search/v1/Patient/family", "x:" + shared) in keys or (
+            "search/v1/Patient/given",
+            "x:" + shared,
+        ) in keys
+    for own in ("12 Example Street", "Flat 3", "Sangamon"):
+        assert (address, "x:" + own) in keys
+    for shared in ("Springfield", "IL", "62701", "US"):
+        assert (address, "x:" + shared) not in keys
+
+
 def test_a_part_of_a_union_is_never_an_element_union() -> None:
     """A union is searched in its parts' own domains alone, so a part must keep all its keys."""
     plain = {
