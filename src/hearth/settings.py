@@ -37,6 +37,7 @@ __all__ = [
     "Limits",
     "OAuthSettings",
     "LogSinkSettings",
+    "SearchSettings",
     "SessionSettings",
     "Settings",
     "SyslogSinkSettings",
@@ -65,6 +66,16 @@ class Limits:
     search_open_bound: int = 1000
     #: resources _include, _revinclude and $everything may add to one page
     search_include_bound: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SearchSettings:
+    """``[search]``: how the search index is maintained."""
+
+    #: Worker processes that find a large write batch's index entries beside it
+    #: (hearth.storage.index_workers); None: one where the process may use two cores or more,
+    #: none on one core; 0: every entry is found in the writing process.
+    index_workers: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +414,7 @@ class Settings:
     tls_client_ca: Path | None = None
     tls_client_crl: Path | None = None
     limits: Limits = field(default_factory=Limits)
+    search: SearchSettings = field(default_factory=SearchSettings)
     oauth: OAuthSettings = field(default_factory=OAuthSettings)
     sessions: SessionSettings = field(default_factory=SessionSettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
@@ -514,6 +526,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         tls_client_ca=_resolve(home, tls["client_ca"]) if "client_ca" in tls else None,
         tls_client_crl=_resolve(home, tls["client_crl"]) if "client_crl" in tls else None,
         limits=Limits(**{k: int(v) for k, v in limits.items() if k in Limits.__dataclass_fields__}),
+        search=_search_settings(config_path, raw.get("search", {})),
         sessions=session_settings,
         auth=auth_settings,
         redis_url=Secret(redis_url) if redis_url else None,
@@ -523,6 +536,18 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         access=_access_settings(config_path, raw.get("access", {})),
         backup=_backup_settings(home, raw.get("backup", {}), env),
     )
+
+
+def _search_settings(config_path: Path, raw: dict[str, Any]) -> SearchSettings:
+    workers = raw.get("index_workers")
+    if workers is None:
+        return SearchSettings()
+    if type(workers) is not int or workers < 0:
+        raise HearthError(
+            errors.BAD_PARAMETER,
+            f"{config_path}: [search] index_workers is a whole number, 0 or more.",
+        )
+    return SearchSettings(index_workers=workers)
 
 
 def _access_settings(config_path: Path, raw: dict[str, Any]) -> AccessSettings:

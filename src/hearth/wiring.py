@@ -77,12 +77,14 @@ from hearth.storage import (
     SearchBounds,
     SystemRepository,
     ensure_key_purposes,
+    index_workers,
     initialise_store,
     to_us,
 )
 from hearth.storage.access import AccessControl, RoleStore
 from hearth.storage.alarms import AlarmStore
 from hearth.storage.anchor import AnchorFile
+from hearth.storage.index_workers import IndexWorkers, default_processes
 from hearth.storage.sql import SqlStore, check_reachable, normalise_url, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
 from hearth.storage.system import CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY
@@ -583,6 +585,7 @@ class Container:
                 open=self.settings.limits.search_open_bound,
                 include=self.settings.limits.search_include_bound,
             ),
+            index_workers=self.index_workers,
         )
 
     def search(self, principal: Principal, *, request_id: str | None = None) -> SearchService:
@@ -642,6 +645,7 @@ class Container:
             random=self.random,
             operator=operator,
             anchor=self.anchor,
+            index_workers=self.index_workers,
         )
 
     def system_principal(self, purpose: str) -> Principal:
@@ -674,6 +678,13 @@ class Container:
     @property
     def kek(self) -> KeyEncryptionKey:
         return self.live_keys.kek
+
+    @property
+    def index_workers(self) -> IndexWorkers | None:
+        """The process's index workers as ``[search] index_workers`` says (docs/design.md,
+        "Index workers"); started by the first large write batch."""
+        configured = self.settings.search.index_workers
+        return index_workers.shared(default_processes() if configured is None else configured)
 
     def rotate_keys(self, purposes: tuple[str, ...], *, operator: str | None) -> list[int]:
         chosen = tuple(KeyPurpose(p) for p in purposes)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from hearth.crypto import envelope, mac, versions
-from hearth.crypto.blind import blind_index, blind_indexes, blind_indexes_memo
+from hearth.crypto.blind import Blinder
 from hearth.crypto.kek import KEY_BYTES, KeyEncryptionKey
 from hearth.crypto.pseudonym import pseudonym, pseudonym_key
 from hearth.crypto.signing import Signer, Verifier, signer_from_seed
@@ -110,7 +110,7 @@ class _Keys:
     macs: dict[int, bytes]
     signers: dict[int, Signer]
     token_keys: dict[int, dict[str, str]]
-    blind: bytes
+    blind: Blinder
     chain: bytes
     active: dict[KeyPurpose, int] = field(default_factory=dict)
 
@@ -265,7 +265,9 @@ class KeyRing:
             raise HearthError(
                 errors.KEY_UNAVAILABLE, f"No active key for: {', '.join(sorted(missing))}."
             )
-        return _Keys(epoch, material, aead, macs, signers, token_keys, blind, chain, active)
+        return _Keys(
+            epoch, material, aead, macs, signers, token_keys, Blinder(blind), chain, active
+        )
 
     # -- which keys are active ----------------------------------------------------------------
     def active_id(self, purpose: KeyPurpose) -> int:
@@ -443,27 +445,27 @@ class KeyRing:
 
     # -- blind indexes ------------------------------------------------------------------------
     def blind(self, domain: str, value: str) -> bytes:
-        return blind_index(self._keys.blind, domain, value)
+        return self._keys.blind.token(domain, value)
 
     def blind_many(self, pairs: Iterable[tuple[str, str]]) -> set[bytes]:
         """``blind`` of every (domain, value) pair, as a set (the search index of a resource)."""
-        key = self._keys.blind
+        blinder = self._keys.blind
         if not self._blind_memo_limit:
-            return blind_indexes(key, pairs)
-        if key != self._blind_memo_key:
+            return blinder.tokens(pairs)
+        if blinder.key != self._blind_memo_key:
             # Tokens remembered under another blind key are not this key's tokens.
             self._blind_memo = {}
-            self._blind_memo_key = key
-        return blind_indexes_memo(key, pairs, self._blind_memo, self._blind_memo_limit)
+            self._blind_memo_key = blinder.key
+        return blinder.tokens_memo(pairs, self._blind_memo, self._blind_memo_limit)
 
     def pseudonym(self, res_type: str, res_id: str) -> str:
         """The keyed pseudonym of a resource in the de-identified view
         (``hearth.crypto.pseudonym``); stable for as long as the blind-index key."""
         keys = self._keys
-        derived = self._pseudonym_keys.get(keys.blind)
+        derived = self._pseudonym_keys.get(keys.blind.key)
         if derived is None:
-            derived = pseudonym_key(keys.blind)
-            self._pseudonym_keys = {keys.blind: derived}
+            derived = pseudonym_key(keys.blind.key)
+            self._pseudonym_keys = {keys.blind.key: derived}
         return pseudonym(derived, res_type, res_id)
 
     # -- signing ------------------------------------------------------------------------------

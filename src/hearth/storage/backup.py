@@ -55,10 +55,11 @@ from hearth.audit import AuditRecord, head_message
 from hearth.backupfmt import MerkleBuilder
 from hearth.crypto import KeyEncryptionKey, KeyRing
 from hearth.domain import HearthError, IntegrityError, Random, ResourceRef, errors
-from hearth.fhir import jsonbody as fhir_json
+from hearth.storage import index_workers
 from hearth.storage.audit import AuditTrail
+from hearth.storage.index_workers import Unindexed
 from hearth.storage.keys import wrapped_keys
-from hearth.storage.repository import index_row, open_version
+from hearth.storage.repository import index_pages, open_version
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.engine import Database, open_database
@@ -558,8 +559,16 @@ class Loader:
         return done
 
     def _index_pages(self, keyring: KeyRing, load: IndexBulkLoad, batch: int) -> int:
-        c = t.resource_current
         done = 0
+        workers = index_workers.shared(index_workers.default_processes())
+        for rows in index_pages(keyring, workers, self._opened_pages(keyring, batch)):
+            load.add(rows)
+            done += len(rows)
+        return done
+
+    def _opened_pages(self, keyring: KeyRing, batch: int) -> Iterator[list[Unindexed]]:
+        """The current versions, opened, a keyset page by ``seq`` at a time."""
+        c = t.resource_current
         last = 0
         while True:
             seqs = [
@@ -572,18 +581,13 @@ class Loader:
                 ).scalars()
             ]
             if not seqs:
-                return done
-            rows = []
+                return
+            page = []
             for row in self._store.versions(self.conn, seqs):
                 aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
                 body = keyring.open_resource(row.body or b"", aad=aad)
-                rows.append(
-                    index_row(
-                        keyring, row.seq, row.res_type, row.res_id, row.ts_us, fhir_json.loads(body)
-                    )
-                )
-            load.add(rows)
-            done += len(rows)
+                page.append(Unindexed(row.seq, row.res_type, row.res_id, row.ts_us, body))
+            yield page
             last = seqs[-1]
 
     def audit(self, keyring: KeyRing, random: Random, records: Sequence[AuditRecord]) -> None:

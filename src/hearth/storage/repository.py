@@ -38,7 +38,7 @@ from hearth.domain import (
 )
 from hearth.fhir import jsonbody as fhir_json
 from hearth.fhir.deidentify import Deidentifier, search_refusal
-from hearth.fhir.search import SearchRequest, SubSearch, index_resource
+from hearth.fhir.search import SearchRequest, SubSearch
 from hearth.fhir.search.query import SortKey
 from hearth.security import (
     LINK_RULES,
@@ -46,14 +46,20 @@ from hearth.security import (
     Decision,
     Denial,
     apply_masks,
-    care_links,
     carry_restricting,
     masked_present,
     restore_masked,
     strip_redacted,
 )
-from hearth.storage.access import AccessControl, compartment_patients, label_keys
+from hearth.storage.access import AccessControl, compartment_patients
 from hearth.storage.audit import AuditTrail
+from hearth.storage.index_workers import (
+    EntryFinder,
+    Extracted,
+    IndexWorkers,
+    Unindexed,
+    extract,
+)
 from hearth.storage.searching import Searcher, SearchPage
 from hearth.storage.sql import access as access_sql
 from hearth.storage.sql import scan as scan_sql
@@ -69,6 +75,7 @@ __all__ = [
     "SearchBounds",
     "WriteBatch",
     "from_us",
+    "index_pages",
     "index_row",
     "to_us",
 ]
@@ -156,16 +163,49 @@ def index_row(
     keys: KeyRing, seq: int, res_type: str, res_id: str, ts_us: int, resource: dict[str, Any]
 ) -> search_sql.IndexRow:
     """The search index rows of one current version: blind keys, clear references, compartment."""
-    entries = index_resource(resource)
+    return _blinded(keys, seq, res_type, res_id, ts_us, extract(res_type, resource))
+
+
+def index_pages(
+    keys: KeyRing, workers: IndexWorkers | None, pages: Iterable[list[Unindexed]]
+) -> Iterator[list[search_sql.IndexRow]]:
+    """The index rows of each page of versions, in order (a rebuild of the index). While the
+    caller writes one page's rows, the workers find the next page's entries."""
+    pending: tuple[EntryFinder, list[Unindexed]] | None = None
+    for page in pages:
+        finder = EntryFinder(workers)
+        for item in page:
+            finder.add(item)
+        if pending is not None:
+            yield _found_rows(keys, *pending)
+        pending = (finder, page)
+    if pending is not None:
+        yield _found_rows(keys, *pending)
+
+
+def _found_rows(
+    keys: KeyRing, finder: EntryFinder, items: list[Unindexed]
+) -> list[search_sql.IndexRow]:
+    finder.finish()
+    return [
+        _blinded(keys, i.seq, i.res_type, i.res_id, i.ts_us, i.found)  # type: ignore[arg-type]
+        for i in items
+    ]
+
+
+def _blinded(
+    keys: KeyRing, seq: int, res_type: str, res_id: str, ts_us: int, found: Extracted
+) -> search_sql.IndexRow:
+    pairs, refs, patients, links = found
     return search_sql.IndexRow(
         seq=seq,
         res_type=res_type,
         res_id=res_id,
         ts_us=ts_us,
-        hashes=keys.blind_many(entries.keys | label_keys(resource)),
-        refs=entries.refs,
-        patients=entries.patients,
-        links=care_links(res_type, resource, entries.refs, entries.patients),
+        hashes=keys.blind_many(pairs),
+        refs=set(refs),
+        patients=set(patients),
+        links=links,
     )
 
 
@@ -187,10 +227,13 @@ class RecordRepository:
         on_integrity_failure: IntegrityObserver | None = None,
         on_disclosure: DisclosureObserver | None = None,
         bounds: SearchBounds | None = None,
+        index_workers: IndexWorkers | None = None,
     ) -> None:
         """``keys_current`` reloads the key ring inside a write transaction when keys changed
-        (``hearth.storage.keys.LiveKeys.ensure_current``)."""
+        (``hearth.storage.keys.LiveKeys.ensure_current``); ``index_workers`` find the index
+        entries of a large batch's writes beside it (``hearth.storage.index_workers``)."""
         self.principal = principal
+        self._index_workers = index_workers
         self.bounds = bounds or SearchBounds()
         self._policy = policy
         self._store = store
@@ -839,7 +882,7 @@ class WriteBatch:
         self.audit_records: list[AuditRecord] = []
         # Index rows wait here and are written in bulk before the batch commits, or before a
         # search inside the batch (conditional interactions) so that it sees the batch's writes.
-        self._index: dict[tuple[str, str], search_sql.IndexRow | None] = {}
+        self._index: dict[tuple[str, str], search_sql.IndexRow | Unindexed | None] = {}
         # Resources whose first version this batch wrote and whose index rows are not flushed
         # yet: nothing of them is indexed, so flushing need not look for old rows to delete.
         self._fresh: set[tuple[str, str]] = set()
@@ -857,6 +900,9 @@ class WriteBatch:
         # together (``_write_first_versions``) before anything in the batch reads versions or
         # current rows: the batch's reads, searches and index flush all write them first.
         self._first: list[VersionRow] = []
+        # With index workers, written versions wait here while their entries are found.
+        self._workers = repo._index_workers
+        self._finder = EntryFinder(self._workers)
 
     def _write_first_versions(self) -> None:
         if self._first:
@@ -881,12 +927,27 @@ class WriteBatch:
             self._seq_stored = seq
         if not self._index:
             return
+        self._find_entries()
         pending, self._index = self._index, {}
         indexed = [key for key in pending if key not in self._fresh]
         self._fresh.difference_update(pending)
         old = search_sql.current_index_seqs(self._conn, indexed)
         search_sql.delete_index(self._conn, old)
-        search_sql.insert_index(self._conn, [row for row in pending.values() if row is not None])
+        search_sql.insert_index(
+            self._conn,
+            [row for row in pending.values() if isinstance(row, search_sql.IndexRow)],
+        )
+
+    def _find_entries(self) -> None:
+        """Turn every ``Unindexed`` in ``_index`` into its rows."""
+        self._finder.finish()
+        keys = self._repo._keys
+        for ref, row in self._index.items():
+            if isinstance(row, Unindexed):
+                assert row.found is not None  # noqa: S101 - finish found every item added
+                self._index[ref] = _blinded(
+                    keys, row.seq, row.res_type, row.res_id, row.ts_us, row.found
+                )
 
     def find(self, sub: SubSearch, limit: int = 2) -> list[str]:
         """Ids of up to ``limit`` resources matching ``sub``, as this batch sees them (for
@@ -1013,9 +1074,17 @@ class WriteBatch:
             self._fresh.add((res_type, res_id))
         if res_type in FACT_TYPES:
             repo.access.forget_facts()
-        self._index[(res_type, res_id)] = (
-            None if resource is None else index_row(keys, seq, res_type, res_id, ts_us, resource)
-        )
+        ref = (res_type, res_id)
+        if resource is None:
+            self._index[ref] = None
+        elif self._workers is None:
+            self._index[ref] = index_row(keys, seq, res_type, res_id, ts_us, resource)
+        else:
+            # Found later from the sealed bytes, beside this batch's next writes.
+            assert body is not None  # noqa: S101 - set above for every resource
+            item = Unindexed(seq, res_type, res_id, ts_us, body)
+            self._index[ref] = item
+            self._finder.add(item)
         mac_key_id, tag = keys.mac(
             seq=seq,
             res_type=res_type,

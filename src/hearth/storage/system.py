@@ -28,13 +28,13 @@ from hearth.audit import (
 )
 from hearth.crypto import KeyEncryptionKey, KeyPurpose, KeyRing, sealed_key_id
 from hearth.domain import Clock, HearthError, IntegrityError, Outcome, Random, ResourceRef, errors
-from hearth.fhir import jsonbody as fhir_json
 from hearth.storage.anchor import AnchorFile
 from hearth.storage.audit import AuditTrail
+from hearth.storage.index_workers import IndexWorkers, Unindexed
 from hearth.storage.key_admin import create_key
 from hearth.storage.keys import wrapped_keys
 from hearth.storage.repair import RestoreResult, restore_versions
-from hearth.storage.repository import from_us, index_row, to_us
+from hearth.storage.repository import from_us, index_pages, to_us
 from hearth.storage.scan import ScanRepository
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql.store import (
@@ -152,8 +152,10 @@ class SystemRepository:
         random: Random,
         operator: str | None = None,
         anchor: AnchorFile | None = None,
+        index_workers: IndexWorkers | None = None,
     ) -> None:
         self.actor = f"system:{purpose}"
+        self._index_workers = index_workers
         self._operator = operator
         self._anchor = anchor
         self._store = store
@@ -483,6 +485,32 @@ class SystemRepository:
         return True
 
     # -- search indexes ---------------------------------------------------------------------
+    def _opened(
+        self, conn: Connection, seqs: list[int], on_row: Callable[[int], None] | None
+    ) -> list[Unindexed]:
+        """The versions ``seqs``, opened and MAC-checked: a damaged one raises."""
+        out = []
+        for row in self._store.versions(conn, seqs):
+            if row.body is None:
+                raise IntegrityError()
+            aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
+            body = self._keys.open_resource(row.body, aad=aad)
+            self._keys.verify_mac(
+                row.mac,
+                mac_key_id=row.mac_key_id,
+                seq=row.seq,
+                res_type=row.res_type,
+                res_id=row.res_id,
+                version=row.version,
+                deleted=row.deleted,
+                ts_us=row.ts_us,
+                body=body,
+            )
+            out.append(Unindexed(row.seq, row.res_type, row.res_id, row.ts_us, body))
+            if on_row is not None:
+                on_row(row.seq)
+        return out
+
     def reindex(self, *, batch: int = 500, on_row: Callable[[int], None] | None = None) -> int:
         """Rebuild every search index table from the sealed current versions (``hearth
         reindex``): after a restore, an upgrade that adds parameters, or a blind-key change.
@@ -499,32 +527,11 @@ class SystemRepository:
                 for _t, _i, _v, seq, deleted in self._store.current_pointers(conn)
                 if not deleted
             ]
-            for start in range(0, len(pointers), batch):
-                rows = []
-                for row in self._store.versions(conn, pointers[start : start + batch]):
-                    if row.body is None:
-                        raise IntegrityError()
-                    aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
-                    body = self._keys.open_resource(row.body, aad=aad)
-                    self._keys.verify_mac(
-                        row.mac,
-                        mac_key_id=row.mac_key_id,
-                        seq=row.seq,
-                        res_type=row.res_type,
-                        res_id=row.res_id,
-                        version=row.version,
-                        deleted=row.deleted,
-                        ts_us=row.ts_us,
-                        body=body,
-                    )
-                    resource = fhir_json.loads(body)
-                    rows.append(
-                        index_row(
-                            self._keys, row.seq, row.res_type, row.res_id, row.ts_us, resource
-                        )
-                    )
-                    if on_row is not None:
-                        on_row(row.seq)
+            pages = (
+                self._opened(conn, pointers[start : start + batch], on_row)
+                for start in range(0, len(pointers), batch)
+            )
+            for rows in index_pages(self._keys, self._index_workers, pages):
                 search_sql.insert_index(conn, rows)
                 done += len(rows)
         self.record("search.reindex", Outcome.SUCCESS)

@@ -333,3 +333,28 @@ def test_a_blind_memo_gives_the_same_tokens_bounded_and_per_key() -> None:
     fresh = KeyRing(other, kek)
     assert memo.blind_many(pairs) == fresh.blind_many(pairs)
     assert fresh.blind_many(pairs) != plain.blind_many(pairs)
+
+
+def test_the_blinder_gives_the_reference_tokens() -> None:
+    """``Blinder`` copies one keyed HMAC context per message; its tokens are the one-shot
+    HMAC-SHA-256 of ``blind_index`` (which the core vectors pin), for any domain and value,
+    including the empty value and text outside ASCII, and the same pair twice in a row."""
+    from hearth.crypto.blind import Blinder, blind_index
+
+    random = SeededRandom(b"blinder")
+    key = random.token_bytes(32)
+    blinder = Blinder(key)
+    pairs = [
+        ("Patient.name", "smith"),
+        ("Patient.name", "smith"),
+        ("Observation.code", "http://loinc.org|8867-4"),
+        ("Patient.address", ""),
+        ("Patient.family", "ñúñez 山田"),
+    ] + [(f"d{i}", random.token_bytes(i).hex()) for i in range(40)]
+    for domain, value in pairs:
+        assert blinder.token(domain, value) == blind_index(key, domain, value)
+    assert blinder.tokens(pairs) == {blind_index(key, d, v) for d, v in pairs}
+    memo: dict[tuple[str, str], bytes] = {}
+    assert blinder.tokens_memo(pairs, memo, 8) == blinder.tokens(pairs)
+    assert len(memo) <= 8
+    assert Blinder(random.token_bytes(32)).tokens(pairs).isdisjoint(blinder.tokens(pairs))

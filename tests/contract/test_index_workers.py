@@ -1,0 +1,134 @@
+"""Index entries found by worker processes (hearth.storage.index_workers): the rows a large
+batch writes with workers are the rows the scanner expects from each current version, a worker
+that dies costs nothing but time, and a worker never sees the instance's secrets."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hearth.services.scanner import IntegrityScanner
+from hearth.services.search import SearchQuery
+from hearth.settings import IntegritySettings, load_settings
+from hearth.storage import index_workers
+from hearth.wiring import Container
+from tests.support import Instance, admin
+from tests.synthea import patient_bundle, provider_pool
+
+pytestmark = pytest.mark.engines
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = "http://h/fhir"
+
+
+def with_workers(instance: Instance, processes: int) -> Container:
+    """A second container on the instance, configured with ``processes`` index workers."""
+    with (instance.home / "hearth.toml").open("a") as config:
+        config.write(f"\n[search]\nindex_workers = {processes}\n")
+    return Container(load_settings(instance.home))
+
+
+def synthea(seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    providers = provider_pool(random.Random(99), 5)
+    return patient_bundle(rng, providers, encounters=4, observations_per_encounter=6).bundle
+
+
+def full_scan(container: Container) -> Any:
+    class Alarms:
+        def raise_alarm(self, alarm: object) -> None:
+            raise AssertionError(alarm)
+
+    scanner = IntegrityScanner(
+        lambda: container.system_repository("integrity-scan"),
+        clock=container.clock,
+        settings=IntegritySettings(),
+        alarms=Alarms(),
+    )
+    return scanner.scan(full=True)
+
+
+@pytest.fixture
+def workers(instance: Instance) -> Iterator[Container]:
+    container = with_workers(instance, 1)
+    try:
+        yield container
+    finally:
+        container.close()
+
+
+def worker_pids() -> list[int]:
+    pool = index_workers.shared(1)
+    assert pool is not None
+    return [w._proc.pid for w in pool._workers if w.alive]
+
+
+def test_a_large_batch_writes_the_rows_each_version_calls_for(workers: Container) -> None:
+    """Two transaction bundles (about 60 entries each, several chunks) and a conditional
+    update through the workers: the full scan recomputes every current version's rows in
+    process and finds them all as written; searches find what the bundles wrote."""
+    bundles = workers.bundles(admin())
+    first = bundles.process(synthea(1), base="http://h/fhir", representation=False)
+    assert len(first["entry"]) > 3 * index_workers.CHUNK
+    assert worker_pids(), "the batch handed chunks to a worker"
+    bundles.process(synthea(2), base="http://h/fhir", representation=False)
+    report = full_scan(workers)
+    assert report.ok, [str(f) for f in report.findings]
+    assert report.versions_read > 100
+    search = workers.search(admin())
+
+    def ids(res_type: str, *params: tuple[str, str]) -> set[str]:
+        bundle = search.search(
+            SearchQuery(res_type, [*params, ("_count", "500")]), base=BASE, url=BASE
+        )
+        return {e["resource"]["id"] for e in bundle.get("entry", ())}
+
+    patients = ids("Patient")
+    assert len(patients) == 2
+    for res_id in patients:
+        (patient,) = [workers.records(admin()).read("Patient", res_id).resource]
+        assert patient is not None
+        family = patient["name"][0]["family"]
+        assert res_id in ids("Patient", ("family", family[:3]))
+        observations = ids("Observation", ("subject", f"Patient/{res_id}"))
+        assert observations, "found by reference"
+        first = workers.records(admin()).read("Observation", min(observations)).resource
+        assert first is not None
+        coding = first["code"]["coding"][0]
+        code = f"{coding['system']}|{coding['code']}"
+        assert min(observations) in ids("Observation", ("patient", res_id), ("code", code))
+
+
+def test_a_worker_that_dies_costs_only_time(workers: Container) -> None:
+    """A worker killed between two bundles: the next bundle's first chunk goes to a worker
+    that is gone, every entry is still indexed (found in process), and a new worker takes
+    the chunks after it."""
+    bundles = workers.bundles(admin())
+    bundles.process(synthea(3), base="http://h/fhir", representation=False)
+    (pid,) = worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    bundles.process(synthea(4), base="http://h/fhir", representation=False)
+    report = full_scan(workers)
+    assert report.ok, [str(f) for f in report.findings]
+    (again,) = worker_pids()
+    assert again != pid
+
+
+def test_a_worker_is_started_without_the_instance_secrets(
+    workers: Container, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = index_workers.shared(1)
+    assert pool is not None
+    pool.close()  # the next worker starts with the environment below
+    monkeypatch.setenv("HEARTH_KEY_PASSPHRASE", "planted-passphrase")
+    workers.bundles(admin()).process(synthea(5), base="http://h/fhir", representation=False)
+    (pid,) = worker_pids()
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert not [v for v in environ if v.startswith(b"HEARTH_")]
+    pool.close()

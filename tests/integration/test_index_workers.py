@@ -1,0 +1,84 @@
+"""The index workers' process and settings (hearth.storage.index_workers), apart from any
+engine; tests/contract/test_index_workers.py checks what they compute on every engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hearth.domain import HearthError
+from hearth.settings import load_settings
+from hearth.storage import index_workers
+from tests.support import Instance
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
+    """A worker is its own module, not a ``multiprocessing`` child: a script that writes a
+    large bundle at top level (no ``if __name__ == "__main__"``) runs once, not again in
+    each worker."""
+    script = tmp_path / "load.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import random, sys
+            sys.path.insert(0, {str(ROOT)!r})
+            from pathlib import Path
+            from hearth.settings import load_settings
+            from hearth.wiring import Container, init_instance
+            from tests.support import admin
+            from tests.synthea import patient_bundle, provider_pool
+            home = Path({str(tmp_path / "home")!r})
+            init_instance(home, database_url=None)
+            with (home / "hearth.toml").open("a") as f:
+                f.write("\\n[search]\\nindex_workers = 1\\n")
+            c = Container(load_settings(home))
+            b = patient_bundle(random.Random(1), provider_pool(random.Random(2), 3)).bundle
+            c.bundles(admin()).process(b, base="http://h/fhir", representation=False)
+            print("ran", len(b["entry"]))
+            c.close()
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("ran ") == 1
+
+
+def test_the_worker_answers_a_failed_task_with_the_exception_name_only() -> None:
+    """A body the indexer cannot parse: the worker answers with the exception's name (never
+    its message, which could quote a value), and stays up for the next task."""
+    pool = index_workers.IndexWorkers(1)
+    try:
+        bad = pool.submit([("Patient", b"{not json: Secretname")])
+        assert bad is not None
+        with pytest.raises(index_workers.WorkerFailed) as failed:
+            bad.result(timeout=60)
+        assert "Secretname" not in str(failed.value)
+        good = pool.submit([("Patient", b'{"resourceType":"Patient","id":"p1","gender":"male"}')])
+        assert bad is not good
+        assert good is not None
+        body = b'{"resourceType":"Patient","id":"p1","gender":"male"}'
+        assert good.result(timeout=60) == [index_workers.extract_body("Patient", body)]
+    finally:
+        pool.close()
+
+
+def test_settings_take_a_count_of_workers(sqlite_instance: Instance) -> None:
+    config = sqlite_instance.home / "hearth.toml"
+    original = config.read_text()
+    for bad in ("-1", '"two"', "1.5"):
+        config.write_text(original + f"\n[search]\nindex_workers = {bad}\n")
+        with pytest.raises(HearthError, match="index_workers"):
+            load_settings(sqlite_instance.home)
+    config.write_text(original + "\n[search]\nindex_workers = 0\n")
+    assert load_settings(sqlite_instance.home).search.index_workers == 0
+    config.write_text(original)
+    assert load_settings(sqlite_instance.home).search.index_workers is None
