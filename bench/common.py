@@ -43,21 +43,38 @@ class Server:
     process: subprocess.Popen[bytes]
     base: str
     rss_peak_kb: int = 0
+    #: the peak of the server's resident set plus its children's (the index workers)
+    rss_peak_with_children_kb: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def sample_rss(self) -> None:
-        """Track the peak resident set size of the server process while it runs."""
+        """Track the peak resident set size of the server process while it runs, alone and
+        with its child processes."""
+
+        def rss_kb(pid: int) -> int:
+            try:
+                text = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                return 0
+            match = re.search(r"VmRSS:\s+(\d+) kB", text)
+            return int(match.group(1)) if match else 0
+
+        def children(pid: int) -> list[int]:
+            try:
+                listed = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+            except OSError:
+                return []
+            return [int(c) for c in listed.split()]
 
         def run() -> None:
-            status = Path(f"/proc/{self.process.pid}/status")
+            pid = self.process.pid
             while not self._stop.is_set() and self.process.poll() is None:
-                try:
-                    text = status.read_text()
-                except OSError:
+                own = rss_kb(pid)
+                if not own:
                     return
-                match = re.search(r"VmRSS:\s+(\d+) kB", text)
-                if match:
-                    self.rss_peak_kb = max(self.rss_peak_kb, int(match.group(1)))
+                self.rss_peak_kb = max(self.rss_peak_kb, own)
+                total = own + sum(rss_kb(child) for child in children(pid))
+                self.rss_peak_with_children_kb = max(self.rss_peak_with_children_kb, total)
                 time.sleep(0.2)
 
         threading.Thread(target=run, daemon=True).start()

@@ -315,6 +315,7 @@ def _measure(
                 _log(f"{engine}: {label}: {json.dumps(figures)}")
         result["transactions"] = _transactions(server.base, token, knobs.bundles)
         result["server_rss_peak_mb"] = server.rss_peak_kb / 1024
+        result["server_with_workers_rss_peak_mb"] = server.rss_peak_with_children_kb / 1024
 
 
 def run_home(engine: str, home: Path, folder: Path, patients: int, knobs: Knobs) -> dict[str, Any]:

@@ -780,8 +780,12 @@ class Container:
 
     def start_background(self) -> None:
         """Start what a long-running server runs beside requests (``hearth serve``): the alarm
-        delivery worker, which also sends notices other processes left in the outbox."""
+        delivery worker, which also sends notices other processes left in the outbox; and the
+        index workers, so that the first large bundle does not wait for them to start."""
         self.alarm_service.start()
+        workers = self.index_workers
+        if workers is not None:
+            workers.start()
 
     def close(self) -> None:
         self.alarm_service.close()

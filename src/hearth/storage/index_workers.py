@@ -264,6 +264,11 @@ class IndexWorkers:
         self._turn = itertools.count()
         self._unavailable = False
 
+    def start(self) -> None:
+        """Start the workers now rather than at the first large batch (they import Hearth
+        in the background meanwhile)."""
+        self._next()
+
     def submit(self, items: Sequence[tuple[str, bytes]]) -> Future[list[Extracted]] | None:
         """A task finding ``extract_body`` of each (type, body) in ``items``, or None if no
         worker can take it (the caller finds the entries itself)."""

@@ -1080,9 +1080,11 @@ class WriteBatch:
         elif self._workers is None:
             self._index[ref] = index_row(keys, seq, res_type, res_id, ts_us, resource)
         else:
-            # Found later from the sealed bytes, beside this batch's next writes.
+            # Found later from the sealed bytes, beside this batch's next writes. A copy: the
+            # serialiser's buffer is far larger than the body (128 KiB for a 10 KB one), and
+            # the batch keeps the body until its entries are found.
             assert body is not None  # noqa: S101 - set above for every resource
-            item = Unindexed(seq, res_type, res_id, ts_us, body)
+            item = Unindexed(seq, res_type, res_id, ts_us, bytes(memoryview(body)))
             self._index[ref] = item
             self._finder.add(item)
         mac_key_id, tag = keys.mac(
