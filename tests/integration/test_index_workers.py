@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import orjson
 import pytest
 
 from hearth.domain import HearthError
@@ -82,3 +83,33 @@ def test_settings_take_a_count_of_workers(sqlite_instance: Instance) -> None:
     assert load_settings(sqlite_instance.home).search.index_workers == 0
     config.write_text(original)
     assert load_settings(sqlite_instance.home).search.index_workers is None
+
+
+@pytest.mark.timeout(300, method="thread")
+def test_many_large_tasks_in_flight_do_not_block_the_pipes() -> None:
+    """A batch hands off chunks faster than the worker answers, and the answers are larger
+    than the tasks: both pipes fill. The writer must leave the reader free to drain the
+    answers (it once held the reader's lock while blocked on a full pipe: a deadlock that
+    ``hearth import`` met at its first chunk of 500)."""
+    pool = index_workers.IndexWorkers(1)
+    finder = index_workers.EntryFinder(pool)
+    items = []
+    for i in range(2000):
+        body = orjson.dumps(
+            {
+                "resourceType": "Patient",
+                "id": f"p{i}",
+                "name": [{"family": f"Family{i}", "given": ["Given", f"Name{i}"]}],
+                "address": [{"line": [f"{i} Long Street Name"], "city": "Springfield"}],
+            }
+        )
+        item = index_workers.Unindexed(i, "Patient", f"p{i}", 0, body)
+        finder.add(item)
+        items.append(item)
+    try:
+        finder.finish()
+        for item in items[::97]:
+            assert item.found == index_workers.extract_body("Patient", item.body)
+        assert all(item.found is not None for item in items)
+    finally:
+        pool.close()

@@ -194,7 +194,12 @@ class _Worker:
             env=env,
             close_fds=True,
         )
+        # ``_lock`` guards ``_pending`` and ``alive`` and is never held while a pipe is written:
+        # a writer blocked on a full pipe must leave the reader free to drain the worker's
+        # answers, or the worker, blocked on its own full pipe, never reads again.
+        # ``_write_lock`` keeps the order of the tasks on the pipe that of ``_pending``.
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._pending: deque[Future[list[Extracted]]] = deque()
         self.alive = True
         self._reader = threading.Thread(target=self._read, name="hearth-index-reader", daemon=True)
@@ -204,15 +209,18 @@ class _Worker:
         future: Future[list[Extracted]] = Future()
         stdin = self._proc.stdin
         assert stdin is not None  # noqa: S101 - opened with PIPE
-        with self._lock:
-            if not self.alive:
-                raise WorkerFailed("exited")
-            self._pending.append(future)
+        with self._write_lock:
+            with self._lock:
+                if not self.alive:
+                    raise WorkerFailed("exited")
+                self._pending.append(future)
             try:
                 _send(stdin, list(items))
-            except OSError:
-                self._pending.pop()
-                self.alive = False
+            except (OSError, ValueError):
+                # The worker is gone: its reader fails every pending task, this one too.
+                with self._lock:
+                    self.alive = False
+                self._proc.kill()
                 raise WorkerFailed("exited") from None
         return future
 
