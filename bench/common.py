@@ -60,11 +60,14 @@ class Server:
             return int(match.group(1)) if match else 0
 
         def children(pid: int) -> list[int]:
-            try:
-                listed = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-            except OSError:
-                return []
-            return [int(c) for c in listed.split()]
+            """Children of every thread of ``pid`` (a worker is started by a request's)."""
+            out: list[int] = []
+            for listing in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    out.extend(int(c) for c in listing.read_text().split())
+                except OSError:
+                    continue
+            return out
 
         def run() -> None:
             pid = self.process.pid

@@ -1,6 +1,6 @@
 from hearth.cli import main
 
-# Guarded: a worker process started by ``multiprocessing`` (hearth.storage.index_workers)
-# imports this module as ``__mp_main__`` and must not run the command again.
+# Guarded, as a main module should be: importing it (``runpy``, a tool that inspects
+# ``hearth.__main__``) must not run a command.
 if __name__ == "__main__":
     main()

@@ -1267,6 +1267,13 @@ def default_backup_targets(settings: Settings) -> list[BackupTarget]:
     return [LocalDirectoryTarget(settings.home / "backups", label="local", region=region)]
 
 
+def configured_workers(settings: Settings) -> int:
+    """How many index workers ``[search] index_workers`` asks for (by default, one per spare
+    core: ``index_workers.default_processes``)."""
+    configured = settings.search.index_workers
+    return default_processes() if configured is None else configured
+
+
 class _LogAlarms:
     def raise_alarm(self, alarm: Alarm) -> None:
         log.error("alarm %s on %s: %s", alarm.kind.value, alarm.subject, alarm.summary)
@@ -1290,6 +1297,7 @@ def backup_service(
     keys = load_backup_keys(settings)
     chosen = targets or default_backup_targets(settings)
     lock_days = {t.name: settings.backup.lock_days(t) for t in settings.backup.targets}
+    workers = index_workers.shared(configured_workers(settings))
     work = settings.home / ".backup"
     if container is None:
         return BackupService(
@@ -1309,6 +1317,7 @@ def backup_service(
             work_dir=work,
             operator=operator,
             lock_days=lock_days,
+            index_workers=workers,
         )
     system = container.system_repository("backup", operator=operator)
     store = container.store
@@ -1329,6 +1338,7 @@ def backup_service(
         work_dir=work,
         operator=operator,
         lock_days=lock_days,
+        index_workers=workers,
     )
 
 

@@ -63,10 +63,14 @@ def workers(instance: Instance) -> Iterator[Container]:
         container.close()
 
 
+def pool() -> index_workers.IndexWorkers:
+    workers = index_workers.shared(1)
+    assert workers is not None
+    return workers
+
+
 def worker_pids() -> list[int]:
-    pool = index_workers.shared(1)
-    assert pool is not None
-    return [w._proc.pid for w in pool._workers if w.alive]
+    return pool().pids
 
 
 def test_a_large_batch_writes_the_rows_each_version_calls_for(workers: Container) -> None:
@@ -74,10 +78,11 @@ def test_a_large_batch_writes_the_rows_each_version_calls_for(workers: Container
     update through the workers: the full scan recomputes every current version's rows in
     process and finds them all as written; searches find what the bundles wrote."""
     bundles = workers.bundles(admin())
-    first = bundles.process(synthea(1), base="http://h/fhir", representation=False)
+    answered = pool().answered
+    first = bundles.process(synthea(1), base=BASE, representation=False)
     assert len(first["entry"]) > 3 * index_workers.CHUNK
-    assert worker_pids(), "the batch handed chunks to a worker"
-    bundles.process(synthea(2), base="http://h/fhir", representation=False)
+    bundles.process(synthea(2), base=BASE, representation=False)
+    assert pool().answered - answered >= 4, "a worker answered the chunks"
     report = full_scan(workers)
     assert report.ok, [str(f) for f in report.findings]
     assert report.versions_read > 100
@@ -110,25 +115,45 @@ def test_a_worker_that_dies_costs_only_time(workers: Container) -> None:
     that is gone, every entry is still indexed (found in process), and a new worker takes
     the chunks after it."""
     bundles = workers.bundles(admin())
-    bundles.process(synthea(3), base="http://h/fhir", representation=False)
+    bundles.process(synthea(3), base=BASE, representation=False)
     (pid,) = worker_pids()
     os.kill(pid, signal.SIGKILL)
-    bundles.process(synthea(4), base="http://h/fhir", representation=False)
+    bundles.process(synthea(4), base=BASE, representation=False)
     report = full_scan(workers)
     assert report.ok, [str(f) for f in report.findings]
-    (again,) = worker_pids()
-    assert again != pid
+    assert pid not in worker_pids()
+    answered = pool().answered
+    bundles.process(synthea(6), base=BASE, representation=False)
+    assert pool().answered > answered, "a new worker answers"
+    assert full_scan(workers).ok
 
 
 def test_a_worker_is_started_without_the_instance_secrets(
     workers: Container, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pool = index_workers.shared(1)
-    assert pool is not None
-    pool.close()  # the next worker starts with the environment below
+    """The worker's environment holds the path, locale, time zone and temporary directory
+    only: not the key passphrase, nor a secret under a name an operator chose."""
+    pool().close()  # the next worker starts with the environment below
     monkeypatch.setenv("HEARTH_KEY_PASSPHRASE", "planted-passphrase")
-    workers.bundles(admin()).process(synthea(5), base="http://h/fhir", representation=False)
+    monkeypatch.setenv("SMTP_RELAY_PASSWORD", "planted-password")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "planted-key")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    workers.bundles(admin()).process(synthea(5), base=BASE, representation=False)
     (pid,) = worker_pids()
-    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    assert not [v for v in environ if v.startswith(b"HEARTH_")]
-    pool.close()
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    assert b"planted" not in environ
+    names = {v.split(b"=", 1)[0] for v in environ.split(b"\0") if v}
+    assert names <= {b"PATH", b"LC_ALL", b"TZ", b"TMPDIR", b"LANG", b"LANGUAGE", b"PYTHONPATH"}
+    assert b"LC_ALL" in names
+    pool().close()
+
+
+def test_without_workers_a_large_batch_is_indexed_in_process(instance: Instance) -> None:
+    """``index_workers = 0``: nothing is handed off, and the rows are as the scan expects."""
+    container = with_workers(instance, 0)
+    try:
+        assert container.index_workers is None
+        container.bundles(admin()).process(synthea(7), base=BASE, representation=False)
+        assert full_scan(container).ok
+    finally:
+        container.close()

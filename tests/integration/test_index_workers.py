@@ -113,3 +113,38 @@ def test_many_large_tasks_in_flight_do_not_block_the_pipes() -> None:
         assert all(item.found is not None for item in items)
     finally:
         pool.close()
+
+
+def test_the_entries_of_a_stored_body_are_those_of_the_resource_written() -> None:
+    """A worker finds the entries of the sealed bytes, parsed as a stored version is opened;
+    the in-process path finds them from the resource as written. Both must be equal, numbers
+    included (a decimal literal a float would change turns every number into ``FhirDecimal``
+    when parsed)."""
+    import random
+
+    from hearth.fhir import jsonbody
+    from tests.synthea import patient_bundle, provider_pool
+
+    bundle = patient_bundle(random.Random(3), provider_pool(random.Random(4), 3)).bundle
+    resources = [dict(e["resource"], id=f"r{i}") for i, e in enumerate(bundle["entry"])]
+    resources.append(
+        {
+            "resourceType": "Observation",
+            "id": "decimals",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "2339-0"}]},
+            "valueQuantity": {"value": 1e16, "unit": "mg/dL"},
+            "component": [
+                {"code": {"text": "a"}, "valueQuantity": {"value": 0.1 + 0.2}},
+                {"code": {"text": "b"}, "valueQuantity": {"value": 100.0}},
+                {"code": {"text": "c"}, "valueQuantity": {"value": -0.0}},
+                {"code": {"text": "d"}, "valueInteger": 2**60},
+            ],
+        }
+    )
+    for resource in resources:
+        res_type = resource["resourceType"]
+        found = index_workers.extract_body(res_type, jsonbody.dumps(resource))
+        assert found == index_workers.extract(res_type, resource), res_type
+        parsed = jsonbody.loads(jsonbody.dumps(resource))  # as a request body is parsed
+        assert found == index_workers.extract(res_type, parsed), res_type

@@ -87,6 +87,7 @@ from hearth.storage.backup import (
     TablePlan,
     backup_plan,
 )
+from hearth.storage.index_workers import IndexWorkers
 from hearth.storage.repository import from_us, to_us
 
 if TYPE_CHECKING:
@@ -258,9 +259,11 @@ class BackupService:
         operator: str | None = None,
         segment_plaintext: int = SEGMENT_PLAINTEXT,
         lock_days: Mapping[str, int] | None = None,
+        index_workers: IndexWorkers | None = None,
     ) -> None:
         """``lock_days``: per target label, how long new objects stay immutable where the
-        target supports it (S3 Object Lock); the spool gives segments the longest of them."""
+        target supports it (S3 Object Lock); the spool gives segments the longest of them.
+        ``index_workers`` find index entries while a restore rebuilds the index."""
         if not targets:
             raise HearthError(BACKUP_ARGUMENT, "No backup target is configured.")
         self.targets = list(targets)
@@ -280,6 +283,7 @@ class BackupService:
         self._operator = operator
         self._segment_plaintext = segment_plaintext
         self._lock_days = dict(lock_days or {})
+        self._index_workers = index_workers
 
     # ------------------------------------------------------------------------------- helpers
     def _alarm(self, kind: AlarmKind, subject: str, summary: str, details: dict[str, str]) -> None:
@@ -1042,7 +1046,7 @@ class BackupService:
         ).scalar_one()
         if int(counter) != point:
             raise IntegrityError("The restored version counter disagrees with the versions.")
-        indexed = loader.reindex(keyring) if index else 0
+        indexed = loader.reindex(keyring, workers=self._index_workers) if index else 0
         loader.audit(
             keyring,
             self._random,

@@ -546,7 +546,9 @@ class Loader:
                 on_row(row.seq)
         return tree.leaves, last, tree.root().hex()
 
-    def reindex(self, keyring: KeyRing, batch: int = 2000) -> int:
+    def reindex(
+        self, keyring: KeyRing, batch: int = 2000, *, workers: index_workers.IndexWorkers | None
+    ) -> int:
         """Rebuild the search indexes from the current versions (keyset pages by seq), as a
         bulk load (``hearth.storage.sql.index_load``): blind keys staged and sorted, secondary
         indexes built at the end where the engine's DDL is transactional."""
@@ -554,13 +556,18 @@ class Loader:
         load = IndexBulkLoad(self.conn)
         load.start()
         with _fewer_collections():
-            done = self._index_pages(keyring, load, batch)
+            done = self._index_pages(keyring, load, batch, workers)
         load.finish()
         return done
 
-    def _index_pages(self, keyring: KeyRing, load: IndexBulkLoad, batch: int) -> int:
+    def _index_pages(
+        self,
+        keyring: KeyRing,
+        load: IndexBulkLoad,
+        batch: int,
+        workers: index_workers.IndexWorkers | None,
+    ) -> int:
         done = 0
-        workers = index_workers.shared(index_workers.default_processes())
         for rows in index_pages(keyring, workers, self._opened_pages(keyring, batch)):
             load.add(rows)
             done += len(rows)

@@ -11,11 +11,14 @@ workers' entries before it writes the index rows.
 
 What a worker computes is ``extract`` of the stored body: a pure function of the bytes the
 batch seals, the same the batch computes in process from the same bytes. A worker holds no key
-and no secret (it is started without the ``HEARTH_*`` environment). It returns (domain, value)
+and no secret: of the environment it gets only the path, the locale, the time zone and the
+temporary directory (``_ENVIRONMENT``). It returns (domain, value)
 pairs, and the writer's key ring turns them into blind tokens. Bodies and entries cross in
 memory, over the worker's standard input and output, between processes of the same user;
-nothing is written to disk or logged. A worker that fails or dies costs nothing but time: the
-batch finds that chunk's entries itself, and a new worker starts on the next large batch.
+nothing is written to disk or logged. A worker that fails, dies or takes longer than
+``TASK_TIMEOUT`` costs nothing but time: the batch finds that chunk's entries itself, and a new
+worker starts on the next large batch (unless workers keep exiting before answering anything:
+then this process stops starting them).
 
 A worker is ``python -m hearth.storage.index_workers``, not a ``multiprocessing`` child, so it
 never imports the main module of the process that started it (a script without an
@@ -35,7 +38,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
@@ -142,12 +145,13 @@ class EntryFinder:
             item.found = extract_body(item.res_type, item.body)
         for items, task in tasks:
             found: list[Extracted] | None = None
-            if task is not None:
+            if task is not None and self._workers is not None:
                 try:
-                    found = task.result()
+                    found = task.result(timeout=TASK_TIMEOUT)
+                except TimeoutError:
+                    self._workers.timed_out()
                 except Exception as exc:  # noqa: BLE001 - found in process below instead
-                    if self._workers is not None:
-                        self._workers.failed(exc)
+                    self._workers.failed(exc)
             if found is None or len(found) != len(items):
                 found = [extract_body(item.res_type, item.body) for item in items]
             for item, entries in zip(items, found, strict=True):
@@ -178,22 +182,43 @@ def _receive(stream: IO[bytes]) -> object:
 # -- the parent's side -------------------------------------------------------------------------
 
 
+#: What a worker's environment keeps of this process's: what Python and the C library need.
+#: Nothing else, since secrets may sit in any variable an operator names (``*_env`` settings,
+#: database passwords, cloud credentials).
+_ENVIRONMENT = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "SYSTEMROOT")
+#: A task that takes longer than this is given up: the worker is killed and the batch finds
+#: the entries itself. Sixteen resources take milliseconds; a stopped or swapping worker must
+#: not hold the writers' lock for long.
+TASK_TIMEOUT = 60.0
+#: Workers that exited this many times in a row before answering anything are not started
+#: again in this process (one that cannot import Hearth would otherwise be started at every
+#: large batch).
+MAX_FAILED_STARTS = 3
+
+
+def _environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _ENVIRONMENT or k.startswith("LC_")}
+    # The worker imports Hearth from where this process did, whatever set its path.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
 class _Worker:
     """One worker process: tasks go to its standard input in order, and a reader thread
     resolves their futures in the same order from its standard output."""
 
-    def __init__(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HEARTH_")}
-        # The worker imports Hearth from where this process did, whatever set its path.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    def __init__(self, on_answer: Callable[[], None]) -> None:
         self._proc = subprocess.Popen(  # noqa: S603 - our interpreter, our module
-            [sys.executable, "-m", __name__],
+            # -P: nothing from the current directory shadows a module.
+            [sys.executable, "-P", "-m", __name__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=env,
+            env=_environment(),
             close_fds=True,
         )
+        self.pid = self._proc.pid
+        self._on_answer = on_answer
         # ``_lock`` guards ``_pending`` and ``alive`` and is never held while a pipe is written:
         # a writer blocked on a full pipe must leave the reader free to drain the worker's
         # answers, or the worker, blocked on its own full pipe, never reads again.
@@ -216,13 +241,20 @@ class _Worker:
                 self._pending.append(future)
             try:
                 _send(stdin, list(items))
-            except (OSError, ValueError):
-                # The worker is gone: its reader fails every pending task, this one too.
-                with self._lock:
-                    self.alive = False
-                self._proc.kill()
-                raise WorkerFailed("exited") from None
+            except BaseException as exc:
+                # A frame may be half written (a signal, a broken pipe): this worker can no
+                # longer be understood. Its reader fails every pending task, this one too.
+                self.kill()
+                if isinstance(exc, OSError | ValueError):
+                    raise WorkerFailed("exited") from None
+                raise
         return future
+
+    def kill(self) -> None:
+        with self._lock:
+            self.alive = False
+        with contextlib.suppress(OSError):
+            self._proc.kill()
 
     def _read(self) -> None:
         stdout = self._proc.stdout
@@ -233,6 +265,7 @@ class _Worker:
                 with self._lock:
                     future = self._pending.popleft()
                 if isinstance(result, list):
+                    self._on_answer()
                     future.set_result(result)
                 else:
                     future.set_exception(WorkerFailed(str(result)))
@@ -247,18 +280,26 @@ class _Worker:
                 future.set_exception(WorkerFailed("exited"))
 
     def close(self) -> None:
+        """End the worker: its input is closed (it exits at the end of its tasks) unless a
+        writer is stuck on it, in which case the worker is killed."""
         with self._lock:
             self.alive = False
-            if self._proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
+        if self._write_lock.acquire(timeout=1):
+            try:
+                if self._proc.stdin is not None:
+                    with contextlib.suppress(OSError):
+                        self._proc.stdin.close()
+            finally:
+                self._write_lock.release()
+        else:
+            self.kill()
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
+            self.kill()
             self._proc.wait()
         self._reader.join(timeout=5)
-        if self._proc.stdout is not None:
+        if self._proc.stdout is not None and not self._reader.is_alive():
             self._proc.stdout.close()
 
 
@@ -271,6 +312,20 @@ class IndexWorkers:
         self._workers: list[_Worker] = []
         self._turn = itertools.count()
         self._unavailable = False
+        #: Tasks the workers answered (tests and benchmarks read it).
+        self.answered = 0
+        self._failed_starts = 0
+
+    def _answer(self) -> None:
+        with self._lock:
+            self.answered += 1
+            self._failed_starts = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """The process ids of the workers running now."""
+        with self._lock:
+            return [w.pid for w in self._workers if w.alive]
 
     def start(self) -> None:
         """Start the workers now rather than at the first large batch (they import Hearth
@@ -285,19 +340,34 @@ class IndexWorkers:
             return None
         try:
             return worker.submit(items)
-        except WorkerFailed:
-            self.failed(WorkerFailed("exited"))
+        except WorkerFailed as exc:
+            self.failed(exc)
             return None
 
     def failed(self, exc: BaseException) -> None:
-        """A task failed: drop the workers that exited (the next large batch starts new
-        ones). Only the exception's type is logged: nothing of a resource."""
+        """A task failed or took too long: kill the workers that did not answer it and drop
+        those that exited (the next large batch starts new ones). Only the exception's type
+        is logged, never a value."""
         log.warning("index worker failed (%s); indexing in process", type(exc).__name__)
         with self._lock:
             gone = [w for w in self._workers if not w.alive]
             self._workers = [w for w in self._workers if w.alive]
+            if gone and not self.answered:
+                self._failed_starts += len(gone)
+                if self._failed_starts >= MAX_FAILED_STARTS:
+                    self._unavailable = True
+                    log.warning("index workers do not start; indexing in process from now on")
         for worker in gone:
             worker.close()
+
+    def timed_out(self) -> None:
+        """A task took longer than ``TASK_TIMEOUT``: kill every worker (they answer in
+        order, so the one behind it cannot be told apart) and drop them."""
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.kill()
+        self.failed(TimeoutError())
 
     def close(self) -> None:
         with self._lock:
@@ -311,7 +381,7 @@ class IndexWorkers:
         with self._lock:
             while len(self._workers) < self.processes:
                 try:
-                    self._workers.append(_Worker())
+                    self._workers.append(_Worker(self._answer))
                 except OSError as exc:
                     log.warning("index workers unavailable (%s)", type(exc).__name__)
                     self._unavailable = True

@@ -187,10 +187,11 @@ def _found_rows(
     keys: KeyRing, finder: EntryFinder, items: list[Unindexed]
 ) -> list[search_sql.IndexRow]:
     finder.finish()
-    return [
-        _blinded(keys, i.seq, i.res_type, i.res_id, i.ts_us, i.found)  # type: ignore[arg-type]
-        for i in items
-    ]
+    rows = []
+    for i in items:
+        assert i.found is not None  # noqa: S101 - finish found every item added
+        rows.append(_blinded(keys, i.seq, i.res_type, i.res_id, i.ts_us, i.found))
+    return rows
 
 
 def _blinded(
