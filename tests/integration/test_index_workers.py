@@ -148,3 +148,24 @@ def test_the_entries_of_a_stored_body_are_those_of_the_resource_written() -> Non
         assert found == index_workers.extract(res_type, resource), res_type
         parsed = jsonbody.loads(jsonbody.dumps(resource))  # as a request body is parsed
         assert found == index_workers.extract(res_type, parsed), res_type
+
+
+def test_workers_that_never_answer_are_not_started_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that exits before answering anything (here an interpreter that is not Python:
+    ``false``) fails its task, and the batch finds the entries itself; after three such starts
+    the process stops starting workers instead of paying for one at every large batch."""
+    monkeypatch.setattr(index_workers.sys, "executable", "/bin/false")
+    pool = index_workers.IndexWorkers(1)
+    body = b'{"resourceType":"Patient","id":"p1","gender":"male"}'
+    try:
+        for _ in range(index_workers.MAX_FAILED_STARTS):
+            finder = index_workers.EntryFinder(pool)
+            items = [index_workers.Unindexed(i, "Patient", "p1", 0, body) for i in range(16)]
+            for item in items:
+                finder.add(item)
+            finder.finish()
+            assert all(i.found == index_workers.extract_body("Patient", body) for i in items)
+        assert pool.submit([("Patient", body)]) is None
+        assert pool.answered == 0
+    finally:
+        pool.close()
