@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 from datetime import datetime, timedelta
+from functools import cached_property
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -679,12 +680,12 @@ class Container:
     def kek(self) -> KeyEncryptionKey:
         return self.live_keys.kek
 
-    @property
+    @cached_property
     def index_workers(self) -> IndexWorkers | None:
         """The process's index workers as ``[search] index_workers`` says (docs/design.md,
-        "Index workers"); started by the first large write batch."""
-        configured = self.settings.search.index_workers
-        return index_workers.shared(default_processes() if configured is None else configured)
+        "Index workers"); started by the first large write batch. Looked up once: every
+        request's repository is handed them."""
+        return index_workers.shared(configured_workers(self.settings))
 
     def rotate_keys(self, purposes: tuple[str, ...], *, operator: str | None) -> list[int]:
         chosen = tuple(KeyPurpose(p) for p in purposes)

@@ -55,9 +55,8 @@ from hearth.audit import AuditRecord, head_message
 from hearth.backupfmt import MerkleBuilder
 from hearth.crypto import KeyEncryptionKey, KeyRing
 from hearth.domain import HearthError, IntegrityError, Random, ResourceRef, errors
-from hearth.storage import index_workers
 from hearth.storage.audit import AuditTrail
-from hearth.storage.index_workers import Unindexed
+from hearth.storage.index_workers import IndexWorkers, Unindexed
 from hearth.storage.keys import wrapped_keys
 from hearth.storage.repository import index_pages, open_version
 from hearth.storage.sql import search as search_sql
@@ -546,9 +545,7 @@ class Loader:
                 on_row(row.seq)
         return tree.leaves, last, tree.root().hex()
 
-    def reindex(
-        self, keyring: KeyRing, batch: int = 2000, *, workers: index_workers.IndexWorkers | None
-    ) -> int:
+    def reindex(self, keyring: KeyRing, batch: int = 2000, *, workers: IndexWorkers | None) -> int:
         """Rebuild the search indexes from the current versions (keyset pages by seq), as a
         bulk load (``hearth.storage.sql.index_load``): blind keys staged and sorted, secondary
         indexes built at the end where the engine's DDL is transactional."""
@@ -565,7 +562,7 @@ class Loader:
         keyring: KeyRing,
         load: IndexBulkLoad,
         batch: int,
-        workers: index_workers.IndexWorkers | None,
+        workers: IndexWorkers | None,
     ) -> int:
         done = 0
         for rows in index_pages(keyring, workers, self._opened_pages(keyring, batch)):

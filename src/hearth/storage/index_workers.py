@@ -66,9 +66,9 @@ log = logging.getLogger("hearth.index")
 #: Keys (domain, value), references, patient compartment, care links: what the index holds
 #: about one resource before its keys are blinded.
 Extracted = tuple[
-    frozenset[tuple[str, str]],
-    frozenset[tuple[str, str, str]],
-    frozenset[str],
+    set[tuple[str, str]],
+    set[tuple[str, str, str]],
+    set[str],
     frozenset[tuple[str, str, str]],
 ]
 
@@ -87,9 +87,9 @@ def extract(res_type: str, resource: dict[str, Any]) -> Extracted:
     """What the search index holds about ``resource`` before blinding (pure)."""
     entries = index_resource(resource)
     return (
-        frozenset(entries.keys | label_keys(resource)),
-        frozenset(entries.refs),
-        frozenset(entries.patients),
+        entries.keys | label_keys(resource),
+        entries.refs,
+        entries.patients,
         care_links(res_type, resource, entries.refs, entries.patients),
     )
 

@@ -204,8 +204,8 @@ def _blinded(
         res_id=res_id,
         ts_us=ts_us,
         hashes=keys.blind_many(pairs),
-        refs=set(refs),
-        patients=set(patients),
+        refs=refs,
+        patients=patients,
         links=links,
     )
 

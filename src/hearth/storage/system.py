@@ -34,7 +34,7 @@ from hearth.storage.index_workers import IndexWorkers, Unindexed
 from hearth.storage.key_admin import create_key
 from hearth.storage.keys import wrapped_keys
 from hearth.storage.repair import RestoreResult, restore_versions
-from hearth.storage.repository import from_us, index_pages, to_us
+from hearth.storage.repository import from_us, index_pages, open_version, to_us
 from hearth.storage.scan import ScanRepository
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql.store import (
@@ -491,21 +491,9 @@ class SystemRepository:
         """The versions ``seqs``, opened and MAC-checked: a damaged one raises."""
         out = []
         for row in self._store.versions(conn, seqs):
-            if row.body is None:
+            body = open_version(self._keys, row)
+            if body is None:  # a current pointer named a deletion
                 raise IntegrityError()
-            aad = ResourceRef(row.res_type, row.res_id).aad(row.version)
-            body = self._keys.open_resource(row.body, aad=aad)
-            self._keys.verify_mac(
-                row.mac,
-                mac_key_id=row.mac_key_id,
-                seq=row.seq,
-                res_type=row.res_type,
-                res_id=row.res_id,
-                version=row.version,
-                deleted=row.deleted,
-                ts_us=row.ts_us,
-                body=body,
-            )
             out.append(Unindexed(row.seq, row.res_type, row.res_id, row.ts_us, body))
             if on_row is not None:
                 on_row(row.seq)
