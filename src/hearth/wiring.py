@@ -86,9 +86,11 @@ from hearth.storage.access import AccessControl, RoleStore
 from hearth.storage.alarms import AlarmStore
 from hearth.storage.anchor import AnchorFile
 from hearth.storage.index_workers import IndexWorkers, default_processes
+from hearth.storage.repository import SingleWrite, run_write_group
 from hearth.storage.sql import SqlStore, check_reachable, normalise_url, open_database
 from hearth.storage.sql.migrate import current_revision, head_revision, upgrade
 from hearth.storage.system import CHECKPOINT_META, DEFAULT_CHECKPOINT_EVERY
+from hearth.storage.write_groups import WriteGroups
 
 __all__ = [
     "ADMIN_ROLE",
@@ -587,6 +589,7 @@ class Container:
                 include=self.settings.limits.search_include_bound,
             ),
             index_workers=self.index_workers,
+            write_groups=self.write_groups,
         )
 
     def search(self, principal: Principal, *, request_id: str | None = None) -> SearchService:
@@ -686,6 +689,12 @@ class Container:
         "Index workers"); started by the first large write batch. Looked up once: every
         request's repository is handed them."""
         return index_workers.shared(configured_workers(self.settings))
+
+    @cached_property
+    def write_groups(self) -> WriteGroups[SingleWrite]:
+        """Group commit for this instance's single writes (docs/design.md, "Group commit for
+        writes"): one queue per database, whoever writes through it."""
+        return WriteGroups(run_write_group)
 
     def rotate_keys(self, purposes: tuple[str, ...], *, operator: str | None) -> list[int]:
         chosen = tuple(KeyPurpose(p) for p in purposes)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import Connection
@@ -66,6 +66,7 @@ from hearth.storage.sql import scan as scan_sql
 from hearth.storage.sql import search as search_sql
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
+from hearth.storage.write_groups import GroupMember, WriteGroups
 
 __all__ = [
     "DisclosureObserver",
@@ -73,12 +74,16 @@ __all__ = [
     "IntegrityObserver",
     "RecordRepository",
     "SearchBounds",
+    "SingleWrite",
     "WriteBatch",
     "from_us",
     "index_pages",
     "index_row",
+    "run_write_group",
     "to_us",
 ]
+
+T = TypeVar("T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -121,6 +126,8 @@ def patient_of(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -
 #: Types whose writes change principals' cached access facts: their actors (PractitionerRole),
 #: Consent denials, and their panels (the types that state care relationships).
 FACT_TYPES = frozenset({"Consent", "PractitionerRole"} | {r.res_type for r in LINK_RULES})
+#: Types whose only facts are the care links their references state.
+_LINK_TYPES = frozenset(r.res_type for r in LINK_RULES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +236,15 @@ class RecordRepository:
         on_disclosure: DisclosureObserver | None = None,
         bounds: SearchBounds | None = None,
         index_workers: IndexWorkers | None = None,
+        write_groups: WriteGroups[SingleWrite] | None = None,
     ) -> None:
         """``keys_current`` reloads the key ring inside a write transaction when keys changed
         (``hearth.storage.keys.LiveKeys.ensure_current``); ``index_workers`` find the index
-        entries of a large batch's writes beside it (``hearth.storage.index_workers``)."""
+        entries of a large batch's writes beside it (``hearth.storage.index_workers``);
+        ``write_groups`` commit concurrent single writes together (``run_write_group``)."""
         self.principal = principal
         self._index_workers = index_workers
+        self._write_groups = write_groups
         self.bounds = bounds or SearchBounds()
         self._policy = policy
         self._store = store
@@ -829,9 +839,16 @@ class RecordRepository:
             for record in deferred:
                 self._audit.record(record)
 
+    def _single(self, op: Callable[[WriteBatch], T]) -> T:
+        """One write in a transaction of its own, or in a group with concurrent ones."""
+        if self._write_groups is None or self._deferred is not None:
+            with self.batch() as batch:
+                return op(batch)
+        result: T = self._write_groups.submit(SingleWrite(self, op))
+        return result
+
     def create(self, resource: dict[str, Any], *, res_id: str | None = None) -> StoredResource:
-        with self.batch() as batch:
-            return batch.create(resource, res_id=res_id)
+        return self._single(lambda batch: batch.create(resource, res_id=res_id))
 
     def update(
         self,
@@ -841,8 +858,9 @@ class RecordRepository:
         *,
         if_match: int | None = None,
     ) -> tuple[StoredResource, bool]:
-        with self.batch() as batch:
-            return batch.update(res_type, res_id, resource, if_match=if_match)
+        return self._single(
+            lambda batch: batch.update(res_type, res_id, resource, if_match=if_match)
+        )
 
     def update_with(
         self,
@@ -853,12 +871,14 @@ class RecordRepository:
         action: Action = Action.PATCH,
         if_match: int | None = None,
     ) -> StoredResource:
-        with self.batch() as batch:
-            return batch.update_with(res_type, res_id, change, action=action, if_match=if_match)
+        return self._single(
+            lambda batch: batch.update_with(
+                res_type, res_id, change, action=action, if_match=if_match
+            )
+        )
 
     def delete(self, res_type: str, res_id: str) -> StoredResource | None:
-        with self.batch() as batch:
-            return batch.delete(res_type, res_id)
+        return self._single(lambda batch: batch.delete(res_type, res_id))
 
     def new_id(self) -> str:
         return str(uuid.UUID(bytes=self._random.token_bytes(16), version=4))
@@ -904,6 +924,11 @@ class WriteBatch:
         # With index workers, written versions wait here while their entries are found.
         self._workers = repo._index_workers
         self._finder = EntryFinder(self._workers)
+        # Versions appended so far, and whether one of them changed access facts (a care team,
+        # a consent): a write group tells from them what a refused member touched, and when
+        # the next member's decisions need the index rows written first.
+        self.writes = 0
+        self._facts_changed = False
 
     def _write_first_versions(self) -> None:
         if self._first:
@@ -917,6 +942,17 @@ class WriteBatch:
         self._write_first_versions()
         found = scan_sql.current_pointers_of(self._conn, wanted)
         self._absent = wanted.difference(found)
+
+    def next_member(self, repo: RecordRepository) -> None:
+        """Go on as ``repo``'s write, the next member of a write group (``run_write_group``).
+        What the members before it wrote is put in the tables first, so that its reads and
+        decisions see them as they would after their commit."""
+        self._repo = repo
+        if self._facts_changed:
+            self._facts_changed = False
+            self.flush_index()
+        else:
+            self._write_first_versions()
 
     def flush_index(self) -> None:
         """Write the version counter and the pending index changes (inside this batch's
@@ -1042,6 +1078,7 @@ class WriteBatch:
             raise repo._fail(
                 action, HearthError(errors.DEIDENTIFIED_VIEW), res_type=res_type, res_id=res_id
             )
+        self.writes += 1
         keys = repo._keys
         now = repo._clock.now()
         ts_us = to_us(now)
@@ -1075,6 +1112,10 @@ class WriteBatch:
             self._fresh.add((res_type, res_id))
         if res_type in FACT_TYPES:
             repo.access.forget_facts()
+            # A first version without any reference states no care link: nothing to write
+            # before the next member of a write group decides (``next_member``).
+            if body is None or version > 1 or res_type not in _LINK_TYPES or b'"reference"' in body:
+                self._facts_changed = True
         ref = (res_type, res_id)
         if resource is None:
             self._index[ref] = None
@@ -1165,6 +1206,8 @@ class WriteBatch:
         if state is None:
             return None
         if not state[1]:  # not deleted: it must be within the principal's scope
+            if (res_type, res_id) in self._index:
+                self.flush_index()  # scope is decided on its index rows: this batch's own
             repo._within(self._conn, action, res_type, res_id)
         return self._current(action, res_type, res_id)
 
@@ -1298,6 +1341,114 @@ class WriteBatch:
         repo._check(Action.DELETE, res_type, current.resource, res_id=res_id, conn=self._conn)
         stored = self._append(Action.DELETE, res_type, res_id, current.version + 1, None)
         return replace(stored, resource=None)
+
+
+# -- group commit for single writes ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SingleWrite:
+    """One create, update, patch or delete, queued for a write group by ``repo``."""
+
+    repo: RecordRepository
+    op: Callable[[WriteBatch], Any]
+
+
+class _Regroup(Exception):
+    """A member failed after it had written, or the group could not commit: run each alone."""
+
+
+def run_write_group(members: list[GroupMember[SingleWrite]]) -> None:
+    """Run ``members`` (each a single write of its own principal) in one transaction and
+    answer each (``hearth.storage.write_groups``).
+
+    Every member is decided, sealed, indexed and audited as its own write, in the order queued,
+    as if each had its own transaction in that order: before a member runs, the versions
+    written before it are in the tables, and so are their index rows when one of them changed
+    access facts. A member refused before it wrote anything (a denial, a stale ``If-Match``, a
+    missing resource) is answered with its error, its audit entry written after the group ends,
+    and the others go on. Any other failure of a member, or of the group's index flush, audit
+    append or commit, rolls the whole group back and runs every member again alone, in a
+    transaction of its own: a write never fails because another in its group did.
+    """
+    if len(members) > 1:
+        try:
+            answers = _together(members)
+        except _Regroup:
+            pass
+        else:
+            for member, result, error, refused in answers:
+                member.finish(result, error, after=_audit_later(member.work.repo, refused))
+            return
+    for member in members:
+        member.run(_alone, member)
+
+
+def _together(
+    members: list[GroupMember[SingleWrite]],
+) -> list[tuple[GroupMember[SingleWrite], Any, HearthError | None, list[AuditRecord]]]:
+    first = members[0].work.repo
+    answers: list[tuple[GroupMember[SingleWrite], Any, HearthError | None, list[AuditRecord]]]
+    answers = []
+    try:
+        with first._store.write() as conn:
+            first._store.lock_writers(conn)
+            batch = WriteBatch(first, conn)
+            for member in members:
+                repo = member.work.repo
+                if repo._deferred is not None:  # pragma: no cover - _single checked it
+                    raise _Regroup
+                if answers:
+                    batch.next_member(repo)
+                refused: list[AuditRecord] = []
+                repo._deferred = refused
+                before = batch.writes
+                try:
+                    result = member.run(member.work.op, batch)
+                except HearthError as error:
+                    if batch.writes != before:
+                        raise _Regroup from None
+                    if not error.audited:
+                        refused.append(repo._record("write", Outcome.ERROR, code=error.code.code))
+                        error.audited = True
+                    answers.append((member, None, error, refused))
+                    continue
+                finally:
+                    repo._deferred = None
+                answers.append((member, result, None, refused))
+            batch.flush_index()
+            first._audit.append_in(conn, batch.audit_records)
+    except _Regroup:
+        raise
+    except Exception as exc:
+        raise _Regroup from exc
+    return answers
+
+
+def _alone(member: GroupMember[SingleWrite]) -> None:
+    """Run one member in a transaction of its own (``RecordRepository.batch``), in its caller's
+    context, and answer it."""
+    repo, op = member.work.repo, member.work.op
+    try:
+        with repo.batch() as batch:
+            result = op(batch)
+    except Exception as exc:  # noqa: BLE001 - handed to the member's caller, who raises it
+        member.finish(error=exc)
+    else:
+        member.finish(result)
+
+
+def _audit_later(repo: RecordRepository, records: list[AuditRecord]) -> Callable[[], None] | None:
+    """The audit entries of a member refused inside a group, written by the member's caller
+    once the group's transaction has ended (like ``RecordRepository.batch``)."""
+    if not records:
+        return None
+
+    def write() -> None:
+        for record in records:
+            repo._audit.record(record)
+
+    return write
 
 
 def _content(resource: Mapping[str, Any]) -> bytes:

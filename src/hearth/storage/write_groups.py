@@ -1,0 +1,127 @@
+"""Group commit for single writes: concurrent creates, updates, patches and deletes share one
+transaction, one signed audit head and one commit (docs/design.md, "Group commit for writes").
+
+Each write is still decided, sealed, MACed and audited as its own; what the writes of a group
+share is the transaction that makes them durable together. A caller's thread queues its write
+and waits; the first caller to find no group running becomes the leader: it runs everything
+queued (up to ``max_group``) as one group, answers each member, and leads again while its own
+write is still queued. A member whose write fails is answered with its error alone when the
+failure touched nothing (see ``hearth.storage.repository.run_write_group``); any other failure,
+including a failed commit, makes every member of the group run again on its own, so no write
+fails because another did.
+
+The leader runs each member's write in the member's own ``contextvars`` context, as if in its
+own thread. Nothing here knows what a write is: ``run`` is handed the members and must finish
+every one of them.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+__all__ = ["GroupMember", "WriteGroups"]
+
+T = TypeVar("T")
+W = TypeVar("W")
+
+
+class GroupMember(Generic[W]):
+    """One queued write: ``work`` as its caller handed it, and its outcome once finished."""
+
+    __slots__ = ("after", "context", "done", "error", "result", "work")
+
+    def __init__(self, work: W) -> None:
+        self.work = work
+        self.context = contextvars.copy_context()
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.after: Callable[[], None] | None = None
+
+    def finish(
+        self,
+        result: Any = None,
+        error: BaseException | None = None,
+        *,
+        after: Callable[[], None] | None = None,
+    ) -> None:
+        """Answer the member. ``after`` runs in the caller's own thread before it returns
+        (audit entries of a refused write, written once the group's transaction has ended)."""
+        self.result = result
+        self.error = error
+        self.after = after
+        self.done = True
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Call ``fn`` in the caller's context (its context variables, not the leader's)."""
+        return self.context.run(fn, *args)
+
+
+class WriteGroups(Generic[W]):
+    """Leader/follower group commit: callers queue; one of them runs the queue in groups."""
+
+    def __init__(self, run: Callable[[list[GroupMember[W]]], None], *, max_group: int = 64) -> None:
+        self._run = run
+        self._max = max_group
+        self._cond = threading.Condition()
+        self._queue: list[GroupMember[W]] = []
+        self._leading = False
+        self._local = threading.local()
+
+    def submit(self, work: W) -> Any:
+        """Queue ``work``, wait until a group with it has run, and return its result (or raise
+        its error)."""
+        if getattr(self._local, "running", False):
+            # A write made while a group runs on this thread would wait on the group itself.
+            raise RuntimeError("a write group cannot submit to itself")
+        member = GroupMember(work)
+        with self._cond:
+            self._queue.append(member)
+            while self._following(member):
+                self._cond.wait()
+            lead = not member.done
+            if lead:
+                self._leading = True
+        if lead:
+            try:
+                while not member.done:
+                    with self._cond:
+                        group, self._queue = self._queue[: self._max], self._queue[self._max :]
+                    self._lead(group)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()  # answered members return; one waiter leads next
+        return _outcome(member)
+
+    def _following(self, member: GroupMember[W]) -> bool:
+        """Whether ``member`` waits: not answered yet, and another caller is leading."""
+        return not member.done and self._leading
+
+    def _lead(self, group: list[GroupMember[W]]) -> None:
+        self._local.running = True
+        try:
+            self._run(group)
+        except BaseException as exc:  # every member must be answered, whatever happened
+            for member in group:
+                if not member.done:
+                    member.finish(error=exc)
+            raise
+        finally:
+            self._local.running = False
+            for member in group:
+                if not member.done:  # ``run`` broke its contract: fail closed
+                    member.finish(error=RuntimeError("a write group left a member unanswered"))
+            with self._cond:
+                self._cond.notify_all()
+
+
+def _outcome(member: GroupMember[Any]) -> Any:
+    if member.after is not None:
+        member.after()
+    if member.error is not None:
+        raise member.error
+    return member.result
