@@ -84,11 +84,12 @@ class _Kept:
     """A principal's lasting facts, kept ``_ROLE_TTL`` seconds, and what is derived from them
     alone: the linked patients (``PanelBox``) and each type's compiled scope (``ScopeBox``)."""
 
-    __slots__ = ("at", "facts", "generation", "panel", "scopes")
+    __slots__ = ("at", "epoch", "facts", "generation", "panel", "scopes")
 
-    def __init__(self, at: float, generation: int, facts: Facts) -> None:
+    def __init__(self, at: float, generation: int, epoch: int, facts: Facts) -> None:
         self.at = at
         self.generation = generation
+        self.epoch = epoch
         self.facts = facts
         self.panel: PanelBox = []
         self.scopes: ScopeBox = {}
@@ -198,25 +199,33 @@ class AccessControl:
         # like the role catalog: several statements per request otherwise. Dropped at once
         # by a local change (RoleStore.invalidate); another process's within the TTL.
         self._facts: dict[str, _Kept] = {}
+        # Moved by a local write of a resource that states facts (``forget_facts``): kept facts
+        # of an earlier epoch are not used. The role catalog does not depend on them.
+        self._facts_epoch = 0
 
     def cached_facts(self, subject: str) -> _Kept | None:
         found = self._facts.get(subject)
         if found is None:
             return None
-        if found.generation != self.roles.generation or time.monotonic() - found.at >= _ROLE_TTL:
+        if (
+            found.generation != self.roles.generation
+            or found.epoch != self._facts_epoch
+            or time.monotonic() - found.at >= _ROLE_TTL
+        ):
             return None
         return found
 
     def keep_facts(self, subject: str, facts: Facts) -> _Kept:
         if len(self._facts) > 10_000:  # many principals in a short time: start over
             self._facts.clear()
-        kept = _Kept(time.monotonic(), self.roles.generation, facts)
+        kept = _Kept(time.monotonic(), self.roles.generation, self._facts_epoch, facts)
         self._facts[subject] = kept
         return kept
 
     def forget_facts(self) -> None:
-        """A Consent or PractitionerRole was written: every principal's facts may change."""
-        self.roles.invalidate()
+        """A resource that states facts was written (a Consent, a PractitionerRole, a care
+        relationship): every principal's kept facts may be stale; the role catalog is not."""
+        self._facts_epoch += 1
 
     @property
     def catalog(self) -> RoleCatalog:

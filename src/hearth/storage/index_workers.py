@@ -122,18 +122,19 @@ class Unindexed:
 
 
 class EntryFinder:
-    """Finds the entries of the versions added to it. Every ``CHUNK`` added go to a worker
+    """Finds the entries of the versions added to it. Every ``chunk`` added go to a worker
     as one task (if there are workers); ``finish`` finds the rest in process, then collects
     the workers' answers, finding in process any chunk whose worker failed."""
 
-    def __init__(self, workers: IndexWorkers | None) -> None:
+    def __init__(self, workers: IndexWorkers | None, chunk: int = CHUNK) -> None:
         self._workers = workers
+        self._chunk = chunk
         self._queued: list[Unindexed] = []
         self._tasks: list[tuple[list[Unindexed], Future[list[Extracted]] | None]] = []
 
     def add(self, item: Unindexed) -> None:
         self._queued.append(item)
-        if self._workers is not None and len(self._queued) >= CHUNK:
+        if self._workers is not None and len(self._queued) >= self._chunk:
             chunk, self._queued = self._queued, []
             task = self._workers.submit([(i.res_type, i.body) for i in chunk])
             self._tasks.append((chunk, task))

@@ -54,6 +54,7 @@ from hearth.security import (
 from hearth.storage.access import AccessControl, compartment_patients
 from hearth.storage.audit import AuditTrail
 from hearth.storage.index_workers import (
+    CHUNK,
     EntryFinder,
     Extracted,
     IndexWorkers,
@@ -897,7 +898,10 @@ class HistoryResult:
 class WriteBatch:
     """Writes inside one transaction of a ``RecordRepository``; see ``RecordRepository.batch``."""
 
-    def __init__(self, repo: RecordRepository, conn: Connection) -> None:
+    def __init__(
+        self, repo: RecordRepository, conn: Connection, *, worker_chunk: int = CHUNK
+    ) -> None:
+        """``worker_chunk``: how many written versions go to an index worker at a time."""
         self._repo = repo
         self._conn = conn
         self.audit_records: list[AuditRecord] = []
@@ -923,7 +927,7 @@ class WriteBatch:
         self._first: list[VersionRow] = []
         # With index workers, written versions wait here while their entries are found.
         self._workers = repo._index_workers
-        self._finder = EntryFinder(self._workers)
+        self._finder = EntryFinder(self._workers, worker_chunk)
         # Versions appended so far, and whether one of them changed access facts (a care team,
         # a consent): a write group tells from them what a refused member touched, and when
         # the next member's decisions need the index rows written first.
@@ -945,14 +949,14 @@ class WriteBatch:
 
     def next_member(self, repo: RecordRepository) -> None:
         """Go on as ``repo``'s write, the next member of a write group (``run_write_group``).
-        What the members before it wrote is put in the tables first, so that its reads and
-        decisions see them as they would after their commit."""
+        Its reads and decisions see what the members before it wrote as they would after
+        their commit: every read of a version or a current row writes the held-back first
+        versions first, and when an earlier member changed access facts the index rows (with
+        their care links) are written now."""
         self._repo = repo
         if self._facts_changed:
             self._facts_changed = False
             self.flush_index()
-        else:
-            self._write_first_versions()
 
     def flush_index(self) -> None:
         """Write the version counter and the pending index changes (inside this batch's
@@ -1110,12 +1114,13 @@ class WriteBatch:
         self._absent.discard((res_type, res_id))
         if version == 1:
             self._fresh.add((res_type, res_id))
-        if res_type in FACT_TYPES:
+        if res_type in FACT_TYPES and (
+            body is None or version > 1 or res_type not in _LINK_TYPES or b'"reference"' in body
+        ):
+            # It may change what principals act as, are linked to or are denied. (A first
+            # version of a link type without any reference states no care relationship.)
             repo.access.forget_facts()
-            # A first version without any reference states no care link: nothing to write
-            # before the next member of a write group decides (``next_member``).
-            if body is None or version > 1 or res_type not in _LINK_TYPES or b'"reference"' in body:
-                self._facts_changed = True
+            self._facts_changed = True
         ref = (res_type, res_id)
         if resource is None:
             self._index[ref] = None
@@ -1354,6 +1359,11 @@ class SingleWrite:
     op: Callable[[WriteBatch], Any]
 
 
+#: A write group hands its versions to an index worker a few at a time: its members arrive one
+#: by one, and the leader goes on with the next while a worker finds the entries.
+_GROUP_WORKER_CHUNK = 4
+
+
 class _Regroup(Exception):
     """A member failed after it had written, or the group could not commit: run each alone."""
 
@@ -1393,7 +1403,7 @@ def _together(
     try:
         with first._store.write() as conn:
             first._store.lock_writers(conn)
-            batch = WriteBatch(first, conn)
+            batch = WriteBatch(first, conn, worker_chunk=_GROUP_WORKER_CHUNK)
             for member in members:
                 repo = member.work.repo
                 if repo._deferred is not None:  # pragma: no cover - _single checked it

@@ -31,7 +31,7 @@ W = TypeVar("W")
 class GroupMember(Generic[W]):
     """One queued write: ``work`` as its caller handed it, and its outcome once finished."""
 
-    __slots__ = ("after", "context", "done", "error", "result", "work")
+    __slots__ = ("after", "context", "done", "error", "result", "wake", "work")
 
     def __init__(self, work: W) -> None:
         self.work = work
@@ -40,6 +40,8 @@ class GroupMember(Generic[W]):
         self.result: Any = None
         self.error: BaseException | None = None
         self.after: Callable[[], None] | None = None
+        #: Set when the member is answered, or when its caller is to lead the next group.
+        self.wake = threading.Event()
 
     def finish(
         self,
@@ -61,12 +63,15 @@ class GroupMember(Generic[W]):
 
 
 class WriteGroups(Generic[W]):
-    """Leader/follower group commit: callers queue; one of them runs the queue in groups."""
+    """Leader/follower group commit: callers queue; one of them runs the queue in groups.
+
+    Each waiting caller sleeps on its own event and is woken once: when its write is answered,
+    or when the leader before it hands over the queue."""
 
     def __init__(self, run: Callable[[list[GroupMember[W]]], None], *, max_group: int = 64) -> None:
         self._run = run
         self._max = max_group
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[GroupMember[W]] = []
         self._leading = False
         self._local = threading.local()
@@ -78,28 +83,25 @@ class WriteGroups(Generic[W]):
             # A write made while a group runs on this thread would wait on the group itself.
             raise RuntimeError("a write group cannot submit to itself")
         member = GroupMember(work)
-        with self._cond:
+        with self._lock:
             self._queue.append(member)
-            while self._following(member):
-                self._cond.wait()
-            lead = not member.done
-            if lead:
-                self._leading = True
-        if lead:
+            follow = self._leading
+            self._leading = True
+        if follow:
+            member.wake.wait()
+        if not member.done:  # it leads: no group was running, or the last leader handed over
             try:
                 while not member.done:
-                    with self._cond:
+                    with self._lock:
                         group, self._queue = self._queue[: self._max], self._queue[self._max :]
                     self._lead(group)
             finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()  # answered members return; one waiter leads next
+                with self._lock:
+                    successor = self._queue[0] if self._queue else None
+                    self._leading = successor is not None
+                if successor is not None:
+                    successor.wake.set()
         return _outcome(member)
-
-    def _following(self, member: GroupMember[W]) -> bool:
-        """Whether ``member`` waits: not answered yet, and another caller is leading."""
-        return not member.done and self._leading
 
     def _lead(self, group: list[GroupMember[W]]) -> None:
         self._local.running = True
@@ -115,8 +117,7 @@ class WriteGroups(Generic[W]):
             for member in group:
                 if not member.done:  # ``run`` broke its contract: fail closed
                     member.finish(error=RuntimeError("a write group left a member unanswered"))
-            with self._cond:
-                self._cond.notify_all()
+                member.wake.set()
 
 
 def _outcome(member: GroupMember[Any]) -> Any:
