@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -20,6 +22,8 @@ from tests.access_world import build_world
 from tests.support import Instance, admin, nobody
 
 pytestmark = pytest.mark.engines
+
+CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 
 
 def patient(family: str) -> dict[str, Any]:
@@ -58,15 +62,19 @@ def all_clear(instance: Instance) -> None:
     assert verify_integrity(c.system_repository("test")).ok
 
 
-def test_members_commit_together_each_under_its_own_principal(instance: Instance) -> None:
+def test_members_commit_together_each_under_its_own_principal(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
     c = instance.container
     heads_before = rows(instance, "SELECT seq FROM audit_head")[0][0]
     members = [
         member(c.repository(admin(f"writer-{n}")), lambda b, n=n: b.create(patient(f"Group{n}")))
         for n in range(5)
     ]
+    sizes = appends(monkeypatch, instance)
     run_write_group(members)
     stored = [outcome(m) for m in members]
+    assert sizes == [5]  # one transaction, one audit append
     assert [s.seq for s in stored] == list(range(stored[0].seq, stored[0].seq + 5))
     assert {f"Group{n}" for n in range(5)} <= families(instance)
     entries = rows(
@@ -173,32 +181,233 @@ def test_a_group_that_cannot_commit_runs_each_member_alone(
     all_clear(instance)
 
 
-def test_access_facts_written_earlier_in_a_group_decide_later_members(
-    instance: Instance,
-) -> None:
-    world = build_world(instance.container)
-    stranger, doc = world.patient("stranger"), world.ids["doc"]
-    observation = {
+def appends(monkeypatch: pytest.MonkeyPatch, instance: Instance) -> list[int]:
+    """Count the audit appends (one per transaction that commits writes)."""
+    audit = instance.container.audit
+    real = audit.append_in
+    sizes: list[int] = []
+
+    def counted(conn: Any, records: Any) -> None:
+        sizes.append(len(records))
+        real(conn, records)
+
+    monkeypatch.setattr(audit, "append_in", counted)
+    return sizes
+
+
+def observation_of(patient_id: str) -> dict[str, Any]:
+    return {
         "resourceType": "Observation",
         "status": "final",
         "code": {"text": "pulse"},
-        "subject": {"reference": f"Patient/{stranger}"},
+        "subject": {"reference": f"Patient/{patient_id}"},
     }
-    with pytest.raises(HearthError):  # no care relationship yet
-        world.repo("physician").create(observation)
-    team = {
+
+
+def care_team(patient_id: str, practitioner: str) -> dict[str, Any]:
+    return {
         "resourceType": "CareTeam",
         "status": "active",
-        "subject": {"reference": f"Patient/{stranger}"},
-        "participant": [{"member": {"reference": f"Practitioner/{doc}"}}],
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "participant": [{"member": {"reference": f"Practitioner/{practitioner}"}}],
     }
+
+
+def test_a_care_team_written_earlier_in_a_group_decides_later_members(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = build_world(instance.container)
+    stranger, doc = world.patient("stranger"), world.ids["doc"]
+    root = world.container.repository(admin())
+    existing = root.create(observation_of(stranger))
+    with pytest.raises(HearthError):  # no care relationship yet
+        world.repo("physician").create(observation_of(stranger))
+    sizes = appends(monkeypatch, instance)
     members = [
-        member(world.container.repository(admin()), lambda b: b.create(team)),
-        member(world.repo("physician"), lambda b: b.create(observation)),
+        member(root, lambda b: b.create(care_team(stranger, doc))),
+        member(world.repo("physician"), lambda b: b.create(observation_of(stranger))),
+        member(
+            world.repo("physician"),
+            lambda b: b.update(
+                "Observation",
+                existing.res_id,
+                {**observation_of(stranger), "id": existing.res_id, "status": "amended"},
+            ),
+        ),
     ]
     run_write_group(members)
     outcome(members[0])
     assert outcome(members[1]).resource["subject"]["reference"] == f"Patient/{stranger}"
+    assert outcome(members[2])[0].version == 2
+    # The care team ended its group: the physician's writes were decided after its commit.
+    assert sizes == [1, 2]
+
+
+def test_a_consent_written_earlier_in_a_group_refuses_later_members_and_kept_facts(
+    instance: Instance,
+) -> None:
+    world = build_world(instance.container)
+    linked, doc = world.patient("careteam"), world.ids["doc"]
+    physician = world.principal("physician")
+    c = world.container
+    assert c.repository(physician).read("Patient", linked).res_id == linked  # facts now kept
+    consent = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{linked}"},
+        "policyRule": {"text": "deny"},
+        "provision": {
+            "type": "deny",
+            "actor": [
+                {"role": {"text": "prcp"}, "reference": {"reference": f"Practitioner/{doc}"}}
+            ],
+        },
+    }
+
+    def consent_then_facts_read(b: WriteBatch) -> Any:
+        written = b.create(consent)
+        # Another request gathers the physician's facts on a connection of its own while
+        # this transaction is open: it cannot see the Consent, and must not keep what it saw.
+        assert c.repository(physician).access.profile is not None
+        return written
+
+    members = [
+        member(c.repository(admin()), consent_then_facts_read),
+        member(c.repository(physician), lambda b: b.create(observation_of(linked))),
+    ]
+    run_write_group(members)
+    outcome(members[0])
+    with pytest.raises(HearthError) as refused:
+        outcome(members[1])
+    assert refused.value.code is errors.FORBIDDEN
+    with pytest.raises(HearthError):  # the kept facts were dropped: the denial holds at once
+        c.repository(physician).read("Patient", linked)
+
+
+def test_if_match_sees_a_version_written_earlier_in_the_group(instance: Instance) -> None:
+    c = instance.container
+    existing = c.repository(admin()).create(patient("Matched"))
+    body = {**patient("Matched"), "id": existing.res_id}
+    members = [
+        member(c.repository(admin()), lambda b: b.update("Patient", existing.res_id, body)),
+        member(
+            c.repository(admin()),
+            lambda b: b.update("Patient", existing.res_id, body, if_match=2),
+        ),
+        member(c.repository(admin()), lambda b: b.delete("Patient", existing.res_id)),
+        member(
+            c.repository(admin()),
+            lambda b: b.update("Patient", existing.res_id, body, if_match=3),
+        ),
+    ]
+    run_write_group(members)
+    assert outcome(members[0])[0].version == 2
+    assert outcome(members[1])[0].version == 3
+    assert outcome(members[2]).version == 4
+    with pytest.raises(HearthError) as stale:
+        outcome(members[3])
+    assert stale.value.code is errors.VERSION_CONFLICT
+    all_clear(instance)
+
+
+def test_a_refusal_before_a_rerun_is_audited_once(instance: Instance) -> None:
+    c = instance.container
+    existing = c.repository(admin()).create(patient("Kept"))
+
+    def wrote_then_failed(b: WriteBatch) -> None:
+        b.create(patient("Never"))
+        raise RuntimeError("after the write")
+
+    members = [
+        member(c.repository(nobody()), lambda b: b.delete("Patient", existing.res_id)),
+        member(c.repository(admin()), wrote_then_failed),
+        member(c.repository(admin()), lambda b: b.create(patient("Later"))),
+    ]
+    run_write_group(members)
+    with pytest.raises(HearthError):
+        outcome(members[0])
+    with pytest.raises(RuntimeError):
+        outcome(members[1])
+    assert outcome(members[2]).version == 1
+    denials = rows(
+        instance,
+        "SELECT action, outcome FROM audit_entry WHERE actor = 'mallory' AND res_id = :id",
+        id=existing.res_id,
+    )
+    assert denials == [("delete", "denied")]
+
+
+def test_a_group_that_cannot_begin_fails_every_member_once(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = instance.container
+    store = c.store
+    real = store.lock_writers
+    calls = 0
+
+    def unavailable(conn: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise HearthError(errors.STORAGE_UNAVAILABLE)
+        real(conn)
+
+    monkeypatch.setattr(store, "lock_writers", unavailable)
+    members = [
+        member(c.repository(admin(f"blocked-{n}")), lambda b, n=n: b.create(patient(f"B{n}")))
+        for n in range(3)
+    ]
+    run_write_group(members)
+    for m in members:
+        with pytest.raises(HearthError) as failed:
+            outcome(m)
+        assert failed.value.code is errors.STORAGE_UNAVAILABLE
+    assert calls == 1  # not tried again, member by member
+    assert not {"B0", "B1", "B2"} & families(instance)
+    audited = rows(
+        instance,
+        "SELECT actor, action, outcome FROM audit_entry "
+        "WHERE actor LIKE 'blocked-%' ORDER BY actor",
+    )
+    assert audited == [(f"blocked-{n}", "write", "error") for n in range(3)]
+
+
+def test_a_failed_commit_is_not_run_again(
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    c = instance.container
+    store = c.store
+    real = store.write
+    calls = 0
+
+    @contextmanager
+    def commit_fails() -> Iterator[Any]:
+        nonlocal calls
+        calls += 1
+        with real() as conn:
+            yield conn
+            if calls == 1:  # the end of the block, where the commit happens: it fails
+                raise HearthError(errors.STORAGE_UNAVAILABLE)
+
+    monkeypatch.setattr(store, "write", commit_fails)
+    members = [
+        member(c.repository(admin(f"lost-{n}")), lambda b, n=n: b.create(patient(f"L{n}")))
+        for n in range(3)
+    ]
+    run_write_group(members)
+    for m in members:
+        with pytest.raises(HearthError) as failed:
+            outcome(m)
+        assert failed.value.code is errors.STORAGE_UNAVAILABLE
+    assert not {"L0", "L1", "L2"} & families(instance)
+    audited = rows(
+        instance,
+        "SELECT actor, outcome FROM audit_entry WHERE actor LIKE 'lost-%' ORDER BY actor",
+    )
+    assert audited == [(f"lost-{n}", "error") for n in range(3)]
+    all_clear(instance)
 
 
 def test_a_resource_written_earlier_in_a_group_is_in_scope_for_later_members(
@@ -267,3 +476,31 @@ def test_concurrent_writers_through_the_container_form_groups(instance: Instance
     seqs = [r[0] for r in rows(instance, "SELECT seq FROM resource_version ORDER BY seq")]
     assert seqs == list(range(1, len(seqs) + 1))
     all_clear(instance)
+
+
+def test_facts_gathered_while_a_batch_writes_a_consent_are_dropped_when_it_ends(
+    instance: Instance,
+) -> None:
+    world = build_world(instance.container)
+    linked, doc = world.patient("careteam"), world.ids["doc"]
+    physician = world.principal("physician")
+    c = world.container
+    consent = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{linked}"},
+        "policyRule": {"text": "deny"},
+        "provision": {
+            "type": "deny",
+            "actor": [
+                {"role": {"text": "prcp"}, "reference": {"reference": f"Practitioner/{doc}"}}
+            ],
+        },
+    }
+    with c.repository(admin()).batch() as batch:
+        batch.create(consent)
+        assert c.repository(physician).access.profile is not None  # gathered, without it
+    with pytest.raises(HearthError):
+        c.repository(physician).read("Patient", linked)

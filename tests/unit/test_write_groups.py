@@ -121,3 +121,39 @@ def test_a_write_inside_a_group_cannot_wait_on_its_own_group() -> None:
 
     groups = WriteGroups(run)
     assert groups.submit(1) == "a write group cannot submit to itself"
+
+
+def test_a_run_that_breaks_with_followers_queued_answers_them_and_hands_over() -> None:
+    callers = 6
+    groups: WriteGroups[int]
+    sizes: list[int] = []
+
+    def run(members: list[GroupMember[int]]) -> None:
+        if not sizes:
+            held_until(groups, callers - 1)
+        sizes.append(len(members))
+        if len(members) > 1:
+            raise OSError("disk gone")
+        doubled(members)
+
+    groups = WriteGroups(run)
+    answers: dict[int, object] = {}
+
+    def caller(n: int) -> None:
+        try:
+            answers[n] = groups.submit(n)
+        except OSError as exc:
+            answers[n] = str(exc)
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sizes == [1, callers - 1]
+    failed = [n for n, answer in answers.items() if answer == "disk gone"]
+    assert len(failed) == callers - 1
+    (leader,) = set(range(callers)) - set(failed)
+    assert answers[leader] == leader * 2
+    assert groups.submit(4) == 8
+    assert not groups._leading

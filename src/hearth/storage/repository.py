@@ -12,6 +12,7 @@ outside their reach, not even that they exist.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -87,6 +88,8 @@ __all__ = [
 T = TypeVar("T")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+log = logging.getLogger(__name__)
 
 #: Called with the damaged row's identity when a stored version fails to open or verify.
 IntegrityObserver = Callable[[str, str, int, int], None]
@@ -818,6 +821,7 @@ class RecordRepository:
             raise RuntimeError("write batches do not nest")
         deferred: list[AuditRecord] = []
         self._deferred = deferred
+        batch: WriteBatch | None = None
         try:
             with self._store.write() as conn:
                 # Take the writers' lock before reading anything: every read of a current
@@ -837,6 +841,10 @@ class RecordRepository:
             raise
         finally:
             self._deferred = None
+            if batch is not None and batch.facts_changed:
+                # Facts gathered on other connections while this transaction was open could
+                # not see its change: drop them again now that it has ended.
+                self.access.forget_facts()
             for record in deferred:
                 self._audit.record(record)
 
@@ -928,11 +936,11 @@ class WriteBatch:
         # With index workers, written versions wait here while their entries are found.
         self._workers = repo._index_workers
         self._finder = EntryFinder(self._workers, worker_chunk)
-        # Versions appended so far, and whether one of them changed access facts (a care team,
-        # a consent): a write group tells from them what a refused member touched, and when
-        # the next member's decisions need the index rows written first.
+        # Versions appended so far, and whether one of them may change access facts (a care
+        # team, a Consent): a write group tells from them what a refused member touched, and
+        # where the group ends; the facts kept are dropped again when the transaction ends.
         self.writes = 0
-        self._facts_changed = False
+        self.facts_changed = False
 
     def _write_first_versions(self) -> None:
         if self._first:
@@ -949,14 +957,10 @@ class WriteBatch:
 
     def next_member(self, repo: RecordRepository) -> None:
         """Go on as ``repo``'s write, the next member of a write group (``run_write_group``).
-        Its reads and decisions see what the members before it wrote as they would after
-        their commit: every read of a version or a current row writes the held-back first
-        versions first, and when an earlier member changed access facts the index rows (with
-        their care links) are written now."""
+        Its reads see what the members before it wrote: every read of a version or a current
+        row writes the held-back first versions first, and a scope check of a resource written
+        earlier in the batch writes the index rows first."""
         self._repo = repo
-        if self._facts_changed:
-            self._facts_changed = False
-            self.flush_index()
 
     def flush_index(self) -> None:
         """Write the version counter and the pending index changes (inside this batch's
@@ -1074,7 +1078,9 @@ class WriteBatch:
         res_id: str,
         version: int,
         resource: dict[str, Any] | None,
+        prior: Mapping[str, Any] | None = None,
     ) -> StoredResource:
+        """Append a version; ``prior`` is the content of the version it follows, if any."""
         repo = self._repo
         if repo.access.profile.deidentified:
             # Nothing is written through a de-identified view (its roles hold .s only; this
@@ -1115,12 +1121,16 @@ class WriteBatch:
         if version == 1:
             self._fresh.add((res_type, res_id))
         if res_type in FACT_TYPES and (
-            body is None or version > 1 or res_type not in _LINK_TYPES or b'"reference"' in body
+            body is None
+            or res_type not in _LINK_TYPES
+            or b'"reference"' in body
+            or (prior is not None and _refers(prior))
         ):
-            # It may change what principals act as, are linked to or are denied. (A first
-            # version of a link type without any reference states no care relationship.)
+            # It may change what principals act as, are linked to or are denied. (A version of
+            # a link type without any reference, following none or one without any, states and
+            # ends no care relationship.)
             repo.access.forget_facts()
-            self._facts_changed = True
+            self.facts_changed = True
         ref = (res_type, res_id)
         if resource is None:
             self._index[ref] = None
@@ -1295,7 +1305,10 @@ class WriteBatch:
         repo._check(Action.UPDATE, res_type, resource, res_id=res_id, conn=self._conn)
         if skip_unchanged and _same_content(current.resource, resource):
             return current, None
-        return self._append(Action.UPDATE, res_type, res_id, current.version + 1, resource), False
+        version = current.version + 1
+        return self._append(
+            Action.UPDATE, res_type, res_id, version, resource, current.resource
+        ), False
 
     def update_with(
         self,
@@ -1331,7 +1344,9 @@ class WriteBatch:
             raise repo._fail(action, error, res_type=res_type, res_id=res_id) from None
         changed = self._guard(action, res_type, res_id, changed, current.resource, decision.masks)
         repo._check(action, res_type, changed, res_id=res_id, conn=self._conn)
-        return self._append(action, res_type, res_id, current.version + 1, changed)
+        return self._append(
+            action, res_type, res_id, current.version + 1, changed, current.resource
+        )
 
     def delete(self, res_type: str, res_id: str) -> StoredResource | None:
         """Delete: append a tombstone version (FHIR R4 http.html#delete). Idempotent."""
@@ -1365,7 +1380,21 @@ _GROUP_WORKER_CHUNK = 4
 
 
 class _Regroup(Exception):
-    """A member failed after it had written, or the group could not commit: run each alone."""
+    """A member failed after it had written, or the group failed before its commit (an index
+    flush, the audit append): nothing of it is stored, so each member runs again alone."""
+
+
+class _Unanswerable(Exception):
+    """The group failed where running its members again could not help or could do harm: it
+    could not begin (the writers' lock is not to be had), or its commit failed, which may have
+    made it durable all the same. Every member fails with it, as each would have alone."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+Answer = tuple[GroupMember[SingleWrite], Any, HearthError | None, list[AuditRecord]]
 
 
 def run_write_group(members: list[GroupMember[SingleWrite]]) -> None:
@@ -1373,66 +1402,99 @@ def run_write_group(members: list[GroupMember[SingleWrite]]) -> None:
     answer each (``hearth.storage.write_groups``).
 
     Every member is decided, sealed, indexed and audited as its own write, in the order queued,
-    as if each had its own transaction in that order: before a member runs, the versions
-    written before it are in the tables, and so are their index rows when one of them changed
-    access facts. A member refused before it wrote anything (a denial, a stale ``If-Match``, a
-    missing resource) is answered with its error, its audit entry written after the group ends,
-    and the others go on. Any other failure of a member, or of the group's index flush, audit
-    append or commit, rolls the whole group back and runs every member again alone, in a
-    transaction of its own: a write never fails because another in its group did.
+    as if each had its own transaction in that order: its reads see the versions written
+    before it. A write that may change access facts (``FACT_TYPES``) ends its group: the members
+    after it run in the next transaction, after its commit, since a principal's facts are read
+    on connections of their own. A member refused before it wrote anything (a denial, a stale
+    ``If-Match``, a missing resource) is answered with its error, its audit entry written after
+    the group ends, and the others go on. A member failing after it wrote, or a failed index
+    flush or audit append, rolls the group back and runs every member again alone, in a
+    transaction of its own: a write never fails because another in its group did. A group that
+    cannot begin, or whose commit fails, fails every member (``_Unanswerable``).
     """
-    if len(members) > 1:
+    while len(members) > 1:
         try:
-            answers = _together(members)
-        except _Regroup:
-            pass
-        else:
-            for member, result, error, refused in answers:
-                member.finish(result, error, after=_audit_later(member.work.repo, refused))
+            answers, members = _together(members)
+        except _Regroup as regroup:
+            # Only the exception's type: its text may quote SQL parameters.
+            log.warning("a write group ran again one write at a time after %s", regroup)
+            break
+        except _Unanswerable as failed:
+            log.error("a write group failed: %s", failed)
+            for member in members:
+                failure = _member_error(failed.cause)
+                record = member.work.repo._record("write", Outcome.ERROR, code=failure.code.code)
+                member.finish(error=failure, after=_audit_later(member.work.repo, [record]))
             return
+        for member, result, error, refused in answers:
+            member.finish(result, error, after=_audit_later(member.work.repo, refused))
     for member in members:
         member.run(_alone, member)
 
 
 def _together(
     members: list[GroupMember[SingleWrite]],
-) -> list[tuple[GroupMember[SingleWrite], Any, HearthError | None, list[AuditRecord]]]:
+) -> tuple[list[Answer], list[GroupMember[SingleWrite]]]:
+    """Run members in one transaction up to the first that changes access facts; the answers
+    of those run (once committed), and the members left for the next transaction."""
     first = members[0].work.repo
-    answers: list[tuple[GroupMember[SingleWrite], Any, HearthError | None, list[AuditRecord]]]
-    answers = []
+    answers: list[Answer] = []
+    began = committing = False
+    batch: WriteBatch | None = None
     try:
         with first._store.write() as conn:
             first._store.lock_writers(conn)
+            began = True
             batch = WriteBatch(first, conn, worker_chunk=_GROUP_WORKER_CHUNK)
             for member in members:
-                repo = member.work.repo
-                if repo._deferred is not None:  # pragma: no cover - _single checked it
-                    raise _Regroup
                 if answers:
-                    batch.next_member(repo)
-                refused: list[AuditRecord] = []
-                repo._deferred = refused
-                before = batch.writes
-                try:
-                    result = member.run(member.work.op, batch)
-                except HearthError as error:
-                    if batch.writes != before:
-                        raise _Regroup from None
-                    if not error.audited:
-                        refused.append(repo._record("write", Outcome.ERROR, code=error.code.code))
-                        error.audited = True
-                    answers.append((member, None, error, refused))
-                    continue
-                finally:
-                    repo._deferred = None
-                answers.append((member, result, None, refused))
+                    batch.next_member(member.work.repo)
+                answers.append(_member(batch, member))
+                if batch.facts_changed:
+                    break
             batch.flush_index()
             first._audit.append_in(conn, batch.audit_records)
+            committing = True
     except _Regroup:
         raise
     except Exception as exc:
-        raise _Regroup from exc
-    return answers
+        if not began or committing:
+            raise _Unanswerable(exc) from exc
+        raise _Regroup(type(exc).__name__) from exc
+    finally:
+        if batch is not None and batch.facts_changed:
+            first.access.forget_facts()  # facts read meanwhile, before the commit, are stale
+    return answers, members[len(answers) :]
+
+
+def _member(batch: WriteBatch, member: GroupMember[SingleWrite]) -> Answer:
+    """Run one member inside the group's transaction."""
+    repo = member.work.repo
+    if repo._deferred is not None:  # pragma: no cover - _single checked it
+        raise _Regroup("nested")
+    refused: list[AuditRecord] = []
+    repo._deferred = refused
+    before = batch.writes
+    try:
+        result = member.run(member.work.op, batch)
+    except HearthError as error:
+        if batch.writes != before:
+            raise _Regroup(type(error).__name__) from None
+        if not error.audited:
+            refused.append(repo._record("write", Outcome.ERROR, code=error.code.code))
+            error.audited = True
+        return (member, None, error, refused)
+    finally:
+        repo._deferred = None
+    return (member, result, None, refused)
+
+
+def _member_error(cause: BaseException) -> HearthError:
+    """A member's own error for a group failure (each caller raises its own object)."""
+    code = cause.code if isinstance(cause, HearthError) else errors.INTERNAL
+    error = HearthError(code)
+    error.audited = True
+    return error
 
 
 def _alone(member: GroupMember[SingleWrite]) -> None:
@@ -1459,6 +1521,15 @@ def _audit_later(repo: RecordRepository, records: list[AuditRecord]) -> Callable
             repo._audit.record(record)
 
     return write
+
+
+def _refers(value: Any) -> bool:
+    """Whether a resource holds a reference anywhere (conservatively: any ``reference`` key)."""
+    if isinstance(value, dict):
+        return "reference" in value or any(_refers(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_refers(v) for v in value)
+    return False
 
 
 def _content(resource: Mapping[str, Any]) -> bytes:
