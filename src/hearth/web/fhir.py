@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -126,9 +125,11 @@ class FhirApi:
         return invoking(principal, request.headers.get(BREAK_GLASS_HEADER))
 
     async def authenticate(self, request: Request) -> Principal:
-        """Who is calling; done before a body is even read, so anonymous callers learn nothing."""
+        """Who is calling; done before a body is even read, so anonymous callers learn nothing.
+        In a worker thread of the pool: one wake-up of the loop, and a refusal's audit entry
+        is durable before the 401 goes out."""
         check_accept(request)
-        return await run_in_threadpool(self._principal, request)
+        return await self.pool.run(lambda: self._principal(request))
 
     async def call(
         self,
