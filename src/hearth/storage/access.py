@@ -169,7 +169,8 @@ class RoleStore:
 
     def invalidate(self) -> None:
         """Forget the catalog and every principal's cached facts (``AccessControl``): after a
-        role edit, a link, or a write of a Consent or PractitionerRole in this process."""
+        role edit or a link in this process. A write of facts drops only the facts
+        (``AccessControl.forget_facts``)."""
         self._cached = None
         self.generation += 1
 
