@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from hearth.domain import HearthError, errors
+from hearth.security.access import Facts
 from hearth.services.integrity import verify_audit, verify_integrity
 from hearth.storage import RecordRepository
 from hearth.storage.repository import SingleWrite, WriteBatch, run_write_group
@@ -374,10 +375,13 @@ def test_a_group_that_cannot_begin_fails_every_member_once(
     assert audited == [(f"blocked-{n}", "write", "error") for n in range(3)]
 
 
-def test_a_failed_commit_is_not_run_again(
+def test_a_failed_commit_fails_the_writes_it_held_and_only_those(
     instance: Instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c = instance.container
+    root = c.repository(admin())
+    existing = root.create(patient("Target"))
+    doc = root.create({"resourceType": "Practitioner", "name": [{"family": "Doc"}]})
     store = c.store
     real = store.write
     calls = 0
@@ -393,21 +397,49 @@ def test_a_failed_commit_is_not_run_again(
 
     monkeypatch.setattr(store, "write", commit_fails)
     members = [
-        member(c.repository(admin(f"lost-{n}")), lambda b, n=n: b.create(patient(f"L{n}")))
-        for n in range(3)
+        member(c.repository(admin("lost-0")), lambda b: b.create(patient("L0"))),
+        member(c.repository(nobody()), lambda b: b.delete("Patient", existing.res_id)),
+        member(
+            c.repository(admin("lost-team")),
+            lambda b: b.create(care_team(existing.res_id, doc.res_id)),
+        ),
+        member(c.repository(admin("after")), lambda b: b.create(patient("After"))),
     ]
     run_write_group(members)
-    for m in members:
+    for written in (members[0], members[2]):
         with pytest.raises(HearthError) as failed:
-            outcome(m)
+            outcome(written)
         assert failed.value.code is errors.STORAGE_UNAVAILABLE
-    assert not {"L0", "L1", "L2"} & families(instance)
+    with pytest.raises(HearthError) as refused:  # its refusal stands, whatever the commit did
+        outcome(members[1])
+    assert refused.value.code is errors.FORBIDDEN
+    # The care team ended the failed transaction; the write queued after it ran in the next.
+    assert outcome(members[3]).version == 1
+    found = families(instance)
+    assert "After" in found
+    assert "L0" not in found
     audited = rows(
         instance,
-        "SELECT actor, outcome FROM audit_entry WHERE actor LIKE 'lost-%' ORDER BY actor",
+        "SELECT actor, action, outcome FROM audit_entry "
+        "WHERE actor IN ('lost-0', 'lost-team', 'mallory', 'after') ORDER BY actor",
     )
-    assert audited == [(f"lost-{n}", "error") for n in range(3)]
+    assert audited == [
+        ("after", "create", "success"),
+        ("lost-0", "write", "error"),
+        ("lost-team", "write", "error"),
+        ("mallory", "delete", "denied"),
+    ]
     all_clear(instance)
+
+
+def test_facts_read_across_a_change_are_not_kept(instance: Instance) -> None:
+    control = instance.container.policy
+    stamp = control.facts_stamp()  # a reader starts gathering facts...
+    control.forget_facts()  # ...a Consent commits meanwhile...
+    control.keep_facts("reader", Facts(), stamp)  # ...and what it read is kept
+    assert control.cached_facts("reader") is None
+    control.keep_facts("reader", Facts(), control.facts_stamp())
+    assert control.cached_facts("reader") is not None
 
 
 def test_a_resource_written_earlier_in_a_group_is_in_scope_for_later_members(
@@ -453,7 +485,7 @@ def test_concurrent_writers_through_the_container_form_groups(instance: Instance
         sizes.append(len(members))
         real(members)
 
-    groups._run = counted  # type: ignore[method-assign]
+    groups._run = counted
     errors_seen: list[BaseException] = []
 
     def writer(n: int) -> None:

@@ -29,6 +29,15 @@ def test_racing_clients_lose_no_update_and_everything_verifies(
     engine_live_server: LiveServer,
 ) -> None:
     server = engine_live_server
+    groups = server.instance.container.write_groups
+    real = groups._run
+    sizes: list[int] = []
+
+    def counted(members: list[Any]) -> None:
+        sizes.append(len(members))
+        real(members)
+
+    groups._run = counted
     headers = {
         "Authorization": f"Bearer {server.token}",
         "Content-Type": "application/fhir+json",
@@ -42,6 +51,12 @@ def test_racing_clients_lose_no_update_and_everything_verifies(
     lock = threading.Lock()
 
     def client(n: int) -> None:
+        try:
+            race(n)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion on ``failures``
+            failures.append(repr(exc))
+
+    def race(n: int) -> None:
         nonlocal stale
         rnd = random.Random(n)
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as http:
@@ -71,7 +86,9 @@ def test_racing_clients_lose_no_update_and_everything_verifies(
         thread.start()
     for thread in threads:
         thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads)
     assert failures == []
+    assert max(sizes) > 1  # the racing writes did share transactions
     assert len(created) == len(set(created))
     with httpx.Client(base_url=server.base_url, headers=headers, timeout=60) as check:
         for res_id, count in updated.items():

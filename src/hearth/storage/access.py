@@ -17,6 +17,7 @@ See docs/design.md, "Access control".
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -203,6 +204,7 @@ class AccessControl:
         # Moved by a local write of a resource that states facts (``forget_facts``): kept facts
         # of an earlier epoch are not used. The role catalog does not depend on them.
         self._facts_epoch = 0
+        self._epochs = itertools.count(1)  # next() is atomic: no two forgets share an epoch
 
     def cached_facts(self, subject: str) -> _Kept | None:
         found = self._facts.get(subject)
@@ -216,17 +218,22 @@ class AccessControl:
             return None
         return found
 
-    def keep_facts(self, subject: str, facts: Facts) -> _Kept:
+    def facts_stamp(self) -> tuple[int, int]:
+        """The role catalog generation and facts epoch, taken *before* facts are read: facts
+        read across a change are then kept under the stamp before it, and not used again."""
+        return self.roles.generation, self._facts_epoch
+
+    def keep_facts(self, subject: str, facts: Facts, stamp: tuple[int, int]) -> _Kept:
         if len(self._facts) > 10_000:  # many principals in a short time: start over
             self._facts.clear()
-        kept = _Kept(time.monotonic(), self.roles.generation, self._facts_epoch, facts)
+        kept = _Kept(time.monotonic(), stamp[0], stamp[1], facts)
         self._facts[subject] = kept
         return kept
 
     def forget_facts(self) -> None:
         """A resource that states facts was written (a Consent, a PractitionerRole, a care
         relationship): every principal's kept facts may be stale; the role catalog is not."""
-        self._facts_epoch += 1
+        self._facts_epoch = next(self._epochs)
 
     @property
     def catalog(self) -> RoleCatalog:
@@ -312,7 +319,8 @@ class BoundAccess:
         (checked on every request: a grant ends or expires at an exact time)."""
         principal = self.principal
         if kept is None:
-            kept = self._control.keep_facts(principal.subject, self._lasting_facts(conn))
+            stamp = self._control.facts_stamp()
+            kept = self._control.keep_facts(principal.subject, self._lasting_facts(conn), stamp)
         facts = kept.facts
         self._panel_box = kept.panel
         grant_id = principal.attributes.get(BREAK_GLASS_ATTRIBUTE)

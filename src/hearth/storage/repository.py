@@ -1387,11 +1387,13 @@ class _Regroup(Exception):
 class _Unanswerable(Exception):
     """The group failed where running its members again could not help or could do harm: it
     could not begin (the writers' lock is not to be had), or its commit failed, which may have
-    made it durable all the same. Every member fails with it, as each would have alone."""
+    made it durable all the same. The members that wrote fail with it, as each would have
+    alone; ``answers`` are those that ran (none if it could not begin)."""
 
-    def __init__(self, cause: BaseException) -> None:
+    def __init__(self, cause: BaseException, answers: list[Answer]) -> None:
         super().__init__(type(cause).__name__)
         self.cause = cause
+        self.answers = answers
 
 
 Answer = tuple[GroupMember[SingleWrite], Any, HearthError | None, list[AuditRecord]]
@@ -1410,7 +1412,8 @@ def run_write_group(members: list[GroupMember[SingleWrite]]) -> None:
     the group ends, and the others go on. A member failing after it wrote, or a failed index
     flush or audit append, rolls the group back and runs every member again alone, in a
     transaction of its own: a write never fails because another in its group did. A group that
-    cannot begin, or whose commit fails, fails every member (``_Unanswerable``).
+    cannot begin fails every member; a failed commit fails the members that wrote (refused ones
+    keep their refusal) and the rest go on in the next transaction (``_Unanswerable``).
     """
     while len(members) > 1:
         try:
@@ -1421,11 +1424,17 @@ def run_write_group(members: list[GroupMember[SingleWrite]]) -> None:
             break
         except _Unanswerable as failed:
             log.error("a write group failed: %s", failed)
-            for member in members:
-                failure = _member_error(failed.cause)
-                record = member.work.repo._record("write", Outcome.ERROR, code=failure.code.code)
-                member.finish(error=failure, after=_audit_later(member.work.repo, [record]))
-            return
+            if not failed.answers:  # it could not begin: alone, each would wait as long again
+                for member in members:
+                    _fail_member(member, failed.cause)
+                return
+            for member, _result, error, refused in failed.answers:
+                if error is None:
+                    _fail_member(member, failed.cause)
+                else:  # refused before the commit, whatever became of it
+                    member.finish(None, error, after=_audit_later(member.work.repo, refused))
+            members = members[len(failed.answers) :]
+            continue
         for member, result, error, refused in answers:
             member.finish(result, error, after=_audit_later(member.work.repo, refused))
     for member in members:
@@ -1459,7 +1468,7 @@ def _together(
         raise
     except Exception as exc:
         if not began or committing:
-            raise _Unanswerable(exc) from exc
+            raise _Unanswerable(exc, answers if committing else []) from exc
         raise _Regroup(type(exc).__name__) from exc
     finally:
         if batch is not None and batch.facts_changed:
@@ -1487,6 +1496,13 @@ def _member(batch: WriteBatch, member: GroupMember[SingleWrite]) -> Answer:
     finally:
         repo._deferred = None
     return (member, result, None, refused)
+
+
+def _fail_member(member: GroupMember[SingleWrite], cause: BaseException) -> None:
+    """Fail a member with its own error for a group failure, audited as a failed write."""
+    failure = _member_error(cause)
+    record = member.work.repo._record("write", Outcome.ERROR, code=failure.code.code)
+    member.finish(error=failure, after=_audit_later(member.work.repo, [record]))
 
 
 def _member_error(cause: BaseException) -> HearthError:
