@@ -56,6 +56,30 @@ ROLES = (
 )
 
 
+def privacy_consent(patient_id: str, actor: str, **provision: Any) -> dict[str, Any]:
+    """An active privacy Consent of ``patient_id`` denying ``actor`` (a reference)."""
+    return {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                    "code": "patient-privacy",
+                }
+            ]
+        },
+        "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "policyRule": {"text": "deny"},
+        "provision": {
+            "type": "deny",
+            "actor": [{"role": {"text": "prcp"}, "reference": {"reference": actor}}],
+            **provision,
+        },
+    }
+
+
 def label(code: str) -> dict[str, str]:
     return {"system": ACT if code not in ("R", "V", "N") else CONF, "code": code}
 
@@ -178,29 +202,7 @@ def build_world(container: Container) -> World:
         )
 
     def consent(patient_id: str, actor: str, **provision: Any) -> str:
-        return _create(
-            root,
-            {
-                "resourceType": "Consent",
-                "status": "active",
-                "scope": {
-                    "coding": [
-                        {
-                            "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                            "code": "patient-privacy",
-                        }
-                    ]
-                },
-                "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
-                "patient": {"reference": f"Patient/{patient_id}"},
-                "policyRule": {"text": "deny"},
-                "provision": {
-                    "type": "deny",
-                    "actor": [{"role": {"text": "prcp"}, "reference": {"reference": actor}}],
-                    **provision,
-                },
-            },
-        )
+        return _create(root, privacy_consent(patient_id, actor, **provision))
 
     a = patient("careteam")
     ids["team_careteam"] = team(

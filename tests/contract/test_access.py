@@ -29,7 +29,15 @@ from hearth.storage import RecordRepository
 from hearth.storage import access as access_module
 from hearth.storage.access import AccessControl, RoleStore
 from hearth.storage.sql import access as access_sql
-from tests.access_world import LINKED, OBS_CATEGORY, UNLINKED, World, build_world, observation
+from tests.access_world import (
+    LINKED,
+    OBS_CATEGORY,
+    UNLINKED,
+    World,
+    build_world,
+    observation,
+    privacy_consent,
+)
 from tests.conftest import _server_database, requested_engines
 from tests.support import admin, make_instance
 
@@ -600,32 +608,7 @@ def test_a_new_consent_or_role_applies_at_once(world: World) -> None:
     ).res_id
     doc = world.principal("physician")
     assert world.container.repository(doc).read("Observation", obs).res_id == obs
-    consent = root.create(
-        {
-            "resourceType": "Consent",
-            "status": "active",
-            "scope": {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
-                        "code": "patient-privacy",
-                    }
-                ]
-            },
-            "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-            "patient": {"reference": f"Patient/{patient}"},
-            "policyRule": {"text": "deny"},
-            "provision": {
-                "type": "deny",
-                "actor": [
-                    {
-                        "role": {"text": "prcp"},
-                        "reference": {"reference": f"Practitioner/{world.ids['doc']}"},
-                    }
-                ],
-            },
-        }
-    ).res_id
+    consent = root.create(privacy_consent(patient, f"Practitioner/{world.ids['doc']}")).res_id
     with pytest.raises(HearthError) as denied:
         world.container.repository(doc).read("Observation", obs)
     assert denied.value.code is errors.NOT_FOUND

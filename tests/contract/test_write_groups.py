@@ -19,12 +19,10 @@ from hearth.services.integrity import verify_audit, verify_integrity
 from hearth.storage import RecordRepository
 from hearth.storage.repository import SingleWrite, WriteBatch, run_write_group
 from hearth.storage.write_groups import GroupMember
-from tests.access_world import build_world
+from tests.access_world import build_world, privacy_consent
 from tests.support import Instance, admin, nobody
 
 pytestmark = pytest.mark.engines
-
-CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 
 
 def patient(family: str) -> dict[str, Any]:
@@ -252,20 +250,7 @@ def test_a_consent_written_earlier_in_a_group_refuses_later_members_and_kept_fac
     physician = world.principal("physician")
     c = world.container
     assert c.repository(physician).read("Patient", linked).res_id == linked  # facts now kept
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{linked}"},
-        "policyRule": {"text": "deny"},
-        "provision": {
-            "type": "deny",
-            "actor": [
-                {"role": {"text": "prcp"}, "reference": {"reference": f"Practitioner/{doc}"}}
-            ],
-        },
-    }
+    consent = privacy_consent(linked, f"Practitioner/{doc}")
 
     def consent_then_facts_read(b: WriteBatch) -> Any:
         written = b.create(consent)
@@ -517,20 +502,7 @@ def test_facts_gathered_while_a_batch_writes_a_consent_are_dropped_when_it_ends(
     linked, doc = world.patient("careteam"), world.ids["doc"]
     physician = world.principal("physician")
     c = world.container
-    consent = {
-        "resourceType": "Consent",
-        "status": "active",
-        "scope": {"coding": [{"system": CONSENT_SCOPE, "code": "patient-privacy"}]},
-        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-        "patient": {"reference": f"Patient/{linked}"},
-        "policyRule": {"text": "deny"},
-        "provision": {
-            "type": "deny",
-            "actor": [
-                {"role": {"text": "prcp"}, "reference": {"reference": f"Practitioner/{doc}"}}
-            ],
-        },
-    }
+    consent = privacy_consent(linked, f"Practitioner/{doc}")
     with c.repository(admin()).batch() as batch:
         batch.create(consent)
         assert c.repository(physician).access.profile is not None  # gathered, without it

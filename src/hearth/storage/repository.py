@@ -841,10 +841,8 @@ class RecordRepository:
             raise
         finally:
             self._deferred = None
-            if batch is not None and batch.facts_changed:
-                # Facts gathered on other connections while this transaction was open could
-                # not see its change: drop them again now that it has ended.
-                self.access.forget_facts()
+            if batch is not None:
+                batch.ended()
             for record in deferred:
                 self._audit.record(record)
 
@@ -961,6 +959,12 @@ class WriteBatch:
         row writes the held-back first versions first, and a scope check of a resource written
         earlier in the batch writes the index rows first."""
         self._repo = repo
+
+    def ended(self) -> None:
+        """The transaction has ended, committed or not. If it wrote access facts, principals'
+        facts gathered meanwhile on other connections could not see them: drop them again."""
+        if self.facts_changed:
+            self._repo.access.forget_facts()
 
     def flush_index(self) -> None:
         """Write the version counter and the pending index changes (inside this batch's
@@ -1121,10 +1125,7 @@ class WriteBatch:
         if version == 1:
             self._fresh.add((res_type, res_id))
         if res_type in FACT_TYPES and (
-            body is None
-            or res_type not in _LINK_TYPES
-            or b'"reference"' in body
-            or (prior is not None and _refers(prior))
+            resource is None or res_type not in _LINK_TYPES or _refers(resource) or _refers(prior)
         ):
             # It may change what principals act as, are linked to or are denied. (A version of
             # a link type without any reference, following none or one without any, states and
@@ -1471,16 +1472,14 @@ def _together(
             raise _Unanswerable(exc, answers if committing else []) from exc
         raise _Regroup(type(exc).__name__) from exc
     finally:
-        if batch is not None and batch.facts_changed:
-            first.access.forget_facts()  # facts read meanwhile, before the commit, are stale
+        if batch is not None:
+            batch.ended()
     return answers, members[len(answers) :]
 
 
 def _member(batch: WriteBatch, member: GroupMember[SingleWrite]) -> Answer:
     """Run one member inside the group's transaction."""
     repo = member.work.repo
-    if repo._deferred is not None:  # pragma: no cover - _single checked it
-        raise _Regroup("nested")
     refused: list[AuditRecord] = []
     repo._deferred = refused
     before = batch.writes
@@ -1499,18 +1498,12 @@ def _member(batch: WriteBatch, member: GroupMember[SingleWrite]) -> Answer:
 
 
 def _fail_member(member: GroupMember[SingleWrite], cause: BaseException) -> None:
-    """Fail a member with its own error for a group failure, audited as a failed write."""
-    failure = _member_error(cause)
+    """Fail a member for a group failure with an error of its own (each caller raises its own
+    object), audited as a failed write."""
+    failure = HearthError(cause.code if isinstance(cause, HearthError) else errors.INTERNAL)
+    failure.audited = True
     record = member.work.repo._record("write", Outcome.ERROR, code=failure.code.code)
     member.finish(error=failure, after=_audit_later(member.work.repo, [record]))
-
-
-def _member_error(cause: BaseException) -> HearthError:
-    """A member's own error for a group failure (each caller raises its own object)."""
-    code = cause.code if isinstance(cause, HearthError) else errors.INTERNAL
-    error = HearthError(code)
-    error.audited = True
-    return error
 
 
 def _alone(member: GroupMember[SingleWrite]) -> None:

@@ -5,10 +5,8 @@ Each write is still decided, sealed, MACed and audited as its own; what the writ
 share is the transaction that makes them durable together. A caller's thread queues its write
 and waits; the first caller to find no group running becomes the leader: it runs everything
 queued (up to ``max_group``) as one group, answers each member, and leads again while its own
-write is still queued. A member whose write fails is answered with its error alone when the
-failure touched nothing (see ``hearth.storage.repository.run_write_group``); any other failure,
-including a failed commit, makes every member of the group run again on its own, so no write
-fails because another did.
+write is still queued. What a failure costs the other members is ``run``'s to decide
+(``hearth.storage.repository.run_write_group``).
 
 The leader runs each member's write in the member's own ``contextvars`` context, as if in its
 own thread. Nothing here knows what a write is: ``run`` is handed the members and must finish
