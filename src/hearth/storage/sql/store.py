@@ -6,12 +6,14 @@ functions inside the transactions it owns. All statements are parameterised (ASV
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    ClauseElement,
     ColumnElement,
     Connection,
     Table,
@@ -25,7 +27,10 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.engine.interfaces import DBAPICursor
+from sqlalchemy.exc import DBAPIError, IntegrityError, NoResultFound, OperationalError
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from hearth.domain import HearthError, errors
 from hearth.storage.sql import tables as t
@@ -142,6 +147,68 @@ _C = t.resource_current
 _A = t.audit_entry
 
 
+class _DriverStatement:
+    """A hot statement run on SQLite's own cursor, without SQLAlchemy's execution layer.
+
+    On SQLite, SQLAlchemy's execution context, compiled-cache lookup, parameter processing and
+    result wrapping cost several times the statement itself for the few statements every
+    request runs: a read's version, and the audit append's head, counter and rows
+    (docs/benchmarks.md, "SQLite's own cursor for the hot statements"). The SQL is SQLAlchemy's
+    own compilation of ``statement`` for SQLite, so the two paths cannot drift apart; only the
+    execution is the driver's, inside ``conn``'s transaction. The parameters need no
+    processing there: integers, strings, bytes and booleans (which SQLite stores as 0 and 1, as
+    SQLAlchemy does). A driver error is raised as SQLAlchemy's, so the callers' handling
+    (``STORAGE_UNAVAILABLE``, ``CONFLICT``) is unchanged."""
+
+    __slots__ = ("columns", "defaults", "names", "sql")
+
+    def __init__(self, statement: ClauseElement) -> None:
+        compiled = statement.compile(dialect=sqlite_dialect())
+        assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a statement compiles to one
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        # Values bound in the statement itself (``id == 1``); the rest come with each call.
+        self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
+        # What a row's values are named, as in SQLAlchemy's ``row._mapping``.
+        self.columns = tuple(
+            c.key for c in getattr(statement, "selected_columns", ()) if c.key is not None
+        )
+
+    def _args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        defaults = self.defaults
+        return tuple(params[name] if name in params else defaults.get(name) for name in self.names)
+
+    def _run(self, conn: Connection, args: Any, *, many: bool = False) -> DBAPICursor:
+        cursor = conn.connection.cursor()
+        try:
+            if many:
+                cursor.executemany(self.sql, args)
+            else:
+                cursor.execute(self.sql, args)
+        except sqlite3.Error as exc:
+            cursor.close()
+            # As SQLAlchemy would raise it, without the parameters (they may hold PHI).
+            raise DBAPIError.instance(
+                self.sql, args, exc, sqlite3.Error, hide_parameters=True
+            ) from exc
+        return cursor
+
+    def first(self, conn: Connection, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row, its values by column name."""
+        cursor = self._run(conn, self._args(params))
+        try:
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if row is None else dict(zip(self.columns, row, strict=True))
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> None:
+        self._run(conn, self._args(params)).close()
+
+    def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        self._run(conn, [self._args(row) for row in rows], many=True).close()
+
+
 # Hot-path statements are built once: constructing SQLAlchemy expressions per call costs more
 # than executing them on SQLite.
 _NEXT_SEQ = select(t.counter.c.value).where(t.counter.c.name == bindparam("n")).with_for_update()
@@ -215,6 +282,14 @@ _ADD_SEALS = (
     .values(value=t.counter.c.value + bindparam("v"))
 )
 _TOKEN = select(t.api_token).where(t.api_token.c.token_id == bindparam("token_id"))
+# The same statements on SQLite's own cursor (``_DriverStatement``): an insert names every
+# column of its table, so each call must give every value (no column default applies).
+_CURRENT_DRIVER = _DriverStatement(_CURRENT)
+_VERSION_DRIVER = _DriverStatement(_VERSION)
+_PEEK_SEQ_DRIVER = _DriverStatement(_PEEK_SEQ)
+_AUDIT_HEAD_DRIVER = _DriverStatement(_AUDIT_HEAD)
+_SET_AUDIT_HEAD_DRIVER = _DriverStatement(_SET_AUDIT_HEAD)
+_INSERT_AUDIT_DRIVER = _DriverStatement(_INSERT_AUDIT)
 
 
 def _blob(value: object) -> bytes:
@@ -227,8 +302,8 @@ def _blob(value: object) -> bytes:
     return b"" if value is None else str(value).encode("utf-8")
 
 
-def _version(row: object) -> VersionRow:
-    m = row._mapping  # type: ignore[attr-defined]
+def _version(m: Mapping[Any, Any]) -> VersionRow:
+    """A ``resource_version`` row, from SQLAlchemy's ``row._mapping`` or a driver row."""
     return VersionRow(
         seq=m["seq"],
         res_type=m["res_type"],
@@ -253,6 +328,8 @@ class SqlStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # On SQLite the hot statements go to its own cursor (``_DriverStatement``).
+        self._driver = db.dialect == "sqlite"
 
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
@@ -348,6 +425,11 @@ class SqlStore:
         conn.execute(_SET_SEQ, {"n": name, "v": value})
 
     def peek_seq(self, conn: Connection, name: str) -> int:
+        if self._driver:
+            found = _PEEK_SEQ_DRIVER.first(conn, {"n": name})
+            if found is None:
+                raise NoResultFound("No row was found when one was required")
+            return int(found["value"])
         return int(conn.execute(_PEEK_SEQ, {"n": name}).scalar_one())
 
     def init_counters(self, conn: Connection) -> None:
@@ -444,7 +526,7 @@ class SqlStore:
             .order_by(_V.c.seq)
             .limit(limit)
         )
-        return [_version(r) for r in rows]
+        return [_version(r._mapping) for r in rows]
 
     def rekey_version(
         self,
@@ -494,8 +576,11 @@ class SqlStore:
 
     # -- resource versions ----------------------------------------------------------------
     def current(self, conn: Connection, res_type: str, res_id: str) -> VersionRow | None:
+        if self._driver:
+            found = _CURRENT_DRIVER.first(conn, {"t": res_type, "i": res_id})
+            return _version(found) if found is not None else None
         row = conn.execute(_CURRENT, {"t": res_type, "i": res_id}).first()
-        return _version(row) if row is not None else None
+        return _version(row._mapping) if row is not None else None
 
     def current_version_number(self, conn: Connection, res_type: str, res_id: str) -> int | None:
         value = conn.execute(_CURRENT_VERSION, {"t": res_type, "i": res_id}).scalar_one_or_none()
@@ -504,8 +589,12 @@ class SqlStore:
     def version(
         self, conn: Connection, res_type: str, res_id: str, version: int
     ) -> VersionRow | None:
-        row = conn.execute(_VERSION, {"t": res_type, "i": res_id, "v": version}).first()
-        return _version(row) if row is not None else None
+        params = {"t": res_type, "i": res_id, "v": version}
+        if self._driver:
+            found = _VERSION_DRIVER.first(conn, params)
+            return _version(found) if found is not None else None
+        row = conn.execute(_VERSION, params).first()
+        return _version(row._mapping) if row is not None else None
 
     def versions(self, conn: Connection, seqs: Sequence[int]) -> list[VersionRow]:
         """The versions with these ``seq`` numbers, in no particular order."""
@@ -513,7 +602,7 @@ class SqlStore:
         wanted = sorted(set(seqs))
         for start in range(0, len(wanted), 500):
             rows = conn.execute(select(_V).where(_V.c.seq.in_(wanted[start : start + 500])))
-            out.extend(_version(r) for r in rows)
+            out.extend(_version(r._mapping) for r in rows)
         return out
 
     def insert_first_versions(self, conn: Connection, rows: Sequence[VersionRow]) -> None:
@@ -579,7 +668,7 @@ class SqlStore:
         rows = conn.execute(
             select(_V).where(and_(true(), *conditions)).order_by(order).limit(limit)
         )
-        return [_version(r) for r in rows]
+        return [_version(r._mapping) for r in rows]
 
     def write_actions(
         self, conn: Connection, versions: Sequence[tuple[str, str, int]]
@@ -641,7 +730,7 @@ class SqlStore:
             if not rows:
                 return
             for r in rows:
-                yield _version(r)
+                yield _version(r._mapping)
             last = rows[-1].seq
 
     def current_pointers(self, conn: Connection) -> Iterator[tuple[str, str, int, int, bool]]:
@@ -662,11 +751,18 @@ class SqlStore:
 
     # -- audit ----------------------------------------------------------------------------
     def audit_head(self, conn: Connection, *, for_update: bool) -> AuditHeadRow | None:
-        row = conn.execute(_AUDIT_HEAD_LOCKED if for_update else _AUDIT_HEAD).first()
+        row: Mapping[Any, Any] | None
+        if self._driver:  # SQLite locks the whole database for a writer: no row lock to take
+            row = _AUDIT_HEAD_DRIVER.first(conn, {})
+        else:
+            found = conn.execute(_AUDIT_HEAD_LOCKED if for_update else _AUDIT_HEAD).first()
+            row = found._mapping if found is not None else None
         if row is None:
             return None
-        signature = bytes(row.signature) if row.signature is not None else None
-        return AuditHeadRow(row.seq, bytes(row.hash), row.version_seq, row.key_id, signature)
+        signature = bytes(row["signature"]) if row["signature"] is not None else None
+        return AuditHeadRow(
+            row["seq"], bytes(row["hash"]), row["version_seq"], row["key_id"], signature
+        )
 
     def init_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
         conn.execute(
@@ -681,39 +777,41 @@ class SqlStore:
         )
 
     def set_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
-        conn.execute(
-            _SET_AUDIT_HEAD,
-            {
-                "b_seq": head.seq,
-                "b_hash": head.hash,
-                "b_version_seq": head.version_seq,
-                "b_key_id": head.key_id,
-                "b_signature": head.signature,
-            },
-        )
+        params = {
+            "b_seq": head.seq,
+            "b_hash": head.hash,
+            "b_version_seq": head.version_seq,
+            "b_key_id": head.key_id,
+            "b_signature": head.signature,
+        }
+        if self._driver:
+            _SET_AUDIT_HEAD_DRIVER.execute(conn, params)
+        else:
+            conn.execute(_SET_AUDIT_HEAD, params)
 
     def insert_audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
-        conn.execute(
-            _INSERT_AUDIT,
-            [
-                {
-                    "seq": r.seq,
-                    "ts_us": r.ts_us,
-                    "actor": r.actor,
-                    "action": r.action,
-                    "outcome": r.outcome,
-                    "res_type": r.res_type,
-                    "res_id": r.res_id,
-                    "version": r.version,
-                    "patient": r.patient,
-                    "detail_key_id": r.detail_key_id,
-                    "body": r.body,
-                    "prev_hash": r.prev_hash,
-                    "hash": r.hash,
-                }
-                for r in rows
-            ],
-        )
+        values = [
+            {
+                "seq": r.seq,
+                "ts_us": r.ts_us,
+                "actor": r.actor,
+                "action": r.action,
+                "outcome": r.outcome,
+                "res_type": r.res_type,
+                "res_id": r.res_id,
+                "version": r.version,
+                "patient": r.patient,
+                "detail_key_id": r.detail_key_id,
+                "body": r.body,
+                "prev_hash": r.prev_hash,
+                "hash": r.hash,
+            }
+            for r in rows
+        ]
+        if self._driver:
+            _INSERT_AUDIT_DRIVER.executemany(conn, values)
+        else:
+            conn.execute(_INSERT_AUDIT, values)
         listed = [{"patient_id": p, "seq": r.seq} for r in rows for p in sorted(set(r.patients))]
         if listed:
             conn.execute(insert(t.audit_patient), listed)
@@ -800,7 +898,7 @@ class SqlStore:
             .exists()
         )
         rows = conn.execute(select(_V).where(~writes).order_by(_V.c.seq).limit(limit))
-        return [_version(r) for r in rows]
+        return [_version(r._mapping) for r in rows]
 
     def audited_writes_without_version(
         self, conn: Connection, *, limit: int
