@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    ClauseElement,
     ColumnElement,
     Connection,
+    Insert,
+    Select,
     Table,
+    Update,
     and_,
     bindparam,
     func,
@@ -147,38 +149,69 @@ _C = t.resource_current
 _A = t.audit_entry
 
 
-class _DriverStatement:
-    """A hot statement run on SQLite's own cursor, without SQLAlchemy's execution layer.
+class _Hot:
+    """A statement every request runs; on SQLite it runs on the driver's own cursor.
 
-    On SQLite, SQLAlchemy's execution context, compiled-cache lookup, parameter processing and
-    result wrapping cost several times the statement itself for the few statements every
-    request runs: a read's version, and the audit append's head, counter and rows
-    (docs/benchmarks.md, "SQLite's own cursor for the hot statements"). The SQL is SQLAlchemy's
-    own compilation of ``statement`` for SQLite, so the two paths cannot drift apart; only the
-    execution is the driver's, inside ``conn``'s transaction. The parameters need no
-    processing there: integers, strings, bytes and booleans (which SQLite stores as 0 and 1, as
-    SQLAlchemy does). A driver error is raised as SQLAlchemy's, so the callers' handling
-    (``STORAGE_UNAVAILABLE``, ``CONFLICT``) is unchanged."""
+    On SQLite, SQLAlchemy's execution of a statement (connection wrapper, compiled-cache
+    lookup, execution context, parameter and result processing) costs several times the
+    statement itself, and a read by id runs one while an audit append runs four
+    (docs/design.md, "SQLite's own cursor for the hot statements"). There the statement runs on
+    the cursor of ``conn``'s own driver connection, inside its transaction, as SQLAlchemy's own
+    compilation of ``statement`` for SQLite: the two paths cannot drift apart. Its parameters
+    need no processing (integers, strings, bytes, booleans, which SQLite stores as 0 and 1 as
+    SQLAlchemy does), and rows come back by column name, as ``row._mapping`` does. A driver
+    error is raised as SQLAlchemy's, without the parameters (they may hold PHI), so the
+    callers' handling (``STORAGE_UNAVAILABLE``, ``CONFLICT``) is unchanged. Other engines
+    execute ``statement`` through SQLAlchemy: there a statement waits on a round trip, which
+    dwarfs its execution."""
 
-    __slots__ = ("columns", "defaults", "names", "sql")
+    __slots__ = ("columns", "defaults", "names", "sql", "statement")
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: Select[Any] | Insert | Update) -> None:
+        self.statement = statement
         compiled = statement.compile(dialect=sqlite_dialect())
         assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a statement compiles to one
         self.sql = str(compiled)
         self.names = tuple(compiled.positiontup or ())
-        # Values bound in the statement itself (``id == 1``); the rest come with each call.
+        # Values bound in the statement itself (``id == 1``); the rest come with each call. An
+        # insert names every column of its table: each call gives every value.
         self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
-        # What a row's values are named, as in SQLAlchemy's ``row._mapping``.
         self.columns = tuple(
             c.key for c in getattr(statement, "selected_columns", ()) if c.key is not None
         )
+
+    def first(self, conn: Connection, params: dict[str, Any]) -> Mapping[Any, Any] | None:
+        """The first row, its values by column name; None when there is none."""
+        if conn.dialect.name != "sqlite":
+            row = conn.execute(self.statement, params).first()
+            return None if row is None else row._mapping
+        cursor = self._driver(conn, self._args(params))
+        try:
+            found = cursor.fetchone()
+        finally:
+            cursor.close()
+        return None if found is None else dict(zip(self.columns, found, strict=True))
+
+    def execute(self, conn: Connection, params: dict[str, Any]) -> int:
+        """Run it; the number of rows it changed."""
+        if conn.dialect.name != "sqlite":
+            return int(conn.execute(self.statement, params).rowcount)
+        cursor = self._driver(conn, self._args(params))
+        count = int(cursor.rowcount)
+        cursor.close()
+        return count
+
+    def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if conn.dialect.name != "sqlite":
+            conn.execute(self.statement, list(rows))
+            return
+        self._driver(conn, [self._args(row) for row in rows], many=True).close()
 
     def _args(self, params: dict[str, Any]) -> tuple[Any, ...]:
         defaults = self.defaults
         return tuple(params[name] if name in params else defaults.get(name) for name in self.names)
 
-    def _run(self, conn: Connection, args: Any, *, many: bool = False) -> DBAPICursor:
+    def _driver(self, conn: Connection, args: Any, *, many: bool = False) -> DBAPICursor:
         cursor = conn.connection.cursor()
         try:
             if many:
@@ -187,35 +220,19 @@ class _DriverStatement:
                 cursor.execute(self.sql, args)
         except sqlite3.Error as exc:
             cursor.close()
-            # As SQLAlchemy would raise it, without the parameters (they may hold PHI).
             raise DBAPIError.instance(
                 self.sql, args, exc, sqlite3.Error, hide_parameters=True
             ) from exc
         return cursor
-
-    def first(self, conn: Connection, params: dict[str, Any]) -> dict[str, Any] | None:
-        """The first row, its values by column name."""
-        cursor = self._run(conn, self._args(params))
-        try:
-            row = cursor.fetchone()
-        finally:
-            cursor.close()
-        return None if row is None else dict(zip(self.columns, row, strict=True))
-
-    def execute(self, conn: Connection, params: dict[str, Any]) -> None:
-        self._run(conn, self._args(params)).close()
-
-    def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        self._run(conn, [self._args(row) for row in rows], many=True).close()
 
 
 # Hot-path statements are built once: constructing SQLAlchemy expressions per call costs more
 # than executing them on SQLite.
 _NEXT_SEQ = select(t.counter.c.value).where(t.counter.c.name == bindparam("n")).with_for_update()
 # Read by every audit commit (the version sequence its signed head pins).
-_PEEK_SEQ = select(t.counter.c.value).where(t.counter.c.name == bindparam("n"))
+_PEEK_SEQ = _Hot(select(t.counter.c.value).where(t.counter.c.name == bindparam("n")))
 _SET_SEQ = update(t.counter).where(t.counter.c.name == bindparam("n")).values(value=bindparam("v"))
-_CURRENT = (
+_CURRENT = _Hot(
     select(_V)
     .select_from(_C.join(_V, _V.c.seq == _C.c.seq))
     .where(_C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i"))
@@ -223,11 +240,15 @@ _CURRENT = (
 _CURRENT_VERSION = select(_C.c.version).where(
     _C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i")
 )
-_VERSION = select(_V).where(
-    _V.c.res_type == bindparam("t"), _V.c.res_id == bindparam("i"), _V.c.version == bindparam("v")
+_VERSION = _Hot(
+    select(_V).where(
+        _V.c.res_type == bindparam("t"),
+        _V.c.res_id == bindparam("i"),
+        _V.c.version == bindparam("v"),
+    )
 )
-_INSERT_VERSION = insert(_V)
-_UPDATE_CURRENT = (
+_INSERT_VERSION = _Hot(insert(_V))
+_UPDATE_CURRENT = _Hot(
     update(_C)
     .where(_C.c.res_type == bindparam("t"), _C.c.res_id == bindparam("i"))
     .values(
@@ -237,7 +258,7 @@ _UPDATE_CURRENT = (
         ts_us=bindparam("b_ts_us"),
     )
 )
-_INSERT_CURRENT = insert(_C)
+_INSERT_CURRENT = _Hot(insert(_C))
 
 
 def _version_params(row: VersionRow) -> dict[str, Any]:
@@ -261,9 +282,9 @@ def _current_values(row: VersionRow) -> dict[str, Any]:
     return {"version": row.version, "seq": row.seq, "deleted": row.deleted, "ts_us": row.ts_us}
 
 
-_AUDIT_HEAD = select(t.audit_head).where(t.audit_head.c.id == 1)
-_AUDIT_HEAD_LOCKED = _AUDIT_HEAD.with_for_update()
-_SET_AUDIT_HEAD = (
+_AUDIT_HEAD = _Hot(select(t.audit_head).where(t.audit_head.c.id == 1))
+_AUDIT_HEAD_LOCKED = _Hot(select(t.audit_head).where(t.audit_head.c.id == 1).with_for_update())
+_SET_AUDIT_HEAD = _Hot(
     update(t.audit_head)
     .where(t.audit_head.c.id == 1)
     .values(
@@ -274,7 +295,7 @@ _SET_AUDIT_HEAD = (
         signature=bindparam("b_signature"),
     )
 )
-_INSERT_AUDIT = insert(_A)
+_INSERT_AUDIT = _Hot(insert(_A))
 _KEY_EPOCH = select(t.instance_meta.c.value).where(t.instance_meta.c.name == KEY_EPOCH)
 _ADD_SEALS = (
     update(t.counter)
@@ -282,14 +303,6 @@ _ADD_SEALS = (
     .values(value=t.counter.c.value + bindparam("v"))
 )
 _TOKEN = select(t.api_token).where(t.api_token.c.token_id == bindparam("token_id"))
-# The same statements on SQLite's own cursor (``_DriverStatement``): an insert names every
-# column of its table, so each call must give every value (no column default applies).
-_CURRENT_DRIVER = _DriverStatement(_CURRENT)
-_VERSION_DRIVER = _DriverStatement(_VERSION)
-_PEEK_SEQ_DRIVER = _DriverStatement(_PEEK_SEQ)
-_AUDIT_HEAD_DRIVER = _DriverStatement(_AUDIT_HEAD)
-_SET_AUDIT_HEAD_DRIVER = _DriverStatement(_SET_AUDIT_HEAD)
-_INSERT_AUDIT_DRIVER = _DriverStatement(_INSERT_AUDIT)
 
 
 def _blob(value: object) -> bytes:
@@ -328,8 +341,6 @@ class SqlStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        # On SQLite the hot statements go to its own cursor (``_DriverStatement``).
-        self._driver = db.dialect == "sqlite"
 
     # -- transactions ---------------------------------------------------------------------
     @contextmanager
@@ -425,12 +436,10 @@ class SqlStore:
         conn.execute(_SET_SEQ, {"n": name, "v": value})
 
     def peek_seq(self, conn: Connection, name: str) -> int:
-        if self._driver:
-            found = _PEEK_SEQ_DRIVER.first(conn, {"n": name})
-            if found is None:
-                raise NoResultFound("No row was found when one was required")
-            return int(found["value"])
-        return int(conn.execute(_PEEK_SEQ, {"n": name}).scalar_one())
+        found = _PEEK_SEQ.first(conn, {"n": name})
+        if found is None:
+            raise NoResultFound("No row was found when one was required")
+        return int(found["value"])
 
     def init_counters(self, conn: Connection) -> None:
         conn.execute(
@@ -576,11 +585,8 @@ class SqlStore:
 
     # -- resource versions ----------------------------------------------------------------
     def current(self, conn: Connection, res_type: str, res_id: str) -> VersionRow | None:
-        if self._driver:
-            found = _CURRENT_DRIVER.first(conn, {"t": res_type, "i": res_id})
-            return _version(found) if found is not None else None
-        row = conn.execute(_CURRENT, {"t": res_type, "i": res_id}).first()
-        return _version(row._mapping) if row is not None else None
+        found = _CURRENT.first(conn, {"t": res_type, "i": res_id})
+        return _version(found) if found is not None else None
 
     def current_version_number(self, conn: Connection, res_type: str, res_id: str) -> int | None:
         value = conn.execute(_CURRENT_VERSION, {"t": res_type, "i": res_id}).scalar_one_or_none()
@@ -589,12 +595,8 @@ class SqlStore:
     def version(
         self, conn: Connection, res_type: str, res_id: str, version: int
     ) -> VersionRow | None:
-        params = {"t": res_type, "i": res_id, "v": version}
-        if self._driver:
-            found = _VERSION_DRIVER.first(conn, params)
-            return _version(found) if found is not None else None
-        row = conn.execute(_VERSION, params).first()
-        return _version(row._mapping) if row is not None else None
+        found = _VERSION.first(conn, {"t": res_type, "i": res_id, "v": version})
+        return _version(found) if found is not None else None
 
     def versions(self, conn: Connection, seqs: Sequence[int]) -> list[VersionRow]:
         """The versions with these ``seq`` numbers, in no particular order."""
@@ -611,12 +613,9 @@ class SqlStore:
         version. None of the resources may have a current row yet."""
         if not rows:
             return
-        conn.execute(
-            _INSERT_VERSION,
-            [_version_params(row) for row in rows],
-        )
-        conn.execute(
-            _INSERT_CURRENT,
+        _INSERT_VERSION.executemany(conn, [_version_params(row) for row in rows])
+        _INSERT_CURRENT.executemany(
+            conn,
             [
                 {"res_type": row.res_type, "res_id": row.res_id, **_current_values(row)}
                 for row in rows
@@ -626,18 +625,18 @@ class SqlStore:
     def insert_version(self, conn: Connection, row: VersionRow, *, new: bool = False) -> None:
         """Store a version and point the current row at it; ``new`` says the resource has no
         current row yet (its first version), which saves a statement."""
-        conn.execute(_INSERT_VERSION, _version_params(row))
+        _INSERT_VERSION.execute(conn, _version_params(row))
         values = _current_values(row)
         if (
             new
-            or conn.execute(
-                _UPDATE_CURRENT,
+            or _UPDATE_CURRENT.execute(
+                conn,
                 {"t": row.res_type, "i": row.res_id, **{f"b_{k}": v for k, v in values.items()}},
-            ).rowcount
+            )
             == 0
         ):
-            conn.execute(
-                _INSERT_CURRENT, {"res_type": row.res_type, "res_id": row.res_id, **values}
+            _INSERT_CURRENT.execute(
+                conn, {"res_type": row.res_type, "res_id": row.res_id, **values}
             )
 
     def history(
@@ -751,12 +750,8 @@ class SqlStore:
 
     # -- audit ----------------------------------------------------------------------------
     def audit_head(self, conn: Connection, *, for_update: bool) -> AuditHeadRow | None:
-        row: Mapping[Any, Any] | None
-        if self._driver:  # SQLite locks the whole database for a writer: no row lock to take
-            row = _AUDIT_HEAD_DRIVER.first(conn, {})
-        else:
-            found = conn.execute(_AUDIT_HEAD_LOCKED if for_update else _AUDIT_HEAD).first()
-            row = found._mapping if found is not None else None
+        # On SQLite the lock is the database's, which a writer holds from its BEGIN IMMEDIATE.
+        row = (_AUDIT_HEAD_LOCKED if for_update else _AUDIT_HEAD).first(conn, {})
         if row is None:
             return None
         signature = bytes(row["signature"]) if row["signature"] is not None else None
@@ -784,10 +779,7 @@ class SqlStore:
             "b_key_id": head.key_id,
             "b_signature": head.signature,
         }
-        if self._driver:
-            _SET_AUDIT_HEAD_DRIVER.execute(conn, params)
-        else:
-            conn.execute(_SET_AUDIT_HEAD, params)
+        _SET_AUDIT_HEAD.execute(conn, params)
 
     def insert_audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
         values = [
@@ -808,10 +800,7 @@ class SqlStore:
             }
             for r in rows
         ]
-        if self._driver:
-            _INSERT_AUDIT_DRIVER.executemany(conn, values)
-        else:
-            conn.execute(_INSERT_AUDIT, values)
+        _INSERT_AUDIT.executemany(conn, values)
         listed = [{"patient_id": p, "seq": r.seq} for r in rows for p in sorted(set(r.patients))]
         if listed:
             conn.execute(insert(t.audit_patient), listed)
