@@ -830,7 +830,8 @@ class RecordRepository:
                 self._store.lock_writers(conn)
                 batch = WriteBatch(self, conn)
                 yield batch
-                batch.complete(self._audit)
+                batch.flush_index()
+                self._audit.append_in(conn, batch.audit_records)
         except Exception as exc:
             # Failures the gate refused are audited already; anything else is recorded here, so
             # that no failed write goes unaudited.
@@ -965,26 +966,14 @@ class WriteBatch:
         if self.facts_changed:
             self._repo.access.forget_facts()
 
-    def complete(self, audit: AuditTrail) -> None:
-        """What is left before the commit: the held-back versions and the version counter,
-        the audit entries (whose head pins the counter), then the index rows. The entries are
-        appended while an index worker may still be finding the last versions' index entries,
-        which the index flush then waits for."""
-        self._flush_versions()
-        audit.append_in(self._conn, self.audit_records)
-        self.flush_index()
-
-    def _flush_versions(self) -> None:
+    def flush_index(self) -> None:
+        """Write the version counter and the pending index changes (inside this batch's
+        transaction)."""
         self._write_first_versions()
         seq = self._seq
         if seq is not None and seq != self._seq_stored:
             self._repo._store.set_seq(self._conn, VERSION_SEQ, seq)
             self._seq_stored = seq
-
-    def flush_index(self) -> None:
-        """Write the version counter and the pending index changes (inside this batch's
-        transaction)."""
-        self._flush_versions()
         if not self._index:
             return
         self._find_entries()
@@ -1473,7 +1462,8 @@ def _together(
                 answers.append(_member(batch, member))
                 if batch.facts_changed:
                     break
-            batch.complete(first._audit)
+            batch.flush_index()
+            first._audit.append_in(conn, batch.audit_records)
             committing = True
     except _Regroup:
         raise
