@@ -3,15 +3,16 @@ rows as SQLAlchemy's execution of the same statements, and the same errors."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hearth.domain import HearthError, errors
-from hearth.storage.sql import store
-from hearth.storage.sql.store import VERSION_SEQ, AuditRow, SqlStore
+from hearth.storage.sql import store, tables
+from hearth.storage.sql.store import VERSION_SEQ, AuditRow, SqlStore, VersionRow
 from tests.support import Instance, admin
 
 MARKER = "Drivertestmarker"
@@ -81,36 +82,88 @@ def test_reads_and_the_audit_head_match_sqlalchemy(
     assert on_driver[12] == 4  # four versions written
 
 
-def test_writes_through_either_path_store_the_same(
-    sqlite_instance: Instance, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    c = sqlite_instance.container
+def test_driver_writes_store_every_value_in_its_column(sqlite_instance: Instance) -> None:
+    """Each column gets a value of its own, so two values bound in each other's place would
+    show; what was written is read back through SQLAlchemy."""
+    s = sqlite_instance.container.store
+    first = VersionRow(
+        seq=900_001,
+        res_type="Basic",
+        res_id="driver-written",
+        version=1,
+        ts_us=1_700_000_000_000_001,
+        deleted=False,
+        key_id=7,
+        body=b"sealed-body",
+        mac_key_id=8,
+        mac=b"m" * 32,
+    )
+    second = replace(first, seq=900_002, version=2, ts_us=1_700_000_000_000_002, deleted=True)
+    second = replace(second, key_id=None, body=None)
+    audit = AuditRow(
+        seq=900_003,
+        ts_us=1_700_000_000_000_003,
+        actor="user-1",
+        action="read",
+        outcome="success",
+        res_type="Basic",
+        res_id="driver-written",
+        version=2,
+        patient="p-1",
+        detail_key_id=9,
+        body=b"{}",
+        prev_hash=b"p" * 32,
+        hash=b"h" * 32,
+    )
+    with s.write() as conn:
+        s.insert_version(conn, first, new=True)
+        s.insert_version(conn, second)
+        s.insert_audit(conn, [audit])
+        versions = conn.execute(
+            select(tables.resource_version).where(tables.resource_version.c.seq > 900_000)
+        ).all()
+        current = conn.execute(
+            select(tables.resource_current).where(
+                tables.resource_current.c.res_id == "driver-written"
+            )
+        ).one()
+        entry = conn.execute(
+            select(tables.audit_entry).where(tables.audit_entry.c.seq == 900_003)
+        ).one()
+        conn.rollback()
+    assert [store._version(v._mapping) for v in versions] == [first, second]
+    assert dict(current._mapping) == {
+        "res_type": "Basic",
+        "res_id": "driver-written",
+        "version": 2,
+        "seq": 900_002,
+        "deleted": True,
+        "ts_us": 1_700_000_000_000_002,
+    }
+    assert dict(entry._mapping) == {k: v for k, v in asdict(audit).items() if k != "patients"}
 
-    def write(family: str) -> None:
-        records = c.records(admin())
-        made = records.create("Patient", {"resourceType": "Patient", "name": [{"family": family}]})
-        records.update(
-            "Patient", made.res_id, {"resourceType": "Patient", "id": made.res_id, "active": True}
-        )
 
-    def stored(table: str, where: str = "1 = 1") -> list[tuple[tuple[str, type], ...]]:
-        with c.db.read.connect() as conn:
-            query = f"SELECT * FROM {table} WHERE {where} ORDER BY 1"
-            rows = conn.execute(text(query)).all()
-        return [tuple((k, type(v)) for k, v in r._mapping.items()) for r in rows]
+def test_a_missing_parameter_is_an_error_not_a_null(sqlite_instance: Instance) -> None:
+    with sqlite_instance.container.store.read() as conn, pytest.raises(KeyError):
+        store._CURRENT.first(conn, {"t": "Patient"})
 
-    write("Driverpath")
-    through_sqlalchemy(monkeypatch)
-    write("Sqlalchemypath")
-    for table, where in (
-        ("resource_version", "1 = 1"),
-        ("resource_current", "1 = 1"),
-        ("audit_entry", "res_type = 'Patient'"),  # both paths' creates and updates
-        ("audit_head", "1 = 1"),
-    ):
-        shapes = stored(table, where)
-        assert len(set(shapes)) == 1, table  # every row's columns hold the same types
-    assert len(stored("resource_version")) == 4
+
+def test_an_error_while_fetching_is_sqlalchemys(sqlite_instance: Instance) -> None:
+    """sqlite3 steps to the next row inside ``fetchone``: a failure there is translated too."""
+
+    def fails_on_two(x: int) -> int:
+        if x == 2:
+            raise ValueError
+        return x
+
+    rows = Table("hx_rows", MetaData(), Column("x", Integer))
+    hot = store._Hot(select(func.hx_fails_on_two(rows.c.x)))  # in insertion order
+    with sqlite_instance.container.store.read() as conn:
+        conn.connection.driver_connection.create_function("hx_fails_on_two", 1, fails_on_two)
+        conn.exec_driver_sql("CREATE TEMP TABLE hx_rows (x INTEGER)")
+        conn.exec_driver_sql("INSERT INTO hx_rows VALUES (1), (2)")
+        with pytest.raises(OperationalError):
+            hot.first(conn, {})
 
 
 def test_a_duplicate_is_sqlalchemys_integrity_error(sqlite_instance: Instance) -> None:

@@ -30,7 +30,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
-from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoResultFound, OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -159,11 +158,11 @@ class _Hot:
     the cursor of ``conn``'s own driver connection, inside its transaction, as SQLAlchemy's own
     compilation of ``statement`` for SQLite: the two paths cannot drift apart. Its parameters
     need no processing (integers, strings, bytes, booleans, which SQLite stores as 0 and 1 as
-    SQLAlchemy does), and rows come back by column name, as ``row._mapping`` does. A driver
-    error is raised as SQLAlchemy's, without the parameters (they may hold PHI), so the
-    callers' handling (``STORAGE_UNAVAILABLE``, ``CONFLICT``) is unchanged. Other engines
-    execute ``statement`` through SQLAlchemy: there a statement waits on a round trip, which
-    dwarfs its execution."""
+    SQLAlchemy does, and None), and rows come back by column name, as ``row._mapping`` does.
+    A driver error is raised as SQLAlchemy's, without the parameters (they may hold PHI), so
+    the callers' handling (``STORAGE_UNAVAILABLE``, ``CONFLICT``, ``AUDIT_FAILED``) is
+    unchanged. Other engines execute ``statement`` through SQLAlchemy (docs/design.md says why
+    the same saving is not taken there yet)."""
 
     __slots__ = ("columns", "defaults", "names", "sql", "statement")
 
@@ -185,45 +184,46 @@ class _Hot:
         if conn.dialect.name != "sqlite":
             row = conn.execute(self.statement, params).first()
             return None if row is None else row._mapping
-        cursor = self._driver(conn, self._args(params))
-        try:
-            found = cursor.fetchone()
-        finally:
-            cursor.close()
+        found = self._driver(conn, self._args(params), fetch=True)
         return None if found is None else dict(zip(self.columns, found, strict=True))
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> int:
         """Run it; the number of rows it changed."""
         if conn.dialect.name != "sqlite":
             return int(conn.execute(self.statement, params).rowcount)
-        cursor = self._driver(conn, self._args(params))
-        count = int(cursor.rowcount)
-        cursor.close()
-        return count
+        return int(self._driver(conn, self._args(params)))
 
     def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if conn.dialect.name != "sqlite":
             conn.execute(self.statement, list(rows))
             return
-        self._driver(conn, [self._args(row) for row in rows], many=True).close()
+        self._driver(conn, [self._args(row) for row in rows], many=True)
 
     def _args(self, params: dict[str, Any]) -> tuple[Any, ...]:
+        """The values in the order of the statement's marks. A name missing from ``params``
+        that the statement does not bind itself is an error, as on SQLAlchemy's path, never a
+        NULL: an insert names every column, and a column's default would not apply."""
         defaults = self.defaults
-        return tuple(params[name] if name in params else defaults.get(name) for name in self.names)
+        return tuple(params[name] if name in params else defaults[name] for name in self.names)
 
-    def _driver(self, conn: Connection, args: Any, *, many: bool = False) -> DBAPICursor:
+    def _driver(
+        self, conn: Connection, args: Any, *, many: bool = False, fetch: bool = False
+    ) -> Any:
+        """Run on the driver's cursor: the first row if ``fetch`` (sqlite3 steps to it in
+        ``fetchone``, which can fail too), else the number of rows changed."""
         cursor = conn.connection.cursor()
         try:
             if many:
                 cursor.executemany(self.sql, args)
             else:
                 cursor.execute(self.sql, args)
+            return cursor.fetchone() if fetch else cursor.rowcount
         except sqlite3.Error as exc:
-            cursor.close()
             raise DBAPIError.instance(
                 self.sql, args, exc, sqlite3.Error, hide_parameters=True
             ) from exc
-        return cursor
+        finally:
+            cursor.close()
 
 
 # Hot-path statements are built once: constructing SQLAlchemy expressions per call costs more
