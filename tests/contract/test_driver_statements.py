@@ -1,5 +1,5 @@
-"""SQLite's hot statements on its own cursor (``hearth.storage.sql.store._Hot``): the same
-rows as SQLAlchemy's execution of the same statements, and the same errors."""
+"""The hot statements on the driver's own cursor (``hearth.storage.sql.store._Hot``), on every
+engine: the same rows as SQLAlchemy's execution of the same statements, and the same errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, Table, func, select, text
+from sqlalchemy import Column, Connection, Integer, MetaData, Table, event, func, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from hearth.domain import HearthError, errors
@@ -19,8 +19,8 @@ MARKER = "Drivertestmarker"
 
 
 def through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on ``_Hot`` statements take SQLAlchemy's path on SQLite too, as they do on
-    PostgreSQL and MariaDB."""
+    """From now on ``_Hot`` statements go through SQLAlchemy's execution, as every other
+    statement does."""
 
     def first(hot: Any, conn: Connection, params: dict[str, Any]) -> Any:
         row = conn.execute(hot.statement, params).first()
@@ -53,9 +53,9 @@ def reads(s: SqlStore, refs: list[tuple[str, str]]) -> list[object]:
 
 
 def test_reads_and_the_audit_head_match_sqlalchemy(
-    sqlite_instance: Instance, monkeypatch: pytest.MonkeyPatch
+    instance: Instance, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    c = sqlite_instance.container
+    c = instance.container
     records = c.records(admin())
     kept = records.create("Patient", {"resourceType": "Patient", "name": [{"family": MARKER}]})
     records.update(
@@ -82,10 +82,10 @@ def test_reads_and_the_audit_head_match_sqlalchemy(
     assert on_driver[12] == 4  # four versions written
 
 
-def test_driver_writes_store_every_value_in_its_column(sqlite_instance: Instance) -> None:
+def test_driver_writes_store_every_value_in_its_column(instance: Instance) -> None:
     """Each column gets a value of its own, so two values bound in each other's place would
     show; what was written is read back through SQLAlchemy."""
-    s = sqlite_instance.container.store
+    s = instance.container.store
     first = VersionRow(
         seq=900_001,
         res_type="Basic",
@@ -143,8 +143,8 @@ def test_driver_writes_store_every_value_in_its_column(sqlite_instance: Instance
     assert dict(entry._mapping) == {k: v for k, v in asdict(audit).items() if k != "patients"}
 
 
-def test_a_missing_parameter_is_an_error_not_a_null(sqlite_instance: Instance) -> None:
-    with sqlite_instance.container.store.read() as conn, pytest.raises(KeyError):
+def test_a_missing_parameter_is_an_error_not_a_null(instance: Instance) -> None:
+    with instance.container.store.read() as conn, pytest.raises(KeyError):
         store._CURRENT.first(conn, {"t": "Patient"})
 
 
@@ -166,8 +166,8 @@ def test_an_error_while_fetching_is_sqlalchemys(sqlite_instance: Instance) -> No
             hot.first(conn, {})
 
 
-def test_a_duplicate_is_sqlalchemys_integrity_error(sqlite_instance: Instance) -> None:
-    s = sqlite_instance.container.store
+def test_a_duplicate_is_sqlalchemys_integrity_error(instance: Instance) -> None:
+    s = instance.container.store
     with pytest.raises(HearthError) as raised, s.write() as conn:
         existing: Any = conn.execute(text("SELECT * FROM audit_entry LIMIT 1")).one()._mapping
         s.insert_audit(conn, [AuditRow(**{**dict(existing), "patients": ()})])
@@ -191,3 +191,46 @@ def test_a_driver_error_is_storage_unavailable_and_quotes_no_value(
         c.store.current(conn, "Patient", created.res_id)
     assert "no such table" in str(failed.value)
     assert created.res_id not in str(failed.value)
+
+
+def test_a_lost_connection_is_invalidated_and_the_next_read_works(
+    instance: Instance, engine: str
+) -> None:
+    """As SQLAlchemy does for its own statements: the pool must not hand the dead connection
+    out again."""
+    if engine != "postgresql":
+        pytest.skip("terminates a PostgreSQL server process")
+    c = instance.container
+    made = c.records(admin()).create("Patient", {"resourceType": "Patient", "active": True})
+    with c.db.read.connect() as conn:
+        pid = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+        with c.db.write.connect() as other:
+            other.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        with pytest.raises(OperationalError) as failed:
+            c.store.current(conn, "Patient", made.res_id)
+        assert failed.value.connection_invalidated
+        assert conn.invalidated
+        assert made.res_id not in str(failed.value)
+    assert c.records(admin()).read("Patient", made.res_id).version == 1
+
+
+def test_a_read_on_a_server_database_ends_with_commit(instance: Instance, engine: str) -> None:
+    """The driver began the read's transaction; SQLAlchemy must know, so that the read ends
+    with COMMIT, not with the pool's ROLLBACK, which drops psycopg's prepared statements
+    (docs/design.md, "Read transactions")."""
+    if engine == "sqlite":
+        pytest.skip("SQLite reads run in autocommit")
+    c = instance.container
+    made = c.records(admin()).create("Patient", {"resourceType": "Patient", "active": True})
+    commits: list[object] = []
+
+    def committed(conn: object) -> None:
+        commits.append(conn)
+
+    event.listen(c.db.read, "commit", committed)
+    try:
+        with c.store.read() as conn:
+            assert c.store.current(conn, "Patient", made.res_id) is not None
+    finally:
+        event.remove(c.db.read, "commit", committed)
+    assert len(commits) == 1

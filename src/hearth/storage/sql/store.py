@@ -6,11 +6,10 @@ functions inside the transactions it owns. All statements are parameterised (ASV
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     ColumnElement,
@@ -30,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoResultFound, OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -148,79 +148,118 @@ _C = t.resource_current
 _A = t.audit_entry
 
 
+class _Form(NamedTuple):
+    """A statement compiled for one engine."""
+
+    sql: str
+    names: tuple[str, ...]
+    positional: bool
+    bound: dict[str, Any]
+
+
 class _Hot:
-    """A statement every request runs; on SQLite it runs on the driver's own cursor.
+    """A statement every request runs, run on the driver's own cursor.
 
-    On SQLite, SQLAlchemy's execution of a statement (connection wrapper, compiled-cache
-    lookup, execution context, parameter and result processing) costs several times the
-    statement itself, and a read by id runs one while an audit append runs four
-    (docs/design.md, "SQLite's own cursor for the hot statements"). There the statement runs on
+    SQLAlchemy's execution of a statement (connection wrapper, compiled-cache lookup,
+    execution context, parameter and result processing) costs several times the statement
+    itself on SQLite, and more than the client's side of a round trip on PostgreSQL; a read by
+    id runs one of these, an audit append four, a version written two or three
+    (docs/design.md, "The driver's cursor for the hot statements"). So the statement runs on
     the cursor of ``conn``'s own driver connection, inside its transaction, as SQLAlchemy's own
-    compilation of ``statement`` for SQLite: the two paths cannot drift apart. Its parameters
-    need no processing (integers, strings, bytes, booleans, which SQLite stores as 0 and 1 as
-    SQLAlchemy does, and None), and rows come back by column name, as ``row._mapping`` does.
-    A driver error is raised as SQLAlchemy's, without the parameters (they may hold PHI), so
-    the callers' handling (``STORAGE_UNAVAILABLE``, ``CONFLICT``, ``AUDIT_FAILED``) is
-    unchanged. Other engines execute ``statement`` through SQLAlchemy (docs/design.md says why
-    the same saving is not taken there yet)."""
+    compilation of ``statement`` for that engine: the two paths cannot drift apart. Its
+    parameters need no processing (integers, strings, bytes, booleans and None, which every
+    driver binds as SQLAlchemy would), and rows come back by column name, as ``row._mapping``
+    does. A driver error is raised as SQLAlchemy's, without the parameters (they may hold PHI),
+    so the callers' handling (``STORAGE_UNAVAILABLE``, ``CONFLICT``, ``AUDIT_FAILED``) is
+    unchanged; a lost server connection is invalidated, as SQLAlchemy does, so the pool does
+    not hand it out again."""
 
-    __slots__ = ("columns", "defaults", "names", "sql", "statement")
+    __slots__ = ("_forms", "columns", "statement")
 
     def __init__(self, statement: Select[Any] | Insert | Update) -> None:
         self.statement = statement
-        compiled = statement.compile(dialect=sqlite_dialect())
-        assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a statement compiles to one
-        self.sql = str(compiled)
-        self.names = tuple(compiled.positiontup or ())
-        # Values bound in the statement itself (``id == 1``); the rest come with each call. An
-        # insert names every column of its table: each call gives every value.
-        self.defaults = {k: v for k, v in compiled.params.items() if v is not None}
         self.columns = tuple(
             c.key for c in getattr(statement, "selected_columns", ()) if c.key is not None
         )
+        # Per engine: the compiled text, its parameter names (in order where the driver's
+        # style is positional), whether it is, and the values the statement binds itself.
+        self._forms: dict[str, _Form] = {}
+        self._form(sqlite_dialect())  # at import: a statement that cannot compile fails here
+
+    def _form(self, dialect: Dialect) -> _Form:
+        form = self._forms.get(dialect.name)
+        if form is None:
+            compiled = self.statement.compile(dialect=dialect)
+            assert isinstance(compiled, SQLCompiler)  # noqa: S101 - a statement compiles to one
+            if compiled.positiontup is not None:
+                names, positional = tuple(compiled.positiontup), True
+            else:
+                names, positional = tuple(compiled.params), False
+            bound = {k: v for k, v in compiled.params.items() if v is not None}
+            form = _Form(str(compiled), names, positional, bound)
+            self._forms[dialect.name] = form  # the same in every thread: a race compiles twice
+        return form
 
     def first(self, conn: Connection, params: dict[str, Any]) -> Mapping[Any, Any] | None:
         """The first row, its values by column name; None when there is none."""
-        if conn.dialect.name != "sqlite":
-            row = conn.execute(self.statement, params).first()
-            return None if row is None else row._mapping
-        found = self._driver(conn, self._args(params), fetch=True)
+        found = self._driver(conn, [params], fetch=True)
         return None if found is None else dict(zip(self.columns, found, strict=True))
 
     def execute(self, conn: Connection, params: dict[str, Any]) -> int:
-        """Run it; the number of rows it changed."""
-        if conn.dialect.name != "sqlite":
-            return int(conn.execute(self.statement, params).rowcount)
-        return int(self._driver(conn, self._args(params)))
+        """Run it; the number of rows it changed (matched, on MariaDB, as SQLAlchemy's
+        connections ask for)."""
+        return int(self._driver(conn, [params]))
 
     def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if conn.dialect.name != "sqlite":
-            conn.execute(self.statement, list(rows))
-            return
-        self._driver(conn, [self._args(row) for row in rows], many=True)
-
-    def _args(self, params: dict[str, Any]) -> tuple[Any, ...]:
-        """The values in the order of the statement's marks. A name missing from ``params``
-        that the statement does not bind itself is an error, as on SQLAlchemy's path, never a
-        NULL: an insert names every column, and a column's default would not apply."""
-        defaults = self.defaults
-        return tuple(params[name] if name in params else defaults[name] for name in self.names)
+        if rows:
+            self._driver(conn, rows, many=True)
 
     def _driver(
-        self, conn: Connection, args: Any, *, many: bool = False, fetch: bool = False
+        self,
+        conn: Connection,
+        rows: Sequence[dict[str, Any]],
+        *,
+        many: bool = False,
+        fetch: bool = False,
     ) -> Any:
         """Run on the driver's cursor: the first row if ``fetch`` (sqlite3 steps to it in
-        ``fetchone``, which can fail too), else the number of rows changed."""
-        cursor = conn.connection.cursor()
+        ``fetchone``, which can fail too), else the number of rows changed.
+
+        A name missing from a row that the statement does not bind itself is a ``KeyError``,
+        as on SQLAlchemy's path, never a NULL: an insert names every column, and a column's
+        default would not apply."""
+        dialect = conn.dialect
+        sql, names, positional, bound = self._form(dialect)
+        args: list[Any] = [
+            tuple(row[n] if n in row else bound[n] for n in names)
+            if positional
+            else {n: row[n] if n in row else bound[n] for n in names}
+            for row in rows
+        ]
+        if dialect.name != "sqlite" and not conn.in_transaction():
+            # The driver begins a transaction implicitly: SQLAlchemy must know of it to commit
+            # it (a read ending in the pool's ROLLBACK drops psycopg's prepared statements).
+            conn.begin()
+        raw = conn.connection
+        cursor = raw.cursor()
         try:
             if many:
-                cursor.executemany(self.sql, args)
+                cursor.executemany(sql, args)
             else:
-                cursor.execute(self.sql, args)
+                cursor.execute(sql, args[0])
             return cursor.fetchone() if fetch else cursor.rowcount
-        except sqlite3.Error as exc:
+        except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+            if lost:
+                conn.invalidate(exc)
             raise DBAPIError.instance(
-                self.sql, args, exc, sqlite3.Error, hide_parameters=True
+                sql,
+                args,
+                exc,
+                dialect.loaded_dbapi.Error,
+                hide_parameters=True,
+                connection_invalidated=lost,
+                dialect=dialect,
             ) from exc
         finally:
             cursor.close()
