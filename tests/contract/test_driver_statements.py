@@ -98,8 +98,15 @@ def test_driver_writes_store_every_value_in_its_column(instance: Instance) -> No
         mac_key_id=8,
         mac=b"m" * 32,
     )
-    second = replace(first, seq=900_002, version=2, ts_us=1_700_000_000_000_002, deleted=True)
-    second = replace(second, key_id=None, body=None)
+    second = replace(
+        first,
+        seq=900_002,
+        version=2,
+        ts_us=1_700_000_000_000_002,
+        deleted=True,
+        key_id=None,
+        body=None,
+    )
     audit = AuditRow(
         seq=900_003,
         ts_us=1_700_000_000_000_003,

@@ -28,7 +28,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, NoResultFound, OperationalError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -181,10 +180,10 @@ class _Hot:
         self.columns = tuple(
             c.key for c in getattr(statement, "selected_columns", ()) if c.key is not None
         )
-        # Per engine: the compiled text, its parameter names (in order where the driver's
-        # style is positional), whether it is, and the values the statement binds itself.
+        # Per engine, compiled at its first use: the text, its parameter names (in order where
+        # the driver's style is positional), whether it is, and the values the statement binds
+        # itself.
         self._forms: dict[str, _Form] = {}
-        self._form(sqlite_dialect())  # at import: a statement that cannot compile fails here
 
     def _form(self, dialect: Dialect) -> _Form:
         form = self._forms.get(dialect.name)
@@ -811,14 +810,16 @@ class SqlStore:
         )
 
     def set_audit_head(self, conn: Connection, head: AuditHeadRow) -> None:
-        params = {
-            "b_seq": head.seq,
-            "b_hash": head.hash,
-            "b_version_seq": head.version_seq,
-            "b_key_id": head.key_id,
-            "b_signature": head.signature,
-        }
-        _SET_AUDIT_HEAD.execute(conn, params)
+        _SET_AUDIT_HEAD.execute(
+            conn,
+            {
+                "b_seq": head.seq,
+                "b_hash": head.hash,
+                "b_version_seq": head.version_seq,
+                "b_key_id": head.key_id,
+                "b_signature": head.signature,
+            },
+        )
 
     def insert_audit(self, conn: Connection, rows: Sequence[AuditRow]) -> None:
         values = [
