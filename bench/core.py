@@ -1,5 +1,6 @@
-"""Core benchmark (issue 2): read-by-id, create, update and history read, Hearth against the
-hand-rolled baseline on the same stack, on SQLite and PostgreSQL, plus the "hello" ceiling.
+"""Core benchmark (issue 2): read-by-id, create (the same Patient, and varied ones), update and
+history read, Hearth against the hand-rolled baseline on the same stack, on SQLite and
+PostgreSQL, plus the "hello" ceiling.
 
 Each operation runs alternately on Hearth and on the baseline, ``REPEATS`` times, and the table
 shows medians and the ratio of medians. Environment: ``HEARTH_BENCH_DURATION`` (seconds per run,
@@ -50,7 +51,33 @@ PATIENT = {
         }
     ],
 }
-OPERATIONS = ("read", "create", "update", "history")
+#: ``create`` posts the same Patient every time, so every create's blind-index keys are the
+#: last one's and its index rows land beside theirs; ``create-varied`` posts a Patient whose
+#: names, street, identifier and birth date are drawn at random per request, as real patients'
+#: differ, so about half of its keys (those of the drawn values) land at new places in the
+#: index (docs/benchmarks.md).
+OPERATIONS = ("read", "create", "create-varied", "update", "history")
+
+#: Placeholders in the varied Patient, filled per request by ``varied_lua``: each is drawn as
+#: (kind, low, high): ``letters`` a capital and then small letters, ``low`` to ``high`` in all;
+#: ``digits`` exactly ``low`` digits; ``number`` an integer from ``low`` to ``high``.
+VARIED_DRAWS: dict[str, tuple[str, int, int]] = {
+    "family": ("letters", 5, 10),
+    "given": ("letters", 3, 8),
+    "street": ("letters", 5, 12),
+    "number": ("number", 1, 9999),
+    "digits": ("digits", 7, 7),
+    "year": ("number", 20, 99),
+    "month": ("number", 1, 9),
+    "day": ("number", 0, 9),
+}
+VARIED_PATIENT = {
+    **PATIENT,
+    "identifier": [{"system": "urn:oid:2.16.840.1.113883.3.9999.1", "value": "MRN@digits@"}],
+    "name": [{"use": "official", "family": "@family@", "given": ["@given@", "@given@"]}],
+    "birthDate": "19@year@-0@month@-1@day@",
+    "address": [{**PATIENT["address"][0], "line": ["@number@ @street@ Street"]}],  # type: ignore[index]
+}
 
 
 def seed(base: str, token: str, count: int) -> list[str]:
@@ -68,6 +95,51 @@ def seed(base: str, token: str, count: int) -> list[str]:
     return ids
 
 
+def lua_draw(kind: str, low: int, high: int) -> str:
+    """The Lua expression of one ``VARIED_DRAWS`` draw (``letters`` and ``digits`` are functions
+    of the script)."""
+    if kind == "letters":
+        return f"letters(math.random({low}, {high}))"
+    if kind == "digits":
+        return f"digits({low})"
+    return f"tostring(math.random({low}, {high}))"
+
+
+def varied_lua(token: str) -> str:
+    """A wrk script posting ``VARIED_PATIENT`` with every placeholder drawn at random as
+    ``VARIED_DRAWS`` says, a new draw for each placeholder and request. Seeded from the clock,
+    so that each run posts Patients of its own."""
+    body = json.dumps(json.dumps(VARIED_PATIENT))
+    fill = "\n".join(
+        f"  {name} = function() return {lua_draw(*draw)} end,"
+        for name, draw in VARIED_DRAWS.items()
+    )
+    return f"""
+math.randomseed(os.time())
+local body = {body}
+local function letters(n)
+  local t = {{string.char(math.random(65, 90))}}
+  for i = 2, n do t[i] = string.char(math.random(97, 122)) end
+  return table.concat(t)
+end
+local function digits(n)
+  local t = {{}}
+  for i = 1, n do t[i] = string.char(math.random(48, 57)) end
+  return table.concat(t)
+end
+local fill = {{
+{fill}
+}}
+wrk.headers["Authorization"] = "Bearer {token}"
+wrk.headers["Content-Type"] = "application/fhir+json"
+wrk.headers["Prefer"] = "return=minimal"
+request = function()
+  local b = string.gsub(body, "@(%a+)@", function(k) return fill[k]() end)
+  return wrk.format("POST", "/fhir/Patient", nil, b)
+end
+"""
+
+
 def scripts(ids: list[str], token: str) -> dict[str, tuple[str, str]]:
     update_body = json.dumps({**PATIENT, "id": "{id}"})
     return {
@@ -79,6 +151,7 @@ def scripts(ids: list[str], token: str) -> dict[str, tuple[str, str]]:
             "/fhir/Patient",
             lua_requests("POST", ["/fhir/Patient"], json.dumps(PATIENT), token),
         ),
+        "create-varied": ("/fhir/Patient", varied_lua(token)),
         "update": (
             "/fhir/Patient/x",
             lua_requests("PUT", [f"/fhir/Patient/{i}" for i in ids], update_body, token),
