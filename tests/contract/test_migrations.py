@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -61,5 +62,31 @@ def test_migrations_build_the_declared_schema(database_url: str | None, tmp_path
             context = MigrationContext.configure(conn, opts={"compare_type": False})
             differences = compare_metadata(context, metadata)
         assert differences == []
+    finally:
+        db.dispose()
+
+
+def test_postgresql_samples_more_of_the_blind_keys(
+    engine: str, database_url: str | None, tmp_path: Path
+) -> None:
+    """Migration 0014: ``search_hash.hash`` has a statistics target of 1,000 on PostgreSQL, and
+    going back to 0013 gives the default again."""
+    if engine != "postgresql":
+        pytest.skip("statistics targets are PostgreSQL's")
+    db = open_database(database_url or f"sqlite:///{tmp_path / 'stats.db'}")
+    target = (
+        "SELECT attstattarget FROM pg_attribute "
+        "WHERE attrelid = 'search_hash'::regclass AND attname = 'hash'"
+    )
+    try:
+        migrate.upgrade(db)
+        with db.read.connect() as conn:
+            assert conn.exec_driver_sql(target).scalar_one() == 1000
+        config = migrate._config()
+        with db.write.begin() as conn:
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0013")
+        with db.read.connect() as conn:
+            assert conn.exec_driver_sql(target).scalar_one() in (-1, None)
     finally:
         db.dispose()

@@ -16,6 +16,7 @@ from hearth.cli.migrate import needs_reindex
         ("0012", "0013", True),  # literal references without "has a value" keys
         ("0008", "0010", False),
         ("0013", "0013", False),
+        ("0013", "0014", False),  # PostgreSQL's statistics target: no index change
         (None, "0013", False),  # a new database has nothing to rebuild
     ],
 )
