@@ -86,6 +86,7 @@ def test_postgresql_samples_more_of_the_blind_keys(
         with db.write.begin() as conn:
             config.attributes["connection"] = conn
             command.downgrade(config, "0013")
+        assert migrate.current_revision(db) == "0013"
         with db.read.connect() as conn:
             assert conn.exec_driver_sql(target).scalar_one() in (-1, None)
     finally:

@@ -7,13 +7,14 @@ Revises: 0013
 heavy-tailed: a status or a code is shared by every resource that has it, a long name prefix by
 a few. With the default statistics target (100, a sample of 30,000 rows), PostgreSQL estimated
 7,659 distinct keys where there were 273,953 (100,000 patients and 1,000,000 observations:
-31.6 million rows). It then expected a rare key to match about ten times the rows it does, and
-counted the matches of a name search by reading every Patient's row of ``search_resource`` (19
-ms) instead of looking up the 543 it matched (2 ms). The column's target is raised to 1,000 (a
+31.6 million rows). It then expected the three keys of a name search to match 4,828 rows where
+they matched 543, and counted them by reading every Patient's row of ``search_resource`` (19 ms)
+instead of looking each one up (2 ms). The column's target is raised to 1,000 (a
 sample of 300,000 rows; ``ANALYZE`` of that table took 2.3 s instead of under one), and the
-table is analysed now so that an upgraded database plans with it at once. Nothing changes on
+table is analysed now so that an upgraded database plans with it at once (``hearth migrate``
+and ``hearth reindex`` analyse the index tables again after a rebuild). Nothing changes on
 SQLite and MariaDB, whose planners do not estimate from a sample of values (docs/design.md,
-"Search indexes").
+"Blind keys").
 """
 
 from __future__ import annotations
