@@ -44,5 +44,4 @@ def command(state: State) -> None:
             count = rebuild_search_index(
                 c.system_repository("reindex", operator="cli"), RichProgress()
             )
-            c.refresh_statistics()  # of the new index rows (PostgreSQL, MariaDB)
         click.echo(f"Indexed {count} resources.")

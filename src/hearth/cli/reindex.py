@@ -35,8 +35,6 @@ def command(state: State, as_json: bool) -> None:
         indexed = rebuild_search_index(
             c.system_repository("reindex", operator="cli"), RichProgress(enabled=not as_json)
         )
-        # Every index row is new: the planner's statistics of them too (PostgreSQL, MariaDB).
-        c.refresh_statistics()
     if as_json:
         emit_json({"indexed": indexed})
     else:

@@ -522,5 +522,7 @@ class SystemRepository:
             for rows in index_pages(self._keys, self._index_workers, pages):
                 search_sql.insert_index(conn, rows)
                 done += len(rows)
+        # Every index row is new: so are the planner's statistics of them (PostgreSQL, MariaDB).
+        self._store.refresh_statistics()
         self.record("search.reindex", Outcome.SUCCESS)
         return done

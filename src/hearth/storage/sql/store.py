@@ -320,8 +320,9 @@ def _current_values(row: VersionRow) -> dict[str, Any]:
     return {"version": row.version, "seq": row.seq, "deleted": row.deleted, "ts_us": row.ts_us}
 
 
-_AUDIT_HEAD = _Hot(select(t.audit_head).where(t.audit_head.c.id == 1))
-_AUDIT_HEAD_LOCKED = _Hot(select(t.audit_head).where(t.audit_head.c.id == 1).with_for_update())
+_HEAD_ROW = select(t.audit_head).where(t.audit_head.c.id == 1)
+_AUDIT_HEAD = _Hot(_HEAD_ROW)
+_AUDIT_HEAD_LOCKED = _Hot(_HEAD_ROW.with_for_update())
 _SET_AUDIT_HEAD = _Hot(
     update(t.audit_head)
     .where(t.audit_head.c.id == 1)
