@@ -36,12 +36,21 @@ def test_the_log_is_copied_past_its_threshold_not_sqlites(tmp_path: Path) -> Non
         db.dispose()
 
 
-def test_the_log_file_is_cut_back_when_it_starts_over(tmp_path: Path) -> None:
+def test_the_log_file_keeps_its_usual_size_and_is_cut_back_past_the_limit(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
+    wal = tmp_path / "s.db-wal"
     db = open_database(f"sqlite:///{path}")
     try:
-        _write(db, pages=WAL_CHECKPOINT_PAGES + 100)  # a log longer than the limit, then copied
-        _write(db, pages=1)  # starts the log over, and cuts the file back
-        assert (tmp_path / "s.db-wal").stat().st_size <= WAL_SIZE_LIMIT
+        # A log of the usual size at a checkpoint is reused as it is when it starts over: cutting
+        # it back would only have the next writes grow it again.
+        _write(db, pages=WAL_CHECKPOINT_PAGES + 100)
+        _write(db, pages=1)  # starts the log over
+        usual = wal.stat().st_size
+        assert WAL_CHECKPOINT_PAGES * 4096 < usual <= WAL_SIZE_LIMIT
+        # A far longer run (a rebuild of the index) is cut back to the limit when it starts over.
+        _write(db, pages=WAL_SIZE_LIMIT // 4096 + 100)
+        assert wal.stat().st_size > WAL_SIZE_LIMIT
+        _write(db, pages=1)
+        assert wal.stat().st_size <= WAL_SIZE_LIMIT
     finally:
         db.dispose()

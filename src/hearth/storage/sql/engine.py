@@ -5,7 +5,7 @@ transactions begin with ``BEGIN IMMEDIATE``, so a writer takes the write lock up
 failing to upgrade a read lock halfway through. Reads use a separate pool of connections in
 autocommit mode (each statement is its own snapshot) and never block the writer in WAL mode.
 A writer copies the write-ahead log into the database file (a checkpoint) once the log holds
-``WAL_CHECKPOINT_PAGES`` pages, ten times SQLite's default (see there).
+``WAL_CHECKPOINT_PAGES`` pages, fifty times SQLite's default (see there).
 
 PostgreSQL runs through psycopg 3; MariaDB/MySQL through PyMySQL with ``utf8mb4`` and
 ``READ COMMITTED``. On both, writers serialise on the row lock of the gap-free counter they must
@@ -31,14 +31,18 @@ from hearth.domain import HearthError, errors
 __all__ = ["Database", "check_reachable", "normalise_url", "open_database"]
 
 #: Pages in SQLite's write-ahead log after which the committing writer copies them into the
-#: database file (40 MiB at 4 KiB pages; SQLite's default is 1,000). Hearth's writes dirty pages
-#: all over the blind index (a keyed hash lands anywhere in ``search_hash``), so at 1,000 a
-#: transaction bundle passed the threshold on its own and every bundle's commit was followed by
-#: a checkpoint and an fsync of the database file while the next writer waited.
-WAL_CHECKPOINT_PAGES = 10_000
+#: database file (about 200 MiB at 4 KiB pages; SQLite's default is 1,000). Hearth's writes
+#: dirty pages all over the blind index (a keyed hash lands anywhere in ``search_hash``): at
+#: 1,000 a transaction bundle passed the threshold on its own, and every checkpoint ends with an
+#: fsync of the database file while the next writer waits. At 50,000 a checkpoint comes a fifth
+#: as often as at 10,000, and writes were 12 to 24% faster (docs/benchmarks.md, "Checkpoints").
+WAL_CHECKPOINT_PAGES = 50_000
 #: The size the log file is cut back to when it starts over (SQLite reuses it without truncating
-#: it, so it would otherwise keep the size of its longest run).
-WAL_SIZE_LIMIT = 16 * 1024 * 1024
+#: it, so it would otherwise keep the size of its longest run): above the log's usual size at a
+#: checkpoint, so that only a run far longer than usual (a rebuild of the index) is cut back. A
+#: log cut back at every checkpoint is grown again by the writes that follow, each of which then
+#: waits for the file system to allocate and journal the blocks (4% of bundle throughput).
+WAL_SIZE_LIMIT = 256 * 1024 * 1024
 
 
 def normalise_url(url: str) -> URL:
