@@ -31,17 +31,18 @@ from hearth.domain import HearthError, errors
 __all__ = ["Database", "check_reachable", "normalise_url", "open_database"]
 
 #: Pages in SQLite's write-ahead log after which the committing writer copies them into the
-#: database file (about 200 MiB at 4 KiB pages; SQLite's default is 1,000). Hearth's writes
-#: dirty pages all over the blind index (a keyed hash lands anywhere in ``search_hash``): at
-#: 1,000 a transaction bundle passed the threshold on its own, and every checkpoint ends with an
-#: fsync of the database file while the next writer waits. At 50,000 a checkpoint comes a fifth
-#: as often as at 10,000, and writes were 12 to 24% faster (docs/benchmarks.md, "Checkpoints").
+#: database file (a log of about 197 MiB at 4 KiB pages; SQLite's default is 1,000). Hearth's
+#: writes dirty pages all over the blind index (a keyed hash lands anywhere in
+#: ``search_hash``): at 1,000 a transaction bundle passed the threshold on its own, and every
+#: checkpoint ends with an fsync of the database file while the next writer waits. At 50,000 a
+#: checkpoint comes a fifth as often as at 10,000, and transaction bundles at 1,100,000 versions
+#: were 13 to 22% faster (docs/benchmarks.md, "Checkpoints a fifth as often").
 WAL_CHECKPOINT_PAGES = 50_000
 #: The size the log file is cut back to when it starts over (SQLite reuses it without truncating
 #: it, so it would otherwise keep the size of its longest run): above the log's usual size at a
-#: checkpoint, so that only a run far longer than usual (a rebuild of the index) is cut back. A
-#: log cut back at every checkpoint is grown again by the writes that follow, each of which then
-#: waits for the file system to allocate and journal the blocks (4% of bundle throughput).
+#: checkpoint, so that only a run far longer than usual (a rebuild of the index) is cut back.
+#: Cut back at every checkpoint, the log file had to be grown again by the writes after it:
+#: bundles were 5 to 6% slower so, probably for the file system's allocating the blocks again.
 WAL_SIZE_LIMIT = 256 * 1024 * 1024
 
 
