@@ -259,13 +259,17 @@ class IntegritySettings:
 
     Every ``scan_interval_seconds`` it checks versions written since its last run and advances a
     rolling full pass so that everything stored is re-checked within ``full_pass_days``;
-    ``max_versions_per_tick`` bounds one run's work when it has fallen behind.
+    ``max_versions_per_tick`` bounds one run's work when it has fallen behind. ``busy_share`` is
+    the most of a run's time it spends checking: after each batch it waits, so that a run
+    catching up with a large load leaves the rest of the server's time to its requests (1: it
+    never waits).
     """
 
     scan: bool = True
     scan_interval_seconds: float = 60.0
     full_pass_days: float = 7.0
     max_versions_per_tick: int = 500_000
+    busy_share: float = 0.25
 
     def __post_init__(self) -> None:
         if self.scan_interval_seconds < 1:
@@ -274,6 +278,8 @@ class IntegritySettings:
             raise ValueError("integrity.full_pass_days must be positive")
         if self.max_versions_per_tick < 1:
             raise ValueError("integrity.max_versions_per_tick must be at least 1")
+        if not 0.01 <= self.busy_share <= 1:
+            raise ValueError("integrity.busy_share must be between 0.01 and 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -509,6 +515,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
             scan_interval_seconds=float(scanner.get("scan_interval_seconds", 60.0)),
             full_pass_days=float(scanner.get("full_pass_days", 7.0)),
             max_versions_per_tick=int(scanner.get("max_versions_per_tick", 500_000)),
+            busy_share=float(scanner.get("busy_share", 0.25)),
         )
     except (TypeError, ValueError) as exc:
         raise HearthError(errors.BAD_PARAMETER, f"{config_path}: {exc}") from None

@@ -4,7 +4,7 @@ the incremental scan reads only new versions; the background scanner runs in a s
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -372,3 +372,111 @@ def test_missing_and_misdirected_pointers(clean: Any) -> None:
         "it names"
     ) in found
     assert f"pointer seq 6 Patient/{ids[5]}/_history/1: resource has no current pointer" in found
+
+
+class _Paced:
+    """A fake timer and pause for the scanner: every batch of versions read takes ``batch``
+    seconds; ``pause`` records each wait and lets that time pass."""
+
+    def __init__(self, batch: float) -> None:
+        self.now = 0.0
+        self.batch = batch
+        self.waits: list[float] = []
+        self.batches = 0
+        self.stop: Callable[[], None] | None = None  # the server shutting down during a pause
+
+    def timer(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.now += seconds
+        if self.stop is not None:
+            self.stop()
+            return True
+        return False
+
+    def read(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        original = scan_sql.version_tuples
+
+        def slow(conn: Any, **kw: int) -> list[tuple[Any, ...]]:
+            self.batches += 1
+            self.now += self.batch
+            return original(conn, **kw)
+
+        monkeypatch.setattr(scan_sql, "version_tuples", slow)
+
+
+def _paced_scanner(instance: Instance, paced: _Paced, **settings: Any) -> IntegrityScanner:
+    c = instance.container
+    return IntegrityScanner(
+        lambda: c.system_repository("integrity-scan"),
+        clock=c.clock,
+        settings=IntegritySettings(**settings),
+        alarms=Alarms(),
+        batch=4,
+        timer=paced.timer,
+        pause=paced.pause,
+    )
+
+
+def test_a_background_run_spends_at_most_its_busy_share_checking(
+    clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After each batch a background run waits three times as long as the batch took
+    (``busy_share`` 0.25), and still checks everything it would have."""
+    instance, _ids, _scan, _alarms = clean
+    records = instance.container.records(admin())
+    for _ in range(10):
+        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    paced = _Paced(batch=2.0)
+    paced.read(monkeypatch)
+    report = _paced_scanner(instance, paced, busy_share=0.25).tick()
+    assert report is not None
+    assert report.ok
+    assert report.cursors["inc.seq"] == 18
+    # 10 new versions 4 a batch, then the rolling pass; a batch that read nothing ends a loop
+    # without a pause.
+    assert len(paced.waits) >= 3
+    assert set(paced.waits) == {6.0}
+
+
+def test_a_background_run_at_full_share_never_waits(
+    clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, _ids, _scan, _alarms = clean
+    instance.container.records(admin()).create(
+        "Patient", {"resourceType": "Patient", "gender": "other"}
+    )
+    paced = _Paced(batch=2.0)
+    paced.read(monkeypatch)
+    report = _paced_scanner(instance, paced, busy_share=1.0).tick()
+    assert report is not None
+    assert report.versions_read >= 1
+    assert paced.waits == []
+
+
+def test_a_pause_ends_when_the_scanner_stops_and_never_outlasts_half_the_lease(
+    clean: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    instance, _ids, _scan, _alarms = clean
+    records = instance.container.records(admin())
+    for _ in range(10):
+        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    # Stopping during a pause ends the run after that batch; its cursor keeps what it checked.
+    stopping = _Paced(batch=1.0)
+    stopping.read(monkeypatch)
+    scan = _paced_scanner(instance, stopping)
+    stopping.stop = scan.stop_soon
+    report = scan.tick()
+    assert report is not None
+    assert stopping.waits == [3.0]
+    assert report.cursors["inc.seq"] == 12
+    # Batches of 100 s under a 300 s lease: the first pause is cut to the 50 s left of half
+    # the lease, and the run goes on without pausing after that.
+    slow = _Paced(batch=100.0)
+    slow.read(monkeypatch)
+    report = _paced_scanner(instance, slow).tick()
+    assert report is not None
+    assert report.cursors["inc.seq"] == 18
+    assert slow.waits == [50.0]

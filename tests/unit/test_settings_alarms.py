@@ -28,6 +28,7 @@ def test_defaults(tmp_path: Path) -> None:
     integrity = s.integrity  # type: ignore[attr-defined]
     assert integrity.scan
     assert integrity.full_pass_days == 7
+    assert integrity.busy_share == 0.25
 
 
 def test_every_sink_parses(tmp_path: Path) -> None:
@@ -129,3 +130,8 @@ def test_mistakes_are_refused_with_a_clear_message(
 def test_bad_scanner_settings_are_refused(tmp_path: Path) -> None:
     with pytest.raises(HearthError, match="full_pass_days"):
         settings_with(tmp_path, "[integrity]\nfull_pass_days = 0\n")
+    for share in ("0", "1.5"):
+        with pytest.raises(HearthError, match="busy_share"):
+            settings_with(tmp_path, f"[integrity]\nbusy_share = {share}\n")
+    ok = settings_with(tmp_path, "[integrity]\nbusy_share = 1\n")
+    assert ok.integrity.busy_share == 1  # type: ignore[attr-defined]

@@ -146,7 +146,12 @@ class IntegrityScanner:
         alarms: AlarmRaiser | None = None,
         holder: int = 0,
         batch: int = BATCH,
+        timer: Callable[[], float] = time.perf_counter,
+        pause: Callable[[float], bool] | None = None,
     ) -> None:
+        """``timer`` measures how long a batch took and ``pause(seconds)`` waits between a
+        background run's batches, returning True when the scanner is to stop (by default the
+        stop event's own wait, so shutdown ends a pause at once)."""
         self._system = system
         self._clock = clock
         self._settings = settings
@@ -154,6 +159,9 @@ class IntegrityScanner:
         self._holder = holder
         self._batch = batch
         self._stop = threading.Event()
+        self._timer = timer
+        self._pause = pause if pause is not None else self._stop.wait
+        self._pace_until = 0.0  # a run pauses only before this (timer), within its lease
 
     @property
     def settings(self) -> IntegritySettings:
@@ -164,6 +172,22 @@ class IntegrityScanner:
         self._stop.set()
 
     # -- one run ------------------------------------------------------------------------------
+    def _paced(self, began: float) -> bool:
+        """After a background run's batch that began at ``began`` (``timer``): wait so that
+        checking takes at most ``busy_share`` of the run's time. The scanner runs in the
+        server's process, so a run catching up with a large load would otherwise take the
+        server's time from its requests for as long as it lasts. True when it is to stop."""
+        share = self._settings.busy_share
+        if share < 1:
+            now = self._timer()
+            wait = min(max(0.0, now - began) * (1 - share) / share, self._pace_until - now)
+            if wait > 0 and self._pause(wait):
+                return True
+        return self._stop.is_set()
+
+    def _lease_seconds(self) -> float:
+        return max(300.0, 3 * self._settings.scan_interval_seconds)
+
     def tick(self) -> ScanReport | None:
         """One background run: incremental, then a paced slice of the rolling pass. None if
         another process holds the scanner's lease."""
@@ -192,7 +216,7 @@ class IntegrityScanner:
         system = self._system()
         scan = system.scanning()
         now_us = to_us(self._clock.now())
-        lease_us = int(max(300.0, 3 * self._settings.scan_interval_seconds) * 1_000_000)
+        lease_us = int(self._lease_seconds() * 1_000_000)
         if not scan.take_lease(now_us=now_us, until_us=now_us + lease_us, holder=self._holder):
             return None
         try:
@@ -205,6 +229,9 @@ class IntegrityScanner:
 
     def _tick(self, system: SystemRepository, scan: ScanRepository) -> ScanReport:
         started = time.perf_counter()
+        # Pauses stretch a run; past half its lease it goes on without them, as runs did before
+        # they paused, so that another process never takes the lease from a running scan.
+        self._pace_until = self._timer() + self._lease_seconds() / 2
         now_us = to_us(self._clock.now())
         state = scan.state()
         high = scan.high_seq()
@@ -216,11 +243,14 @@ class IntegrityScanner:
         # 1. Versions written since the last run.
         inc = min(state.get(_INC, 0), high)
         while inc < high and run.read < budget and not self._stop.is_set():
+            began = self._timer()
             part = scan.check_slice(
                 after_seq=inc, upto_seq=high, limit=min(self._batch, budget - run.read)
             )
             run.add_slice(part)
             inc = part.last_seq
+            if self._paced(began):
+                break
         cursors[_INC] = inc
         run.findings += scan.beyond_counter()
         run.version_ranges.append((high, _BEYOND))
@@ -234,13 +264,14 @@ class IntegrityScanner:
         want = min(max(target - roll, ROLLING_MIN), max(0, budget - run.read))
         done = 0
         while roll < high and done < want and not self._stop.is_set():
+            began = self._timer()
             part = scan.check_slice(
                 after_seq=roll, upto_seq=high, limit=min(self._batch, want - done), index=True
             )
             run.add_slice(part)
             done += part.read
             roll = part.last_seq
-            if part.read == 0:
+            if part.read == 0 or self._paced(began):
                 break
         if roll >= high and not self._stop.is_set():
             run.findings += scan.check_all_pointers()
@@ -259,10 +290,11 @@ class IntegrityScanner:
         #    of the rolling pass over the whole chain.
         audit = state.get(_AUDIT, 0)
         while not self._stop.is_set():
+            began = self._timer()
             span = scan.audit_span(after_seq=audit, limit=budget)
             run.add_span(span)
             audit = span.last_seq
-            if span.reached_head or span.entries == 0:
+            if span.reached_head or span.entries == 0 or self._paced(began):
                 break
         cursors[_AUDIT] = audit
         cursors |= self._audit_rolling(scan, state, run, now_us, period_us, budget)
