@@ -374,6 +374,9 @@ def test_missing_and_misdirected_pointers(clean: Any) -> None:
     assert f"pointer seq 6 Patient/{ids[5]}/_history/1: resource has no current pointer" in found
 
 
+_VERSION_TUPLES = scan_sql.version_tuples
+
+
 class _Paced:
     """A fake timer and pause for the scanner: every batch of versions read takes ``batch``
     seconds; ``pause`` records each wait and lets that time pass."""
@@ -397,12 +400,10 @@ class _Paced:
         return False
 
     def read(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        original = scan_sql.version_tuples
-
         def slow(conn: Any, **kw: int) -> list[tuple[Any, ...]]:
             self.batches += 1
             self.now += self.batch
-            return original(conn, **kw)
+            return _VERSION_TUPLES(conn, **kw)
 
         monkeypatch.setattr(scan_sql, "version_tuples", slow)
 
@@ -472,6 +473,8 @@ def test_a_pause_ends_when_the_scanner_stops_and_never_outlasts_half_the_lease(
     assert report is not None
     assert stopping.waits == [3.0]
     assert report.cursors["inc.seq"] == 12
+    state = instance.container.system_repository("integrity-scan").scanning().state()
+    assert state["inc.seq"] == 12
     # Batches of 100 s under a 300 s lease: the first pause is cut to the 50 s left of half
     # the lease, and the run goes on without pausing after that.
     slow = _Paced(batch=100.0)
@@ -480,3 +483,16 @@ def test_a_pause_ends_when_the_scanner_stops_and_never_outlasts_half_the_lease(
     assert report is not None
     assert report.cursors["inc.seq"] == 18
     assert slow.waits == [50.0]
+
+
+def test_hearth_integrity_scan_never_pauses(clean: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    instance, _ids, _scan, _alarms = clean
+    records = instance.container.records(admin())
+    for _ in range(10):
+        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    paced = _Paced(batch=2.0)
+    paced.read(monkeypatch)
+    report = _paced_scanner(instance, paced).scan(full=True)
+    assert report.ok
+    assert paced.batches >= 3
+    assert paced.waits == []

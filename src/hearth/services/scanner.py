@@ -161,7 +161,6 @@ class IntegrityScanner:
         self._stop = threading.Event()
         self._timer = timer
         self._pause = pause if pause is not None else self._stop.wait
-        self._pace_until = 0.0  # a run pauses only before this (timer), within its lease
 
     @property
     def settings(self) -> IntegritySettings:
@@ -172,17 +171,18 @@ class IntegrityScanner:
         self._stop.set()
 
     # -- one run ------------------------------------------------------------------------------
-    def _paced(self, began: float) -> bool:
+    def _paced(self, began: float, until: float) -> bool:
         """After a background run's batch that began at ``began`` (``timer``): wait so that
-        checking takes at most ``busy_share`` of the run's time. The scanner runs in the
-        server's process, so a run catching up with a large load would otherwise take the
-        server's time from its requests for as long as it lasts. True when it is to stop."""
+        checking takes at most ``busy_share`` of the run's time, but never past ``until``. The
+        scanner runs in the server's process, so a run catching up with a large load would
+        otherwise take the server's time from its requests for as long as it lasts. True when
+        the scanner is to stop (a pause that ends so stops the rest of the run too)."""
         share = self._settings.busy_share
         if share < 1:
             now = self._timer()
-            wait = min(max(0.0, now - began) * (1 - share) / share, self._pace_until - now)
+            wait = min(max(0.0, now - began) * (1 - share) / share, until - now)
             if wait > 0 and self._pause(wait):
-                return True
+                self._stop.set()
         return self._stop.is_set()
 
     def _lease_seconds(self) -> float:
@@ -230,8 +230,8 @@ class IntegrityScanner:
     def _tick(self, system: SystemRepository, scan: ScanRepository) -> ScanReport:
         started = time.perf_counter()
         # Pauses stretch a run; past half its lease it goes on without them, as runs did before
-        # they paused, so that another process never takes the lease from a running scan.
-        self._pace_until = self._timer() + self._lease_seconds() / 2
+        # they paused, so that pauses never let another process take the lease from it.
+        pace_until = self._timer() + self._lease_seconds() / 2
         now_us = to_us(self._clock.now())
         state = scan.state()
         high = scan.high_seq()
@@ -249,7 +249,7 @@ class IntegrityScanner:
             )
             run.add_slice(part)
             inc = part.last_seq
-            if self._paced(began):
+            if self._paced(began, pace_until):
                 break
         cursors[_INC] = inc
         run.findings += scan.beyond_counter()
@@ -271,7 +271,7 @@ class IntegrityScanner:
             run.add_slice(part)
             done += part.read
             roll = part.last_seq
-            if part.read == 0 or self._paced(began):
+            if part.read == 0 or self._paced(began, pace_until):
                 break
         if roll >= high and not self._stop.is_set():
             run.findings += scan.check_all_pointers()
@@ -291,10 +291,11 @@ class IntegrityScanner:
         audit = state.get(_AUDIT, 0)
         while not self._stop.is_set():
             began = self._timer()
-            span = scan.audit_span(after_seq=audit, limit=budget)
+            # Spans of the size ``hearth integrity scan`` reads, so that pauses come between them.
+            span = scan.audit_span(after_seq=audit, limit=min(budget, self._batch * 10))
             run.add_span(span)
             audit = span.last_seq
-            if span.reached_head or span.entries == 0 or self._paced(began):
+            if span.reached_head or span.entries == 0 or self._paced(began, pace_until):
                 break
         cursors[_AUDIT] = audit
         cursors |= self._audit_rolling(scan, state, run, now_us, period_us, budget)
