@@ -31,14 +31,19 @@ class Alarms:
         self.raised.append(alarm)
 
 
-def scanner(instance: Instance, alarms: Alarms, **settings: Any) -> IntegrityScanner:
+def scanner(
+    instance: Instance, alarms: Alarms, paced: _Paced | None = None, **settings: Any
+) -> IntegrityScanner:
+    """A scanner of ``instance`` in batches of 4; with ``paced``, its fake timer and pause."""
     c = instance.container
+    hooks: dict[str, Any] = {} if paced is None else {"timer": paced.timer, "pause": paced.pause}
     return IntegrityScanner(
         lambda: c.system_repository("integrity-scan"),
         clock=c.clock,
         settings=IntegritySettings(**settings),
         alarms=alarms,
         batch=4,  # several batches even on a small database
+        **hooks,
     )
 
 
@@ -240,9 +245,7 @@ def test_incremental_scan_reads_only_new_versions(
 def test_background_tick_is_bounded(clean: Any) -> None:
     """``max_versions_per_tick`` bounds the incremental part; the cursor carries the rest."""
     instance, _ids, _scan, alarms = clean
-    records = instance.container.records(admin())
-    for _ in range(5):
-        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    _more_patients(instance, 5)
     bounded = scanner(instance, alarms, max_versions_per_tick=2)
     first = bounded.tick()
     assert first is not None
@@ -408,17 +411,10 @@ class _Paced:
         monkeypatch.setattr(scan_sql, "version_tuples", slow)
 
 
-def _paced_scanner(instance: Instance, paced: _Paced, **settings: Any) -> IntegrityScanner:
-    c = instance.container
-    return IntegrityScanner(
-        lambda: c.system_repository("integrity-scan"),
-        clock=c.clock,
-        settings=IntegritySettings(**settings),
-        alarms=Alarms(),
-        batch=4,
-        timer=paced.timer,
-        pause=paced.pause,
-    )
+def _more_patients(instance: Instance, n: int = 10) -> None:
+    records = instance.container.records(admin())
+    for _ in range(n):
+        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
 
 
 def test_a_background_run_spends_at_most_its_busy_share_checking(
@@ -427,12 +423,10 @@ def test_a_background_run_spends_at_most_its_busy_share_checking(
     """After each batch a background run waits three times as long as the batch took
     (``busy_share`` 0.25), and still checks everything it would have."""
     instance, _ids, _scan, _alarms = clean
-    records = instance.container.records(admin())
-    for _ in range(10):
-        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    _more_patients(instance)
     paced = _Paced(batch=2.0)
     paced.read(monkeypatch)
-    report = _paced_scanner(instance, paced, busy_share=0.25).tick()
+    report = scanner(instance, Alarms(), paced, busy_share=0.25).tick()
     assert report is not None
     assert report.ok
     assert report.cursors["inc.seq"] == 18
@@ -446,12 +440,10 @@ def test_a_background_run_at_full_share_never_waits(
     clean: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     instance, _ids, _scan, _alarms = clean
-    instance.container.records(admin()).create(
-        "Patient", {"resourceType": "Patient", "gender": "other"}
-    )
+    _more_patients(instance, 1)
     paced = _Paced(batch=2.0)
     paced.read(monkeypatch)
-    report = _paced_scanner(instance, paced, busy_share=1.0).tick()
+    report = scanner(instance, Alarms(), paced, busy_share=1.0).tick()
     assert report is not None
     assert report.versions_read >= 1
     assert paced.waits == []
@@ -461,13 +453,11 @@ def test_a_pause_ends_when_the_scanner_stops_and_never_outlasts_half_the_lease(
     clean: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     instance, _ids, _scan, _alarms = clean
-    records = instance.container.records(admin())
-    for _ in range(10):
-        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    _more_patients(instance)
     # Stopping during a pause ends the run after that batch; its cursor keeps what it checked.
     stopping = _Paced(batch=1.0)
     stopping.read(monkeypatch)
-    scan = _paced_scanner(instance, stopping)
+    scan = scanner(instance, Alarms(), stopping)
     stopping.stop = scan.stop_soon
     report = scan.tick()
     assert report is not None
@@ -479,7 +469,7 @@ def test_a_pause_ends_when_the_scanner_stops_and_never_outlasts_half_the_lease(
     # the lease, and the run goes on without pausing after that.
     slow = _Paced(batch=100.0)
     slow.read(monkeypatch)
-    report = _paced_scanner(instance, slow).tick()
+    report = scanner(instance, Alarms(), slow).tick()
     assert report is not None
     assert report.cursors["inc.seq"] == 18
     assert slow.waits == [50.0]
@@ -487,12 +477,10 @@ def test_a_pause_ends_when_the_scanner_stops_and_never_outlasts_half_the_lease(
 
 def test_hearth_integrity_scan_never_pauses(clean: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     instance, _ids, _scan, _alarms = clean
-    records = instance.container.records(admin())
-    for _ in range(10):
-        records.create("Patient", {"resourceType": "Patient", "gender": "other"})
+    _more_patients(instance)
     paced = _Paced(batch=2.0)
     paced.read(monkeypatch)
-    report = _paced_scanner(instance, paced).scan(full=True)
+    report = scanner(instance, Alarms(), paced).scan(full=True)
     assert report.ok
     assert paced.batches >= 3
     assert paced.waits == []

@@ -149,9 +149,9 @@ class IntegrityScanner:
         timer: Callable[[], float] = time.perf_counter,
         pause: Callable[[float], bool] | None = None,
     ) -> None:
-        """``timer`` measures how long a batch took and ``pause(seconds)`` waits between a
-        background run's batches, returning True when the scanner is to stop (by default the
-        stop event's own wait, so shutdown ends a pause at once)."""
+        """``timer`` measures how long a run and each batch took; ``pause(seconds)`` waits
+        between a background run's batches, returning True when the scanner is to stop (by
+        default the stop event's own wait, so shutdown ends a pause at once)."""
         self._system = system
         self._clock = clock
         self._settings = settings
@@ -228,10 +228,10 @@ class IntegrityScanner:
                 log.warning("could not release the integrity scanner's lease")
 
     def _tick(self, system: SystemRepository, scan: ScanRepository) -> ScanReport:
-        started = time.perf_counter()
+        started = self._timer()
         # Pauses stretch a run; past half its lease it goes on without them, as runs did before
         # they paused, so that pauses never let another process take the lease from it.
-        pace_until = self._timer() + self._lease_seconds() / 2
+        pace_until = started + self._lease_seconds() / 2
         now_us = to_us(self._clock.now())
         state = scan.state()
         high = scan.high_seq()
@@ -338,7 +338,7 @@ class IntegrityScanner:
         full: bool,
         progress: Progress,
     ) -> ScanReport:
-        started = time.perf_counter()
+        started = self._timer()
         now_us = to_us(self._clock.now())
         state = scan.state()
         high = scan.high_seq()
@@ -409,7 +409,7 @@ class IntegrityScanner:
         scan.set_state(cursors)
         self._alarm(report.new)
         report.open = scan.findings()
-        report.seconds = time.perf_counter() - started
+        report.seconds = self._timer() - started
         try:
             system.record("integrity.scan", Outcome.ERROR if report.findings else Outcome.SUCCESS)
         except HearthError:
