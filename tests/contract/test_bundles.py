@@ -239,6 +239,62 @@ def test_references_conditional_references_and_preconditions(instance: Instance)
     assert missing.value.code is errors.UNRESOLVED_REFERENCE
 
 
+def test_a_placeholder_naming_no_entry_is_refused(instance: Instance) -> None:
+    """A ``urn:uuid:`` reference that is no entry's fullUrl would be stored pointing nowhere."""
+    bundles = service(instance)
+    stray = "urn:uuid:c431f773-0000-4000-8000-000000000001"
+    for kind in ("transaction", "batch"):
+        bundle = {
+            "resourceType": "Bundle",
+            "type": kind,
+            "entry": [
+                {
+                    "fullUrl": "urn:uuid:c431f773-0000-4000-8000-000000000002",
+                    "resource": {"resourceType": "Patient"},
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"text": "x"},
+                        "subject": {"reference": stray},
+                    },
+                    "request": {"method": "POST", "url": "Observation"},
+                },
+            ],
+        }
+        if kind == "transaction":
+            with pytest.raises(HearthError) as refused:
+                bundles.process(bundle, base=BASE, representation=False)
+            assert refused.value.code is errors.UNKNOWN_PLACEHOLDER
+            assert refused.value.issues[0].expression == "Bundle.entry[1]"
+            assert stray not in str(refused.value)
+            assert count(instance) == 0  # nothing of the transaction was stored
+        else:
+            response = bundles.process(bundle, base=BASE, representation=False)
+            statuses = [e["response"]["status"] for e in response["entry"]]
+            assert statuses == ["201 Created", "400"]
+            outcome = response["entry"][1]["response"]["outcome"]
+            assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0910"
+    # A uri element named reference may hold any URI, a urn:uuid included.
+    issue = {
+        "resourceType": "DetectedIssue",
+        "status": "final",
+        "reference": stray,
+    }
+    response = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"resource": issue, "request": {"method": "POST", "url": "DetectedIssue"}}],
+        },
+        base=BASE,
+        representation=True,
+    )
+    assert response["entry"][0]["resource"]["reference"] == stray
+
+
 def test_conditional_create_update_patch_delete(instance: Instance) -> None:
     bundles = service(instance)
     body = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "7"}]}

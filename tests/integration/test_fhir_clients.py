@@ -87,3 +87,27 @@ def test_fhirpy_patch(live_server: LiveServer) -> None:
     patched = client.patch("Patient", patient.id, active=False)
     assert patched["active"] is False
     assert patched["meta"]["versionId"] == "2"
+
+
+def test_fhirpy_conditional_create_and_empty_searches(live_server: LiveServer) -> None:
+    """fhirpy's conditional create sends its condition in the query of the POST; an empty
+    searchset has no ``entry`` (FHIR JSON has no empty arrays), which fhirpy reads as none."""
+    client = SyncFHIRClient(live_server.base_url, authorization=f"Bearer {live_server.token}")
+    ident = {"system": "urn:example:mrn", "value": "FP-1"}
+    first = client.resource("Patient", identifier=[ident], name=[{"family": "Once"}])
+    first.create(identifier="urn:example:mrn|FP-1")
+    second = client.resource("Patient", identifier=[ident], name=[{"family": "Once"}])
+    second.create(identifier="urn:example:mrn|FP-1")
+    assert second.id == first.id
+    found, created = (
+        client.resources("Patient")
+        .search(identifier="urn:example:mrn|FP-1")
+        .get_or_create(client.resource("Patient", identifier=[ident]))
+    )
+    assert (found.id, created) == (first.id, False)
+    patients = client.resources("Patient").search(identifier="urn:example:mrn|FP-1")
+    assert patients.count() == 1
+    nobody = client.resources("Patient").search(identifier="urn:example:mrn|nobody")
+    assert nobody.fetch_all() == []
+    assert nobody.count() == 0
+    assert nobody.first() is None

@@ -38,6 +38,10 @@ CASES = [
     ("GET", "/fhir/NotAType/1", b"", {}, 404, "HRT-0106"),
     ("GET", "/fhir/Patient/" + "a" * 65, b"", {}, 400, "HRT-0105"),
     ("GET", "/fhir/Patient/bad$id", b"", {}, 400, "HRT-0105"),
+    # Operations the server does not have: named as such, not as a bad id or type.
+    ("GET", "/fhir/Patient/$foo", b"", {}, 400, "HRT-0116"),
+    ("GET", "/fhir/$export", b"", {}, 400, "HRT-0116"),
+    ("GET", "/fhir/Patient/1/$validate", b"", {}, 400, "HRT-0116"),
     ("GET", "/fhir/Patient/x/_history/abc", b"", {}, 400, "HRT-0112"),
     ("GET", "/fhir/Patient/..%2F..%2Fetc", b"", {}, 404, None),
     ("GET", "/fhir/../../etc/passwd", b"", {}, 404, None),

@@ -201,7 +201,10 @@ def test_importing_again_matches_instead_of_duplicating(instance: Instance, tmp_
     assert versions(instance, "Patient", "k0") == 2
     code, out = run(instance.home, "import", str(path))
     assert code == 0, out
-    assert "would create them again" in out
+    assert (
+        "had no id, urn:uuid fullUrl or identifier; importing this file again would create it again"
+        in out
+    ), out
 
     rng = random.Random(5)
     made = patient_bundle(rng, provider_pool(rng, 2), encounters=2, observations_per_encounter=3)
@@ -279,7 +282,13 @@ def test_a_bad_record_is_named_by_its_place_and_not_its_values(
     not_json.write_bytes(orjson.dumps(good[0]) + b"\n{" + MARKER.encode() + b"\n")
     code, out = run(instance.home, "import", str(not_json))
     assert code != 0
-    assert "Line 2: Not a JSON object" in out, out
+    assert "Line 2: Not valid JSON" in out, out
+    assert MARKER not in out
+    not_object = tmp_path / "array.ndjson"
+    not_object.write_bytes(b'["' + MARKER.encode() + b'"]\n')
+    code, out = run(instance.home, "import", str(not_object))
+    assert code != 0
+    assert "Line 1: A FHIR resource must be a JSON object" in out, out
     assert MARKER not in out
 
     entries = [
@@ -300,6 +309,27 @@ def test_a_bad_record_is_named_by_its_place_and_not_its_values(
     assert "Bundle.entry[3]" in out, out
     assert "Patient.active" in out
     assert MARKER not in out
+    assert search_total(instance, "Patient", ("family", "entry")) == 3
+
+    # A urn:uuid reference that names no entry of the Bundle stops the import at its entry.
+    entries[3]["resource"] = {
+        "resourceType": "Patient",
+        "name": [{"family": "Entry3"}],
+        "link": [
+            {
+                "other": {"reference": "urn:uuid:00000000-0000-4000-8000-999999999999"},
+                "type": "seealso",
+            }
+        ],
+    }
+    broken.write_bytes(
+        orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    )
+    code, out = run(instance.home, "import", str(broken), "--chunk", "2")
+    assert code != 0
+    assert "Bundle.entry[3]" in out, out
+    assert "HRT-0910" in out, out
+    assert "999999999999" not in out
     assert search_total(instance, "Patient", ("family", "entry")) == 3
 
 

@@ -30,6 +30,9 @@ from hearth.cli.common import (
 def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
     """Load FILE: NDJSON (.ndjson, .jsonl; one resource per line) or a Bundle (.json).
 
+    The format is chosen by FILE's extension: .ndjson and .jsonl are NDJSON, any other name is
+    read as a Bundle.
+
     FILE may be '-' for NDJSON on standard input. Memory stays bounded however large the input:
     NDJSON is read line by line, a Bundle with a streaming parser. Every resource is validated,
     sealed, indexed and audited (as system:import); each chunk is one transaction.
@@ -80,7 +83,8 @@ def command(state: State, file: Path, chunk: int, as_json: bool) -> None:
         "were not written."
     )
     if report.unkeyed:
+        one = report.unkeyed == 1
         click.echo(
             f"Note: {count(report.unkeyed, 'resource')} had no id, urn:uuid fullUrl or "
-            "identifier; importing this file again would create them again."
+            f"identifier; importing this file again would create {'it' if one else 'them'} again."
         )

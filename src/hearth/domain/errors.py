@@ -122,6 +122,12 @@ PAGE_LINK_INVALID = _code(
     "invalid",
     "The page link is invalid, has expired or belongs to another request: search again.",
 )
+UNKNOWN_OPERATION = _code(
+    "HRT-0116",
+    400,
+    "not-supported",
+    "This server has no such operation; its CapabilityStatement (/metadata) lists the ones it has.",
+)
 
 # 02xx: resource content
 INVALID_RESOURCE = _code("HRT-0201", 400, "structure", "The resource is not valid FHIR R4.")
@@ -489,6 +495,13 @@ UNRESOLVED_REFERENCE = _code(
 )
 PRECONDITION_FAILED = _code(
     "HRT-0909", 412, "conflict", "The request's precondition does not hold."
+)
+UNKNOWN_PLACEHOLDER = _code(
+    "HRT-0910",
+    400,
+    "not-found",
+    "A urn:uuid reference names no entry of the Bundle: it would be stored as a dangling "
+    "reference.",
 )
 BAD_IMPORT = _code("HRT-0911", 400, "invalid", "The import file is not NDJSON or a FHIR Bundle.")
 

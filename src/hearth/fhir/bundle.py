@@ -1,4 +1,5 @@
-"""Bundles the server returns: history (R4 http.html#history) and, later, searchset."""
+"""History Bundles the server returns (R4 http.html#history); searchsets are built in
+``hearth.fhir.search.shaping``."""
 
 from __future__ import annotations
 
@@ -62,5 +63,6 @@ def history_bundle(
     if total is not None:
         bundle["total"] = total
     bundle["link"] = links
-    bundle["entry"] = out
+    if out:  # JSON arrays are never empty in FHIR (json.html)
+        bundle["entry"] = out
     return bundle

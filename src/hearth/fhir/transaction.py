@@ -199,14 +199,26 @@ def transaction_order(requests: list[BundleRequest]) -> list[BundleRequest]:
     return sorted(requests, key=lambda r: (_ORDER[r.method], r.index))
 
 
+#: The elements of the Reference datatype: an object holding only these is taken for one.
+_REFERENCE_KEYS = frozenset({"id", "extension", "reference", "type", "identifier", "display"})
+
+
 def rewrite_references(value: Any, resolve: Callable[[str], str | None]) -> Any:
     """Replace every ``reference`` that ``resolve`` knows (a ``urn:uuid:``, a ``fullUrl`` or a
-    conditional reference) by the ``Type/id`` it names; other values are kept."""
+    conditional reference) by the ``Type/id`` it names; other values are kept.
+
+    A Reference whose ``urn:uuid:`` ``resolve`` does not know is refused (``HRT-0910``): such a
+    placeholder names an entry of the Bundle, and stored as it is it would point nowhere. (A
+    ``reference`` element of type uri, such as ``DetectedIssue.reference``, sits in an object
+    with other elements and may hold any URI.)"""
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, inner in value.items():
             if key == "reference" and isinstance(inner, str):
-                out[key] = resolve(inner) or inner
+                resolved = resolve(inner)
+                if resolved is None and _is_placeholder(inner) and value.keys() <= _REFERENCE_KEYS:
+                    raise HearthError(errors.UNKNOWN_PLACEHOLDER)
+                out[key] = resolved or inner
             else:
                 out[key] = rewrite_references(inner, resolve)
         return out
@@ -215,12 +227,18 @@ def rewrite_references(value: Any, resolve: Callable[[str], str | None]) -> Any:
     return value
 
 
+def _is_placeholder(reference: str) -> bool:
+    return reference[:9].lower() == "urn:uuid:"
+
+
 def bundle_response(
     kind: str, entries: list[dict[str, Any]], *, last_updated: str
 ) -> dict[str, Any]:
-    return {
+    bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": f"{kind}-response",
         "meta": {"lastUpdated": last_updated},
-        "entry": entries,
     }
+    if entries:  # JSON arrays are never empty in FHIR (json.html): an empty Bundle's answer
+        bundle["entry"] = entries
+    return bundle

@@ -201,7 +201,9 @@ class ImportService:
                 return self.import_ndjson(raw, progress, label=path.name, size=size)
         if not path.is_file():
             raise HearthError(
-                errors.BAD_IMPORT, "A Bundle is read twice, so it must be a file, not a pipe."
+                errors.BAD_IMPORT,
+                "A file not named .ndjson or .jsonl is read as a Bundle, and a Bundle is read "
+                "twice, so it must be a file, not a pipe.",
             )
         progress.start(f"Reading {path.name}", size)
         try:
@@ -248,10 +250,8 @@ class ImportService:
             report.entries += 1
             try:
                 resource = parse_json_body(line)
-            except HearthError:
-                raise chunks.fail(
-                    number, HearthError(errors.BAD_IMPORT, "Not a JSON object.")
-                ) from None
+            except HearthError as exc:
+                raise chunks.fail(number, HearthError(errors.BAD_IMPORT, _not_json(exc))) from None
             chunks.add(number, resource, len(line))
         chunks.flush()
         return report
@@ -388,6 +388,16 @@ class ImportService:
         return report
 
 
+def _not_json(exc: HearthError) -> str:
+    """What is wrong with an NDJSON line that ``parse_json_body`` refused (no content)."""
+    if exc.code is errors.MISSING_RESOURCE_TYPE:
+        return "A JSON object without a resourceType."
+    prefix = errors.MALFORMED_JSON.title.rstrip(".")  # "The request body is not valid JSON"
+    if exc.detail.startswith(prefix):  # with the column where the parser stopped, if it said
+        return "Not valid JSON" + exc.detail[len(prefix) :].replace("(line 1, column", "(column")
+    return exc.detail  # not an object, a repeated key, nesting or array limits: no content
+
+
 def _keyed_target(resource: dict[str, Any]) -> tuple[str, str] | None:
     """Where an NDJSON record with its own id will be written (``_put``); None otherwise."""
     res_type, res_id = resource.get("resourceType"), resource.get("id")
@@ -448,7 +458,9 @@ def _entries(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
     except ijson.JSONError:
         # ijson's message quotes the text it choked on, which may be PHI: not repeated.
         raise HearthError(
-            errors.BAD_IMPORT, f"The file is not valid JSON at or after Bundle.entry[{index}]."
+            errors.BAD_IMPORT,
+            f"The file is not valid JSON at or after Bundle.entry[{index}]. (It was read as a "
+            "Bundle, since its name does not end in .ndjson or .jsonl.)",
         ) from None
 
 

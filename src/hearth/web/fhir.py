@@ -336,10 +336,9 @@ class FhirApi:
             return await read_json_body(request, self.limits)
 
         body = await self.parse_audited(request, principal, Action.CREATE, res_type, None, parse)
-        condition = request.headers.get("if-none-exist")
-        if condition:
+        params = self._create_condition(request)
+        if params:
             # Conditional create (R4 http.html#ccreate): 200 with the match, 412 if several.
-            params = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
             written = await self._bundles(
                 request, principal, lambda b: b.conditional_create(res_type, body, params)
             )
@@ -352,6 +351,26 @@ class FhirApi:
             request, lambda svc, _p: svc.create(res_type, body), principal=principal
         )
         return self.resource_response(request, stored, status=201, location=True)
+
+    @staticmethod
+    def _create_condition(request: Request) -> list[tuple[str, str]]:
+        """A create's condition: the ``If-None-Exist`` header (R4 http.html#ccreate), or search
+        parameters in the query, as fhirpy's ``create(**params)`` and ``get_or_create`` send it.
+        Either way the create happens only if nothing matches; a query parameter is never
+        dropped, since a create that ignored its condition would make the duplicate the client
+        meant to avoid. Both at once are refused."""
+        header = request.headers.get("if-none-exist")
+        query = [
+            (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+        ]
+        if header and query:
+            raise HearthError(
+                errors.BAD_REQUEST,
+                "A create takes its condition from If-None-Exist or from the query, not both.",
+            )
+        if header:
+            return parse_qsl(header.split("?", 1)[-1], keep_blank_values=True)
+        return query
 
     async def _bundles(
         self, request: Request, principal: Principal, work: Callable[[BundleService], T]

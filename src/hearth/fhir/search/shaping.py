@@ -113,5 +113,6 @@ def searchset_bundle(
     if total is not None:
         bundle["total"] = total
     bundle["link"] = [{"relation": rel, "url": url} for rel, url in links.items()]
-    bundle["entry"] = entries
+    if entries:  # JSON arrays are never empty in FHIR (json.html): no matches, no ``entry``
+        bundle["entry"] = entries
     return bundle
