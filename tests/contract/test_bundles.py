@@ -277,6 +277,88 @@ def test_a_placeholder_naming_no_entry_is_refused(instance: Instance) -> None:
             assert statuses == ["201 Created", "400"]
             outcome = response["entry"][1]["response"]["outcome"]
             assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0910"
+    # A placeholder is found whatever the letter case of its UUID (they are case-insensitive).
+    upper = "urn:uuid:C431F773-0000-4000-8000-0000000000AA"
+    response = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": upper,
+                    "resource": {"resourceType": "Patient"},
+                    "request": {"method": "POST", "url": "Patient"},
+                },
+                {
+                    "resource": {
+                        "resourceType": "Observation",
+                        "status": "final",
+                        "code": {"text": "x"},
+                        "subject": {"reference": upper.lower()},
+                    },
+                    "request": {"method": "POST", "url": "Observation"},
+                },
+            ],
+        },
+        base=BASE,
+        representation=True,
+    )
+    patient_id = response["entry"][0]["fullUrl"].rsplit("/", 1)[1]
+    assert response["entry"][1]["resource"]["subject"]["reference"] == f"Patient/{patient_id}"
+    # A document Bundle stored by a transaction keeps its own placeholders: they name its entries.
+    document = {
+        "resourceType": "Bundle",
+        "type": "document",
+        "entry": [
+            {
+                "fullUrl": "urn:uuid:d0000000-0000-4000-8000-000000000001",
+                "resource": {
+                    "resourceType": "Composition",
+                    "status": "final",
+                    "type": {"text": "note"},
+                    "date": "2026-01-01",
+                    "author": [{"reference": "urn:uuid:d0000000-0000-4000-8000-000000000002"}],
+                    "title": "Note",
+                },
+            },
+            {
+                "fullUrl": "urn:uuid:d0000000-0000-4000-8000-000000000002",
+                "resource": {"resourceType": "Practitioner"},
+            },
+        ],
+    }
+    response = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [{"resource": document, "request": {"method": "POST", "url": "Bundle"}}],
+        },
+        base=BASE,
+        representation=True,
+    )
+    stored = response["entry"][0]["resource"]
+    assert stored["entry"][0]["resource"]["author"] == document["entry"][0]["resource"]["author"]  # type: ignore[index]
+    # Immunization.education.reference is a uri, alone in its object (imm-1): any URI.
+    immunization = {
+        "resourceType": "Immunization",
+        "status": "completed",
+        "vaccineCode": {"text": "flu"},
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "occurrenceDateTime": "2026-01-01",
+        "education": [{"reference": stray}],
+    }
+    response = bundles.process(
+        {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": immunization, "request": {"method": "POST", "url": "Immunization"}}
+            ],
+        },
+        base=BASE,
+        representation=True,
+    )
+    assert response["entry"][0]["resource"]["education"] == [{"reference": stray}]
     # A uri element named reference may hold any URI, a urn:uuid included.
     issue = {
         "resourceType": "DetectedIssue",
@@ -293,6 +375,44 @@ def test_a_placeholder_naming_no_entry_is_refused(instance: Instance) -> None:
         representation=True,
     )
     assert response["entry"][0]["resource"]["reference"] == stray
+
+
+def test_a_condition_holds_criteria_only(instance: Instance) -> None:
+    """Result parameters and blank values would leave a condition matching every resource of
+    the type: a conditional create would hand back an unrelated record."""
+    bundles = service(instance)
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "c1"}]}
+    bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|c1")])
+    for condition in (
+        [("_summary", "true")],
+        [("_count", "1")],
+        [("_sort", "family")],
+        [("identifier", "urn:mrn|c1"), ("_elements", "name")],
+        [("identifier", "")],
+        [("_format", "json")],
+    ):
+        with pytest.raises(HearthError) as refused:
+            bundles.conditional_create("Patient", {"resourceType": "Patient"}, condition)
+        assert refused.value.code is errors.BAD_PARAMETER, condition
+    assert count(instance, "Patient") == 1
+
+
+def test_a_conditional_create_discloses_its_match_as_a_read(instance: Instance) -> None:
+    """The match a conditional create returns is read: decided, masked and audited."""
+    bundles = service(instance)
+    body = {"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "r1"}]}
+    first = bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|r1")])
+    assert first.stored is not None
+    reads = "SELECT COUNT(*) FROM audit_entry WHERE action = 'read' AND res_id = :id"
+    with instance.container.db.read.connect() as conn:
+        before = conn.execute(text(reads), {"id": first.stored.res_id}).scalar_one()
+    again = bundles.conditional_create("Patient", body, [("identifier", "urn:mrn|r1")])
+    assert again.status == 200
+    assert again.stored is not None
+    assert again.stored.res_id == first.stored.res_id
+    with instance.container.db.read.connect() as conn:
+        after = conn.execute(text(reads), {"id": first.stored.res_id}).scalar_one()
+    assert after == before + 1
 
 
 def test_conditional_create_update_patch_delete(instance: Instance) -> None:

@@ -42,6 +42,11 @@ CASES = [
     ("GET", "/fhir/Patient/$foo", b"", {}, 400, "HRT-0116"),
     ("GET", "/fhir/$export", b"", {}, 400, "HRT-0116"),
     ("GET", "/fhir/Patient/1/$validate", b"", {}, 400, "HRT-0116"),
+    ("POST", "/fhir/Patient/$validate", b'{"resourceType":"Parameters"}', FHIR, 400, "HRT-0116"),
+    ("POST", "/fhir/Patient/1", b'{"resourceType":"Patient"}', FHIR, 405, "HRT-0107"),
+    # A bad id stays a bad id where no operation could be meant.
+    ("PUT", "/fhir/Patient/$x", b'{"resourceType":"Patient","id":"$x"}', FHIR, 400, "HRT-0105"),
+    ("DELETE", "/fhir/Patient/$x", b"", {}, 400, "HRT-0105"),
     ("GET", "/fhir/Patient/x/_history/abc", b"", {}, 400, "HRT-0112"),
     ("GET", "/fhir/Patient/..%2F..%2Fetc", b"", {}, 404, None),
     ("GET", "/fhir/../../etc/passwd", b"", {}, 404, None),

@@ -226,6 +226,16 @@ def test_summary_and_elements_mark_the_resource_subsetted(client: TestClient) ->
     assert count["total"] == 5
     assert "entry" not in count  # FHIR JSON has no empty arrays (json.html)
     validate_resource(count)
+    history = client.get("/fhir/Patient/_history", params={"_since": "2999-01-01T00:00:00Z"}).json()
+    assert history["type"] == "history"
+    assert "entry" not in history
+    validate_resource(history)
+    empty = client.post(
+        "/fhir", content=b'{"resourceType":"Bundle","type":"batch"}', headers=FHIR_BODY
+    )
+    assert empty.status_code == 200, empty.text
+    assert empty.json()["type"] == "batch-response"
+    assert "entry" not in empty.json()
 
 
 def test_capability_statement_lists_search_parameters(client: TestClient) -> None:

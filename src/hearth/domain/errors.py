@@ -500,8 +500,8 @@ UNKNOWN_PLACEHOLDER = _code(
     "HRT-0910",
     400,
     "not-found",
-    "A urn:uuid reference names no entry of the Bundle: it would be stored as a dangling "
-    "reference.",
+    "A urn:uuid reference names no entry of the Bundle (in a batch, entries cannot reference "
+    "one another): stored as written it would point nowhere.",
 )
 BAD_IMPORT = _code("HRT-0911", 400, "invalid", "The import file is not NDJSON or a FHIR Bundle.")
 

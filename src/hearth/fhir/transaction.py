@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -27,7 +27,9 @@ __all__ = [
     "BundleRequest",
     "bundle_response",
     "parse_bundle",
+    "is_placeholder",
     "parse_weak_etag",
+    "placeholder_key",
     "rewrite_references",
     "transaction_order",
 ]
@@ -201,34 +203,60 @@ def transaction_order(requests: list[BundleRequest]) -> list[BundleRequest]:
 
 #: The elements of the Reference datatype: an object holding only these is taken for one.
 _REFERENCE_KEYS = frozenset({"id", "extension", "reference", "type", "identifier", "display"})
+#: Elements whose object may hold nothing but a uri element named ``reference``
+#: (``Immunization.education``, imm-1): not References.
+_URI_REFERENCE_PARENTS = frozenset({"education"})
 
 
-def rewrite_references(value: Any, resolve: Callable[[str], str | None]) -> Any:
+def rewrite_references(
+    value: Any,
+    resolve: Callable[[str], str | None],
+    *,
+    entries: Collection[str] | None = None,
+    _parent: str = "",
+) -> Any:
     """Replace every ``reference`` that ``resolve`` knows (a ``urn:uuid:``, a ``fullUrl`` or a
     conditional reference) by the ``Type/id`` it names; other values are kept.
 
-    A Reference whose ``urn:uuid:`` ``resolve`` does not know is refused (``HRT-0910``): such a
-    placeholder names an entry of the Bundle, and stored as it is it would point nowhere. (A
-    ``reference`` element of type uri, such as ``DetectedIssue.reference``, sits in an object
-    with other elements and may hold any URI.)"""
+    With ``entries`` (the ``placeholder_key`` of every entry's ``fullUrl`` in the Bundle), a
+    Reference to a ``urn:uuid:`` that is none of them is refused (``HRT-0910``): a placeholder
+    names an entry of its Bundle, and stored as written it would point nowhere. Not checked:
+    ``reference`` elements of type uri (``DetectedIssue.reference``, ``Expression.reference``,
+    ``Immunization.education.reference``), which may hold any URI, and anything inside a nested
+    Bundle (a document), whose placeholders name its own entries (bundle.html#references)."""
     if isinstance(value, dict):
+        if value.get("resourceType") == "Bundle":
+            return value
+        is_reference = value.keys() <= _REFERENCE_KEYS and _parent not in _URI_REFERENCE_PARENTS
         out: dict[str, Any] = {}
         for key, inner in value.items():
             if key == "reference" and isinstance(inner, str):
                 resolved = resolve(inner)
-                if resolved is None and _is_placeholder(inner) and value.keys() <= _REFERENCE_KEYS:
+                if (
+                    resolved is None
+                    and entries is not None
+                    and is_reference
+                    and is_placeholder(inner)
+                    and placeholder_key(inner) not in entries
+                ):
                     raise HearthError(errors.UNKNOWN_PLACEHOLDER)
                 out[key] = resolved or inner
             else:
-                out[key] = rewrite_references(inner, resolve)
+                out[key] = rewrite_references(inner, resolve, entries=entries, _parent=key)
         return out
     if isinstance(value, list):
-        return [rewrite_references(v, resolve) for v in value]
+        return [rewrite_references(v, resolve, entries=entries, _parent=_parent) for v in value]
     return value
 
 
-def _is_placeholder(reference: str) -> bool:
+def is_placeholder(reference: str) -> bool:
     return reference[:9].lower() == "urn:uuid:"
+
+
+def placeholder_key(url: str) -> str:
+    """How a ``fullUrl`` or reference is looked up: a ``urn:uuid:`` in lower case, since UUIDs
+    are case-insensitive (RFC 9562); anything else as written."""
+    return url.lower() if is_placeholder(url) else url
 
 
 def bundle_response(

@@ -21,12 +21,19 @@ from typing import Any
 from hearth.domain import HearthError, Issue, StoredResource, errors
 from hearth.fhir.outcome import operation_outcome
 from hearth.fhir.patch import apply_json_patch, parse_json_patch
-from hearth.fhir.search import Context, SubSearch, parse_search
+from hearth.fhir.search import (
+    FORMAT_PARAMETERS,
+    RESULT_PARAMETERS,
+    Context,
+    SubSearch,
+    parse_search,
+)
 from hearth.fhir.search.values import to_us
 from hearth.fhir.transaction import (
     BundleRequest,
     bundle_response,
     parse_bundle,
+    placeholder_key,
     rewrite_references,
     transaction_order,
 )
@@ -76,10 +83,22 @@ class BundleService:
 
     # -- conditions ----------------------------------------------------------------------------
     def _condition(self, res_type: str, params: Sequence[tuple[str, str]]) -> SubSearch:
-        """The search a conditional URL names; strict, so an unknown parameter cannot widen it."""
-        wanted = [(k, v) for k, v in params if k not in ("_format", "_pretty")]
+        """The search a conditional URL names; strict, so an unknown parameter cannot widen it.
+
+        Only criteria: a result parameter (``_count``, ``_sort``, ``_summary``, ...) or a blank
+        value would leave a condition that matches every resource of the type, so a
+        conditional create would return an unrelated record and an update overwrite one."""
+        wanted = [(k, v) for k, v in params if k not in FORMAT_PARAMETERS]
         if not wanted:
             raise HearthError(errors.BAD_PARAMETER, "A condition needs at least one parameter.")
+        if any(k in RESULT_PARAMETERS for k, _v in wanted):
+            raise HearthError(
+                errors.BAD_PARAMETER,
+                "A condition holds search criteria only, not result parameters such as _count, "
+                "_sort or _summary.",
+            )
+        if any(not v for _k, v in wanted):
+            raise HearthError(errors.BAD_PARAMETER, "Every parameter of a condition needs a value.")
         request = parse_search(
             res_type,
             wanted,
@@ -227,7 +246,11 @@ class BundleService:
     ) -> Written:
         check_type(res_type)
         with self._repo.batch() as batch:
-            return self.create_in(batch, res_type, resource, if_none_exist=if_none_exist)
+            written = self.create_in(batch, res_type, resource, if_none_exist=if_none_exist)
+            if written.status == 200 and written.stored is not None:
+                # The match goes back to the client: read, so decided, masked and audited.
+                return Written(batch.read(res_type, written.stored.res_id), 200)
+            return written
 
     def conditional_update(
         self,
@@ -331,7 +354,8 @@ class _Run:
         self.batch = batch
         self.base = base
         self.representation = representation
-        self.refs: dict[str, str] = {}  # fullUrl -> Type/id
+        self.refs: dict[str, str] = {}  # placeholder_key(fullUrl) -> Type/id
+        self.entries: set[str] = set()  # placeholder_key of every entry's fullUrl
         self.ids: dict[int, str] = {}  # entry index -> id assigned for a POST
         self.existing: dict[int, StoredResource | None] = {}  # POST matched by ifNoneExist
         self.conditional: dict[str, str] = {}
@@ -339,6 +363,7 @@ class _Run:
     def assign_ids(self, requests: list[BundleRequest]) -> None:
         """Give each POST its id (or its ifNoneExist match) and map every fullUrl first, so any
         entry may reference any other (http.html#trules)."""
+        self.entries = {placeholder_key(r.full_url) for r in requests if r.full_url}
         for r in requests:
             target: str | None = None
             if r.method == "POST":
@@ -355,7 +380,7 @@ class _Run:
             elif r.method == "PUT" and r.res_id is not None:
                 target = r.res_id
             if target is not None and r.full_url:
-                self.refs[r.full_url] = f"{r.res_type}/{target}"
+                self.refs[placeholder_key(r.full_url)] = f"{r.res_type}/{target}"
                 if r.full_url.startswith(self.base + "/"):
                     self.refs[r.full_url[len(self.base) + 1 :]] = f"{r.res_type}/{target}"
         # What the entries will write, looked up together instead of one entry at a time.
@@ -365,8 +390,9 @@ class _Run:
         )
 
     def _resolve(self, reference: str) -> str | None:
-        if reference in self.refs:
-            return self.refs[reference]
+        key = placeholder_key(reference)
+        if key in self.refs:
+            return self.refs[key]
         if "?" in reference and not reference.startswith(("http:", "https:", "urn:")):
             if reference not in self.conditional:
                 res_type, _, query = reference.partition("?")
@@ -399,12 +425,19 @@ class _Run:
         return entry
 
     def entry(self, r: BundleRequest) -> dict[str, Any]:
-        resource = rewrite_references(r.resource, self._resolve) if r.resource is not None else None
+        resource = (
+            rewrite_references(r.resource, self._resolve, entries=self.entries)
+            if r.resource is not None
+            else None
+        )
         match r.method:
             case "POST":
                 assert resource is not None  # noqa: S101 - parse_bundle guarantees it
                 if r.index in self.existing:
-                    return self._response(Written(self.existing[r.index], 200))
+                    # The match goes back in the response: read, so decided, masked, audited.
+                    return self._response(
+                        Written(self.batch.read(r.res_type, self.ids[r.index]), 200)
+                    )
                 written = self.s.create_in(
                     self.batch, r.res_type, resource, if_none_exist=None, res_id=self.ids[r.index]
                 )
@@ -421,7 +454,7 @@ class _Run:
                     if_none_match=r.if_none_match,
                 )
                 if r.full_url and written.stored is not None:
-                    self.refs[r.full_url] = f"{r.res_type}/{written.stored.res_id}"
+                    self.refs[placeholder_key(r.full_url)] = f"{r.res_type}/{written.stored.res_id}"
                 return self._response(written)
             case "PATCH":
                 written = self.s.patch_in(

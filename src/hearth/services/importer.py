@@ -40,7 +40,7 @@ from hearth.domain import HearthError, errors
 from hearth.fhir.definitions import is_resource_type
 from hearth.fhir.jsonbody import parse_json_body
 from hearth.fhir.search import param_for
-from hearth.fhir.transaction import rewrite_references
+from hearth.fhir.transaction import placeholder_key, rewrite_references
 from hearth.services.bundles import BundleService
 from hearth.services.progress import NullProgress, Progress
 from hearth.storage import RecordRepository, WriteBatch
@@ -284,7 +284,7 @@ class ImportService:
                 raise located(exc, f"Bundle.entry[{index}]", ImportReport()) from None
             full_url = entry.get("fullUrl")
             if isinstance(full_url, str):
-                refs[full_url] = planned.target
+                refs[placeholder_key(full_url)] = planned.target
             plan.append(planned)
         return plan, refs
 
@@ -339,8 +339,9 @@ class ImportService:
         conditional: dict[str, str] = {}
 
         def resolve(reference: str) -> str | None:
-            if reference in refs:
-                return refs[reference]
+            key = placeholder_key(reference)
+            if key in refs:
+                return refs[key]
             if "?" in reference and not reference.startswith(("http:", "https:", "urn:")):
                 if reference not in conditional:
                     res_type, _, query = reference.partition("?")
@@ -379,7 +380,7 @@ class ImportService:
                 report.existing += 1
                 continue
             try:
-                resource = rewrite_references(entry["resource"], resolve)
+                resource = rewrite_references(entry["resource"], resolve, entries=refs.keys())
             except HearthError as exc:
                 raise chunks.fail(index, exc) from None
             chunks.add(index, (resource, planned), counting.total - read)

@@ -27,8 +27,6 @@ Validator = Callable[..., None]
 
 def check_type(res_type: str) -> str:
     if not is_resource_type(res_type):
-        if res_type.startswith("$"):  # ``[base]/$op``, ``[base]/Patient/1/$op``: not a type
-            raise HearthError(errors.UNKNOWN_OPERATION)
         # Only a known type's name is ever echoed: the URL segment itself could be anything.
         hint = _TYPES_BY_FOLDED.get(res_type.casefold())
         detail = (
@@ -45,8 +43,7 @@ _TYPES_BY_FOLDED = {name.casefold(): name for name in RESOURCE_TYPES}
 
 def check_id(res_id: str) -> str:
     if not ID_PATTERN.fullmatch(res_id):
-        # ``[type]/$op`` lands here as a read of id ``$op``: say what it is.
-        raise HearthError(errors.UNKNOWN_OPERATION if res_id.startswith("$") else errors.BAD_ID)
+        raise HearthError(errors.BAD_ID)
     return res_id
 
 

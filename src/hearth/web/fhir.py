@@ -22,7 +22,12 @@ from hearth.fhir.bundle import history_bundle, http_date
 from hearth.fhir.capability import ServerFeatures, capability_statement
 from hearth.fhir.definitions import RESOURCE_TYPES
 from hearth.fhir.outcome import informational_outcome
-from hearth.fhir.search import capability_includes, capability_params, capability_revincludes
+from hearth.fhir.search import (
+    FORMAT_PARAMETERS,
+    capability_includes,
+    capability_params,
+    capability_revincludes,
+)
 from hearth.services.breakglass import BREAK_GLASS_HEADER, invoking
 from hearth.services.bundles import BundleService
 from hearth.services.disclosure import DisclosurePool
@@ -56,6 +61,15 @@ PATCH_TYPES = frozenset(
 )
 
 T = TypeVar("T")
+
+
+def _no_operation(request: Request) -> None:
+    """Refuse a path that names an operation (``$name``) where a type or an id belongs:
+    ``/fhir/$export``, ``Patient/$validate``, ``Patient/1/$meta``. The routes of the operations
+    this server has (``Patient/[id]/$everything``) come first, so what lands here is one it does
+    not have; said so rather than called a bad id or an unknown type."""
+    if any(str(value).startswith("$") for value in request.path_params.values()):
+        raise HearthError(errors.UNKNOWN_OPERATION)
 
 
 def fhir_base(c: Container, request: Request) -> str:
@@ -267,6 +281,7 @@ class FhirApi:
 
     # -- instance level -------------------------------------------------------------------------
     async def read(self, request: Request) -> Response:
+        _no_operation(request)
         res_type, res_id = request.path_params["type"], request.path_params["id"]
         stored = await self.call(request, lambda svc, _p: svc.read(res_type, res_id), short=True)
         return self.resource_response(request, stored)
@@ -328,15 +343,17 @@ class FhirApi:
 
     # -- type level -------------------------------------------------------------------------
     async def create(self, request: Request) -> Response:
+        _no_operation(request)
         res_type = request.path_params["type"]
         principal = await self.authenticate(request)
 
-        async def parse() -> Any:
+        async def parse() -> tuple[Any, list[tuple[str, str]]]:
             check_type(res_type)
-            return await read_json_body(request, self.limits)
+            return await read_json_body(request, self.limits), self._create_condition(request)
 
-        body = await self.parse_audited(request, principal, Action.CREATE, res_type, None, parse)
-        params = self._create_condition(request)
+        body, params = await self.parse_audited(
+            request, principal, Action.CREATE, res_type, None, parse
+        )
         if params:
             # Conditional create (R4 http.html#ccreate): 200 with the match, 412 if several.
             written = await self._bundles(
@@ -361,7 +378,7 @@ class FhirApi:
         meant to avoid. Both at once are refused."""
         header = request.headers.get("if-none-exist")
         query = [
-            (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+            (k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_PARAMETERS
         ]
         if header and query:
             raise HearthError(
@@ -371,6 +388,12 @@ class FhirApi:
         if header:
             return parse_qsl(header.split("?", 1)[-1], keep_blank_values=True)
         return query
+
+    async def instance_post(self, request: Request) -> Response:
+        """``POST [type]/[id]``: FHIR posts only operations here (``Patient/$validate``), and
+        this server has none at that level."""
+        _no_operation(request)
+        raise HearthError(errors.METHOD_NOT_ALLOWED)
 
     async def _bundles(
         self, request: Request, principal: Principal, work: Callable[[BundleService], T]
@@ -386,7 +409,7 @@ class FhirApi:
         if request.path_params["type"] == "metadata":
             raise HearthError(errors.METHOD_NOT_ALLOWED)
         params = [
-            (k, v) for k, v in request.query_params.multi_items() if k not in ("_format", "_pretty")
+            (k, v) for k, v in request.query_params.multi_items() if k not in FORMAT_PARAMETERS
         ]
         if not params:
             raise HearthError(
@@ -461,6 +484,7 @@ class FhirApi:
         The form body of ``POST _search`` is preferred: it keeps search values, which are PHI,
         out of URLs and logs. Paging links carry only an opaque token.
         """
+        _no_operation(request)
         principal = await self.authenticate(request)
         res_type = request.path_params["type"]
         check_type(res_type)
@@ -471,6 +495,7 @@ class FhirApi:
 
     async def search_compartment(self, request: Request) -> Response:
         """``GET Patient/[id]/[type]`` (R4 compartmentdefinition.html#search)."""
+        _no_operation(request)
         principal = await self.authenticate(request)
         if request.path_params["ctype"] != "Patient":
             raise HearthError(errors.ROUTE_NOT_FOUND, "Only the Patient compartment is searched.")
@@ -616,6 +641,7 @@ def fhir_routes(container: Container) -> list[Route]:
         Route("/fhir/{type}/{id}", api.update, methods=["PUT"]),
         Route("/fhir/{type}/{id}", api.patch, methods=["PATCH"]),
         Route("/fhir/{type}/{id}", api.delete, methods=["DELETE"]),
+        Route("/fhir/{type}/{id}", api.instance_post, methods=["POST"]),
         Route("/fhir", api.base_url_get, methods=["GET"]),
         Route("/fhir/", api.base_url_get, methods=["GET"]),
         Route("/fhir", api.bundle, methods=["POST"]),

@@ -37,6 +37,7 @@ from hearth.fhir.search.criteria import Context
 from hearth.fhir.search.extract import Param, extract, indexed_params, param_for
 from hearth.fhir.search.index import KEY_KINDS, IndexEntries, index_resource
 from hearth.fhir.search.query import (
+    FORMAT_PARAMETERS,
     RESULT_PARAMETERS,
     Include,
     SearchRequest,
@@ -53,6 +54,7 @@ __all__ = [
     "ALL",
     "KEY_KINDS",
     "NONE",
+    "FORMAT_PARAMETERS",
     "RESULT_PARAMETERS",
     "All",
     "And",

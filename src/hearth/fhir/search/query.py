@@ -29,6 +29,7 @@ from hearth.fhir.search.criteria import Context, build_criterion, split_escaped
 from hearth.fhir.search.extract import Param, indexed_params, param_for
 
 __all__ = [
+    "FORMAT_PARAMETERS",
     "RESULT_PARAMETERS",
     "capability_includes",
     "capability_params",
@@ -39,6 +40,8 @@ __all__ = [
     "parse_search",
 ]
 
+#: Parameters that shape any answer's format, on every interaction (http.html#parameters).
+FORMAT_PARAMETERS = frozenset({"_format", "_pretty"})
 RESULT_PARAMETERS = frozenset(
     {
         "_count",
@@ -266,7 +269,7 @@ def parse_search(
     for name in order:
         values = grouped[name]
         base = name.split(":", 1)[0]
-        if base in ("_format", "_pretty", "_page"):
+        if base in FORMAT_PARAMETERS or base == "_page":
             continue
         if base == "_count":
             raw = values[-1]
