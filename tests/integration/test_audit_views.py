@@ -212,6 +212,10 @@ def test_the_audit_command_line_reports(clinic: tuple[Instance, World, FixedCloc
     inst.container.repository(world.principal("physician", break_glass=grant.grant_id)).read(
         "Patient", world.ids["stranger"]
     )
+    with pytest.raises(HearthError):  # without the grant: refused, and audited
+        inst.container.repository(world.principal("physician")).read(
+            "Patient", world.ids["stranger"]
+        )
 
     def hearth(*args: str) -> str:
         result = CliRunner().invoke(main, ["--home", str(inst.home), *args], catch_exceptions=False)
@@ -224,7 +228,11 @@ def test_the_audit_command_line_reports(clinic: tuple[Instance, World, FixedCloc
     assert "reg (" in accounting
     assert "purpose=PUBHLTH" in accounting
     assert "purpose=TREAT" not in accounting
-    assert "purpose=ETREAT" in hearth("audit", "report", "patient", world.ids["stranger"])
+    stranger = hearth("audit", "report", "patient", world.ids["stranger"])
+    assert "purpose=ETREAT" in stranger
+    # A refused Patient read names the Patient (BALP puts it in the patient entity), not "-".
+    refused_line = next(line for line in stranger.splitlines() if "refused" in line)
+    assert f"Patient/{world.ids['stranger']}" in refused_line
     assert "search" in hearth("audit", "report", "user", "reg")
     btg = hearth("audit", "report", "break-glass")
     assert grant.grant_id in btg

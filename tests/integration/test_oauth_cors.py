@@ -45,6 +45,8 @@ def test_discovery_is_open_to_any_origin(http: tuple[TestClient, Instance], path
     response = client.get(path, headers={"Origin": EVIL})
     assert response.status_code == 200
     assert response.headers["access-control-allow-origin"] == "*"
+    if path == "/fhir/metadata":  # the CapabilityStatement tells the truth about CORS
+        assert response.json()["rest"][0]["security"]["cors"] is True
 
 
 @pytest.mark.parametrize("path", ["/oauth/token", "/fhir/Patient/x"])

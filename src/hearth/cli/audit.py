@@ -105,6 +105,16 @@ def _who(c: Container, user_id: str, names: dict[str, str]) -> str:
     return names[user_id]
 
 
+def _what(event: dict[str, Any]) -> str:
+    """The resource an event touched: its domain-resource entity (role 4) or, for a Patient
+    read or refused as itself, its patient entity (role 1, where BALP puts it), else ``-``."""
+    for role in ("4", "1"):
+        for entity in event.get("entity", []):
+            if entity.get("role", {}).get("code") == role and "reference" in entity.get("what", {}):
+                return str(entity["what"]["reference"])
+    return "-"
+
+
 def _print_events(c: Container, events: list[dict[str, Any]]) -> None:
     names: dict[str, str] = {}
     if not events:
@@ -112,14 +122,7 @@ def _print_events(c: Container, events: list[dict[str, Any]]) -> None:
     for event in events:
         agent = event["agent"][0]["who"]["identifier"]["value"]
         purpose = event.get("purposeOfEvent", [{}])[0].get("coding", [{}])[0].get("code", "-")
-        what = next(
-            (
-                x["what"]["reference"]
-                for x in event.get("entity", [])
-                if x.get("role", {}).get("code") == "4" and "reference" in x.get("what", {})
-            ),
-            "-",
-        )
+        what = _what(event)
         subtype = event.get("subtype", [{}])[0].get("code", "?")
         outcome = "ok" if event["outcome"] == "0" else f"refused ({event.get('outcomeDesc', '')})"
         click.echo(

@@ -90,7 +90,8 @@ def capability_statement(
                 {"name": name, "definition": url} for name, url in sorted(operations.items())
             ]
         resources.append(entry)
-    security: dict[str, Any] = {"cors": False, "description": features.security_description}
+    # CORS is answered for registered SMART apps' origins (docs/design.md, "CORS").
+    security: dict[str, Any] = {"cors": True, "description": features.security_description}
     if features.oauth_urls:
         security["service"] = [
             {

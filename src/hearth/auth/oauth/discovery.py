@@ -73,6 +73,8 @@ def smart_configuration(endpoints: Endpoints) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,
         "scopes_supported": [
             "openid",
+            "fhirUser",
+            "profile",
             "launch",
             "launch/patient",
             "offline_access",

@@ -47,3 +47,12 @@ def test_requested_all() -> None:
     fully = grant_scopes(request, ScopeRequest.parse("system/*.rs"))
     assert not requested_all(request, partly)
     assert requested_all(request, fully)
+
+
+def test_discovery_lists_the_identity_scopes_and_only_scopes_that_parse() -> None:
+    from hearth.auth.oauth.discovery import Endpoints, smart_configuration
+
+    listed = smart_configuration(Endpoints("http://127.0.0.1:8080/fhir"))["scopes_supported"]
+    assert {"openid", "fhirUser", "profile"} <= set(listed)
+    for scope in listed:
+        ScopeRequest.parse(scope)  # every advertised scope is one a client may ask for
