@@ -337,6 +337,12 @@ DEIDENTIFIED_VIEW = _code(
     "A de-identified view searches by codes, quantities, numbers and years; it does not read, "
     "write or follow one record.",
 )
+MASKED_SEARCH = _code(
+    "HRT-1113",
+    403,
+    "forbidden",
+    "The search reads an element your role may not see: search by other parameters.",
+)
 # 08xx: backups and backup targets
 BACKUP_INVALID = _code(
     "HRT-0801", 500, "exception", "A backup failed verification; it must not be restored."

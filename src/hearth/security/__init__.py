@@ -28,7 +28,13 @@ from hearth.security.labels import (
     carry_restricting,
     restricting_labels,
 )
-from hearth.security.masks import apply_masks, masked_present, restore_masked, strip_redacted
+from hearth.security.masks import (
+    apply_masks,
+    masked_present,
+    masked_reads,
+    restore_masked,
+    strip_redacted,
+)
 from hearth.security.policy import (
     ALL_TYPES,
     AccessPolicy,
@@ -105,6 +111,7 @@ __all__ = [
     "in_patient_compartment",
     "interaction_for",
     "masked_present",
+    "masked_reads",
     "matches_query",
     "reference_key",
     "restore_masked",

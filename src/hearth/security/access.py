@@ -220,8 +220,41 @@ class AccessProfile:
             for r in self.roles
         )
 
+    @property
+    def masks_anything(self) -> bool:
+        """Whether some role of the principal masks an element of some type."""
+        return any(r.masks for r in self.roles)
+
     def role_names(self) -> tuple[str, ...]:
         return tuple(r.name for r in self.roles)
+
+    def search_masks(self, res_type: str) -> tuple[str, ...]:
+        """The elements of ``res_type`` a search by this principal may not read (FHIR-SL-03):
+        every element that a role letting it search the type masks.
+
+        Which role decides a resource (the least masked that reaches it), and so which
+        elements of it are masked, is known only per resource, after SQL has counted and paged
+        the matches: a criterion on an element that one of those roles masks could count or
+        order resources through it, so the union is refused (fail closed). Unless one of them
+        reaches every row of the type unmasked (every patient, every label, no granular
+        query): that role then decides every resource, and nothing is masked.
+        """
+        grants = (
+            [] if res_type in CHAIN_TYPES else self._grants(_letter(Action.SEARCH, False), res_type)
+        )
+        roles = {g.role.name: g.role for g in grants}
+        masks = {m for role in roles.values() for m in role.masks_for(res_type)}
+        if not masks:
+            return ()
+        for name, role in roles.items():
+            if (
+                not role.masks_for(res_type)
+                and any(g.role.name == name and g.query is None for g in grants)
+                and (res_type in DIRECTORY_TYPES or role.patients is PatientScope.ALL)
+                and self._labels[name] is None
+            ):
+                return ()
+        return tuple(sorted(masks))
 
     # -- capabilities ---------------------------------------------------------------------------
     def allows(self, capability: Capability) -> Decision:

@@ -11,6 +11,10 @@ repeating parent has no stable identity to restore it to).
 - Writing: a body that sets a masked element is refused (``masked_present``); a masked element
   of the stored version is carried into the new one (``restore_masked``), so a role that never
   saw a field can never clobber it, and the ``REDACTED`` mark a client sends back is dropped.
+  What a write answers with is masked as a read is (the gate applies ``apply_masks``).
+- Searching: which resources match a criterion tells something of every element it reads, so
+  a search that reads a masked element is refused (``masked_reads``; the gate names the
+  elements each search parameter reads).
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ from typing import Any
 
 from hearth.security.labels import REDACTED
 
-__all__ = ["apply_masks", "masked_keys", "masked_present", "restore_masked", "strip_redacted"]
+__all__ = [
+    "apply_masks",
+    "masked_keys",
+    "masked_present",
+    "masked_reads",
+    "restore_masked",
+    "strip_redacted",
+]
+
+#: Elements no mask removes: without them a resource is not a resource.
+_NEVER_MASKED = ("resourceType", "id", "meta")
 
 
 def masked_keys(resource: Mapping[str, Any], masks: Iterable[str]) -> list[str]:
@@ -70,7 +84,7 @@ def strip_redacted(resource: Mapping[str, Any]) -> dict[str, Any]:
 def apply_masks(resource: Mapping[str, Any], masks: Iterable[str]) -> dict[str, Any]:
     """A copy of ``resource`` without the masked elements, marked ``REDACTED`` if any was
     present. ``resourceType``, ``id`` and ``meta`` can never be masked."""
-    hidden = [k for k in masked_keys(resource, masks) if k not in ("resourceType", "id", "meta")]
+    hidden = [k for k in masked_keys(resource, masks) if k not in _NEVER_MASKED]
     if not hidden:
         return dict(resource)
     out = {k: v for k, v in resource.items() if k not in hidden}
@@ -85,6 +99,13 @@ def apply_masks(resource: Mapping[str, Any], masks: Iterable[str]) -> dict[str, 
 def masked_present(resource: Mapping[str, Any], masks: Iterable[str]) -> list[str]:
     """The masked elements a body sets (a write that sets one is refused)."""
     return masked_keys(resource, masks)
+
+
+def masked_reads(elements: Iterable[str], masks: Iterable[str]) -> list[str]:
+    """The masked ones among ``elements``, the top-level elements (as JSON keys) a search
+    parameter reads: a search by such a parameter is refused (R4 search.html: a principal who
+    may not read an element must not learn its value from which resources match)."""
+    return [k for k in masked_keys(dict.fromkeys(elements), masks) if k not in _NEVER_MASKED]
 
 
 def restore_masked(

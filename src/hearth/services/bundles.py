@@ -136,7 +136,7 @@ class BundleService:
             if len(found) > 1:
                 raise HearthError(errors.MULTIPLE_MATCHES)
             if found:
-                return Written(batch.current(res_type, found[0]), 200)
+                return Written(batch.matched(res_type, found[0]), 200)
         body = self._validated(res_type, resource)
         body.pop("id", None)
         return Written(batch.create(body, res_id=res_id), 201)
@@ -372,7 +372,10 @@ class _Run:
                     if len(found) > 1:
                         raise _at_entry(HearthError(errors.MULTIPLE_MATCHES), r)
                     if found:
-                        self.existing[r.index] = self.batch.current(r.res_type, found[0])
+                        # Its body goes back only with return=representation: only then is it
+                        # decided, masked and audited as a read (``WriteBatch.matched``).
+                        existing = self.batch.matched if self.representation else self.batch.current
+                        self.existing[r.index] = existing(r.res_type, found[0])
                         target = found[0]
                 if target is None:
                     target = self.s._repo.new_id()

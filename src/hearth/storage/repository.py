@@ -37,10 +37,17 @@ from hearth.domain import (
     StoredResource,
     errors,
 )
+from hearth.fhir import definitions
 from hearth.fhir import jsonbody as fhir_json
 from hearth.fhir.deidentify import Deidentifier, search_refusal
-from hearth.fhir.search import SearchRequest, SubSearch
-from hearth.fhir.search.query import SortKey
+from hearth.fhir.search import (
+    SearchRequest,
+    SubSearch,
+    parameters_read,
+    read_elements,
+    wildcard_includes,
+)
+from hearth.fhir.search.query import Include, SortKey
 from hearth.security import (
     LINK_RULES,
     Capability,
@@ -49,6 +56,7 @@ from hearth.security import (
     apply_masks,
     carry_restricting,
     masked_present,
+    masked_reads,
     restore_masked,
     strip_redacted,
 )
@@ -326,6 +334,7 @@ class RecordRepository:
                 errors.VERSION_NOT_FOUND.code: Outcome.NOT_FOUND,
                 errors.MASKED_FIELD.code: Outcome.DENIED,
                 errors.DEIDENTIFIED_VIEW.code: Outcome.DENIED,
+                errors.MASKED_SEARCH.code: Outcome.DENIED,
                 errors.ACCESS_THROTTLED.code: Outcome.DENIED,
                 errors.BREAK_GLASS_NOT_ACTIVE.code: Outcome.DENIED,
             }.get(error.code.code, Outcome.INVALID if error.status < 500 else Outcome.ERROR)
@@ -421,6 +430,84 @@ class RecordRepository:
         if not decision.masks or stored.resource is None:
             return stored
         return replace(stored, resource=apply_masks(stored.resource, decision.masks))
+
+    # -- minimum necessary in searches -----------------------------------------------------------
+    def _unmasked_search(
+        self,
+        request: SearchRequest | SubSearch,
+        *,
+        query_text: str = "",
+        compartments: Iterable[str] = (),
+    ) -> None:
+        """Refuse ``request`` with ``MASKED_SEARCH`` (403), audited as denied, before anything
+        is read, if it reads an element the principal's roles mask (FHIR-SL-03).
+
+        Which resources match, how many and in what order tells something of every element a
+        criterion, a chain or ``_has`` level, a sort key or an include's reference reads
+        (``read_elements``), so a role that may not read an element may not search by it
+        either (``AccessProfile.search_masks``). The refusal names the parameter, never its
+        value. (An ``*`` include names no element: ``_readable`` narrows it.) A search within
+        one patient's compartment, of each type of ``compartments``, reads the references that
+        put a resource of that type in a compartment (compartmentdefinition-patient.html).
+        """
+        if not self.access.profile.masks_anything:
+            return
+        refusal = None
+        if any(not c.reads for c in request.criteria):
+            refusal = "The search's criteria could not be checked."  # fail closed
+        else:
+            for name, read_type, code in parameters_read(request):
+                if self._reads_masked(read_type, code):
+                    refusal = f"'{name}' reads an element your role may not see."
+                    break
+        for res_type in compartments:
+            if refusal is None and any(
+                self._reads_masked(res_type, code)
+                for code in definitions.patient_compartment(res_type)
+            ):
+                refusal = (
+                    f"A search of a patient's {res_type} resources reads an element your role "
+                    "may not see."
+                )
+        if refusal is not None:
+            raise self._fail(
+                Action.SEARCH,
+                HearthError(errors.MASKED_SEARCH, refusal),
+                res_type=request.res_type,
+                detail=query_text.encode() if query_text else None,
+            )
+
+    def _narrowed(self, request: SearchRequest) -> SearchRequest:
+        """``request`` with each ``*`` include narrowed to the reference parameters whose
+        elements the principal may read (a named one that reads a masked element is refused
+        by ``_unmasked_search``)."""
+        if not self.access.profile.masks_anything or all(
+            i.param is not None for i in (*request.includes, *request.revincludes)
+        ):
+            return request
+        return replace(
+            request,
+            includes=self._readable(request.includes),
+            revincludes=self._readable(request.revincludes),
+        )
+
+    def _reads_masked(self, res_type: str, code: str) -> bool:
+        """Whether search parameter ``code`` of ``res_type`` reads an element the principal's
+        search may not read (an unknown parameter does, fail closed)."""
+        masks = self.access.profile.search_masks(res_type)
+        if not masks:
+            return False
+        elements = read_elements(res_type, code)
+        return elements is None or bool(masked_reads(elements, masks))
+
+    def _readable(self, includes: tuple[Include, ...]) -> tuple[Include, ...]:
+        """``includes`` with each ``*`` spelt out as the reference parameters that read no
+        masked element."""
+        return tuple(
+            i
+            for i in wildcard_includes(includes)
+            if i.param is not None and not self._reads_masked(i.source_type, i.param)
+        )
 
     def _disclosed(self, items: list[StoredResource]) -> tuple[str, ...]:
         """The patients whose records ``items`` are, and tell the snooping monitor."""
@@ -709,6 +796,12 @@ class RecordRepository:
                 # last ones: a researcher who knows someone was seen today could find them.
                 # Random ids carry no order.
                 request = replace(request, sort=(SortKey("_id", descending=False),))
+        self._unmasked_search(
+            request,
+            query_text=query_text,
+            compartments=(res_type,) if compartment is not None else (),
+        )
+        request = self._narrowed(request)
         extra = None
         if compartment is not None:
             extra = search_sql.InCompartment(frozenset({compartment}))
@@ -744,6 +837,11 @@ class RecordRepository:
         self._check(Action.SEARCH, "Patient", res_id=patient_id)
         self._check(Action.READ, "Patient", res_id=patient_id)
         self._not_deidentified(Action.SEARCH, "Patient")
+        self._unmasked_search(
+            SubSearch("Patient", ()),
+            query_text=query_text,
+            compartments=sorted(types if types is not None else definitions.resource_types()),
+        )
         with self._store.read() as conn:
             self._within(conn, Action.READ, "Patient", patient_id)
             searcher = self._searcher(conn)
@@ -1004,6 +1102,7 @@ class WriteBatch:
         repo = self._repo
         repo._check(Action.SEARCH, sub.res_type)
         repo._not_deidentified(Action.SEARCH, sub.res_type)
+        repo._unmasked_search(sub)
         self.flush_index()
         return [res_id for _seq, res_id in repo._searcher(self._conn).matching_ids(sub, limit)]
 
@@ -1050,6 +1149,8 @@ class WriteBatch:
         repo = self._repo
         repo._check(Action.SEARCH, request.res_type)
         repo._not_deidentified(Action.SEARCH, request.res_type)
+        repo._unmasked_search(request, query_text=query_text)
+        request = repo._narrowed(request)
         self.flush_index()
         page = repo._searcher(self._conn).run(request, offset=0)
         page.matches = repo._allowed(page.matches, self._conn)
@@ -1209,6 +1310,59 @@ class WriteBatch:
             resource = carry_restricting(resource, stored)
         return resource
 
+    def _returned(
+        self, stored: StoredResource, write: Decision, masks: tuple[str, ...] = ()
+    ) -> StoredResource:
+        """The version a write stored (or found unchanged), as it goes back to the principal:
+        a write's answer discloses it as a read does, so it is masked as a read of it would be,
+        with the same ``REDACTED`` mark (FHIR-SL-03). The masks are those of the write's
+        decision on the new content (``write``) and on the version it replaced (``masks``),
+        and those of a read decision on the new content when the principal may read it (with
+        several roles, the role that decides a read may mask more than the one that decided
+        the write). Without masks anywhere in its roles, nothing is decided again."""
+        repo = self._repo
+        if stored.resource is None or not repo.access.profile.masks_anything:
+            return stored
+        hidden = {*write.masks, *masks}
+        read = repo.access.decide(
+            Action.READ, stored.res_type, stored.resource, res_id=stored.res_id, conn=self._conn
+        )
+        if read.allowed:
+            hidden.update(read.masks)
+        if not hidden:
+            return stored
+        return replace(stored, resource=apply_masks(stored.resource, sorted(hidden)))
+
+    def matched(self, res_type: str, res_id: str) -> StoredResource | None:
+        """The current version of the resource a conditional create's condition matched (R4
+        http.html#ccreate: the answer is that resource), as it may leave: decided, masked and
+        audited as a read of it. One the principal may not read (the condition searched their
+        search scope, and a read may be granted on fewer rows) goes back without its body, as
+        does a deletion; None when there is no such resource."""
+        repo = self._repo
+        current = self._current(Action.READ, res_type, res_id)
+        if current is None or current.resource is None:
+            return current
+        decision = repo.access.decide(
+            Action.READ, res_type, current.resource, res_id=res_id, conn=self._conn
+        )
+        if not decision.allowed:
+            return replace(current, resource=None)
+        current = repo._masked(current, decision)
+        repo._disclosed([current])
+        self.audit_records.append(
+            repo._record(
+                Action.READ,
+                Outcome.SUCCESS,
+                res_type=res_type,
+                res_id=res_id,
+                version=current.version,
+                patient=patient_of(res_type, res_id, current.resource),
+                purpose=decision.purpose,
+            )
+        )
+        return current
+
     def _in_scope_current(
         self, action: Action, res_type: str, res_id: str
     ) -> StoredResource | None:
@@ -1246,7 +1400,7 @@ class WriteBatch:
             raise repo._fail(
                 Action.CREATE, HearthError(errors.CONFLICT), res_type=res_type, res_id=res_id
             )
-        return self._append(Action.CREATE, res_type, new_id, 1, resource)
+        return self._returned(self._append(Action.CREATE, res_type, new_id, 1, resource), decision)
 
     def update(
         self,
@@ -1295,7 +1449,8 @@ class WriteBatch:
             resource = self._guard(Action.CREATE, res_type, res_id, resource, None, decision.masks)
             # Decided as a create, audited as the interaction the client made (R4 http.html
             # #update: an update that creates is still an update), so history shows PUT.
-            return self._append(Action.UPDATE, res_type, res_id, 1, resource), True
+            created = self._append(Action.UPDATE, res_type, res_id, 1, resource)
+            return self._returned(created, decision), True
         masks: tuple[str, ...] = ()
         if current.resource is not None:
             old = repo._check(
@@ -1303,13 +1458,12 @@ class WriteBatch:
             )
             masks = old.masks
         resource = self._guard(Action.UPDATE, res_type, res_id, resource, current.resource, masks)
-        repo._check(Action.UPDATE, res_type, resource, res_id=res_id, conn=self._conn)
+        new = repo._check(Action.UPDATE, res_type, resource, res_id=res_id, conn=self._conn)
         if skip_unchanged and _same_content(current.resource, resource):
-            return current, None
+            return self._returned(current, new, masks), None
         version = current.version + 1
-        return self._append(
-            Action.UPDATE, res_type, res_id, version, resource, current.resource
-        ), False
+        updated = self._append(Action.UPDATE, res_type, res_id, version, resource, current.resource)
+        return self._returned(updated, new, masks), False
 
     def update_with(
         self,
@@ -1344,10 +1498,11 @@ class WriteBatch:
         except HearthError as error:
             raise repo._fail(action, error, res_type=res_type, res_id=res_id) from None
         changed = self._guard(action, res_type, res_id, changed, current.resource, decision.masks)
-        repo._check(action, res_type, changed, res_id=res_id, conn=self._conn)
-        return self._append(
+        new = repo._check(action, res_type, changed, res_id=res_id, conn=self._conn)
+        patched = self._append(
             action, res_type, res_id, current.version + 1, changed, current.resource
         )
+        return self._returned(patched, new, decision.masks)
 
     def delete(self, res_type: str, res_id: str) -> StoredResource | None:
         """Delete: append a tombstone version (FHIR R4 http.html#delete). Idempotent."""

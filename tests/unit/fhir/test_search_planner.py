@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from hearth.domain import HearthError, errors
 from hearth.fhir import definitions
-from hearth.fhir.search import Context, index_resource, parse_search
+from hearth.fhir.search import (
+    Context,
+    index_resource,
+    parameters_read,
+    parse_search,
+    read_elements,
+    wildcard_includes,
+)
 from hearth.fhir.search.buckets import (
     NumberRegion,
     date_index_keys,
@@ -174,3 +181,56 @@ def test_summary_true_keeps_only_summary_elements() -> None:
     assert "photo" not in shaped
     assert shaped["meta"]["tag"][-1]["code"] == "SUBSETTED"
     assert shape(patient, summary=None, elements=()) is patient
+
+
+def test_each_criterion_names_the_parameters_it_reads() -> None:
+    """What the gate judges a search by (minimum necessary: a role may not search by an
+    element it may not see): every parameter a criterion, its chains and ``_has`` levels, the
+    sort keys and the named includes read."""
+    request = parse_search(
+        "Patient",
+        [
+            ("_has:Encounter:subject:reason-code", "x"),
+            ("general-practitioner:Practitioner.name", "y"),
+            ("birthdate", "2000"),
+            ("_sort", "-family"),
+            ("_revinclude", "Encounter:subject"),
+            ("_include", "*"),
+        ],
+        ctx=CTX,
+        default_count=10,
+        max_count=10,
+    )
+    assert parameters_read(request) == [
+        ("_has:Encounter:subject:reason-code", "Encounter", "reason-code"),
+        ("_has:Encounter:subject:reason-code", "Encounter", "subject"),
+        ("general-practitioner:Practitioner.name", "Patient", "general-practitioner"),
+        ("general-practitioner:Practitioner.name", "Practitioner", "name"),
+        ("birthdate", "Patient", "birthdate"),
+        ("_sort=family", "Patient", "family"),
+        ("_revinclude=Encounter:subject", "Encounter", "subject"),
+    ]
+    assert parameters_read(request.sub()) == parameters_read(request)[:5]
+    spelt = wildcard_includes(request.includes)
+    assert {i.param for i in spelt} == {"general-practitioner", "link", "organization"}
+
+
+def test_the_elements_a_parameter_reads() -> None:
+    assert read_elements("Encounter", "reason-code") == {"reasonCode"}
+    assert read_elements("Encounter", "special-arrangement") == {"hospitalization"}
+    assert read_elements("Patient", "deceased") == {"deceasedBoolean", "deceasedDateTime"}
+    assert "valueQuantity" in (read_elements("Observation", "value-quantity") or ())
+    # A composite over the resource reads its components' elements; over a backbone element,
+    # that element.
+    composite = read_elements("Observation", "code-value-quantity") or frozenset()
+    assert {"code", "valueQuantity"} <= composite
+    assert read_elements("Observation", "component-code-value-quantity") == {"component"}
+    assert read_elements("Observation", "no-such-parameter") is None
+    # Every indexed parameter of every type can be told.
+    unknown = [
+        (res_type, code)
+        for res_type in sorted(definitions.resource_types())
+        for code in indexed_params(res_type)
+        if not read_elements(res_type, code)
+    ]
+    assert unknown == []

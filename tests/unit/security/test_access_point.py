@@ -111,6 +111,23 @@ def test_the_least_masked_role_decides_when_several_allow() -> None:
     assert both.purpose == "TREAT"  # the clinical role names the request's purpose
 
 
+def test_a_search_may_not_read_what_any_searching_role_masks() -> None:
+    desk = POINT.profile(who("front-desk"))
+    assert "reasonCode" in desk.search_masks("Encounter")
+    assert "comment" in desk.search_masks("Appointment")
+    assert desk.search_masks("Patient") == ()
+    assert desk.search_masks("Observation") == ()  # not searched at all: nothing to mask
+    assert desk.masks_anything
+    assert not POINT.profile(who("physician")).masks_anything
+    # Which role decides is known per resource only: the union holds (fail closed) ...
+    both = POINT.profile(who("billing", "physician"), DOC_FACTS)
+    assert both.search_masks("Condition") == ("note", "text")
+    # ... unless one role reaches every row of the type unmasked and so decides every one.
+    root = POINT.profile(who("front-desk", "bootstrap-admin"))
+    assert root.search_masks("Encounter") == ()
+    assert root.search_masks("AuditEvent") == ()
+
+
 def test_scopes_intersect_never_widen() -> None:
     a = frozenset({"a"})
     app = POINT.profile(

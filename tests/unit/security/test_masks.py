@@ -7,6 +7,7 @@ from hearth.security.masks import (
     apply_masks,
     masked_keys,
     masked_present,
+    masked_reads,
     restore_masked,
     strip_redacted,
 )
@@ -59,3 +60,15 @@ def test_strip_redacted_keeps_other_labels_and_drops_empty_meta() -> None:
         "meta": {"security": [other]}
     }
     assert strip_redacted({"a": 1}) == {"a": 1}
+
+
+def test_a_search_reads_a_masked_element_by_its_json_keys() -> None:
+    masks = ("reasonCode", "value[x]", "id", "meta")
+    assert masked_reads(["reasonCode"], masks) == ["reasonCode"]
+    assert masked_reads(["valueQuantity", "valueString", "code"], masks) == [
+        "valueQuantity",
+        "valueString",
+    ]
+    assert masked_reads(["reasonReference", "status"], masks) == []
+    # A resource without its id and meta is not a resource: no mask covers them.
+    assert masked_reads(["id", "meta"], masks) == []

@@ -34,7 +34,7 @@ from hearth.fhir.search.conditions import (
     or_,
 )
 from hearth.fhir.search.criteria import Context
-from hearth.fhir.search.extract import Param, extract, indexed_params, param_for
+from hearth.fhir.search.extract import Param, extract, indexed_params, param_for, read_elements
 from hearth.fhir.search.index import KEY_KINDS, IndexEntries, index_resource
 from hearth.fhir.search.query import (
     FORMAT_PARAMETERS,
@@ -46,7 +46,9 @@ from hearth.fhir.search.query import (
     capability_params,
     capability_revincludes,
     criterion_for,
+    parameters_read,
     parse_search,
+    wildcard_includes,
 )
 from hearth.fhir.search.sorting import sort_value
 
@@ -87,6 +89,9 @@ __all__ = [
     "indexed_params",
     "or_",
     "param_for",
+    "parameters_read",
     "parse_search",
+    "read_elements",
     "sort_value",
+    "wildcard_includes",
 ]

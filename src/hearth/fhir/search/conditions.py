@@ -154,14 +154,20 @@ class Criterion:
     maybe: Cond
     check: Check | None = field(default=None, compare=False)
     name: str = ""  # the parameter, for messages (never its value)
+    #: ``(type, code)`` of every search parameter the criterion reads: its own, and those of
+    #: its chains and ``_has`` levels (set by ``query.criterion_for``), so that the gate can
+    #: refuse a search that reads an element the principal may not see
+    reads: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def exact(self) -> bool:
         return self.check is None
 
     @classmethod
-    def exactly(cls, cond: Cond, name: str = "") -> Criterion:
-        return cls(cond, cond, None, name)
+    def exactly(
+        cls, cond: Cond, name: str = "", reads: frozenset[tuple[str, str]] = frozenset()
+    ) -> Criterion:
+        return cls(cond, cond, None, name, reads)
 
 
 def and_(*parts: Cond) -> Cond:

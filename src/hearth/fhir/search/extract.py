@@ -37,6 +37,7 @@ __all__ = [
     "indexed_params",
     "own_values",
     "param_for",
+    "read_elements",
 ]
 
 #: Search types Hearth indexes; ``special`` (``near``) and the expression-less parameters
@@ -362,6 +363,37 @@ def _relative_type_of(root: str) -> Any:
 
 def param_for(res_type: str, code: str) -> Param | None:
     return indexed_params(res_type).get(code)
+
+
+@cache
+def read_elements(res_type: str, code: str) -> frozenset[str] | None:
+    """The top-level elements of a ``res_type`` resource that parameter ``code`` reads, as JSON
+    keys (a choice element as each of its typed keys: ``valueQuantity``, ``valueString``...);
+    None when that cannot be told (an unknown parameter). Which resources match a criterion
+    tells something of every element it reads, so a role that may not see one of them may not
+    search by it (docs/design.md, "Labels, masks, Consent")."""
+    param = param_for(res_type, code)
+    if param is None:
+        return None
+    if param.compiled.keys is not None:
+        return param.compiled.keys
+    out: set[str] = set()
+    for path in param.compiled.paths:
+        segments = path.split("|", 1)[0].split(".")
+        if len(segments) == 1:
+            # A composite over the resource itself (``code-value-quantity``): its components'
+            # expressions, read against the resource, name the elements.
+            if not param.components:
+                return None
+            for component in param.components:
+                if component.compiled.keys is None:
+                    return None
+                out |= component.compiled.keys
+            continue
+        name = segments[1].split("[", 1)[0]
+        choice = definitions.element(f"{res_type}.{name}[x]")
+        out |= set(choice.choices) if choice is not None and choice.choices else {name}
+    return frozenset(out)
 
 
 # ------------------------------------------------------------------------------ values

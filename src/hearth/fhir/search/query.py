@@ -13,7 +13,7 @@ default) they are ignored and listed in ``ignored`` so the searchset can say so.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from hearth.domain import HearthError, errors
@@ -37,7 +37,9 @@ __all__ = [
     "Include",
     "SearchRequest",
     "SortKey",
+    "parameters_read",
     "parse_search",
+    "wildcard_includes",
 ]
 
 #: Parameters that shape any answer's format, on every interaction (http.html#parameters).
@@ -152,7 +154,7 @@ def criterion_for(
             raise _unknown(name)
         inner = criterion_for(source, has_rest, values, ctx, depth + 1)
         cond = Has(ref_code, SubSearch(source, (inner,)))
-        return Criterion.exactly(cond, name)
+        return Criterion.exactly(cond, name, frozenset({(source, ref_code)}) | inner.reads)
     code, modifier, rest = _split_name(name)
     param = param_for(res_type, code)
     if param is None:
@@ -165,20 +167,23 @@ def criterion_for(
             )
         raise _unknown(code)
     if rest is None:
-        return build_criterion(param, modifier, _or_values(values), ctx)
+        built = build_criterion(param, modifier, _or_values(values), ctx)
+        return replace(built, reads=frozenset({(res_type, code)}))
     if param.type != "reference":
         raise _unknown(name)
     targets = (modifier,) if modifier else param.targets
     chains = []
+    reads = {(res_type, code)}
     for target in targets:
         inner_code = _split_name(rest)[0]
         if inner_code.startswith("_has") or param_for(target, inner_code) is None:
             continue
         inner = criterion_for(target, rest, values, ctx, depth + 1)
         chains.append(Chain(code, target, SubSearch(target, (inner,))))
+        reads |= inner.reads
     if not chains:
         raise _unknown(name)
-    return Criterion.exactly(or_(*chains), name)
+    return Criterion.exactly(or_(*chains), name, frozenset(reads))
 
 
 def _or_values(values: Sequence[str]) -> list[str]:
@@ -321,6 +326,40 @@ def parse_search(
         applied=tuple(applied),
         terms=tuple(terms),
     )
+
+
+def parameters_read(request: SearchRequest | SubSearch) -> list[tuple[str, str, str]]:
+    """``(name, type, code)`` of every search parameter ``request`` reads, ``name`` as the
+    client wrote it (never a value): each criterion's own, its chains' and ``_has`` levels'
+    (``Criterion.reads``), and for a whole request its sort keys and named includes. An ``*``
+    include names no parameter; ``wildcard_includes`` spells it out. For rules on what a
+    principal may search by (docs/design.md, "Labels, masks, Consent")."""
+    out = [(c.name, t, code) for c in request.criteria for t, code in sorted(c.reads)]
+    if isinstance(request, SearchRequest):
+        out += [
+            (f"_sort={k.code}", k.param.res_type, k.param.code) for k in request.sort if k.param
+        ]
+        for key, found in (("_include", request.includes), ("_revinclude", request.revincludes)):
+            out += [
+                (f"{key}={i.source_type}:{i.param}", i.source_type, i.param)
+                for i in found
+                if i.param is not None
+            ]
+    return out
+
+
+def wildcard_includes(includes: Sequence[Include]) -> list[Include]:
+    """``includes`` with each ``*`` (every reference parameter of its source type) spelt out
+    as one include per reference parameter, so that each can be judged on its own."""
+    out: list[Include] = []
+    for inc in includes:
+        if inc.param is not None:
+            out.append(inc)
+            continue
+        for code, param in indexed_params(inc.source_type).items():
+            if param.type == "reference":
+                out.append(replace(inc, param=code))
+    return out
 
 
 @cache
