@@ -136,7 +136,7 @@ class BundleService:
             if len(found) > 1:
                 raise HearthError(errors.MULTIPLE_MATCHES)
             if found:
-                return Written(batch.matched(res_type, found[0]), 200)
+                return Written(batch.current(res_type, found[0]), 200)
         body = self._validated(res_type, resource)
         body.pop("id", None)
         return Written(batch.create(body, res_id=res_id), 201)
@@ -248,8 +248,8 @@ class BundleService:
         with self._repo.batch() as batch:
             written = self.create_in(batch, res_type, resource, if_none_exist=if_none_exist)
             if written.status == 200 and written.stored is not None:
-                # The match goes back to the client: read, so decided, masked and audited.
-                return Written(batch.read(res_type, written.stored.res_id), 200)
+                # The match goes back to the client: decided, masked and audited as a read.
+                return Written(batch.matched(res_type, written.stored.res_id), 200)
             return written
 
     def conditional_update(
@@ -372,10 +372,7 @@ class _Run:
                     if len(found) > 1:
                         raise _at_entry(HearthError(errors.MULTIPLE_MATCHES), r)
                     if found:
-                        # Its body goes back only with return=representation: only then is it
-                        # decided, masked and audited as a read (``WriteBatch.matched``).
-                        existing = self.batch.matched if self.representation else self.batch.current
-                        self.existing[r.index] = existing(r.res_type, found[0])
+                        self.existing[r.index] = self.batch.current(r.res_type, found[0])
                         target = found[0]
                 if target is None:
                     target = self.s._repo.new_id()
@@ -437,10 +434,14 @@ class _Run:
             case "POST":
                 assert resource is not None  # noqa: S101 - parse_bundle guarantees it
                 if r.index in self.existing:
-                    # The match goes back in the response: read, so decided, masked, audited.
-                    return self._response(
-                        Written(self.batch.read(r.res_type, self.ids[r.index]), 200)
+                    # Its body goes back only with return=representation: only then is it
+                    # decided, masked and audited as a read (``WriteBatch.matched``).
+                    match = (
+                        self.batch.matched(r.res_type, self.ids[r.index])
+                        if self.representation
+                        else self.existing[r.index]
                     )
+                    return self._response(Written(match, 200))
                 written = self.s.create_in(
                     self.batch, r.res_type, resource, if_none_exist=None, res_id=self.ids[r.index]
                 )
