@@ -10,8 +10,10 @@ Writes (deterministic: running twice gives byte-identical files):
 
 - ``src/hearth/fhir/data/structures.json.gz``: every resource type and complex datatype, each
   element path with its allowed types (choice types ``value[x]`` expanded to ``valueQuantity``
-  ...), cardinality, content references, backbone flags and Reference targets; the primitive
-  types with their R4 regexes and JSON representation; the list of the 146 resource types.
+  ...), cardinality, content references, backbone flags, Reference targets and, for a ``code``
+  element with a *required* binding, the URL of its value set; the value sets so named, each as
+  its sorted list of codes; the primitive types with their R4 regexes and JSON representation;
+  the list of the 146 resource types.
 - ``src/hearth/fhir/data/search_parameters.json.gz``: every R4 SearchParameter, one row per
   (base resource type, code), with type, FHIRPath expression (the branch for that base),
   reference targets and composite components.
@@ -19,6 +21,22 @@ Writes (deterministic: running twice gives byte-identical files):
   Encounter, RelatedPerson, Practitioner, Device): resource type -> linking parameters.
 - ``tests/unit/fhir/examples/core/``: a fixed selection of example and definition resources from
   the package, used by the validator's positive tests.
+
+Required bindings (terminologies.html#required, valueset.html#compose): a value set is enumerated
+from the package when every ``compose.include`` and ``compose.exclude`` either lists its
+``concept``s, or names a whole CodeSystem (no ``filter``) that the package holds with ``content``
+``complete`` (every code, nested ones and abstract ones included), or imports value sets that are
+themselves enumerable (``valueSet``; an include with several is their intersection, and with a
+``system`` as well, the intersection with it). Anything else (a filter; a system the package does
+not define, such as mime types or ISO 4217 currencies; a fragment or ``not-present`` code system;
+a case-insensitive one) leaves the elements bound to it unchecked. Bindings on ``Coding`` and
+``CodeableConcept`` elements are out of scope. The 4.0.1 package gives: 354 ``code`` elements
+with a required binding, to 213 value sets; 211 value sets enumerated (2,031 codes, all from whole
+complete code systems or explicit concept lists: none needs an import, a filter or an exclude), so
+341 elements are checked; 2 value sets skipped because the package does not define their code
+systems, ``mimetypes`` (urn:ietf:bcp:13: ``Attachment.contentType`` and 11 more elements) and
+``currencies`` (urn:iso:std:iso:4217: ``Money.currency``); 14 required bindings on ``Coding`` or
+``CodeableConcept`` elements not considered.
 
 Usage::
 
@@ -56,6 +74,7 @@ DATA_DIR = ROOT / "src" / "hearth" / "fhir" / "data"
 EXAMPLES_DIR = ROOT / "tests" / "unit" / "fhir" / "examples" / "core"
 
 SD_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
+VS_PREFIX = "http://hl7.org/fhir/ValueSet/"
 SP_PREFIX = "http://hl7.org/fhir/SearchParameter/"
 FHIR_TYPE_EXT = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type"
 REGEX_EXT = "http://hl7.org/fhir/StructureDefinition/regex"
@@ -188,7 +207,8 @@ def _max(value: str) -> int:
     return -1 if value == "*" else int(value)
 
 
-def build_type(sd: dict[str, Any]) -> dict[str, Any]:
+def build_type(sd: dict[str, Any], terminology: Terminology | None = None) -> dict[str, Any]:
+    """The element table of one StructureDefinition; ``terminology`` resolves required bindings."""
     root = sd["type"]
     is_resource = sd["kind"] == "resource"
     elements = sd["snapshot"]["element"]
@@ -228,11 +248,15 @@ def build_type(sd: dict[str, Any]) -> dict[str, Any]:
             record["system"] = True
         if targets:
             record["targets"] = sorted(targets)
+        if terminology is not None:
+            value_set = terminology.bound_value_set(element, f"{sd.get('id', root)}.{rel}")
+            if value_set is not None:
+                record["valueSet"] = value_set
         out[rel] = record
     return out
 
 
-def build_structures(files: dict[str, Any]) -> dict[str, Any]:
+def build_structures(files: dict[str, Any], terminology: Terminology) -> dict[str, Any]:
     sds = {}
     for name, raw in files.items():
         if name.startswith("StructureDefinition-"):
@@ -265,15 +289,145 @@ def build_structures(files: dict[str, Any]) -> dict[str, Any]:
             "kind": kind,
             "abstract": bool(sd["abstract"]),
             "base": (sd.get("baseDefinition") or "").removeprefix(SD_PREFIX) or None,
-            "elements": build_type(sd),
+            "elements": build_type(sd, terminology),
         }
+    code_pattern = re.compile(primitives["code"]["regex"], re.ASCII)
+    value_sets: dict[str, list[str]] = {}
+    for url in sorted(terminology.used):
+        codes = sorted(terminology.expand(url))
+        for code in codes:
+            # The validator accepts a bound code by set membership alone, before the format
+            # check; that is only right if every listed code is itself a well-formed code.
+            if code_pattern.fullmatch(code) is None or not code.isprintable():
+                raise SystemExit(f"{url} lists a code that is not a valid FHIR code: {code!r}")
+        value_sets[url] = codes
     return {
         "fhirVersion": FHIR_VERSION,
         "source": SOURCE,
         "resourceTypes": sorted(resources),
         "primitives": primitives,
         "types": types,
+        "valueSets": value_sets,
     }
+
+
+# ----------------------------------------------------------------------------- bindings
+
+
+class NotEnumerable(Exception):
+    """A value set whose codes cannot all be listed from the package; the message says why."""
+
+
+def _concept_codes(concepts: list[dict[str, Any]]) -> list[str]:
+    """Every code of a CodeSystem's concept tree, nested concepts included."""
+    codes: list[str] = []
+    for concept in concepts:
+        codes.append(concept["code"])
+        codes.extend(_concept_codes(concept.get("concept", [])))
+    return codes
+
+
+class Terminology:
+    """The package's ValueSets and CodeSystems, and the required ``code`` bindings they resolve.
+
+    ``used`` collects the value sets that some element is checked against; ``skipped`` records,
+    per element path, the value set that could not be enumerated and why.
+    """
+
+    def __init__(self, files: dict[str, Any]) -> None:
+        self.value_sets: dict[str, dict[str, Any]] = {}
+        self.code_systems: dict[str, dict[str, Any]] = {}
+        for name, raw in files.items():
+            if name.startswith("ValueSet-"):
+                vs = json.loads(raw)
+                self.value_sets[vs["url"]] = vs
+            elif name.startswith("CodeSystem-"):
+                cs = json.loads(raw)
+                self.code_systems[cs["url"]] = cs
+        self._expanded: dict[str, frozenset[str] | NotEnumerable] = {}
+        self.used: set[str] = set()
+        self.checked: list[str] = []
+        self.skipped: dict[str, tuple[str, str]] = {}
+        self.coded: int = 0  # required bindings on Coding and CodeableConcept, out of scope
+
+    def bound_value_set(self, element: dict[str, Any], label: str) -> str | None:
+        """The value set URL a ``code`` element is checked against, or None (unchecked).
+
+        ``label`` names the element in the counts (``SimpleQuantity.comparator``: a profile's
+        elements keep their base type's paths).
+        """
+        binding = element.get("binding")
+        if binding is None or binding.get("strength") != "required":
+            return None
+        codes = {t["code"] for t in element.get("type", ())}
+        if "code" not in codes:
+            if codes & {"Coding", "CodeableConcept"}:
+                self.coded += 1
+            return None
+        url = binding.get("valueSet", "").split("|", 1)[0]
+        try:
+            self.expand(url)
+        except NotEnumerable as exc:
+            self.skipped[label] = (url, str(exc))
+            return None
+        self.used.add(url)
+        self.checked.append(label)
+        return url
+
+    def expand(self, url: str, importing: tuple[str, ...] = ()) -> frozenset[str]:
+        """Every code of value set ``url``; raises NotEnumerable (valueset.html#compose)."""
+        if url in importing:
+            raise NotEnumerable(f"value set imports itself: {url}")
+        cached = self._expanded.get(url)
+        if cached is None:
+            try:
+                cached = self._compose(url, (*importing, url))
+            except NotEnumerable as exc:
+                cached = exc
+            self._expanded[url] = cached
+        if isinstance(cached, NotEnumerable):
+            raise cached
+        return cached
+
+    def _compose(self, url: str, importing: tuple[str, ...]) -> frozenset[str]:
+        vs = self.value_sets.get(url)
+        if vs is None:
+            raise NotEnumerable(f"value set not in the package: {url}")
+        compose = vs.get("compose")
+        if not compose or not compose.get("include"):
+            raise NotEnumerable(f"value set has no compose.include: {url}")
+        codes: set[str] = set()
+        for part in compose["include"]:
+            codes |= self._part(part, importing)
+        for part in compose.get("exclude", ()):
+            codes -= self._part(part, importing)
+        return frozenset(codes)
+
+    def _part(self, part: dict[str, Any], importing: tuple[str, ...]) -> frozenset[str]:
+        """One include or exclude: the system's codes intersected with each imported value set."""
+        if part.get("filter"):
+            raise NotEnumerable("filter")
+        sets: list[frozenset[str]] = []
+        system = part.get("system")
+        if part.get("concept"):
+            sets.append(frozenset(c["code"] for c in part["concept"]))
+        elif system is not None:
+            sets.append(self._whole_system(system))
+        for imported in part.get("valueSet", ()):
+            sets.append(self.expand(imported.split("|", 1)[0], importing))
+        if not sets:
+            raise NotEnumerable("an include names neither a system nor a value set")
+        return frozenset.intersection(*sets)
+
+    def _whole_system(self, system: str) -> frozenset[str]:
+        cs = self.code_systems.get(system)
+        if cs is None:
+            raise NotEnumerable(f"code system not in the package: {system}")
+        if cs.get("content") != "complete":
+            raise NotEnumerable(f"code system content is {cs.get('content')}: {system}")
+        if cs.get("caseSensitive") is False:
+            raise NotEnumerable(f"code system is not case-sensitive: {system}")
+        return frozenset(_concept_codes(cs.get("concept", [])))
 
 
 # ----------------------------------------------------------------------------- search
@@ -427,6 +581,27 @@ def validate_package(files: dict[str, Any]) -> int:
     return failures
 
 
+def print_bindings(terminology: Terminology, structures: dict[str, Any]) -> None:
+    """What the required-binding check covers, and what it leaves out and why."""
+    skipped_sets: dict[str, tuple[str, list[str]]] = {}
+    for path, (url, reason) in sorted(terminology.skipped.items()):
+        skipped_sets.setdefault(url, (reason, []))[1].append(path)
+    n_required = len(terminology.checked) + len(terminology.skipped)
+    n_sets = len(structures["valueSets"]) + len(skipped_sets)
+    n_codes = sum(len(codes) for codes in structures["valueSets"].values())
+    print(
+        f"code elements with a required binding: {n_required}, to {n_sets} value sets; "
+        f"checked: {len(terminology.checked)} elements, {len(structures['valueSets'])} value "
+        f"sets enumerated ({n_codes} codes); unchecked: {len(terminology.skipped)} elements, "
+        f"{len(skipped_sets)} value sets"
+    )
+    for url, (reason, paths) in sorted(skipped_sets.items()):
+        print(f"  skipped {url.removeprefix(VS_PREFIX)} ({reason}): {', '.join(paths)}")
+    print(
+        f"required bindings on Coding/CodeableConcept (out of scope): {terminology.coded} elements"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--package", type=Path, help="a local hl7.fhir.r4.core.tgz to use")
@@ -441,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     files = read_package(tgz)
     print(f"read {len(files)} JSON files from {SOURCE}")
 
-    structures = build_structures(files)
+    terminology = Terminology(files)
+    structures = build_structures(files, terminology)
     search = build_search(files)
     compartments = build_compartments(files)
 
@@ -462,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"complex datatypes: {n_datatypes} (including {', '.join(DATATYPE_PROFILES)})")
     print(f"primitive types: {len(structures['primitives'])}")
     print(f"element definitions: {n_elements}")
+    print_bindings(terminology, structures)
     print(
         f"search parameters: {len(params)} rows over "
         f"{len({r['base'] for r in params})} bases; "

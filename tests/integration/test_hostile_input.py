@@ -35,6 +35,22 @@ CASES = [
     ("POST", "/fhir/Patient", b'{"resourceType":"Patient"}', {}, 415, "HRT-0102"),
     ("POST", "/fhir/Observation", b'{"resourceType":"Patient"}', FHIR, 400, "HRT-0202"),
     ("POST", "/fhir/NotAType", b'{"resourceType":"NotAType"}', FHIR, 404, "HRT-0106"),
+    (
+        "POST",
+        "/fhir/Patient",
+        b'{"resourceType":"Patient","gender":"banana"}',
+        FHIR,
+        400,
+        "HRT-0214",
+    ),
+    (
+        "POST",
+        "/fhir/Observation",
+        b'{"resourceType":"Observation","status":"bogus","code":{"text":"x"}}',
+        FHIR,
+        400,
+        "HRT-0214",
+    ),
     ("GET", "/fhir/NotAType/1", b"", {}, 404, "HRT-0106"),
     ("GET", "/fhir/Patient/" + "a" * 65, b"", {}, 400, "HRT-0105"),
     ("GET", "/fhir/Patient/bad$id", b"", {}, 400, "HRT-0105"),
@@ -114,6 +130,15 @@ def test_errors_never_echo_request_values(client: TestClient) -> None:
         headers=FHIR,
     )
     assert response.status_code == 400
+    assert secret not in response.text
+    response = client.post(
+        "/fhir/Patient",
+        content=('{"resourceType":"Patient","gender":"' + secret + '"}').encode(),
+        headers=FHIR,
+    )
+    assert response.status_code == 400
+    assert code_of(response.json()) == "HRT-0214"
+    assert response.json()["issue"][0]["expression"] == ["Patient.gender"]
     assert secret not in response.text
 
 

@@ -145,6 +145,9 @@ PATCH_FAILED = _code("HRT-0210", 422, "processing", "The JSON Patch could not be
 BUSINESS_RULE = _code("HRT-0211", 422, "business-rule", "The resource breaks a rule of FHIR R4.")
 MISSING_RESOURCE_TYPE = _code("HRT-0212", 400, "required", "The body has no resourceType.")
 BAD_PRIMITIVE = _code("HRT-0213", 400, "value", "A primitive value is not in the allowed format.")
+CODE_NOT_IN_VALUE_SET = _code(
+    "HRT-0214", 400, "code-invalid", "A code is not in the value set its element requires."
+)
 
 # 03xx: versions and preconditions
 NOT_FOUND = _code("HRT-0301", 404, "not-found", "Resource not found.")

@@ -15,6 +15,10 @@ definitions in :mod:`hearth.fhir.definitions` and raises one
   ranges (32-bit, ``positiveInt`` > 0, ``unsignedInt`` >= 0) and the R4 regex of each string
   primitive (``date``, ``dateTime``, ``instant``, ``time``, ``uri``, ``code``, ``id``, ``oid``,
   ``uuid``, ``base64Binary``...); no control characters in strings (datatypes.html#string);
+- required bindings (terminologies.html#required): a ``code`` element bound with strength
+  *required* to a value set the R4 package lists completely (``Patient.gender``,
+  ``Observation.status``, ``Timing.repeat.dayOfWeek``..., 341 elements) holds one of its codes,
+  each entry of an array checked on its own;
 - cardinality: required elements present, maximum counts respected, one variant only of a
   choice element (``value[x]``);
 - no empty objects, arrays or strings and no ``null`` outside a primitive array (json.html);
@@ -28,9 +32,11 @@ definitions in :mod:`hearth.fhir.definitions` and raises one
   resources have no contained resources, no ``meta.versionId``/``lastUpdated``, no
   ``meta.security``); the narrative ``div`` is an XHTML ``<div>`` string.
 
-Not checked: terminology bindings (codes against value sets), the other invariants (FHIRPath
-constraints), profiles named in ``meta.profile``, XHTML content rules beyond the outer
-``<div>``. Decimal precision is kept by ``hearth.fhir.jsonbody.FhirDecimal``.
+Not checked: other bindings (``Coding`` and ``CodeableConcept`` elements, *extensible*,
+*preferred* and *example* strengths, and the required bindings to value sets defined outside the
+package: mime types, ISO 4217 currencies), the other invariants (FHIRPath constraints), profiles
+named in ``meta.profile``, XHTML content rules beyond the outer ``<div>``. Decimal precision is
+kept by ``hearth.fhir.jsonbody.FhirDecimal``.
 
 Diagnostics never contain values from the resource. ``expression`` is the element path
 (``Patient.name[0].given[1]``); an unknown property's name is echoed only when it is shaped like
@@ -52,6 +58,7 @@ from hearth.domain.errors import (
     BAD_REFERENCE,
     BUSINESS_RULE,
     CARDINALITY,
+    CODE_NOT_IN_VALUE_SET,
     INVALID_RESOURCE,
     MISSING_RESOURCE_TYPE,
     NESTING_TOO_DEEP,
@@ -234,6 +241,28 @@ def _boolean_check(value: Any) -> tuple[ErrorCode, str] | None:
     return WRONG_TYPE, "Expected true or false for a FHIR boolean."
 
 
+def _bound_check(check_format: _Check, url: str, codes: frozenset[str]) -> _Check:
+    """A ``code`` check that also requires one of the codes of a value set.
+
+    A member of ``codes`` is accepted at once: the generator refuses a value set listing a code
+    that is not a well-formed ``code``, so membership implies the format check would pass. A
+    value outside the set gets the format check's issue if it has one, else this one; the
+    diagnostic names the value set, never the value.
+    """
+    not_in_value_set = (
+        CODE_NOT_IN_VALUE_SET,
+        f"The code is not in the value set this element requires ({url}).",
+    )
+
+    def check(value: Any) -> tuple[ErrorCode, str] | None:
+        if type(value) is str and value in codes:
+            return None
+        problem = check_format(value)
+        return not_in_value_set if problem is None else problem
+
+    return check
+
+
 def _checks() -> dict[str, _Check]:
     out: dict[str, _Check] = {}
     for name, prim in definitions.primitive_types().items():
@@ -325,6 +354,12 @@ def _make_field(
         field = _Field(json_name, type_name, _PRIM, el.is_array, max_)
         field.check = checks[type_name]
         field.system = el.system
+        url = el.value_set
+        if type_name == "code" and url is not None:
+            codes = definitions.value_set_codes(url)
+            if codes is None:  # pragma: no cover - the generator lists every value set it names
+                raise LookupError(f"{el.path}: the definitions do not list value set {url}")
+            field.check = _bound_check(field.check, url, codes)
     elif type_name == "Resource":
         field = _Field(json_name, type_name, _RESOURCE, el.is_array, max_)
     else:

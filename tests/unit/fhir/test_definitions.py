@@ -17,6 +17,7 @@ from hearth.fhir.definitions import (
     search_parameter,
     search_parameters,
     type_definition,
+    value_set_codes,
 )
 
 
@@ -220,3 +221,48 @@ def test_every_compartment_parameter_is_a_search_parameter() -> None:
             for code in compartment(name, rtype):
                 # "{def}" stands for the compartment's own resource (compartmentdefinition.html).
                 assert code in search_parameters(rtype) or code == "{def}", (name, rtype, code)
+
+
+def test_required_code_bindings_name_their_value_set() -> None:
+    gender = element("Patient.gender")
+    assert gender is not None
+    assert gender.value_set == "http://hl7.org/fhir/ValueSet/administrative-gender"
+    assert value_set_codes(gender.value_set) == {"male", "female", "other", "unknown"}
+    day = element("Timing.repeat.dayOfWeek")
+    assert day is not None
+    assert day.is_array
+    assert day.value_set == "http://hl7.org/fhir/ValueSet/days-of-week"
+    # units-of-time lists its UCUM codes explicitly, so it is enumerable without UCUM.
+    unit = element("Timing.repeat.periodUnit")
+    assert unit is not None
+    assert unit.value_set is not None
+    assert value_set_codes(unit.value_set) == {"s", "min", "h", "d", "wk", "mo", "a"}
+
+
+def test_unlisted_bindings_have_no_value_set() -> None:
+    for path in (
+        "Attachment.contentType",  # required, mime types: not in the package
+        "Money.currency",  # required, ISO 4217: not in the package
+        "Patient.language",  # preferred
+        "Coding.code",  # no binding
+        "Patient.maritalStatus",  # CodeableConcept: out of scope
+    ):
+        found = element(path)
+        assert found is not None, path
+        assert found.value_set is None, path
+    assert value_set_codes("http://hl7.org/fhir/ValueSet/mimetypes") is None
+
+
+def test_every_bound_element_is_a_code_with_a_listed_value_set() -> None:
+    bound = 0
+    for name in definitions.type_names():
+        typedef = type_definition(name)
+        assert typedef is not None
+        for el in typedef.elements.values():
+            if el.value_set is None:
+                continue
+            bound += 1
+            assert "code" in el.types, el.path
+            codes = value_set_codes(el.value_set)
+            assert codes, el.path
+    assert bound == 341  # the generator's count for the 4.0.1 package

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -117,5 +118,145 @@ def test_committed_data_matches_the_generator_format() -> None:
     structures = json.loads(gzip.decompress((data / "structures.json.gz").read_bytes()))
     assert structures["fhirVersion"] == "4.0.1"
     assert "CC0" in structures["source"]
+    value_sets = structures["valueSets"]
+    assert len(value_sets) == 211
+    assert all(codes == sorted(set(codes)) for codes in value_sets.values())
     total = sum(p.stat().st_size for p in data.glob("*.json.gz"))
     assert total < 300_000  # the brief: a few hundred KB at most
+
+
+# ----------------------------------------------------------------------------- required bindings
+
+CS = "http://example.org/cs/"
+VS = "http://example.org/vs/"
+
+
+def package(*resources: dict[str, object]) -> dict[str, bytes]:
+    return {
+        f"{r['resourceType']}-{i}.json": json.dumps(r).encode() for i, r in enumerate(resources)
+    }
+
+
+def code_system(name: str, *concepts: object, **extra: object) -> dict[str, object]:
+    return {
+        "resourceType": "CodeSystem",
+        "url": CS + name,
+        "content": "complete",
+        "concept": list(concepts),
+        **extra,
+    }
+
+
+def value_set(
+    name: str, include: list[object], exclude: list[object] | None = None
+) -> dict[str, object]:
+    compose: dict[str, object] = {"include": include}
+    if exclude:
+        compose["exclude"] = exclude
+    return {"resourceType": "ValueSet", "url": VS + name, "compose": compose}
+
+
+@pytest.fixture
+def terminology(gen: ModuleType) -> Any:
+    files = package(
+        code_system("colour", {"code": "red"}, {"code": "blue", "concept": [{"code": "navy"}]}),
+        code_system("partial", {"code": "a"}, content="fragment"),
+        code_system("loose", {"code": "a"}, caseSensitive=False),
+        value_set("all", [{"system": CS + "colour"}]),
+        value_set("some", [{"system": CS + "partial", "concept": [{"code": "a"}, {"code": "b"}]}]),
+        value_set(
+            "minus",
+            [{"system": CS + "colour"}],
+            [{"system": CS + "colour", "concept": [{"code": "red"}]}],
+        ),
+        value_set(
+            "import",
+            [{"valueSet": [VS + "all|4.0.1"]}, {"system": "urn:x", "concept": [{"code": "x"}]}],
+        ),
+        value_set("both", [{"system": CS + "colour", "valueSet": [VS + "minus"]}]),
+        value_set(
+            "filtered",
+            [
+                {
+                    "system": CS + "colour",
+                    "filter": [{"property": "concept", "op": "is-a", "value": "blue"}],
+                }
+            ],
+        ),
+        value_set("fragment", [{"system": CS + "partial"}]),
+        value_set("external", [{"system": "urn:ietf:bcp:13"}]),
+        value_set("loose", [{"system": CS + "loose"}]),
+        value_set("cycle", [{"valueSet": [VS + "cycle"]}]),
+        value_set("bad-import", [{"valueSet": [VS + "external"]}]),
+    )
+    return gen.Terminology(files)
+
+
+@pytest.mark.parametrize(
+    ("name", "codes"),
+    [
+        ("all", {"red", "blue", "navy"}),  # a whole complete system, nested concepts included
+        ("some", {"a", "b"}),  # explicit concepts, whatever the system's content
+        ("minus", {"blue", "navy"}),  # compose.exclude
+        ("import", {"red", "blue", "navy", "x"}),  # valueSet imports, |version stripped
+        ("both", {"blue", "navy"}),  # a system and a value set in one include: intersection
+    ],
+)
+def test_enumerable_value_sets(terminology: Any, name: str, codes: set[str]) -> None:
+    assert terminology.expand(VS + name) == codes
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("filtered", "filter"),
+        ("fragment", "content is fragment"),
+        ("external", "not in the package: urn:ietf:bcp:13"),
+        ("loose", "not case-sensitive"),
+        ("cycle", "imports itself"),
+        ("bad-import", "not in the package"),
+        ("missing", "value set not in the package"),
+    ],
+)
+def test_value_sets_that_cannot_be_enumerated(
+    gen: ModuleType, terminology: Any, name: str, reason: str
+) -> None:
+    with pytest.raises(gen.NotEnumerable, match=reason):
+        terminology.expand(VS + name)
+
+
+def test_only_required_code_bindings_are_recorded(gen: ModuleType, terminology: Any) -> None:
+    def el(path: str, type_code: str, strength: str, vs: str) -> dict[str, object]:
+        return {
+            "path": path,
+            "min": 0,
+            "max": "1",
+            "type": [{"code": type_code}],
+            "binding": {"strength": strength, "valueSet": VS + vs + "|4.0.1"},
+        }
+
+    sd = {
+        "type": "Thing",
+        "id": "Thing",
+        "kind": "resource",
+        "snapshot": {
+            "element": [
+                {"path": "Thing", "min": 0, "max": "*"},
+                el("Thing.colour", "code", "required", "all"),
+                el("Thing.mime", "code", "required", "external"),
+                el("Thing.hint", "code", "preferred", "all"),
+                el("Thing.coded", "CodeableConcept", "required", "all"),
+            ]
+        },
+    }
+    elements = gen.build_type(sd, terminology)
+    assert elements["colour"]["valueSet"] == VS + "all"
+    assert "valueSet" not in elements["mime"]
+    assert "valueSet" not in elements["hint"]
+    assert "valueSet" not in elements["coded"]
+    assert terminology.checked == ["Thing.colour"]
+    assert terminology.skipped == {
+        "Thing.mime": (VS + "external", "code system not in the package: urn:ietf:bcp:13")
+    }
+    assert terminology.coded == 1
+    assert terminology.used == {VS + "all"}

@@ -9,6 +9,7 @@ import pytest
 
 from hearth.domain import HearthError
 from hearth.domain import errors as E
+from hearth.fhir import definitions
 from hearth.fhir.validation import MAX_ISSUES, collect_issues, validate_resource
 
 Res = dict[str, Any]
@@ -602,6 +603,130 @@ def test_display_only_references_are_fine() -> None:
     )
 
 
+# ----------------------------------------------------------------------------- required bindings
+
+GENDER_VS = "http://hl7.org/fhir/ValueSet/administrative-gender"
+
+
+def test_a_code_outside_its_required_value_set_is_refused() -> None:
+    only(patient(gender="banana"), E.CODE_NOT_IN_VALUE_SET, "Patient.gender")
+    with pytest.raises(HearthError) as caught:
+        validate_resource(patient(gender="banana"), resource_type="Patient")
+    assert caught.value.code is E.INVALID_RESOURCE
+    assert caught.value.status == 400
+    [issue] = caught.value.issues
+    assert issue.code.code == "HRT-0214"
+    assert issue.code.issue == "code-invalid"
+    assert GENDER_VS in issue.diagnostics
+    assert "banana" not in issue.diagnostics
+
+
+@pytest.mark.parametrize("gender", ["male", "female", "other", "unknown"])
+def test_codes_of_the_value_set_are_accepted(gender: str) -> None:
+    assert issues(patient(gender=gender)) == []
+
+
+def test_codes_are_compared_exactly() -> None:
+    only(patient(gender="Male"), E.CODE_NOT_IN_VALUE_SET, "Patient.gender")
+    only(patient(gender="m"), E.CODE_NOT_IN_VALUE_SET, "Patient.gender")
+
+
+def test_the_format_and_type_checks_come_first() -> None:
+    only(patient(gender=" male"), E.BAD_PRIMITIVE, "Patient.gender")
+    only(patient(gender=""), E.BAD_PRIMITIVE, "Patient.gender")
+    only(patient(gender=1), E.WRONG_TYPE, "Patient.gender")
+    only(patient(gender={"code": "male"}), E.WRONG_TYPE, "Patient.gender")
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "registered",
+        "preliminary",
+        "final",
+        "amended",
+        "corrected",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    ],
+)
+def test_observation_status(status: str) -> None:
+    assert issues(observation(status=status)) == []
+    only(observation(status="bogus"), E.CODE_NOT_IN_VALUE_SET, "Observation.status")
+
+
+def test_codes_in_datatypes_are_checked() -> None:
+    only(
+        patient(name=[{"use": "nickname-ish", "family": "x"}]),
+        E.CODE_NOT_IN_VALUE_SET,
+        "Patient.name[0].use",
+    )
+    only(
+        observation(valueQuantity={"value": 1, "comparator": "~"}),
+        E.CODE_NOT_IN_VALUE_SET,
+        "Observation.valueQuantity.comparator",
+    )
+    assert issues(observation(valueQuantity={"value": 1, "comparator": "<="})) == []
+
+
+def test_a_primitive_array_of_codes_is_checked_entry_by_entry() -> None:
+    timing = {"repeat": {"dayOfWeek": ["mon", "funday", "fri", "MON"], "periodUnit": "d"}}
+    assert issues(observation(effectiveTiming=timing)) == [
+        (E.CODE_NOT_IN_VALUE_SET.code, "Observation.effectiveTiming.repeat.dayOfWeek[1]"),
+        (E.CODE_NOT_IN_VALUE_SET.code, "Observation.effectiveTiming.repeat.dayOfWeek[3]"),
+    ]
+    ext = {"extension": [{"url": "http://x", "valueString": "y"}]}
+    aligned = {"repeat": {"dayOfWeek": ["mon", None], "_dayOfWeek": [None, ext]}}
+    assert issues(observation(effectiveTiming=aligned)) == []
+    search: Res = {
+        "resourceType": "SearchParameter",
+        "url": "http://x/sp",
+        "name": "x",
+        "status": "draft",
+        "description": "x",
+        "code": "x",
+        "base": ["Patient", "Patients"],
+        "type": "token",
+    }
+    only(search, E.CODE_NOT_IN_VALUE_SET, "SearchParameter.base[1]")
+
+
+def test_codes_whose_value_set_is_not_listed_are_not_checked() -> None:
+    # Attachment.contentType is bound (required) to mime types, urn:ietf:bcp:13, which the R4
+    # package does not enumerate; Patient.language has a preferred binding; Coding.code none.
+    content_type = definitions.element("Patient.photo.contentType")
+    assert content_type is not None
+    assert content_type.value_set is None
+    body = patient(
+        photo=[{"contentType": "banana", "data": "AAAA"}],
+        language="banana",
+        maritalStatus={"coding": [{"system": "http://x", "code": "banana"}]},
+    )
+    assert issues(body) == []
+
+
+def test_contained_and_bundled_resources_are_checked() -> None:
+    only(
+        patient(contained=[{"resourceType": "Patient", "id": "a", "gender": "banana"}]),
+        E.CODE_NOT_IN_VALUE_SET,
+        "Patient.contained[0].gender",
+    )
+    bundle: Res = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": patient()}, {"resource": observation(status="bogus")}],
+    }
+    only(bundle, E.CODE_NOT_IN_VALUE_SET, "Bundle.entry[1].resource.status")
+    bundle["type"] = "heap"
+    assert (E.CODE_NOT_IN_VALUE_SET.code, "Bundle.type") in issues(bundle)
+    params: Res = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "r", "resource": patient(gender="banana")}],
+    }
+    only(params, E.CODE_NOT_IN_VALUE_SET, "Parameters.parameter[0].resource.gender")
+
+
 # ------------------------------------------------------------------ meta, text, extensions
 
 
@@ -688,11 +813,13 @@ def test_diagnostics_never_echo_values() -> None:
         contained=[{"resourceType": marker}],
         text={"status": "generated", "div": marker},
         photo=[{"data": marker}],
+        telecom=[{"system": marker, "value": "x"}],
     )
     with pytest.raises(HearthError) as caught:
         validate_resource(body)
     found = caught.value.issues
-    assert len(found) >= 8
+    assert E.CODE_NOT_IN_VALUE_SET in [i.code for i in found]
+    assert len(found) >= 9
     for issue in found:
         assert marker not in issue.diagnostics
         assert marker not in (issue.expression or "")
