@@ -357,7 +357,9 @@ class Container:
             break_glass=self._emergency_token,
         )
         self.authenticator = Authenticator(
-            ApiTokenStore(self.store, self.audit, self.clock, self.random), self.tokens
+            ApiTokenStore(self.store, self.audit, self.clock, self.random),
+            self.tokens,
+            users=self._user_rights,
         )
         self.authorization = AuthorizationService(
             clients=self.clients,
@@ -504,7 +506,8 @@ class Container:
         )
 
     def _user_rights(self, user_id: str) -> tuple[bool, frozenset[str]] | None:
-        """A user's current standing, for the OAuth resource server (see ``UserRights``)."""
+        """A user's current standing, for API tokens and the OAuth resource server (see
+        ``UserRights``)."""
         user = self.accounts.user(user_id)
         if user is None:
             return None
@@ -1018,14 +1021,16 @@ def issue_admin_credential(
 ) -> AdminCredential:
     """A fresh one-time-shown administrator token, and a set-up link if one is needed."""
     admin = ensure_admin_user(container)
+    info = container.users.get(ADMIN_USERNAME)
+    # The token acts with the administrator's roles at each request (an operator may have
+    # taken bootstrap-admin away); the roles stored with it record what they were at issue.
     token = container.authenticator.issue_token(
         subject=admin,
-        roles=frozenset({ADMIN_ROLE}),
+        roles=frozenset(info.roles),
         label="issued at serve",
         ttl=ttl,
         by="system:serve",
     )
-    info = container.users.get(ADMIN_USERNAME)
     can_sign_in = info.keys > 0 or (info.has_password and info.has_totp)
     link = None
     if not can_sign_in and info.status == "active":

@@ -4,6 +4,7 @@ console (issue 5, "Done when")."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,10 +14,14 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+import hearth.services.identity
+import hearth.services.oauth.tokens
 from hearth.services.oauth import ClientSpec
+from hearth.settings import load_settings
 from hearth.web.app import create_app
+from hearth.wiring import Container
 from tests.access_world import LINKED, World, build_world
-from tests.integration.auth.conftest import Browser, Instance, build
+from tests.integration.auth.conftest import CHEAP, Browser, Instance, SeededRandom, build
 from tests.oauth_support import authorize_on_console, exchange_code
 
 FHIR = "https://localhost/fhir"
@@ -180,3 +185,76 @@ def test_each_role_sees_what_it_may_through_the_api_and_a_smart_app(site: Site) 
         ).text
         assert "Fam" not in whole, how
         assert fetch(http, sci, f"Patient/{world.ids['careteam']}").status_code == 403, how
+
+
+class _Ticks:
+    """``time`` for the token caches, moved on by hand (the caches count monotonic seconds)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
+
+def test_a_role_change_applies_to_existing_api_tokens_as_to_smart_tokens(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A physician made front-desk: the API token issued while they were a physician acts as
+    front-desk, like their SMART app's token, at once in the process that made the change and
+    within the token caches' 5 s in another server process (it kept the physician's view for
+    its whole week)."""
+    ticks = _Ticks()
+    monkeypatch.setattr(hearth.services.identity, "time", ticks)
+    monkeypatch.setattr(hearth.services.oauth.tokens, "time", ticks)
+    c = site.instance.container
+    other = Container(  # another server process on the same database
+        load_settings(site.instance.home, {}),
+        clock=site.instance.clock,
+        random=SeededRandom(b"other process"),
+        password_parameters=CHEAP,
+    )
+    try:
+        here = TestClient(create_app(c), base_url="https://localhost")
+        there = TestClient(create_app(other), base_url="https://localhost")
+        tokens = (site.api_token("clinician"), site.smart_token("clinician", "user/*.rs openid"))
+        linked = {site.world.ids[n] for n in LINKED}
+        for http in (here, there):
+            for token in tokens:
+                assert searched(http, token, "Observation")[0] == 200
+                assert searched(http, token, "Patient") == (200, linked)
+
+        c.users.set_roles("clinician", frozenset({"front-desk"}), by="test")
+
+        # Front-desk: no clinical observations, and every patient's demographics.
+        for token in tokens:
+            assert searched(here, token, "Observation")[0] == 403
+            assert searched(here, token, "Patient")[1] > linked
+        ticks.offset += 5.1  # past both caches of the other process
+        for token in tokens:
+            assert searched(there, token, "Observation")[0] == 403
+            assert searched(there, token, "Patient")[1] > linked
+    finally:
+        other.close()
+
+
+def test_an_api_token_stops_with_its_user(site: Site) -> None:
+    """A token whose user is disabled or no longer exists acts as nobody (fail closed), even
+    before the revocation that disabling performs."""
+    c = site.instance.container
+    http = TestClient(create_app(c), base_url="https://localhost")
+    orphan = c.authenticator.issue_token(
+        subject="usr_nosuchuser0000000000",
+        roles=frozenset({"bootstrap-admin"}),
+        label="t",
+        ttl=timedelta(hours=1),
+        by="test",
+    )
+    assert fetch(http, orphan, "Patient").status_code == 401
+    token = site.api_token("biller")
+    assert fetch(http, token, "Patient").status_code == 200
+    c.accounts.update_user(  # disabled without the revocation ``hearth user disable`` adds
+        c.users.get("biller").user_id, 0, [], status="disabled"
+    )
+    c.authenticator.forget_subject(c.users.get("biller").user_id)
+    assert fetch(http, token, "Patient").status_code == 401

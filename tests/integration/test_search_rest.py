@@ -87,13 +87,9 @@ def test_page_links_are_bound_to_the_principal(client: TestClient, sqlite_instan
     seed(client)
     bundle = client.get("/fhir/Patient", params={"_count": "1"}).json()
     next_url = {link["relation"]: link["url"] for link in bundle["link"]}["next"]
-    other = sqlite_instance.container.authenticator.issue_token(
-        subject="someone-else",
-        roles=frozenset({"bootstrap-admin"}),
-        label="t",
-        ttl=timedelta(days=7),
-        by="t",
-    )
+    users = sqlite_instance.container.users
+    users.add("someone-else", roles=frozenset({"bootstrap-admin"}), by="t")
+    other = users.issue_api_token("someone-else", ttl=timedelta(days=7), by="t")
     parts = urlsplit(next_url)
     response = client.get(
         parts.path + "?" + parts.query, headers={"Authorization": f"Bearer {other}"}

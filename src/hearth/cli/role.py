@@ -148,7 +148,8 @@ def reset(state: State, name: str) -> None:
 @pass_state
 @handle_errors
 def assign(state: State, username: str, roles: tuple[str, ...]) -> None:
-    """Replace the roles of USERNAME (their sessions end so the change applies at once).
+    """Replace the roles of USERNAME (their sessions end; their API tokens and app grants act
+    with the new roles within 5 seconds).
 
     \b
     Example:

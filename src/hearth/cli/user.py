@@ -222,7 +222,8 @@ def link(state: State, username: str, link_hours: int) -> None:
 @pass_state
 @handle_errors
 def roles(state: State, username: str, roles: tuple[str, ...]) -> None:
-    """Replace the roles of USERNAME; their sessions end so the change applies at once.
+    """Replace the roles of USERNAME; their sessions end, and their API tokens and app grants
+    act with the new roles within 5 seconds.
 
     \b
     Example:

@@ -222,7 +222,9 @@ class UserService:
 
     def set_roles(self, username: str, roles: frozenset[str], *, by: str) -> int:
         """Replace a user's roles; their sessions end, so new rights start with a new sign-in
-        (rotation on privilege change). Returns the number of sessions ended."""
+        (rotation on privilege change). Their API tokens and OAuth grants stay and act with
+        the new roles (each reads the user's current roles: at once in this process, within
+        the token caches' 5 s in others). Returns the number of sessions ended."""
         user = self._user(username)
         self._accounts.update_user(
             user.user_id,
@@ -230,6 +232,7 @@ class UserService:
             [self._record(AuthEvent.USER_ROLES, by, user.user_id)],
             roles=self._roles(roles),
         )
+        self._authenticator.forget_subject(user.user_id)
         return self._sessions.end_user(user.user_id, reason="roles-changed")
 
     def unlock(self, username: str, *, by: str) -> None:

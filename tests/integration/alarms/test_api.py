@@ -62,9 +62,8 @@ def test_unknown_alarm_and_bad_parameters(inst: Instance, api: TestClient) -> No
 
 def test_only_administrators(inst: Instance, api: TestClient) -> None:
     alarm_id = raised(inst)
-    token = inst.container.authenticator.issue_token(
-        subject="clerk", roles=frozenset(), label="test", ttl=timedelta(days=7), by="test"
-    )
+    inst.container.users.add("clerk", roles=frozenset(), by="test")
+    token = inst.container.users.issue_api_token("clerk", ttl=timedelta(days=7), by="test")
     clerk = {"Authorization": f"Bearer {token}"}
     assert api.get("/api/alarms", headers=clerk).status_code == 403
     assert api.post(f"/api/alarms/{alarm_id}/resolve", headers=clerk).status_code == 403

@@ -570,6 +570,13 @@ class TokenService:
         with self._lock:
             self._grants.pop(grant_id, None)
 
+    def forget_subject(self, subject: str) -> None:
+        """Drop the cached state of every grant of ``subject`` (their roles or status changed)."""
+        with self._lock:
+            self._grants = {
+                k: v for k, v in self._grants.items() if v[1] is None or v[1].subject != subject
+            }
+
     def _forget_all(self, grant_ids: list[str]) -> None:
         for grant_id in grant_ids:
             self._forget(grant_id)
