@@ -199,6 +199,13 @@ class OAuthStore:
             self._audit.append_in(conn, [self._record(event)])
         return row, True
 
+    def spend_code(self, code_id: str, now_us: int, event: AuditEvent) -> None:
+        """Use up a code whose redemption failed (one attempt per code), auditing the refusal
+        in the same transaction. The code yields no grant."""
+        with self._store.write() as conn:
+            self._sql.use_code(conn, code_id, now_us, None)
+            self._audit.append_in(conn, [self._record(event)])
+
     def code(self, code_id: str) -> CodeRow | None:
         with self._store.read() as conn:
             return self._sql.code(conn, code_id)

@@ -375,14 +375,40 @@ def test_decision_needs_the_csrf_token(signed_in: Site) -> None:
 
 
 # -- the token endpoint: codes -------------------------------------------------------------------
-def test_wrong_or_missing_pkce_verifier(signed_in: Site) -> None:
-    url, verifier, _ = signed_in.authorize_url()
-    code, _ = signed_in.code_for(url, patient=signed_in.patient)
-    wrong = signed_in.exchange(code, verifier[:-1] + ("A" if verifier[-1] != "A" else "B"))
-    assert wrong.json()["error"] == "invalid_grant"
-    missing = signed_in.exchange(code, None)
-    assert missing.json()["error"] == "invalid_grant"
-    assert signed_in.exchange(code, verifier).status_code == 200  # not consumed by failures
+@pytest.mark.parametrize(
+    "failure", ["wrong verifier", "no verifier", "other redirect_uri", "other client"]
+)
+def test_a_failed_redemption_uses_the_code_up(signed_in: Site, failure: str) -> None:
+    """One attempt per code: after a wrong or missing PKCE verifier, a wrong redirect_uri or
+    another client, the right request gets invalid_grant too, so a stolen code cannot be
+    tried against guessed verifiers (it used to be redeemable after any number of failures).
+    No grant came of the code, so nothing is revoked and no reuse alarm is raised."""
+    site = signed_in
+    url, verifier, _ = site.authorize_url()
+    code, _ = site.code_for(url, patient=site.patient)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": site.app,
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+    match failure:
+        case "wrong verifier":
+            form["code_verifier"] = verifier[:-1] + ("A" if verifier[-1] != "A" else "B")
+        case "no verifier":
+            del form["code_verifier"]
+        case "other redirect_uri":
+            form["redirect_uri"] = "https://app.example/other"
+        case _:
+            form["client_id"] = _register_app(site.instance, "patient/*.rs")
+    failed = site.browser.client.post("/oauth/token", data=form)
+    assert (failed.status_code, failed.json()["error"]) == (400, "invalid_grant")
+    again = site.exchange(code, verifier)
+    assert (again.status_code, again.json()["error"]) == (400, "invalid_grant")
+    assert "auth.token_reuse" not in site.instance.alarms.kinds()
+    assert ("oauth.token.issue", "success") not in site.audit()
+    assert site.audit().count(("oauth.token.issue", "denied")) == 2
 
 
 def test_code_reuse_revokes_the_grant(signed_in: Site) -> None:
@@ -475,6 +501,31 @@ def test_refresh_may_narrow_but_not_widen(signed_in: Site) -> None:
         },
     )
     assert widened.json()["error"] == "invalid_scope"
+
+
+def test_a_refused_refresh_leaves_the_refresh_token_usable(signed_in: Site) -> None:
+    """A refresh asking for a wider or malformed scope is refused (invalid_scope) before the
+    refresh token rotates: the app's retry with the same token succeeds, and the grant is not
+    revoked as a replay (no auth.token_reuse alarm)."""
+    site = signed_in
+    first = site.tokens()
+    for scope in ("patient/*.cruds", "user/*.rs", "patient/*.rs no-such-scope"):
+        refused = site.browser.client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": first["refresh_token"],
+                "client_id": site.app,
+                "scope": scope,
+            },
+        )
+        assert (refused.status_code, refused.json()["error"]) == (400, "invalid_scope"), scope
+    retried = site.refresh(first["refresh_token"])
+    assert retried.status_code == 200, retried.text
+    assert site.read(retried.json()["access_token"], f"Patient/{site.patient}").status_code == 200
+    assert site.read(first["access_token"], f"Patient/{site.patient}").status_code == 200
+    assert "auth.token_reuse" not in site.instance.alarms.kinds()
+    assert site.audit().count(("oauth.token.refresh", "denied")) == 3
 
 
 def test_refresh_token_belongs_to_its_client(signed_in: Site) -> None:

@@ -343,33 +343,78 @@ class TokenService:
         certificate: str | None,
         source: str | None,
     ) -> dict[str, Any]:
-        """``grant_type=authorization_code`` with PKCE (RFC 6749 sec. 4.1.3; RFC 7636 sec. 4.6)."""
+        """``grant_type=authorization_code`` with PKCE (RFC 6749 sec. 4.1.3; RFC 7636 sec. 4.6).
+
+        A code has one attempt: a redemption that fails once the code is known (another
+        client's, expired, another ``redirect_uri``, a wrong or missing PKCE verifier, a
+        break-the-glass grant no longer active) uses it up, so a stolen code cannot be tried
+        against guessed verifiers and then redeemed (RFC 6749 sec. 4.1.2: used once)."""
         action = "oauth.token.issue"
+        now = self._now()
         try:
             if "authorization_code" not in client.grant_types:
                 raise HearthError(errors.UNAUTHORIZED_CLIENT)
             parsed = parse_secret(AUTH_CODE, form.get("code", ""))
             row = self._store.code(parsed[0]) if parsed is not None else None
-            now = self._now()
             if (
                 parsed is None
                 or row is None
                 or not secret_matches(AUTH_CODE, parsed[1], row.digest)
-                or row.client_id != client.client_id
             ):
                 raise HearthError(errors.INVALID_GRANT)
-            if row.used_us is not None:
+            if row.used_us is not None and row.client_id == client.client_id:
                 self._code_replayed(row, source=source)
                 raise HearthError(errors.INVALID_GRANT, "The authorization code was already used.")
+        except HearthError as error:
+            raise self._refused(error, client, source=source, action=action) from None
+        try:
+            if row.used_us is not None or row.client_id != client.client_id:
+                raise HearthError(errors.INVALID_GRANT)
             if row.expires_us <= now * 1_000_000:
                 raise HearthError(errors.INVALID_GRANT, "The authorization code has expired.")
             if form.get("redirect_uri", row.redirect_uri) != row.redirect_uri:
                 raise HearthError(errors.INVALID_GRANT, "redirect_uri does not match.")
             verify_code_verifier(form.get("code_verifier"), row.challenge)
+            approved = ApprovedRequest.from_json(row.request)
+            scope = ScopeRequest.parse(approved.scope)
+            grant, refresh_row, refresh_value, emergency = self._grant_for_code(
+                client, approved, scope, now=now, certificate=certificate, source=source
+            )
         except HearthError as error:
-            raise self._refused(error, client, source=source, action=action) from None
-        approved = ApprovedRequest.from_json(row.request)
-        scope = ScopeRequest.parse(approved.scope)
+            refusal = self._event(
+                action, Outcome.DENIED, actor=client.client_id, source=source, code=error.code.code
+            )
+            self._store.spend_code(row.code_id, now * 1_000_000, refusal)
+            raise error from None
+        event = self._event(action, Outcome.SUCCESS, grant=grant, source=source)
+        _, won = self._store.redeem_code(row.code_id, grant, refresh_row, event)
+        if not won:  # redeemed concurrently: treat as a replay
+            self._code_replayed(row, source=source)
+            raise self._refused(
+                HearthError(errors.INVALID_GRANT), client, source=source, action=action
+            )
+        return self._token_response(
+            grant,
+            scope,
+            endpoints=endpoints,
+            now=now,
+            refresh=refresh_value,
+            nonce=approved.nonce,
+            emergency=emergency,
+        )
+
+    def _grant_for_code(
+        self,
+        client: Client,
+        approved: ApprovedRequest,
+        scope: ScopeRequest,
+        *,
+        now: int,
+        certificate: str | None,
+        source: str | None,
+    ) -> tuple[GrantRow, RefreshRow | None, str | None, tuple[str, int] | None]:
+        """The grant a code yields, its first refresh token (value too) when the scope asks
+        for one, and the break-the-glass grant its tokens carry (checked and audited)."""
         if "offline_access" in scope.other:
             family = self._settings.offline_seconds
         elif "online_access" in scope.other:
@@ -396,22 +441,7 @@ class TokenService:
         refresh_row, refresh_value = (None, None)
         if scope.other & {"offline_access", "online_access"}:
             refresh_row, refresh_value = self._new_refresh(grant, now * 1_000_000)
-        event = self._event(action, Outcome.SUCCESS, grant=grant, source=source)
-        _, won = self._store.redeem_code(row.code_id, grant, refresh_row, event)
-        if not won:  # redeemed concurrently: treat as a replay
-            self._code_replayed(row, source=source)
-            raise self._refused(
-                HearthError(errors.INVALID_GRANT), client, source=source, action=action
-            )
-        return self._token_response(
-            grant,
-            scope,
-            endpoints=endpoints,
-            now=now,
-            refresh=refresh_value,
-            nonce=approved.nonce,
-            emergency=emergency,
-        )
+        return grant, refresh_row, refresh_value, emergency
 
     def _code_replayed(self, row: CodeRow, *, source: str | None) -> None:
         if row.grant_id is not None:
@@ -500,10 +530,21 @@ class TokenService:
                 source=source,
                 action=action,
             )
-        # A new access token under a break-the-glass grant is asked for by naming it again;
-        # checked before the refresh token rotates, so a refusal leaves the family as it was.
-        wanted = form.get(BREAK_GLASS_CLAIM)
-        emergency = self._emergency(grant, wanted, source=source) if wanted else None
+        # Everything the request asks for is checked before the refresh token rotates, so a
+        # refused request leaves the family as it was and the app may retry with the same
+        # token (RFC 6749 sec. 5.2: an error response does not redeem the token). A token
+        # already used, or of a grant that has ended, skips them: rotating it is how a reuse
+        # is detected (a replay must revoke the family whatever else it asks for) and an ended
+        # grant answered.
+        scope = ScopeRequest.parse(grant.scope)
+        narrowed: str | None = None
+        emergency: tuple[str, int] | None = None
+        live = grant.revoked_us is None and grant.expires_us > now * 1_000_000
+        if stored.used_us is None and live:
+            narrowed = self._narrowed_scope(form.get("scope"), scope, client, source=source)
+            # A new access token under a break-the-glass grant is asked for by naming it again.
+            wanted = form.get(BREAK_GLASS_CLAIM)
+            emergency = self._emergency(grant, wanted, source=source) if wanted else None
         new_row, new_value = self._new_refresh(grant, now * 1_000_000)
         event = self._event(action, Outcome.SUCCESS, grant=grant, source=source)
         row, grant, fresh = self._store.rotate_refresh(stored.token_id, new_row, event)
@@ -526,15 +567,8 @@ class TokenService:
                 source=source,
                 action=action,
             )
-        scope = ScopeRequest.parse(grant.scope)
-        if form.get("scope"):
-            # A narrower scope may be asked for; never a wider one (RFC 6749 sec. 6).
-            narrower = grant_scopes(ScopeRequest.parse(form["scope"]), scope)
-            if not requested_all(ScopeRequest.parse(form["scope"]), narrower):
-                raise self._refused(
-                    HearthError(errors.INVALID_SCOPE), client, source=source, action=action
-                )
-            grant = replace(grant, scope=narrower.text())
+        if narrowed is not None:
+            grant = replace(grant, scope=narrowed)
         return self._token_response(
             grant,
             scope,
@@ -544,6 +578,24 @@ class TokenService:
             nonce=None,
             emergency=emergency,
         )
+
+    def _narrowed_scope(
+        self, requested: str | None, granted: ScopeRequest, client: Client, *, source: str | None
+    ) -> str | None:
+        """The scope a refresh asks for (RFC 6749 sec. 6): None to keep the grant's, or a
+        narrower one; wider or malformed is ``invalid_scope``, audited."""
+        if not requested:
+            return None
+        try:
+            request = ScopeRequest.parse(requested)
+            narrower = grant_scopes(request, granted)
+            if not requested_all(request, narrower):
+                raise HearthError(errors.INVALID_SCOPE, "A requested scope was not granted.")
+        except HearthError as error:
+            raise self._refused(
+                error, client, source=source, action="oauth.token.refresh"
+            ) from None
+        return narrower.text()
 
     # -- revocation ---------------------------------------------------------------------------
     def _revoke_family(self, grant_id: str, *, reason: str, source: str | None) -> None:

@@ -196,7 +196,9 @@ class OAuthSql:
         ).first()
         return CodeRow(**r._mapping) if r is not None else None
 
-    def use_code(self, conn: Connection, code_id: str, now_us: int, grant_id: str) -> bool:
+    def use_code(self, conn: Connection, code_id: str, now_us: int, grant_id: str | None) -> bool:
+        """Mark a code used, by the grant it yielded or (None) by a failed redemption; False if
+        it already was."""
         done = conn.execute(
             update(t.oauth_code)
             .where(t.oauth_code.c.code_id == code_id, t.oauth_code.c.used_us.is_(None))
