@@ -145,3 +145,37 @@ def test_errors_never_echo_request_values(client: TestClient) -> None:
 def test_wrong_host_header_is_refused(client: TestClient) -> None:
     response = client.get("/fhir/metadata", headers={"Host": "evil.example"})
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1:1",  # another port: the issuer and audience would have named it
+        "localhost:8080",
+        "127.0.0.1:080",  # port 80 spelled another way
+        "127.0.0.1:",
+        "127.0.0.1:+80",
+        "127.0.0.1:80:80",
+        "[::1",
+        "::1",
+        ":80",
+    ],
+)
+def test_a_host_with_another_port_is_refused(client: TestClient, host: str) -> None:
+    """The Host's port must be the one the connection arrived on (80 for this client): the
+    OAuth issuer, the token audience and every link are built from the Host."""
+    response = client.get("/.well-known/smart-configuration", headers={"Host": host})
+    assert response.status_code == 400
+    assert "issuer" not in response.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:80", "LOCALHOST", "localhost:80"])
+def test_links_use_one_spelling_of_the_host(client: TestClient, host: str) -> None:
+    """A Host the server is known by is put in one spelling (lower case, no default port)
+    before the issuer and links are built from it."""
+    name = host.partition(":")[0].lower()
+    config = client.get("/.well-known/smart-configuration", headers={"Host": host}).json()
+    assert config["issuer"] == f"http://{name}/fhir"
+    client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR)
+    bundle = client.get("/fhir/Patient", headers={"Host": host}).json()
+    assert bundle["link"][0]["url"].startswith(f"http://{name}/fhir/Patient")

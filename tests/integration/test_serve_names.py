@@ -80,10 +80,18 @@ def test_a_tls_server_answers_to_its_configured_names_only(home: Path, tmp_path:
                         time.sleep(0.1)
 
             assert status(f"{NAME}:{port}") == 200
-            assert status(NAME.upper()) == 200
+            assert status(f"{NAME.upper()}:{port}") == 200
             assert status(f"portal.hearth.test:{port}") == 200  # public_base_url's host
             assert status(f"127.0.0.1:{port}") == 200
             assert status(f"evil.example:{port}") == 400
+            # The port counts too: only the one the server listens on, or public_base_url's
+            # (443 here, as a load balancer forwarding 443 to this port would send).
+            other = port + 1 if port < 65535 else port - 1
+            for forged in (f"127.0.0.1:{other}", f"{NAME}:1", NAME, "127.0.0.1"):
+                assert status(forged) == 400, forged
+            assert status("portal.hearth.test") == 200
+            assert status("portal.hearth.test:443") == 200
+            assert status(f"portal.hearth.test:{other}") == 400
     finally:
         process.terminate()
         process.communicate(timeout=20)

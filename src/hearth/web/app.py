@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -72,7 +73,26 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(HearthError(errors.INTERNAL, f"Internal error (incident {incident})."))
 
 
+def _public_authority(public_base_url: str | None) -> tuple[str, int] | None:
+    """``public_base_url``'s host and port (its scheme's default when it names none)."""
+    if not public_base_url:
+        return None
+    parts = urlsplit(public_base_url)
+    if not parts.hostname:
+        return None
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise HearthError(errors.BAD_PARAMETER, "server.public_base_url has a bad port.") from None
+    return host, port or (443 if parts.scheme == "https" else 80)
+
+
 def create_app(container: Container, *, allowed_hosts: list[str] | None = None) -> Starlette:
+    """The application. ``allowed_hosts`` are the names clients may use besides the loopback
+    ones; a request is answered only when its Host names one of them with the port the
+    connection arrived on, or names ``public_base_url``'s host and port."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The integrity scanner runs beside requests for as long as the app serves; it stops
@@ -92,6 +112,7 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
             container.close()
 
     hosts = list(allowed_hosts or []) + _LOOPBACK_HOSTS
+    public = _public_authority(container.settings.public_base_url)
     app = Starlette(
         routes=oauth_routes(container)
         + authorize_routes(container)
@@ -102,7 +123,7 @@ def create_app(container: Container, *, allowed_hosts: list[str] | None = None) 
         + access_routes(container)
         + auth_routes(),
         middleware=[
-            Middleware(EdgeMiddleware, allowed_hosts=hosts),
+            Middleware(EdgeMiddleware, allowed_hosts=hosts, public=public),
             Middleware(CorsMiddleware, origins=container.clients.registered_origins),
         ],
         exception_handlers={

@@ -1,8 +1,11 @@
 """The edge of the application, as one pure ASGI middleware (Starlette's ``BaseHTTPMiddleware``
 costs a task per request; this wraps ``send`` instead):
 
-- refuses Host names the server is not known by (DNS rebinding; no forged Host in the links we
-  build), with an OperationOutcome;
+- refuses a Host the server is not known by (DNS rebinding; no forged Host in the links, the
+  OAuth issuer and the token audience we build from it), with an OperationOutcome: the name
+  must be one of the allowed names and the port the one the connection arrived on (or the name
+  and port of ``public_base_url``); the Host that passes is put in one spelling (lower case,
+  no default port) before the application sees it;
 - gives each request an id (``X-Request-Id``, and the audit entry's ``request``);
 - adds the security headers of ``hearth.web.headers``;
 - writes one access-log line per request: method, path with ids and every unknown segment
@@ -39,21 +42,75 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = logging.getLogger("hearth.access")
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_authority(value: str) -> tuple[str, int | None] | None:
+    """A Host header's name (lower case; an IPv6 address in brackets) and port (None when it
+    names none); None when it is malformed. A port is 1 to 65535 in ASCII digits with no
+    leading zero, so that one port has one spelling (RFC 9110 sec. 7.2, RFC 3986 sec. 3.2)."""
+    value = value.lower()
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None
+        host, rest = value[: end + 1], value[end + 1 :]
+    elif value.count(":") <= 1:
+        host, colon, port = value.partition(":")
+        rest = colon + port
+    else:
+        return None  # an IPv6 address without brackets
+    if not host:
+        return None
+    if not rest:
+        return host, None
+    digits = rest[1:]
+    if (
+        rest[0] != ":"
+        or not (digits.isascii() and digits.isdigit())
+        or digits.startswith("0")
+        or int(digits) > 65535
+    ):
+        return None
+    return host, int(digits)
+
+
 class EdgeMiddleware:
-    def __init__(self, app: ASGIApp, allowed_hosts: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        allowed_hosts: Iterable[str],
+        public: tuple[str, int] | None = None,
+    ) -> None:
         self.app = app
         self.allowed = frozenset(h.lower() for h in allowed_hosts)
+        #: ``public_base_url``'s name and port: clients may reach the server through a port
+        #: forwarded to the one it listens on (a load balancer's 443 to 8443).
+        self.public = public
 
-    def _host_allowed(self, scope: Scope) -> bool:
+    def _checked_host(self, scope: Scope) -> bytes | None:
+        """The request's Host in its one spelling when the server is known by it; else None.
+
+        The port must be the one this connection arrived on (``scope["server"]``), or the
+        public URL's: checking the name alone let ``Host: 127.0.0.1:1`` through, and the
+        OAuth issuer, token audience and links were then built with port 1."""
         for name, value in scope.get("headers", ()):
             if name == b"host":
-                host = value.decode("latin-1").lower()
-                if host.startswith("["):
-                    host = host[: host.find("]") + 1]
-                else:
-                    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-                return host in self.allowed
-        return False
+                authority = parse_authority(value.decode("latin-1"))
+                if authority is None:
+                    return None
+                host, port = authority
+                default = _DEFAULT_PORTS.get(str(scope.get("scheme", "http")), 80)
+                effective = default if port is None else port
+                server = scope.get("server")
+                arrived = (
+                    server is not None and host in self.allowed and int(server[1]) == effective
+                )
+                if not arrived and (host, effective) != self.public:
+                    return None
+                spelled = host if effective == default else f"{host}:{effective}"
+                return spelled.encode("ascii")
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -76,7 +133,9 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            if self._host_allowed(scope):
+            host = self._checked_host(scope)
+            if host is not None:
+                _respell_host(scope, host)
                 await self.app(scope, receive, send_with_headers)
             else:
                 await _send_outcome(
@@ -97,6 +156,19 @@ class EdgeMiddleware:
                     status,
                     (time.perf_counter() - start) * 1000,
                 )
+
+
+def _respell_host(scope: Scope, host: bytes) -> None:
+    """Put the checked Host in its one spelling, which links and the OAuth issuer are built
+    from (``Request.base_url``); the header list is copied only when it changes."""
+    headers = scope["headers"]
+    for index, (name, value) in enumerate(headers):
+        if name == b"host":
+            if value != host:
+                copied = list(headers)
+                copied[index] = (b"host", host)
+                scope["headers"] = copied
+            return
 
 
 def log_incident(exc: BaseException) -> str:
