@@ -296,20 +296,26 @@ def test_hearth_serve_with_tls_client_ca(tmp_path: Path) -> None:
     try:
         headers = {"Authorization": f"Bearer {instance.admin_token}"}
 
-        def get(cert: Path, key: Path) -> httpx.Response:
+        def get(cert: Path, key: Path, extra: dict[str, str] | None = None) -> httpx.Response:
             context = ssl.create_default_context(cafile=str(server_pki.ca_file))
             context.load_cert_chain(str(cert), str(key))
             deadline = time.monotonic() + 20
             while True:
                 try:
                     with httpx.Client(verify=context, timeout=5) as http:
-                        return http.get(f"https://127.0.0.1:{port}/fhir/Patient/x", headers=headers)
+                        return http.get(
+                            f"https://127.0.0.1:{port}/fhir/Patient/x",
+                            headers={**headers, **(extra or {})},
+                        )
                 except httpx.ConnectError:
                     assert time.monotonic() < deadline
                     time.sleep(0.1)
 
         assert get(mapped, mapped_key).status_code == 404  # authenticated; no such patient
         assert get(unmapped, unmapped_key).status_code == 401
+        # The mutual-TLS protocol has the request-head limits too (hearth.web.protocol).
+        many = {f"x-{i}": "1" for i in range(150)}
+        assert get(mapped, mapped_key, many).status_code == 431
     finally:
         process.terminate()
         process.communicate(timeout=20)

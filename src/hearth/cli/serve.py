@@ -19,6 +19,7 @@ from hearth.cli.common import State, fail, handle_errors, pass_state
 from hearth.domain import HearthError, errors
 from hearth.settings import load_settings
 from hearth.web.app import create_app
+from hearth.web.protocol import HeadLimitedProtocol
 from hearth.web.tls import TlsScopeProtocol
 from hearth.wiring import AdminCredential, Container, issue_admin_credential
 
@@ -199,7 +200,8 @@ def command(
         # to a client CA; the application checks the rest (validity, CRL, mapping).
         ssl_cert_reqs=ssl.CERT_OPTIONAL if tls_client_ca else ssl.CERT_NONE,
         ssl_ca_certs=str(tls_client_ca) if tls_client_ca else None,
-        http=TlsScopeProtocol if tls_client_ca else "auto",
+        # Both refuse a request head over 64 KiB or 100 fields with 431 (hearth.web.protocol).
+        http=TlsScopeProtocol if tls_client_ca else HeadLimitedProtocol,
         access_log=False,  # uvicorn's access log prints query strings; ours does not
         log_level=log_level,
         server_header=False,

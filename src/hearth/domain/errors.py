@@ -128,6 +128,12 @@ UNKNOWN_OPERATION = _code(
     "not-supported",
     "This server has no such operation; its CapabilityStatement (/metadata) lists the ones it has.",
 )
+HEADERS_TOO_LARGE = _code(
+    "HRT-0117",
+    431,
+    "too-costly",
+    "The request line and header fields exceed 64 KiB, or there are more than 100 header fields.",
+)
 
 # 02xx: resource content
 INVALID_RESOURCE = _code("HRT-0201", 400, "structure", "The resource is not valid FHIR R4.")

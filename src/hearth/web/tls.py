@@ -5,8 +5,10 @@ handshake, and hands the certificate to the application through the ASGI TLS ext
 explicit mapping to a user or client are checked (``hearth.services.oauth.certificates``).
 
 uvicorn verifies client certificates but does not expose them to the application, so
-``TlsScopeProtocol`` wraps its HTTP protocol: when a connection is made it reads the peer
-certificate from the SSL object and adds it to the scope of every request on that connection.
+``TlsScopeProtocol`` wraps the HTTP protocol every server runs (``HeadLimitedProtocol``,
+uvicorn's httptools protocol with limits on the request head): when a connection is made it
+reads the peer certificate from the SSL object and adds it to the scope of every request on
+that connection.
 A certificate is optional at the TLS layer (``CERT_OPTIONAL``): a client without one can still
 use a bearer token; one that presents a certificate that fails verification is refused in the
 handshake.
@@ -19,7 +21,7 @@ import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from hearth.web.protocol import HeadLimitedProtocol
 
 __all__ = ["TlsScopeProtocol"]
 
@@ -36,8 +38,8 @@ def _with_tls(app: ASGIApp, extension: dict[str, Any]) -> ASGIApp:
     return wrapped
 
 
-class TlsScopeProtocol(H11Protocol):
-    """uvicorn's h11 protocol, with the ASGI TLS extension filled from the connection."""
+class TlsScopeProtocol(HeadLimitedProtocol):
+    """Hearth's HTTP protocol, with the ASGI TLS extension filled from the connection."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
