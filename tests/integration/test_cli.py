@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from hearth.cli import main
+from hearth.cli.common import PIPE_CLOSED_EXIT, handle_errors
 from tests.integration.conftest import free_port
 from tests.support import cli, self_signed
 
@@ -286,6 +287,34 @@ def test_a_failed_init_leaves_nothing_behind(tmp_path: Path) -> None:
     assert sorted(p.name for p in home.iterdir()) == ["notes.txt"]
     code, out = run(home, "init", "--quiet")
     assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    "command", [("audit", "report", "break-glass"), ("role", "list"), ("user", "list")]
+)
+def test_a_closed_output_pipe_ends_the_command_quietly(home: Path, command: tuple[str]) -> None:
+    """``hearth audit report ... | head``: when the reader of the output has gone, the command
+    stops as a Unix tool does (the exit status SIGPIPE gives, 141) and says nothing. It used to
+    end with "error: internal error (BrokenPipeError, incident ...)"."""
+    process = subprocess.Popen(
+        [*HEARTH, "--home", str(home), *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the command writes anything
+    _, err = process.communicate(timeout=120)
+    assert (process.returncode, err.decode()) == (PIPE_CLOSED_EXIT, "")
+
+
+def test_handle_errors_ends_quietly_on_a_closed_pipe() -> None:
+    @click.command()
+    @handle_errors
+    def prints() -> None:
+        raise BrokenPipeError
+
+    result = CliRunner().invoke(prints)
+    assert (result.exit_code, result.output) == (141, "")
 
 
 def test_role_set_names_a_missing_file_plainly(home: Path) -> None:

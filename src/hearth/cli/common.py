@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from hearth.wiring import Container
 
 __all__ = [
+    "PIPE_CLOSED_EXIT",
     "RichProgress",
     "State",
     "container",
@@ -61,13 +63,38 @@ def fail(message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+#: How a Unix tool ends when the reader of its output goes away: SIGPIPE kills it, and the
+#: shell reports 128 + 13.
+PIPE_CLOSED_EXIT = 128 + int(getattr(signal, "SIGPIPE", 13))
+
+
+def _output_closed() -> NoReturn:
+    """Standard output's reader went away (``hearth audit report ... | head``): stop at once
+    and quietly, as Unix tools do, with the exit status SIGPIPE would have given. Standard
+    output is pointed at the null device first, so that the interpreter's last flush of what
+    is still buffered does not fail again and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (a test runner's stream)
+        pass
+    sys.exit(PIPE_CLOSED_EXIT)
+
+
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Turn errors into a plain message and a non-zero exit; never a stack trace."""
+    """Turn errors into a plain message and a non-zero exit; never a stack trace. A closed
+    standard output (the command's output piped into ``head``) ends it quietly instead."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            # What is still buffered goes out now, while a closed pipe can be handled here.
+            sys.stdout.flush()
+            return result
+        except BrokenPipeError:
+            _output_closed()
         except HearthError as exc:
             fail(f"{exc.detail} [{exc.code.code}]")
         except KeyboardInterrupt:
