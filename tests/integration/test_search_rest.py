@@ -338,3 +338,46 @@ def test_transactions_and_conditional_interactions_over_http(client: TestClient)
         headers={"Content-Type": FHIR},
     )
     assert bad.status_code == 400
+
+
+def _code(response: Any) -> str:
+    return str(response.json()["issue"][0]["details"]["coding"][0]["code"])
+
+
+def test_conditional_patch_takes_the_formats_instance_patch_takes(client: TestClient) -> None:
+    """``PATCH Patient?identifier=...`` takes a JSON Patch and a merge patch, as ``PATCH
+    Patient/id`` does, and refuses what it refuses with the same answer. It took only JSON
+    Patch media, then refused the array as "must be a JSON object"."""
+    created = client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "identifier": [{"system": "urn:mrn", "value": "cp"}]},
+        headers={"Content-Type": FHIR},
+    )
+    by_id = f"/fhir/Patient/{created.json()['id']}"
+    by_condition = "/fhir/Patient?identifier=urn:mrn|cp"
+    version = 1
+    for media, body, active in (
+        ("application/json-patch+json", [{"op": "add", "path": "/active", "value": True}], True),
+        ("application/merge-patch+json", {"active": False}, False),
+        ("application/json", {"active": True, "gender": "other"}, True),
+    ):
+        for target in (by_condition, by_id):
+            patched = client.patch(
+                target, content=orjson.dumps(body), headers={"Content-Type": media}
+            )
+            version += 1
+            assert patched.status_code == 200, (media, target, patched.text)
+            assert patched.headers["etag"] == f'W/"{version}"'
+            assert patched.json()["active"] is active
+    for media, raw in (
+        ("application/merge-patch+json", b'[{"op": "remove", "path": "/active"}]'),
+        ("application/json-patch+json", b'{"active": true}'),
+        ("application/json-patch+json", b"{not json"),
+        ("text/plain", b'{"active": true}'),
+    ):
+        answers = [
+            client.patch(target, content=raw, headers={"Content-Type": media})
+            for target in (by_condition, by_id)
+        ]
+        assert answers[0].status_code == answers[1].status_code >= 400, media
+        assert _code(answers[0]) == _code(answers[1]), media

@@ -7,7 +7,7 @@ resource; the caller validates it before it is stored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jsonpatch
@@ -15,7 +15,10 @@ import jsonpointer
 
 from hearth.domain import HearthError, errors
 
-__all__ = ["apply_json_patch", "apply_merge_patch", "parse_json_patch"]
+__all__ = ["Change", "apply_json_patch", "apply_merge_patch", "parse_json_patch", "patch_change"]
+
+#: What a patch does to the current resource (the result still to be validated).
+Change = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 _OPS = frozenset({"add", "remove", "replace", "move", "copy", "test"})
 
@@ -74,3 +77,18 @@ def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
         else:
             result[key] = value
     return result
+
+
+def patch_change(document: object, *, merge: bool) -> Change:
+    """The change a PATCH body makes, its shape checked now and applied to the current version
+    later: a JSON Patch (``application/json-patch+json``), or with ``merge`` a JSON Merge Patch
+    (``application/merge-patch+json``, or ``application/json`` as fhirpy sends a partial
+    resource). Instance, conditional and (JSON Patch) Bundle entry PATCH share it, so each
+    accepts the same documents."""
+    if merge:
+        if not isinstance(document, dict):
+            raise HearthError(errors.BAD_PATCH, "A merge patch is a JSON object.")
+        partial: dict[str, Any] = document
+        return lambda current: apply_merge_patch(current, partial)
+    ops = parse_json_patch(document)
+    return lambda current: apply_json_patch(current, ops)

@@ -20,7 +20,7 @@ from typing import Any
 
 from hearth.domain import HearthError, Issue, StoredResource, errors
 from hearth.fhir.outcome import operation_outcome
-from hearth.fhir.patch import apply_json_patch, parse_json_patch
+from hearth.fhir.patch import patch_change
 from hearth.fhir.search import (
     FORMAT_PARAMETERS,
     RESULT_PARAMETERS,
@@ -199,9 +199,11 @@ class BundleService:
         res_id: str | None,
         condition: Sequence[tuple[str, str]] | None,
         if_match: int | None = None,
+        merge: bool = False,
     ) -> Written:
-        """JSON Patch, by id or by condition (http.html#patch)."""
-        ops = parse_json_patch(document)
+        """JSON Patch, or with ``merge`` JSON Merge Patch, by id or by condition
+        (http.html#patch)."""
+        patched = patch_change(document, merge=merge)
         if res_id is None:
             found = self._matches(batch, res_type, condition or ())
             if len(found) > 1:
@@ -211,7 +213,7 @@ class BundleService:
             res_id = found[0]
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
-            return self._validated(res_type, apply_json_patch(current, ops))
+            return self._validated(res_type, patched(current))
 
         return Written(batch.update_with(res_type, res_id, change, if_match=if_match), 200)
 
@@ -273,11 +275,19 @@ class BundleService:
         document: object,
         *,
         if_match: int | None = None,
+        merge: bool = False,
     ) -> Written:
+        """``PATCH [type]?[search]`` (http.html#patch): the formats instance PATCH takes."""
         check_type(res_type)
         with self._repo.batch() as batch:
             return self.patch_in(
-                batch, res_type, document, res_id=None, condition=condition, if_match=if_match
+                batch,
+                res_type,
+                document,
+                res_id=None,
+                condition=condition,
+                if_match=if_match,
+                merge=merge,
             )
 
     def conditional_delete(self, res_type: str, condition: Sequence[tuple[str, str]]) -> int:

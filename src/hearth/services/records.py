@@ -16,7 +16,7 @@ from typing import Any
 from hearth.domain import ID_PATTERN, Action, HearthError, Issue, StoredResource, errors
 from hearth.fhir.bundle import BundleEntry
 from hearth.fhir.definitions import RESOURCE_TYPES, is_resource_type
-from hearth.fhir.patch import apply_json_patch, apply_merge_patch, parse_json_patch
+from hearth.fhir.patch import patch_change
 from hearth.fhir.validation import validate_resource
 from hearth.storage import RecordRepository
 
@@ -180,17 +180,10 @@ class RecordService:
         with self._audited(Action.PATCH, res_type, res_id):
             check_type(res_type)
             check_id(res_id)
-            if merge and not isinstance(document, dict):
-                raise HearthError(errors.BAD_PATCH, "A merge patch is a JSON object.")
-            partial = document if merge and isinstance(document, dict) else None
-            ops = parse_json_patch(document) if partial is None else []
+            patched = patch_change(document, merge=merge)
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
-            if partial is not None:
-                patched = apply_merge_patch(current, partial)
-            else:
-                patched = apply_json_patch(current, ops)
-            return self._checked(res_type, patched)
+            return self._checked(res_type, patched(current))
 
         return self._repo.update_with(res_type, res_id, change, if_match=if_match)
 

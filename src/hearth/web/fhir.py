@@ -442,14 +442,18 @@ class FhirApi:
         principal = await self.authenticate(request)
         condition = self._condition(request)
         check_type(res_type)
+        # The same formats as instance PATCH: a JSON Patch array, or a merge patch object.
         document = await read_json_body(
-            request, self.limits, media_types=frozenset({"application/json-patch+json"})
+            request, self.limits, media_types=PATCH_TYPES, resource=False
         )
+        merge = content_type(request) != "application/json-patch+json"
         if_match = parse_if_match(request)
         written = await self._bundles(
             request,
             principal,
-            lambda b: b.conditional_patch(res_type, condition, document, if_match=if_match),
+            lambda b: b.conditional_patch(
+                res_type, condition, document, if_match=if_match, merge=merge
+            ),
         )
         if written.stored is None:  # pragma: no cover - a patch always stores
             raise HearthError(errors.INTERNAL)
