@@ -4,7 +4,7 @@ the request head that uvicorn does not set.
 uvicorn's httptools protocol (the fast one, chosen by ``http="auto"``) accepts a request head
 of any size: a request with 50 MiB of header fields, or 2,000 of them, was parsed, held in
 memory and answered. ``HeadLimitedProtocol`` refuses, with ``431 Request Header Fields Too
-Large`` (RFC 6585 sec. 5) and an OperationOutcome (``HRT-0116``), and closes the connection:
+Large`` (RFC 6585 sec. 5) and an OperationOutcome (``HRT-0117``), and closes the connection:
 
 - a head (request line and header fields) longer than ``MAX_HEAD_BYTES`` (64 KiB), counted as
   the bytes arrive, so that an endless head is never buffered. On a pipelined connection the
