@@ -25,13 +25,9 @@ OBSERVATION_VALUE = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 
 @pytest.fixture
 def desk(sqlite_instance: Instance) -> dict[str, str]:
-    token = sqlite_instance.container.authenticator.issue_token(
-        subject="u-desk",
-        roles=frozenset({"front-desk"}),
-        label="t",
-        ttl=timedelta(days=7),
-        by="test",
-    )
+    users = sqlite_instance.container.users
+    users.add("desk", roles=frozenset({"front-desk"}), by="test", user_id="u-desk")
+    token = users.issue_api_token("desk", ttl=timedelta(days=7), by="test")
     return {"Authorization": f"Bearer {token}"}
 
 
