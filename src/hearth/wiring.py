@@ -587,6 +587,7 @@ class Container:
             request_id=request_id,
             on_integrity_failure=self._integrity_failure,
             on_disclosure=self.monitor.observe,
+            on_self_link=self.monitor.self_link,
             bounds=SearchBounds(
                 open=self.settings.limits.search_open_bound,
                 include=self.settings.limits.search_include_bound,

@@ -352,6 +352,20 @@ MASKED_SEARCH = _code(
     "forbidden",
     "The search reads an element your role may not see: search by other parameters.",
 )
+SELF_LINK = _code(
+    "HRT-1114",
+    403,
+    "forbidden",
+    "Nobody writes a care relationship, practitioner role or Consent that widens their own "
+    "access: an administrator or a colleague writes it.",
+)
+BREAK_GLASS_RELATIONSHIP = _code(
+    "HRT-1115",
+    403,
+    "forbidden",
+    "Under a break-the-glass grant, care teams, encounters, episodes of care, Patient "
+    "resources, practitioner roles and Consents are read only: they decide who sees a record.",
+)
 # 08xx: backups and backup targets
 BACKUP_INVALID = _code(
     "HRT-0801", 500, "exception", "A backup failed verification; it must not be restored."

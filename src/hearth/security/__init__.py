@@ -18,7 +18,7 @@ from hearth.security.access import (
     SearchScope,
 )
 from hearth.security.compartment import in_patient_compartment
-from hearth.security.consent import ConsentDenial, consent_denials, reference_key
+from hearth.security.consent import ConsentDenial, consent_denials, denied_actors, reference_key
 from hearth.security.labels import (
     ALL_LABELS,
     KNOWN_RESTRICTING,
@@ -47,10 +47,14 @@ from hearth.security.policy import (
 from hearth.security.relationships import (
     ACTOR_TYPES,
     DIRECTORY_TYPES,
+    FACT_TYPES,
     LINK_RULES,
     ROLE_RULE,
     LinkRule,
+    Stated,
     care_links,
+    role_actors,
+    widens,
 )
 from hearth.security.roles import (
     BOOTSTRAP_ADMIN,
@@ -75,6 +79,7 @@ __all__ = [
     "CHAIN_TYPES",
     "DIRECTORY_TYPES",
     "EMERGENCY_PURPOSE",
+    "FACT_TYPES",
     "KNOWN_RESTRICTING",
     "LABEL_DOMAIN",
     "LINK_RULES",
@@ -102,12 +107,14 @@ __all__ = [
     "RolePolicy",
     "ScopedPolicy",
     "SearchScope",
+    "Stated",
     "apply_masks",
     "bootstrap_roles",
     "carry_restricting",
     "care_links",
     "consent_denials",
     "default_catalog",
+    "denied_actors",
     "in_patient_compartment",
     "interaction_for",
     "masked_present",
@@ -116,8 +123,10 @@ __all__ = [
     "reference_key",
     "restore_masked",
     "restricting_labels",
+    "role_actors",
     "role_from_json",
     "role_to_json",
     "scope_decision",
     "strip_redacted",
+    "widens",
 ]

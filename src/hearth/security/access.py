@@ -34,6 +34,11 @@ emergency access stays within what the role may do) and records the access under
 A principal with SMART scopes (an OAuth token) additionally needs a granted scope: the
 intersection of the user's rights and the scopes, never the union (SMART-SC-05, ASVS 8.3.3). A
 ``patient/`` scope reaches only the launch patient's compartment, and directory resources.
+
+A write of a resource that states relationships (``relationships.FACT_TYPES``) is further asked
+``decide_relationships``: nobody writes one that widens their own access
+(``relationships.widens``), and nothing of the kind is written under a break-the-glass grant,
+so that emergency access cannot outlive the grant.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from hearth.domain import Action, Principal, ScopeContext, SmartScope
 from hearth.security.consent import ConsentDenial
 from hearth.security.labels import held_labels, lacking_labels, restricting_labels
 from hearth.security.policy import Decision, Denial
-from hearth.security.relationships import DIRECTORY_TYPES
+from hearth.security.relationships import DIRECTORY_TYPES, FACT_TYPES, Stated, widens
 from hearth.security.roles import PURPOSES, Capability, PatientScope, Role, RoleCatalog
 from hearth.security.scopes import interaction_for, matches_query
 
@@ -373,6 +378,32 @@ class AccessProfile:
         if best is None:
             return Decision.deny(Denial.OUT_OF_SCOPE, "outside the principal's reach")
         return best
+
+    def decide_relationships(
+        self,
+        res_type: str,
+        before: Stated,
+        after: Stated,
+        *,
+        practitioner: str | None,
+        actors: frozenset[tuple[str, str]],
+    ) -> Decision:
+        """May a write replace ``before`` with ``after``, which ``decide`` allowed already?
+
+        ``practitioner`` and ``actors`` are who the principal is and acts as *now* (the gate
+        reads them in the write's transaction, not from the facts it keeps for a few seconds,
+        and for every principal, an unrestricted one included: a link it writes for itself
+        outlasts the roles it holds today). Refused, whatever the principal's roles: a write
+        that widens the principal's own access (``Denial.SELF_LINK``), and any write of a
+        relationship under a break-the-glass grant (``Denial.EMERGENCY``), since a relationship
+        written in an emergency would keep the record open after the grant ends."""
+        if res_type not in FACT_TYPES:
+            return Decision.allow("states no relationship")
+        if widens(actors, practitioner, before, after):
+            return Decision.deny(Denial.SELF_LINK, "widens the principal's own access")
+        if self.facts.break_glass_grant is not None:
+            return Decision.deny(Denial.EMERGENCY, "a relationship written under a grant")
+        return Decision.allow("leaves the principal's own access as it was")
 
     def _scope_reaches(
         self,

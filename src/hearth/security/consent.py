@@ -21,7 +21,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["RESOURCE_TYPES_SYSTEM", "ConsentDenial", "consent_denials", "reference_key"]
+__all__ = [
+    "RESOURCE_TYPES_SYSTEM",
+    "ConsentDenial",
+    "consent_denials",
+    "denied_actors",
+    "reference_key",
+]
 
 RESOURCE_TYPES_SYSTEM = "http://hl7.org/fhir/resource-types"
 _SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
@@ -151,3 +157,19 @@ def consent_denials(
             )
         )
     return out
+
+
+def denied_actors(consent: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    """``(type, id)`` of every actor a ``deny`` provision of ``consent`` names, at any nesting
+    level, whatever the Consent's status, scope or the provision's period: the actors it
+    restricts now or could restrict after an edit of those (the rule that nobody edits a
+    restriction on themselves, ``hearth.security.relationships.widens``)."""
+    out: set[tuple[str, str]] = set()
+    for node in _provisions(consent.get("provision")):
+        if node.get("type") != "deny":
+            continue
+        for actor in node.get("actor") or ():
+            key = reference_key(actor.get("reference")) if isinstance(actor, dict) else None
+            if key is not None:
+                out.add(key)
+    return frozenset(out)

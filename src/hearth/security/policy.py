@@ -30,10 +30,15 @@ _KNOWN_ACTIONS = frozenset(Action)
 
 
 class Denial(enum.StrEnum):
-    """Why a request was denied; decides between 403 (forbidden) and 404 (do not leak)."""
+    """Why a request was denied; decides between 403 (forbidden) and 404 (do not leak), and
+    which code a 403 carries."""
 
     FORBIDDEN = "forbidden"  # the principal may never do this to this type
     OUT_OF_SCOPE = "out-of-scope"  # this particular resource is outside the principal's reach
+    #: The write would state a relationship that widens the principal's own access.
+    SELF_LINK = "self-link"
+    #: The write of a relationship is made under a break-the-glass grant.
+    EMERGENCY = "emergency"
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,14 @@ CareTeams that are ``inactive`` or ``entered-in-error``, and EpisodesOfCare and 
 relationship outlives the visit. The storage layer turns these rules into one SQL subquery over
 the search tables, so that scoping is enforced in SQL (docs/design.md, "Access control").
 
+Relationships are written by someone else. A principal may not write a version that widens its
+own access (``widens``): one that states a care link to one of the actors it acts as that the
+version before did not, makes it act as a PractitionerRole or Organization it did not, or
+changes a Consent that restricts one of its actors. A relationship that names a person is
+stated by another: an administrator (``hearth role care-team``, which for oneself waits for a
+second administrator), a colleague or an interface. See docs/design.md, "Relationships are
+written by someone else".
+
 ``DIRECTORY_TYPES`` are resource types that describe the organisation, its people and its
 knowledge, not a patient: they are reached by type permission alone. Every other type outside
 the patient compartment (Task, Group, Bundle, Binary, ...) may hold PHI that cannot be tied to a
@@ -39,10 +47,14 @@ from typing import Any
 __all__ = [
     "ACTOR_TYPES",
     "DIRECTORY_TYPES",
+    "FACT_TYPES",
     "LINK_RULES",
     "ROLE_RULE",
     "LinkRule",
+    "Stated",
     "care_links",
+    "role_actors",
+    "widens",
 ]
 
 #: The resource types a principal can act as.
@@ -113,6 +125,66 @@ def care_links(
 #: ``practitioner`` is the user's Practitioner and whose ``active`` is not ``false``; each one's
 #: ``organization`` is an Organization the user belongs to.
 ROLE_RULE = LinkRule("PractitionerRole", "practitioner", "active", frozenset({"false"}))
+
+#: Types whose writes change principals' access facts: what they act as (PractitionerRole), the
+#: Consents that deny them, and whom they are linked to (the types of ``LINK_RULES``).
+FACT_TYPES = frozenset({"Consent", "PractitionerRole"} | set(_RULES_BY_TYPE))
+
+
+def role_actors(
+    resource: Mapping[str, Any], refs: Iterable[tuple[str, str, str]]
+) -> frozenset[tuple[str, str, str]]:
+    """``(practitioner id, actor type, actor id)``: what one PractitionerRole makes each
+    Practitioner it names act as (``ROLE_RULE``): the role itself and each Organization it
+    names; nothing when its ``active`` is false. ``refs`` as for ``care_links``."""
+    if resource.get("active") is False:
+        return frozenset()
+    refs = tuple(refs)
+    acting = [("Organization", i) for p, t, i in refs if (p, t) == ("organization", "Organization")]
+    own = resource.get("id")
+    if isinstance(own, str):
+        acting.append(("PractitionerRole", own))
+    return frozenset(
+        (i, actor_type, actor_id)
+        for p, t, i in refs
+        if p == "practitioner" and t == "Practitioner"
+        for actor_type, actor_id in acting
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Stated:
+    """What one version of a resource says about who reaches whom (empty for a deletion and for
+    a type that says nothing): its care links (``care_links``), what it makes practitioners act
+    as (``role_actors``), and the actors a Consent's deny provisions name
+    (``consent.denied_actors``)."""
+
+    links: frozenset[tuple[str, str, str]] = frozenset()
+    roles: frozenset[tuple[str, str, str]] = frozenset()
+    restricted: frozenset[tuple[str, str]] = frozenset()
+
+
+def widens(
+    actors: frozenset[tuple[str, str]], practitioner: str | None, before: Stated, after: Stated
+) -> bool:
+    """Whether writing ``after`` over ``before`` widens the access of a principal who is
+    ``practitioner`` and acts as ``actors``.
+
+    It does when ``after`` links one of ``actors`` to a patient ``before`` did not (a new care
+    team, or one the principal is added to or that is moved to another patient or made active
+    again), makes ``practitioner`` act as a role or Organization ``before`` did not (a
+    PractitionerRole for oneself, or one moved to another Organization or made active), or when
+    ``before`` is a Consent that restricts one of ``actors``: whoever a restriction names does
+    not edit or delete it, whatever the edit (narrowing a provision's types or period is a
+    widening too hard to tell apart from the rest). Losing a link or a role never widens, and
+    neither does any change to a Consent that restricts only others."""
+    if any((t, i) in actors for t, i, _patient in after.links - before.links):
+        return True
+    gained_roles = after.roles - before.roles
+    if practitioner is not None and any(p == practitioner for p, _t, _i in gained_roles):
+        return True
+    return bool(before.restricted & actors)
+
 
 DIRECTORY_TYPES: frozenset[str] = frozenset(
     {

@@ -14,6 +14,11 @@ finds a user paused asks the database whether a resume is newer than the pause, 
 another process (``hearth access resume`` on the command line, whose counters are its own when
 there is no Redis) holds at once everywhere. Only a paused user's requests pay that read.
 
+A write refused because it would have widened the user's own access (a care relationship,
+practitioner role or Consent written for oneself: docs/design.md, "Relationships are written by
+someone else") is flagged at once as well, kind ``self-link``: the gate has refused it, but a
+user who tries is a user the privacy officer should talk to.
+
 Where the data allows, two lookups are flagged at once: a user opening a Patient whose family
 name equals their own (the keyed hash of the family name of the Practitioner or Patient they are
 linked to, computed when they were linked, compared with the same keyed hash of the Patient's:
@@ -28,6 +33,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from hearth.domain import (
+    Action,
     Alarm,
     AlarmKind,
     AlarmRaiser,
@@ -204,6 +210,27 @@ class AccessMonitor:
                     "same-surname",
                     "opened a record with their own family name",
                 )
+
+    def self_link(self, principal: Principal, action: Action, res_type: str, res_id: str) -> None:
+        """The gate refused a write that would have widened the user's own access: flag it,
+        naming the user and the resource by id (one alarm per user, repeats counted on it)."""
+        if not self._watched(principal):
+            return
+        self._alarms.raise_alarm(
+            Alarm(
+                AlarmKind.ACCESS_SNOOPING,
+                Severity.WARNING,
+                f"user:{principal.subject}/self-link",
+                "A user tried to write a care relationship, practitioner role or Consent that "
+                "would widen their own access; it was refused.",
+                {
+                    "user": principal.subject,
+                    "kind": "self-link",
+                    "action": str(action),
+                    "resource": f"{res_type}/{res_id}",
+                },
+            )
+        )
 
     def _family(self, person: StoredResource) -> bytes | None:
         for name in (person.resource or {}).get("name") or ():

@@ -10,7 +10,10 @@ its answers where the data is:
   request and principal): the principal's facts (its user link, the actors it works as, the
   Consents that deny them, the break-the-glass grant it invokes), each resource's compartment
   patients and which of them are linked to the principal, and the ``SearchScope`` of a type
-  compiled into a condition the searcher runs in SQL, so counts and pages are right.
+  compiled into a condition the searcher runs in SQL, so counts and pages are right;
+- ``stated``: what one version of a resource says about who reaches whom, from the same
+  entries the search index holds, for the rule that nobody widens their own access by a write
+  (``BoundAccess.decide_relationships``).
 
 See docs/design.md, "Access control".
 """
@@ -30,14 +33,33 @@ import orjson
 from sqlalchemy import ColumnElement, Connection, FromClause, select
 
 from hearth.crypto import KeyRing
-from hearth.domain import Action, Clock, HearthError, Principal, StoredResource, errors
+from hearth.domain import (
+    Action,
+    Clock,
+    HearthError,
+    Principal,
+    PrincipalKind,
+    StoredResource,
+    errors,
+)
 from hearth.fhir import definitions
-from hearth.fhir.search import ALL, NONE, IdIn, Not, and_, or_, param_for, parse_search
+from hearth.fhir.search import (
+    ALL,
+    NONE,
+    IdIn,
+    Not,
+    and_,
+    index_resource,
+    or_,
+    param_for,
+    parse_search,
+)
 from hearth.fhir.search.conditions import Cond
 from hearth.fhir.search.criteria import Context
 from hearth.fhir.search.extract import Ref, extract
 from hearth.security import (
     BREAK_GLASS_ATTRIBUTE,
+    FACT_TYPES,
     LABEL_DOMAIN,
     ROLE_RULE,
     AccessProfile,
@@ -49,10 +71,14 @@ from hearth.security import (
     Reach,
     RoleCatalog,
     SearchScope,
+    Stated,
+    care_links,
     consent_denials,
     default_catalog,
+    denied_actors,
     interaction_for,
     restricting_labels,
+    role_actors,
 )
 from hearth.storage.sql import access as sql
 from hearth.storage.sql import search as search_sql
@@ -65,6 +91,7 @@ __all__ = [
     "compartment_patients",
     "in_compartment",
     "label_keys",
+    "stated",
 ]
 
 _ROLE_TTL = 5.0
@@ -135,6 +162,23 @@ def label_keys(resource: Mapping[str, Any]) -> set[tuple[str, str]]:
     """(domain, key) of the restricting labels a resource carries, for its search index, so that
     SQL can leave out what a principal may not see (hearth.security.labels)."""
     return {(LABEL_DOMAIN, label) for label in restricting_labels(resource)}
+
+
+def stated(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -> Stated:
+    """What one version of ``Type/id`` says about who reaches whom (``relationships.Stated``;
+    empty for a deletion). Care links and roles come from the same references and compartment
+    the search index holds for the version (``index_resource``), so the rule decides on what
+    ``search_care_link`` and the principals' facts will hold once it is written."""
+    if resource is None or res_type not in FACT_TYPES:
+        return Stated()
+    if res_type == "Consent":
+        return Stated(restricted=denied_actors(resource))
+    body = {**resource, "resourceType": res_type, "id": res_id}
+    entries = index_resource(body)
+    return Stated(
+        links=care_links(res_type, body, entries.refs, entries.patients),
+        roles=role_actors(body, entries.refs) if res_type == "PractitionerRole" else frozenset(),
+    )
 
 
 class RoleStore:
@@ -278,6 +322,9 @@ class BoundAccess:
         #: the profile was built from; None when the facts are this request's own (a grant).
         self._kept_scopes: ScopeBox | None = None
         self._catalog: RoleCatalog | None = None
+        #: Who the principal is and acts as, read in a write's transaction (``_acting``), with
+        #: the transaction's connection.
+        self._acting_now: tuple[Connection, str | None, frozenset[tuple[str, str]]] | None = None
 
     # -- the profile and its facts -----------------------------------------------------------
     @property
@@ -339,30 +386,35 @@ class BoundAccess:
         return replace(facts, break_glass=frozenset({grant.patient_id}), break_glass_grant=grant_id)
 
     def _lasting_facts(self, conn: Connection) -> Facts:
-        principal = self.principal
-        link = sql.link_of(conn, principal.subject)
+        link = sql.link_of(conn, self.principal.subject)
         practitioner = link.practitioner_id if link is not None else None
         patient = link.patient_id if link is not None else None
-        actors: set[tuple[str, str]] = set()
-        if practitioner is not None:
-            actors.add(("Practitioner", practitioner))
-            dead = self._control._dead(ROLE_RULE)
-            roles = sql.referencing_current(
-                conn, "PractitionerRole", "practitioner", [("Practitioner", practitioner)], dead
-            )
-            actors.update(("PractitionerRole", role_id) for _seq, role_id in roles)
-            for _seq, target_type, target_id in sql.reference_targets(
-                conn, [seq for seq, _ in roles], "organization"
-            ):
-                if target_type == "Organization":
-                    actors.add(("Organization", target_id))
+        actors = self._actors(conn, practitioner)
         denials = self._denials(conn, sorted(actors)) if actors else ()
         return Facts(
             practitioner=practitioner,
             patient=patient,
-            actors=frozenset(actors),
+            actors=actors,
             denials=tuple(denials),
         )
+
+    def _actors(self, conn: Connection, practitioner: str | None) -> frozenset[tuple[str, str]]:
+        """What a user linked to ``practitioner`` acts as: it, its active PractitionerRoles
+        and their Organizations (``ROLE_RULE``)."""
+        if practitioner is None:
+            return frozenset()
+        actors: set[tuple[str, str]] = {("Practitioner", practitioner)}
+        dead = self._control._dead(ROLE_RULE)
+        roles = sql.referencing_current(
+            conn, "PractitionerRole", "practitioner", [("Practitioner", practitioner)], dead
+        )
+        actors.update(("PractitionerRole", role_id) for _seq, role_id in roles)
+        for _seq, target_type, target_id in sql.reference_targets(
+            conn, [seq for seq, _ in roles], "organization"
+        ):
+            if target_type == "Organization":
+                actors.add(("Organization", target_id))
+        return frozenset(actors)
 
     def _denials(self, conn: Connection, actors: Sequence[tuple[str, str]]) -> list[Any]:
         """Denials of the active privacy Consents that name one of ``actors``."""
@@ -378,6 +430,48 @@ class BoundAccess:
     def forget_facts(self) -> None:
         """A write changed what principals act as or are denied (see ``FACT_TYPES``)."""
         self._control.forget_facts()
+
+    # -- writes of relationships -------------------------------------------------------------
+    def decide_relationships(
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        resource: Mapping[str, Any] | None,
+        prior: Mapping[str, Any] | None,
+    ) -> Decision:
+        """May this write of a ``FACT_TYPES`` resource replace ``prior`` with ``resource``
+        (None: a deletion; ``prior`` None: a first version)? Nobody widens their own access by
+        a write, and nothing that states relationships is written under a break-the-glass
+        grant (``AccessProfile.decide_relationships``). Asked after the interaction was
+        allowed."""
+        profile = self.profile
+        practitioner, actors = self._acting(conn)
+        if not actors and profile.facts.break_glass_grant is None:
+            return Decision.allow("the principal acts as nobody")  # nothing to find out
+        return profile.decide_relationships(
+            res_type,
+            stated(res_type, res_id, prior),
+            stated(res_type, res_id, resource),
+            practitioner=practitioner,
+            actors=actors,
+        )
+
+    def _acting(self, conn: Connection) -> tuple[str | None, frozenset[tuple[str, str]]]:
+        """The Practitioner the principal is and the actors it acts as, read on ``conn`` (the
+        write's own, under the writers' lock) once per transaction: not the facts kept for a
+        few seconds, which another process's new PractitionerRole may not be in yet. Within one
+        transaction the principal's actors can only shrink (its writes that add one are
+        refused, and another principal's write of facts ends a write group), so reading them
+        once stays on the safe side. Hearth itself (a system principal) is linked to nobody."""
+        if self.principal.kind is PrincipalKind.SYSTEM:
+            return None, frozenset()
+        read = self._acting_now
+        if read is None or read[0] is not conn:
+            link = sql.link_of(conn, self.principal.subject)
+            practitioner = link.practitioner_id if link is not None else None
+            read = self._acting_now = (conn, practitioner, self._actors(conn, practitioner))
+        return read[1], read[2]
 
     # -- decisions on one resource -------------------------------------------------------------
     def linked(self, conn: Connection | None, patients: Iterable[str]) -> frozenset[str]:

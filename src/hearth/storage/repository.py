@@ -49,6 +49,7 @@ from hearth.fhir.search import (
 )
 from hearth.fhir.search.query import Include, SortKey
 from hearth.security import (
+    FACT_TYPES,
     LINK_RULES,
     Capability,
     Decision,
@@ -79,11 +80,13 @@ from hearth.storage.sql.store import VERSION_SEQ, SqlStore, VersionRow
 from hearth.storage.write_groups import GroupMember, WriteGroups
 
 __all__ = [
+    "FACT_TYPES",
     "DisclosureObserver",
     "HistoryResult",
     "IntegrityObserver",
     "RecordRepository",
     "SearchBounds",
+    "SelfLinkObserver",
     "SingleWrite",
     "WriteBatch",
     "from_us",
@@ -104,6 +107,9 @@ IntegrityObserver = Callable[[str, str, int, int], None]
 #: Called after a disclosure with the principal, the patients whose records it disclosed and
 #: the resources as they left (snooping detection, ``hearth.services.monitor``).
 DisclosureObserver = Callable[[Principal, frozenset[str], list[StoredResource]], None]
+#: Called when a write that would have widened the principal's own access was refused, with the
+#: principal, the interaction and the resource's type and id (``hearth.services.monitor``).
+SelfLinkObserver = Callable[[Principal, Action, str, str], None]
 
 
 def to_us(ts: datetime) -> int:
@@ -135,10 +141,8 @@ def patient_of(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -
     return None
 
 
-#: Types whose writes change principals' cached access facts: their actors (PractitionerRole),
-#: Consent denials, and their panels (the types that state care relationships).
-FACT_TYPES = frozenset({"Consent", "PractitionerRole"} | {r.res_type for r in LINK_RULES})
-#: Types whose only facts are the care links their references state.
+#: Types whose only facts are the care links their references state (``FACT_TYPES``, from
+#: ``hearth.security.relationships``, are those and Consent and PractitionerRole).
 _LINK_TYPES = frozenset(r.res_type for r in LINK_RULES)
 
 
@@ -246,6 +250,7 @@ class RecordRepository:
         request_id: str | None = None,
         on_integrity_failure: IntegrityObserver | None = None,
         on_disclosure: DisclosureObserver | None = None,
+        on_self_link: SelfLinkObserver | None = None,
         bounds: SearchBounds | None = None,
         index_workers: IndexWorkers | None = None,
         write_groups: WriteGroups[SingleWrite] | None = None,
@@ -268,6 +273,7 @@ class RecordRepository:
         self._request = request_id
         self._on_integrity_failure = on_integrity_failure
         self._on_disclosure = on_disclosure
+        self._on_self_link = on_self_link
         # The principal's access facts and decisions for this request (hearth.storage.access).
         self.access = policy.bind(principal, lambda row: self._open_or_fail(Action.READ, row))
         # Inside a write batch the writer lock is held, so failures cannot be audited in a
@@ -337,6 +343,8 @@ class RecordRepository:
                 errors.MASKED_SEARCH.code: Outcome.DENIED,
                 errors.ACCESS_THROTTLED.code: Outcome.DENIED,
                 errors.BREAK_GLASS_NOT_ACTIVE.code: Outcome.DENIED,
+                errors.SELF_LINK.code: Outcome.DENIED,
+                errors.BREAK_GLASS_RELATIONSHIP.code: Outcome.DENIED,
             }.get(error.code.code, Outcome.INVALID if error.status < 500 else Outcome.ERROR)
         record = self._record(
             action,
@@ -415,6 +423,32 @@ class RecordRepository:
             res_id=res_id,
             outcome=Outcome.DENIED if exists else Outcome.NOT_FOUND,
         )
+
+    def _relationships(
+        self,
+        conn: Connection,
+        action: Action,
+        res_type: str,
+        res_id: str,
+        resource: Mapping[str, Any] | None,
+        prior: Mapping[str, Any] | None,
+    ) -> None:
+        """Refuse a write that would widen the principal's own access, or that writes a
+        relationship under a break-the-glass grant (docs/design.md, "Relationships are written
+        by someone else"): audited as denied, and a self-link raises ``access.snooping``. The
+        interaction was allowed already, so the principal's profile is resolved."""
+        decision = self.access.decide_relationships(conn, res_type, res_id, resource, prior)
+        if decision.allowed:
+            return
+        code = errors.BREAK_GLASS_RELATIONSHIP
+        if decision.denial is Denial.SELF_LINK:
+            code = errors.SELF_LINK
+            if self._on_self_link is not None:
+                # Raising an alarm only queues it, so it is safe with the writers' lock held. A
+                # write group run again one write at a time may raise it twice: the repeat is
+                # counted on the same alarm.
+                self._on_self_link(self.principal, action, res_type, res_id)
+        raise self._fail(action, HearthError(code), res_type=res_type, res_id=res_id)
 
     def may(self, capability: Capability) -> Decision:
         """Whether the principal holds one of Hearth's own capabilities (audit views,
@@ -1193,6 +1227,12 @@ class WriteBatch:
             raise repo._fail(
                 action, HearthError(errors.DEIDENTIFIED_VIEW), res_type=res_type, res_id=res_id
             )
+        if res_type in FACT_TYPES:
+            # Every write passes here (create, update, patch, delete, in or out of a bundle,
+            # conditional or not), after ``_check`` allowed the interaction: it may still not
+            # state a relationship that widens the principal's own access, nor any relationship
+            # under a break-the-glass grant.
+            repo._relationships(self._conn, action, res_type, res_id, resource, prior)
         self.writes += 1
         keys = repo._keys
         now = repo._clock.now()
@@ -1515,7 +1555,9 @@ class WriteBatch:
             )
             return None
         repo._check(Action.DELETE, res_type, current.resource, res_id=res_id, conn=self._conn)
-        stored = self._append(Action.DELETE, res_type, res_id, current.version + 1, None)
+        stored = self._append(
+            Action.DELETE, res_type, res_id, current.version + 1, None, current.resource
+        )
         return replace(stored, resource=None)
 
 

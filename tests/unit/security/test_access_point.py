@@ -7,11 +7,13 @@ from hearth.security import (
     CHAIN_TYPES,
     Capability,
     ConsentDenial,
+    Decision,
     DecisionPoint,
     Denial,
     Facts,
     PatientReach,
     Reach,
+    Stated,
     default_catalog,
 )
 from hearth.security.labels import CONFIDENTIALITY
@@ -199,3 +201,28 @@ def test_search_scopes_state_the_same_rules_for_sql() -> None:
     no_launch = POINT.profile(who("physician", scopes=("patient/*.rs",)))
     assert no_launch.search_scope("Observation", compartment=True).nothing
     assert POINT.catalog is CATALOG
+
+
+def test_relationships_widen_nobodys_own_access_and_are_not_written_in_an_emergency() -> None:
+    mine = Stated(links=frozenset({("Practitioner", "d", "a")}))
+    theirs = Stated(links=frozenset({("Practitioner", "n", "a")}))
+
+    def decide(roles: tuple[str, ...], facts: Facts, res_type: str, after: Stated) -> Decision:
+        profile = POINT.profile(who(*roles), facts)
+        return profile.decide_relationships(
+            res_type, Stated(), after, practitioner="d", actors=DOC_FACTS.actors
+        )
+
+    assert decide(("physician",), DOC_FACTS, "CareTeam", mine).denial is Denial.SELF_LINK
+    assert decide(("physician",), DOC_FACTS, "CareTeam", theirs).allowed
+    assert decide(("physician",), DOC_FACTS, "Observation", mine).allowed  # states nothing
+    # No role is exempt: whoever manages links does not write one for themselves (the actors
+    # are read for every principal, an unrestricted one whose profile needs no facts included).
+    assert not decide(("administrator", "bootstrap-admin"), Facts(), "CareTeam", mine).allowed
+    grant = Facts(actors=DOC_FACTS.actors, break_glass=frozenset({"a"}), break_glass_grant="g")
+    assert decide(("physician",), grant, "CareTeam", theirs).denial is Denial.EMERGENCY
+    # Under a grant, no write of a relationship type at all, a deletion included.
+    assert decide(("physician",), grant, "Consent", Stated()).denial is Denial.EMERGENCY
+    assert decide(("physician",), grant, "Observation", Stated()).allowed
+    # A self-link under a grant is named for what it is.
+    assert decide(("physician",), grant, "CareTeam", mine).denial is Denial.SELF_LINK
