@@ -356,6 +356,15 @@ def test_unmasked_parameters_and_includes_keep_working(instance: Instance) -> No
     assert [s.res_id for s in revinclude.included] == [world.ids["appointment"]]
     assert all("comment" not in (s.resource or {}) for s in revinclude.included)
 
+    # $everything follows the references of the patient's records the same way: not the one
+    # held in the appointment's masked supportingInformation.
+    def everything(repo: RecordRepository) -> set[str]:
+        page = repo.everything(patient, types=None, since=None, offset=0, count=50)
+        return {s.res_id for s in page.included}
+
+    assert world.ids["other"] not in everything(desk)
+    assert world.ids["other"] in everything(world.repo("bootstrap-admin", subject="u-root"))
+
 
 def test_composite_parameters_and_several_roles(instance: Instance) -> None:
     """A composite parameter reads each of its components' elements; with several roles a
@@ -418,6 +427,15 @@ def test_composite_parameters_and_several_roles(instance: Instance) -> None:
     with pytest.raises(HearthError) as everything:
         masked.everything(patient, types=None, since=None, offset=0, count=10)
     assert everything.value.code is errors.MASKED_SEARCH
+    # Both refusals are audited against the Patient, so the patient's access report shows them.
+    with instance.container.db.read.connect() as conn:
+        refused_for = conn.execute(
+            text(
+                "SELECT res_type, res_id FROM audit_entry "
+                "WHERE action = 'search' AND outcome = 'denied' ORDER BY seq DESC"
+            )
+        ).all()[:2]
+    assert [tuple(row) for row in refused_for] == [("Patient", patient)] * 2
     own = masked.everything(patient, types=["Patient"], since=None, offset=0, count=10)
     assert [s.res_id for s in own.matches] == [patient]
 

@@ -88,6 +88,14 @@ def apply_masks(resource: Mapping[str, Any], masks: Iterable[str]) -> dict[str, 
     if not hidden:
         return dict(resource)
     out = {k: v for k, v in resource.items() if k not in hidden}
+    if "contained" in out:
+        # A contained resource that only a masked element pointed to (``reasonReference:
+        # #c1`` naming a contained Condition) would tell what that element said: it goes too.
+        kept = [c for c in out["contained"] if _contained_id(c) in _reachable(out)]
+        if kept:
+            out["contained"] = kept
+        else:
+            del out["contained"]
     meta = dict(out.get("meta") or {})
     security = [c for c in meta.get("security") or [] if not _is_redacted(c)]
     security.append(dict(REDACTED))
@@ -118,4 +126,36 @@ def restore_masked(
     if stored:
         for key in masked_keys(stored, masks):
             out[key] = stored[key]
+        # The contained resources the restored elements point to, which the writer never saw
+        # (``apply_masks`` left them out), come back with them.
+        have = {_contained_id(c) for c in out.get("contained") or ()}
+        unseen = [c for c in stored.get("contained") or () if _contained_id(c) not in have]
+        reachable = _reachable({**out, "contained": [*(out.get("contained") or ()), *unseen]})
+        missing = [c for c in unseen if _contained_id(c) in reachable]
+        if missing:
+            out["contained"] = [*(out.get("contained") or ()), *missing]
     return out
+
+
+def _contained_id(contained: Any) -> str | None:
+    return contained.get("id") if isinstance(contained, Mapping) else None
+
+
+def _reachable(resource: Mapping[str, Any]) -> set[str]:
+    """The ids of the contained resources that ``resource`` points to (``#id``) from outside
+    ``contained``, directly or through other contained resources it points to."""
+    by_id = {_contained_id(c): c for c in resource.get("contained") or ()}
+    found: set[str] = set()
+    todo = [v for k, v in resource.items() if k != "contained"]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, Mapping):
+            ref = value.get("reference")
+            if isinstance(ref, str) and ref.startswith("#") and ref[1:] not in found:
+                found.add(ref[1:])
+                if ref[1:] in by_id:
+                    todo.append(by_id[ref[1:]])
+            todo.extend(v for k, v in value.items() if k != "reference")
+        elif isinstance(value, list):
+            todo.extend(value)
+    return found

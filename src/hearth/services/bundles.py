@@ -14,7 +14,7 @@ Conditions are ordinary searches: ``Practitioner?identifier=...`` is planned by
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -136,7 +136,10 @@ class BundleService:
             if len(found) > 1:
                 raise HearthError(errors.MULTIPLE_MATCHES)
             if found:
-                return Written(batch.current(res_type, found[0]), 200)
+                # Undecided and unmasked: without its body. A caller that returns the match
+                # reads it (``WriteBatch.matched``); ``hearth import`` only counts it.
+                current = batch.current(res_type, found[0])
+                return Written(replace(current, resource=None) if current else None, 200)
         body = self._validated(res_type, resource)
         body.pop("id", None)
         return Written(batch.create(body, res_id=res_id), 201)

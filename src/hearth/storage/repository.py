@@ -472,9 +472,12 @@ class RecordRepository:
         *,
         query_text: str = "",
         compartments: Iterable[str] = (),
+        patient: str | None = None,
     ) -> None:
         """Refuse ``request`` with ``MASKED_SEARCH`` (403), audited as denied, before anything
-        is read, if it reads an element the principal's roles mask (FHIR-SL-03).
+        is read, if it reads an element the principal's roles mask (FHIR-SL-03). A search in
+        ``patient``'s compartment (or ``$everything``) is audited against that Patient, so the
+        refusal shows in the patient's access report.
 
         Which resources match, how many and in what order tells something of every element a
         criterion, a chain or ``_has`` level, a sort key or an include's reference reads
@@ -507,7 +510,8 @@ class RecordRepository:
             raise self._fail(
                 Action.SEARCH,
                 HearthError(errors.MASKED_SEARCH, refusal),
-                res_type=request.res_type,
+                res_type="Patient" if patient is not None else request.res_type,
+                res_id=patient,
                 detail=query_text.encode() if query_text else None,
             )
 
@@ -834,6 +838,7 @@ class RecordRepository:
             request,
             query_text=query_text,
             compartments=(res_type,) if compartment is not None else (),
+            patient=compartment,
         )
         request = self._narrowed(request)
         extra = None
@@ -875,6 +880,7 @@ class RecordRepository:
             SubSearch("Patient", ()),
             query_text=query_text,
             compartments=sorted(types if types is not None else definitions.resource_types()),
+            patient=patient_id,
         )
         with self._store.read() as conn:
             self._within(conn, Action.READ, "Patient", patient_id)
@@ -898,10 +904,17 @@ class RecordRepository:
                     res_type="Patient",
                     res_id=patient_id,
                 )
-            # Referenced resources outside the compartment obey _type and _since as well.
+            # Referenced resources outside the compartment obey _type and _since as well, and
+            # are followed only through references the principal may read (a reference held in
+            # a masked element is not followed: its target would tell what the element says).
+            follow = (
+                (lambda source_type, param: not self._reads_masked(source_type, param))
+                if self.access.profile.masks_anything
+                else None
+            )
             page.included = [
                 s
-                for s in searcher.referenced(page.matches)
+                for s in searcher.referenced(page.matches, follow=follow)
                 if (types is None or s.res_type in types)
                 and (since is None or s.last_updated >= since)
             ]

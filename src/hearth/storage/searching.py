@@ -388,11 +388,19 @@ class Searcher:
         page = self._open_seqs(chosen[:count])
         return SearchPage(page, [], total, offset, len(chosen) > count)
 
-    def referenced(self, page: list[StoredResource]) -> list[StoredResource]:
-        """Resources the page references that are outside any compartment ($everything)."""
+    def referenced(
+        self,
+        page: list[StoredResource],
+        *,
+        follow: Callable[[str, str], bool] | None = None,
+    ) -> list[StoredResource]:
+        """Resources the page references that are outside any compartment ($everything);
+        with ``follow``, only through the (source type, reference parameter) it accepts."""
+        types = {s.seq: s.res_type for s in page}
         targets = {
             (tt, ti)
-            for _s, _p, tt, ti in sql.references_from(self._conn, [s.seq for s in page], None)
+            for seq, param, tt, ti in sql.references_from(self._conn, list(types), None)
+            if follow is None or follow(types[seq], param)
         }
         seqs = set(sql.current_seqs(self._conn, targets)) - {s.seq for s in page}
         chosen = sorted(self._scoped(seqs))[: self._include_bound]

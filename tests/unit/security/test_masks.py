@@ -72,3 +72,34 @@ def test_a_search_reads_a_masked_element_by_its_json_keys() -> None:
     assert masked_reads(["reasonReference", "status"], masks) == []
     # A resource without its id and meta is not a resource: no mask covers them.
     assert masked_reads(["id", "meta"], masks) == []
+
+
+APPOINTMENT = {
+    "resourceType": "Appointment",
+    "id": "a1",
+    "status": "booked",
+    "contained": [
+        {"resourceType": "Condition", "id": "c1", "subject": {"reference": "#p1"}},
+        {"resourceType": "Patient", "id": "p1"},
+        {"resourceType": "Location", "id": "l1"},
+    ],
+    "reasonReference": [{"reference": "#c1"}],
+    "participant": [{"actor": {"reference": "#l1"}, "status": "accepted"}],
+}
+
+
+def test_contained_resources_only_a_masked_element_points_to_are_masked_too() -> None:
+    """The Condition and the Patient it names are reached only through the masked
+    reasonReference; the Location through a participant, which stays."""
+    masked = apply_masks(APPOINTMENT, ("reasonReference",))
+    assert [c["id"] for c in masked["contained"]] == ["l1"]
+    assert "contained" not in apply_masks(APPOINTMENT, ("reasonReference", "participant"))
+    assert apply_masks(APPOINTMENT, ("comment",)) == APPOINTMENT  # nothing masked: all kept
+
+
+def test_a_masked_writer_keeps_the_contained_resources_it_never_saw() -> None:
+    seen = apply_masks(APPOINTMENT, ("reasonReference",))
+    written = restore_masked({**seen, "status": "fulfilled"}, APPOINTMENT, ("reasonReference",))
+    assert written["reasonReference"] == APPOINTMENT["reasonReference"]
+    assert sorted(c["id"] for c in written["contained"]) == ["c1", "l1", "p1"]
+    assert written["status"] == "fulfilled"
