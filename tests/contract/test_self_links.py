@@ -151,6 +151,20 @@ def test_nobody_gives_themselves_an_organizations_patients(instance: Instance) -
         ("update", "PractitionerRole", "denied"),
         ("create", "PractitionerRole", "denied"),
     ]
+    del audited
+
+    # Losing a role is a change of membership too: it would lift a Consent that denies the
+    # role's Organization while a care team still reaches the patient. Inactive roles count:
+    # a link to one takes effect when an administrator makes it active again.
+    refused(
+        errors.SELF_LINK,
+        lambda: doc.update("PractitionerRole", ids["role_active"], {**active, "active": False}),
+    )
+    refused(errors.SELF_LINK, lambda: doc.delete("PractitionerRole", ids["role_active"]))
+    refused(
+        errors.SELF_LINK,
+        lambda: doc.create(team(ids["careteam"], f"PractitionerRole/{ids['role_inactive']}")),
+    )
 
     # What stays as it was: an edit of one's own role that changes no membership, and a role
     # for a colleague.

@@ -172,16 +172,18 @@ def widens(
 
     It does when ``after`` links one of ``actors`` to a patient ``before`` did not (a new care
     team, or one the principal is added to or that is moved to another patient or made active
-    again), makes ``practitioner`` act as a role or Organization ``before`` did not (a
-    PractitionerRole for oneself, or one moved to another Organization or made active), or when
+    again), changes what ``practitioner`` acts as (a PractitionerRole for oneself, one moved to
+    another Organization, made active or inactive, or deleted: losing a role lifts the Consent
+    denials that name it, while the patient may still be reached another way), or when
     ``before`` is a Consent that restricts one of ``actors``: whoever a restriction names does
     not edit or delete it, whatever the edit (narrowing a provision's types or period is a
-    widening too hard to tell apart from the rest). Losing a link or a role never widens, and
+    widening too hard to tell apart from the rest). Losing a care link never widens, and
     neither does any change to a Consent that restricts only others."""
     if any((t, i) in actors for t, i, _patient in after.links - before.links):
         return True
-    gained_roles = after.roles - before.roles
-    if practitioner is not None and any(p == practitioner for p, _t, _i in gained_roles):
+    changed_roles = after.roles ^ before.roles  # gained or lost: losing a role can lift a
+    # Consent that denies it while the patient is still reached another way
+    if practitioner is not None and any(p == practitioner for p, _t, _i in changed_roles):
         return True
     return bool(before.restricted & actors)
 

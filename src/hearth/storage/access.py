@@ -174,7 +174,7 @@ def stated(res_type: str, res_id: str, resource: Mapping[str, Any] | None) -> St
     if res_type == "Consent":
         return Stated(restricted=denied_actors(resource))
     body = {**resource, "resourceType": res_type, "id": res_id}
-    entries = index_resource(body)
+    entries = index_resource(body, references_only=True)
     return Stated(
         links=care_links(res_type, body, entries.refs, entries.patients),
         roles=role_actors(body, entries.refs) if res_type == "PractitionerRole" else frozenset(),
@@ -398,13 +398,16 @@ class BoundAccess:
             denials=tuple(denials),
         )
 
-    def _actors(self, conn: Connection, practitioner: str | None) -> frozenset[tuple[str, str]]:
+    def _actors(
+        self, conn: Connection, practitioner: str | None, *, inactive: bool = False
+    ) -> frozenset[tuple[str, str]]:
         """What a user linked to ``practitioner`` acts as: it, its active PractitionerRoles
-        and their Organizations (``ROLE_RULE``)."""
+        and their Organizations (``ROLE_RULE``); with ``inactive``, its inactive roles too
+        (and theirs), which an administrator's routine reactivation would switch on."""
         if practitioner is None:
             return frozenset()
         actors: set[tuple[str, str]] = {("Practitioner", practitioner)}
-        dead = self._control._dead(ROLE_RULE)
+        dead = frozenset() if inactive else self._control._dead(ROLE_RULE)
         roles = sql.referencing_current(
             conn, "PractitionerRole", "practitioner", [("Practitioner", practitioner)], dead
         )
@@ -446,15 +449,24 @@ class BoundAccess:
         grant (``AccessProfile.decide_relationships``). Asked after the interaction was
         allowed."""
         profile = self.profile
+        if res_type not in FACT_TYPES:
+            return Decision.allow("states no relationship")
+        before, after = stated(res_type, res_id, prior), stated(res_type, res_id, resource)
+        if (
+            profile.facts.break_glass_grant is None
+            and after.links <= before.links
+            and after.roles == before.roles
+            and not before.restricted
+        ):
+            # No care link gained, no role changed, no restriction that could name the
+            # principal: no actors to read (a Patient or an Encounter with no new practitioner
+            # or organization in it, as most writes of these types are).
+            return Decision.allow("states nothing the principal's access could gain from")
         practitioner, actors = self._acting(conn)
         if not actors and profile.facts.break_glass_grant is None:
             return Decision.allow("the principal acts as nobody")  # nothing to find out
         return profile.decide_relationships(
-            res_type,
-            stated(res_type, res_id, prior),
-            stated(res_type, res_id, resource),
-            practitioner=practitioner,
-            actors=actors,
+            res_type, before, after, practitioner=practitioner, actors=actors
         )
 
     def _acting(self, conn: Connection) -> tuple[str | None, frozenset[tuple[str, str]]]:
@@ -470,7 +482,10 @@ class BoundAccess:
         if read is None or read[0] is not conn:
             link = sql.link_of(conn, self.principal.subject)
             practitioner = link.practitioner_id if link is not None else None
-            read = self._acting_now = (conn, practitioner, self._actors(conn, practitioner))
+            # Inactive roles count: a link to one, or a move of one, takes effect the moment an
+            # administrator makes it active again.
+            actors = self._actors(conn, practitioner, inactive=True)
+            read = self._acting_now = (conn, practitioner, actors)
         return read[1], read[2]
 
     # -- decisions on one resource -------------------------------------------------------------

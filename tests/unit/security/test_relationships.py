@@ -101,7 +101,9 @@ def test_a_practitioner_role_for_oneself_widens_ones_access() -> None:
         roles=frozenset({("doc", "PractitionerRole", "r1"), ("doc", "Organization", "org")})
     )
     assert not widens(DOC, "doc", same, same)  # an edit that changes no membership
-    assert not widens(DOC, "doc", same, Stated())  # made inactive, or deleted
+    # Made inactive, deleted or pointed at someone else: losing a role lifts the Consent
+    # denials that name it, while the patient may still be reached through a care team.
+    assert widens(DOC, "doc", same, Stated())
     other = Stated(roles=frozenset({("nurse", "Organization", "o")}))
     assert not widens(DOC, "doc", Stated(), other)
 

@@ -220,8 +220,10 @@ def param_keys(param: Param, values: Iterable[Any]) -> Iterator[str]:
                 yield "k:" + "$".join(combo)
 
 
-def index_resource(resource: dict[str, Any]) -> IndexEntries:
-    """Everything the search tables hold about ``resource`` (current version)."""
+def index_resource(resource: dict[str, Any], *, references_only: bool = False) -> IndexEntries:
+    """Everything the search tables hold about ``resource`` (current version); with
+    ``references_only``, only its ``refs`` and ``patients`` (no keys), at a fraction of the cost:
+    what the access rules decide relationships on."""
     res_type = resource["resourceType"]
     out = IndexEntries()
     compartment = set(definitions.patient_compartment(res_type))
@@ -229,6 +231,8 @@ def index_resource(resource: dict[str, Any]) -> IndexEntries:
     for param in indexed_params(res_type).values():
         if param.code in CLEAR_PARAMS or not param.own_keys:
             continue  # a union's keys are its parts' (extract._unions)
+        if references_only and param.type != "reference":
+            continue
         keys = param.compiled.keys
         if keys is not None and keys.isdisjoint(resource):
             continue
@@ -236,7 +240,8 @@ def index_resource(resource: dict[str, Any]) -> IndexEntries:
         if not values:
             continue
         domain = param.domain
-        out.keys.update((domain, key) for key in param_keys(param, values))
+        if not references_only:
+            out.keys.update((domain, key) for key in param_keys(param, values))
         if param.type != "reference":
             out.keys.add((domain, PRESENT))
             continue
