@@ -4,7 +4,8 @@ costs a task per request; this wraps ``send`` instead):
 - refuses a Host the server is not known by (DNS rebinding; no forged Host in the links, the
   OAuth issuer and the token audience we build from it), with an OperationOutcome: the name
   must be one of the allowed names and the port the one the connection arrived on (or the name
-  and port of ``public_base_url``); the Host that passes is put in one spelling (lower case,
+  and port of ``public_base_url``, or its name with no port, as a TLS-terminating proxy
+  forwards it); the Host that passes is put in one spelling (lower case,
   no default port) before the application sees it;
 - gives each request an id (``X-Request-Id``, and the audit entry's ``request``);
 - adds the security headers of ``hearth.web.headers``;
@@ -93,13 +94,22 @@ class EdgeMiddleware:
 
         The port must be the one this connection arrived on (``scope["server"]``), or the
         public URL's: checking the name alone let ``Host: 127.0.0.1:1`` through, and the
-        OAuth issuer, token audience and links were then built with port 1."""
+        OAuth issuer, token audience and links were then built with port 1. The public URL's
+        name without a port is that URL's origin whatever the connection's scheme (a proxy
+        terminating TLS in front of a plain-HTTP listener); with a port, the port must match.
+        """
         for name, value in scope.get("headers", ()):
             if name == b"host":
                 authority = parse_authority(value.decode("latin-1"))
                 if authority is None:
                     return None
                 host, port = authority
+                if port is None and self.public is not None and host == self.public[0]:
+                    # public_base_url's name with no port names that URL's origin: a proxy
+                    # that terminates TLS forwards plain HTTP to the port Hearth listens on
+                    # and keeps the Host the client sent ("ehr.example.org"), which this
+                    # connection's scheme would otherwise read as port 80.
+                    return host.encode("ascii")
                 default = _DEFAULT_PORTS.get(str(scope.get("scheme", "http")), 80)
                 effective = default if port is None else port
                 server = scope.get("server")
