@@ -114,3 +114,11 @@ def test_heads_within_the_limits_are_served_one_after_another(port: int) -> None
 def test_a_long_request_line_counts_too(port: int) -> None:
     target = "/oauth/jwks?x=" + "c" * MAX_HEAD_BYTES
     assert statuses(exchange(port, head(port, [], target=target))) == [431]
+
+
+def test_two_host_fields_get_400(port: int) -> None:
+    """RFC 9112 sec. 3.2, through the server: both fields reach the Host check."""
+    answer = exchange(port, head(port, [f"Host: 127.0.0.1:{port}", "Connection: close"]))
+    assert statuses(answer) == [400]
+    outcome = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0109"

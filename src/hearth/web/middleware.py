@@ -1,12 +1,13 @@
 """The edge of the application, as one pure ASGI middleware (Starlette's ``BaseHTTPMiddleware``
 costs a task per request; this wraps ``send`` instead):
 
-- refuses a Host the server is not known by (DNS rebinding; no forged Host in the links, the
-  OAuth issuer and the token audience we build from it), with an OperationOutcome: the name
-  must be one of the allowed names and the port the one the connection arrived on (or the name
-  and port of ``public_base_url``, or its name with no port, as a TLS-terminating proxy
-  forwards it); the Host that passes is put in one spelling (lower case,
-  no default port) before the application sees it;
+- refuses a request with no Host or more than one (RFC 9112 sec. 3.2), and a Host the server
+  is not known by (DNS rebinding; no forged Host in the links, the OAuth issuer and the token
+  audience we build from it), with an OperationOutcome: the name must be one of the allowed
+  names and the port the one the connection arrived on (or the name and port of
+  ``public_base_url``, or its name with no port, as a TLS-terminating proxy forwards it); the
+  Host that passes is put in one spelling (lower case, no default port) before the
+  application sees it;
 - gives each request an id (``X-Request-Id``, and the audit entry's ``request``);
 - adds the security headers of ``hearth.web.headers``;
 - writes one access-log line per request: method, path with ids and every unknown segment
@@ -98,29 +99,27 @@ class EdgeMiddleware:
         name without a port is that URL's origin whatever the connection's scheme (a proxy
         terminating TLS in front of a plain-HTTP listener); with a port, the port must match.
         """
-        for name, value in scope.get("headers", ()):
-            if name == b"host":
-                authority = parse_authority(value.decode("latin-1"))
-                if authority is None:
-                    return None
-                host, port = authority
-                if port is None and self.public is not None and host == self.public[0]:
-                    # public_base_url's name with no port names that URL's origin: a proxy
-                    # that terminates TLS forwards plain HTTP to the port Hearth listens on
-                    # and keeps the Host the client sent ("ehr.example.org"), which this
-                    # connection's scheme would otherwise read as port 80.
-                    return host.encode("ascii")
-                default = _DEFAULT_PORTS.get(str(scope.get("scheme", "http")), 80)
-                effective = default if port is None else port
-                server = scope.get("server")
-                arrived = (
-                    server is not None and host in self.allowed and int(server[1]) == effective
-                )
-                if not arrived and (host, effective) != self.public:
-                    return None
-                spelled = host if effective == default else f"{host}:{effective}"
-                return spelled.encode("ascii")
-        return None
+        hosts = _host_fields(scope)
+        if len(hosts) != 1:
+            return None  # none, or more than one (RFC 9112 sec. 3.2: answered 400)
+        authority = parse_authority(hosts[0].decode("latin-1"))
+        if authority is None:
+            return None
+        host, port = authority
+        if port is None and self.public is not None and host == self.public[0]:
+            # public_base_url's name with no port names that URL's origin: a proxy that
+            # terminates TLS forwards plain HTTP to the port Hearth listens on and keeps the
+            # Host the client sent ("ehr.example.org"), which this connection's scheme would
+            # otherwise read as port 80.
+            return host.encode("ascii")
+        default = _DEFAULT_PORTS.get(str(scope.get("scheme", "http")), 80)
+        effective = default if port is None else port
+        server = scope.get("server")
+        arrived = server is not None and host in self.allowed and int(server[1]) == effective
+        if not arrived and (host, effective) != self.public:
+            return None
+        spelled = host if effective == default else f"{host}:{effective}"
+        return spelled.encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -148,10 +147,7 @@ class EdgeMiddleware:
                 _respell_host(scope, host)
                 await self.app(scope, receive, send_with_headers)
             else:
-                await _send_outcome(
-                    send_with_headers,
-                    HearthError(errors.BAD_REQUEST, "This server is not known by that name."),
-                )
+                await _send_outcome(send_with_headers, _host_refusal(scope))
         except Exception as exc:  # noqa: BLE001 - the last line of defence; see the docstring
             incident = log_incident(exc)
             if not started:
@@ -166,6 +162,20 @@ class EdgeMiddleware:
                     status,
                     (time.perf_counter() - start) * 1000,
                 )
+
+
+def _host_fields(scope: Scope) -> list[bytes]:
+    """The values of the request's Host header fields (the server keeps each one)."""
+    return [value for name, value in scope.get("headers", ()) if name == b"host"]
+
+
+def _host_refusal(scope: Scope) -> HearthError:
+    """Why the Host check refused: one code (``HRT-0109``), and no echo of the value."""
+    if len(_host_fields(scope)) > 1:
+        # RFC 9112 sec. 3.2: a request with more than one Host field is answered 400. Only the
+        # first was checked, and a proxy or the application may read another one.
+        return HearthError(errors.BAD_REQUEST, "A request carries one Host header field.")
+    return HearthError(errors.BAD_REQUEST, "This server is not known by that name.")
 
 
 def _respell_host(scope: Scope, host: bytes) -> None:

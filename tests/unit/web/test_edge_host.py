@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import orjson
 import pytest
 
 from hearth.web.middleware import EdgeMiddleware
@@ -47,3 +49,31 @@ def test_the_public_name_with_its_port_and_the_serving_port_rules_hold() -> None
     assert edge()._checked_host(scope(b"127.0.0.1")) is None  # port 80, not 8080
     assert edge()._checked_host(scope(b"evil.example")) is None
     assert edge(None)._checked_host(scope(b"ehr.example.org")) is None
+
+
+@pytest.mark.parametrize(
+    "hosts",
+    [
+        (b"127.0.0.1:8080", b"127.0.0.1:8080"),
+        (b"127.0.0.1:8080", b"evil.example"),
+        (b"ehr.example.org", b"evil.example:8080"),
+    ],
+)
+def test_more_than_one_host_field_is_refused(hosts: tuple[bytes, ...]) -> None:
+    """RFC 9112 sec. 3.2: a request with more than one Host field is answered 400; only the
+    first used to be checked."""
+    assert edge()._checked_host(scope(*hosts)) is None
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    asyncio.run(edge()(scope(*hosts), receive, send))
+    assert sent[0]["status"] == 400
+    outcome = orjson.loads(sent[1]["body"])
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0109"
+    assert "one Host" in outcome["issue"][0]["diagnostics"]
+    assert b"evil" not in sent[1]["body"]
