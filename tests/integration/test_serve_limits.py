@@ -122,3 +122,45 @@ def test_two_host_fields_get_400(port: int) -> None:
     assert statuses(answer) == [400]
     outcome = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0109"
+
+
+def chunked(port: int, body: bytes, *, target: str = "/oauth/token") -> bytes:
+    """A chunked POST whose body is ``body``, up to where its trailers would begin."""
+    lines = [
+        f"POST {target} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/x-www-form-urlencoded",
+        "Transfer-Encoding: chunked",
+    ]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    return head + f"{len(body):x}\r\n".encode("ascii") + body + b"\r\n0\r\n"
+
+
+def test_fifty_mebibytes_of_trailer_get_431(port: int) -> None:
+    """A chunked body's trailer fields are held by the parser as a head is: they count against
+    the same limit (they used to be fed unbounded, and 50 MiB were answered 200)."""
+    trailer = b"X-Trailer: " + b"t" * (50 * 1024 * 1024) + b"\r\n\r\n"
+    started = time.monotonic()
+    answer = exchange(port, chunked(port, b"grant_type=x") + trailer)
+    assert statuses(answer) == [431]
+    outcome = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert outcome["issue"][0]["details"]["coding"][0]["code"] == "HRT-0117"
+    assert time.monotonic() - started < 15
+
+
+def test_small_chunks_and_a_short_trailer_are_served(port: int) -> None:
+    """Chunk lines are not body, but a body of many small chunks is far from the limit."""
+    body = b"grant_type=x&" + b"&".join(b"p%d=v" % i for i in range(3000))
+    pieces = [body[i : i + 1] for i in range(len(body))]  # one byte a chunk
+    framed = b"".join(f"{len(p):x}\r\n".encode("ascii") + p + b"\r\n" for p in pieces)
+    lines = [
+        "POST /oauth/token HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        "Content-Type: application/x-www-form-urlencoded",
+        "Transfer-Encoding: chunked",
+        "Connection: close",
+    ]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + framed
+    assert len(framed) - len(body) > MAX_HEAD_BYTES  # more chunk lines than a head may hold
+    answer = exchange(port, request + b"0\r\nX-Trailer: 1\r\n\r\n")
+    assert statuses(answer) == [400]  # the token endpoint's answer to an unknown grant type
