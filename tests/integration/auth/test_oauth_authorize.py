@@ -475,6 +475,39 @@ def test_refresh_rotates_and_reuse_revokes_the_family(signed_in: Site) -> None:
     assert ("oauth.token.revoke", "success") in site.audit()
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"scope": "user/*.cruds"},  # wider than the grant
+        {"scope": "patient/*.rs no-such-scope"},  # malformed
+        {"hearth_break_glass": "no-such-grant"},  # a break-the-glass grant not the user's
+    ],
+)
+def test_a_replay_revokes_the_family_whatever_else_it_asks_for(
+    signed_in: Site, extra: dict[str, str]
+) -> None:
+    """A used refresh token is a replay before anything else: asking for a wider scope or a
+    break-the-glass grant must not turn it into a refused request that leaves the family
+    alive and raises no alarm (the checks that refuse before rotating skip used tokens)."""
+    site = signed_in
+    first = site.tokens()
+    second = site.refresh(first["refresh_token"]).json()
+    replay = site.browser.client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": site.app,
+            **extra,
+        },
+    )
+    assert (replay.status_code, replay.json()["error"]) == (400, "invalid_grant")
+    assert site.read(second["access_token"], f"Patient/{site.patient}").status_code == 401
+    assert site.refresh(second["refresh_token"]).json()["error"] == "invalid_grant"
+    assert "auth.token_reuse" in site.instance.alarms.kinds()
+    assert ("oauth.token.revoke", "success") in site.audit()
+
+
 def test_refresh_may_narrow_but_not_widen(signed_in: Site) -> None:
     first = signed_in.tokens()
     narrowed = signed_in.browser.client.post(
