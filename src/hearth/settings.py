@@ -526,7 +526,7 @@ def load_settings(home: Path, environ: dict[str, str] | None = None) -> Settings
         keys=key_source,
         host=str(server.get("host", "127.0.0.1")),
         port=int(server.get("port", 8080)),
-        public_base_url=server.get("public_base_url"),
+        public_base_url=_public_base_url(server.get("public_base_url"), config_path),
         allowed_hosts=_host_names(server.get("allowed_hosts", []), config_path),
         tls_cert=_resolve(home, tls["cert"]) if "cert" in tls else None,
         tls_key=_resolve(home, tls["key"]) if "key" in tls else None,
@@ -973,6 +973,25 @@ def _backup_settings(home: Path, raw: Any, env: dict[str, str]) -> BackupSetting
             "backup", f"primary_region {primary} is not in allowed_regions {list(allowed)}"
         )
     return settings
+
+
+def _public_base_url(raw: object, config_path: Path) -> str | None:
+    """``server.public_base_url``, refused here when its port is bad: found only when the app
+    was built, ``hearth serve`` had already announced its URL and issued an admin token."""
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise HearthError(errors.BAD_PARAMETER, f"{config_path}: server.public_base_url is a URL.")
+    try:
+        port = urlsplit(raw).port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise HearthError(
+            errors.BAD_PARAMETER,
+            f"{config_path}: server.public_base_url has a bad port (1 to 65535, or none).",
+        )
+    return raw
 
 
 def _host_names(raw: object, config_path: Path) -> tuple[str, ...]:

@@ -131,3 +131,26 @@ def test_allowed_host_names() -> None:
     assert allowed_host_names("::1", (), None) == ["[::1]"]
     with pytest.raises(HearthError):
         allowed_host_names("0.0.0.0", (), None)  # noqa: S104
+
+
+@pytest.mark.parametrize("port", ["99999", "0", "http", "-1"])
+def test_a_bad_public_base_url_port_stops_serve_before_it_prints_anything(
+    tmp_path: Path, port: str
+) -> None:
+    """It was found only when the app was built: serve had printed its URL and issued an
+    administrator token, then failed."""
+    home = tmp_path / "home"
+    assert CliRunner().invoke(main, ["--home", str(home), "init", "--quiet"]).exit_code == 0
+    config = home / "hearth.toml"
+    url = f"https://ehr.example.org:{port}/fhir"
+    config.write_text(
+        config.read_text().replace("[server]\n", f'[server]\npublic_base_url = "{url}"\n')
+    )
+    result = CliRunner().invoke(
+        main,
+        ["--home", str(home), "serve", "--port", str(free_port()), "--issue-admin-credential"],
+    )
+    assert result.exit_code != 0
+    assert "public_base_url has a bad port" in result.output
+    assert "serving" not in result.output
+    assert "token" not in result.output.lower()
