@@ -1175,20 +1175,7 @@ class WriteBatch:
         decision = repo._check(
             Action.READ, res_type, current.resource, res_id=res_id, conn=self._conn
         )
-        current = repo._masked(current, decision)
-        repo._disclosed([current])
-        self.audit_records.append(
-            repo._record(
-                Action.READ,
-                Outcome.SUCCESS,
-                res_type=res_type,
-                res_id=res_id,
-                version=current.version,
-                patient=patient_of(res_type, res_id, current.resource),
-                purpose=decision.purpose,
-            )
-        )
-        return current
+        return self._read_out(current, decision)
 
     def search(self, request: SearchRequest, *, query_text: str = "") -> SearchPage:
         """Search inside the batch (a GET search entry of a transaction), scoped in SQL like
@@ -1401,16 +1388,22 @@ class WriteBatch:
         )
         if not decision.allowed:
             return replace(current, resource=None)
+        return self._read_out(current, decision)
+
+    def _read_out(self, current: StoredResource, decision: Decision) -> StoredResource:
+        """``current`` as a read allowed by ``decision`` hands it out: masked, told to the
+        snooping monitor, and audited with the batch."""
+        repo = self._repo
         current = repo._masked(current, decision)
         repo._disclosed([current])
         self.audit_records.append(
             repo._record(
                 Action.READ,
                 Outcome.SUCCESS,
-                res_type=res_type,
-                res_id=res_id,
+                res_type=current.res_type,
+                res_id=current.res_id,
                 version=current.version,
-                patient=patient_of(res_type, res_id, current.resource),
+                patient=patient_of(current.res_type, current.res_id, current.resource),
                 purpose=decision.purpose,
             )
         )
