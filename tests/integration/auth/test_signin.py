@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from hearth.auth import totp
 from hearth.domain import errors
+from hearth.settings import load_settings
 from hearth.storage.sql import tables as t
-from tests.integration.auth.conftest import PASSWORD, Instance
+from hearth.wiring import Container
+from tests.integration.auth.conftest import CHEAP, PASSWORD, Instance, SeededRandom, build
 
 COOKIE = "__Host-hearth-session"
 
@@ -170,6 +173,44 @@ def test_state_changes_need_the_csrf_token(site: Instance) -> None:
     other_origin = browser.post("/logout", {}, headers={"Origin": "https://evil.example"})
     assert other_origin.status_code == 403
     assert browser.get("/").status_code == 200
+
+
+def test_behind_a_tls_proxy_the_public_origin_may_change_state(tmp_path: Path) -> None:
+    """A proxy serves https://ehr.example.org and forwards plain HTTP: the browser's Origin
+    is public_base_url's, not the connection's; another origin stays refused."""
+    home = tmp_path / "proxied"
+    inst = build(home)
+    try:
+        config = inst.home / "hearth.toml"
+        config.write_text(
+            config.read_text("utf-8").replace(
+                "[server]\n", '[server]\npublic_base_url = "https://ehr.example.org/fhir"\n'
+            ),
+            "utf-8",
+        )
+        proxied = Instance(
+            inst.home,
+            inst.clock,
+            inst.alarms,
+            Container(
+                load_settings(inst.home, {}),
+                clock=inst.clock,
+                random=SeededRandom(),
+                password_parameters=CHEAP,
+            ),
+        )
+        browser = proxied.browser()
+        browser.enrol_password(proxied.add_user("alice"))
+        token = browser.csrf()
+        evil = browser.post("/lock", {}, csrf=token, headers={"Origin": "https://evil.example"})
+        assert evil.status_code == 403
+        public = browser.post(
+            "/lock", {}, csrf=token, headers={"Origin": "https://ehr.example.org"}
+        )
+        assert public.status_code != 403, public.text
+        proxied.container.close()
+    finally:
+        inst.container.close()
 
 
 def test_the_sign_in_form_needs_its_pre_session_token(site: Instance) -> None:

@@ -26,7 +26,7 @@ re-requests the same URL from this site (a meta refresh, no script), which carri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -85,6 +85,17 @@ def origin_of(request: Request) -> str:
     """This request's own origin: scheme and Host (already limited to this server's names by
     the trusted-host middleware)."""
     return f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+
+
+def _own_origins(request: Request) -> tuple[str, ...]:
+    """The origins a state change may come from: this request's own, and ``public_base_url``'s
+    (behind a TLS-terminating proxy the connection is plain HTTP while the browser is on the
+    public HTTPS origin)."""
+    public = container_of(request).settings.public_base_url
+    if not public:
+        return (origin_of(request),)
+    parts = urlsplit(public)
+    return (origin_of(request), f"{parts.scheme}://{parts.netloc}".lower())
 
 
 def set_session_cookie(response: Response, session_id: str) -> None:
@@ -202,7 +213,7 @@ def pre_session_cookie(request: Request) -> str | None:
 async def check_csrf(request: Request, presented: str | None) -> None:
     """Refuse a state change without this browser's CSRF token or from another origin."""
     origin = request.headers.get("origin")
-    if origin is not None and origin != origin_of(request):
+    if origin is not None and origin not in _own_origins(request):
         raise HearthError(errors.CSRF_FAILED)
     session = await load_session(request)
     if session is not None:
