@@ -239,31 +239,34 @@ def test_references_conditional_references_and_preconditions(instance: Instance)
     assert missing.value.code is errors.UNRESOLVED_REFERENCE
 
 
+def _bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def _post(resource: dict[str, Any], full_url: str | None = None) -> dict[str, Any]:
+    entry = {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
+    return {"fullUrl": full_url, **entry} if full_url else entry
+
+
+def _observation_of(reference: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "x"},
+        "subject": {"reference": reference},
+    }
+
+
 def test_a_placeholder_naming_no_entry_is_refused(instance: Instance) -> None:
     """A ``urn:uuid:`` reference that is no entry's fullUrl would be stored pointing nowhere."""
     bundles = service(instance)
     stray = "urn:uuid:c431f773-0000-4000-8000-000000000001"
     for kind in ("transaction", "batch"):
-        bundle = {
-            "resourceType": "Bundle",
-            "type": kind,
-            "entry": [
-                {
-                    "fullUrl": "urn:uuid:c431f773-0000-4000-8000-000000000002",
-                    "resource": {"resourceType": "Patient"},
-                    "request": {"method": "POST", "url": "Patient"},
-                },
-                {
-                    "resource": {
-                        "resourceType": "Observation",
-                        "status": "final",
-                        "code": {"text": "x"},
-                        "subject": {"reference": stray},
-                    },
-                    "request": {"method": "POST", "url": "Observation"},
-                },
-            ],
-        }
+        bundle = _bundle(
+            kind,
+            _post({"resourceType": "Patient"}, "urn:uuid:c431f773-0000-4000-8000-000000000002"),
+            _post(_observation_of(stray)),
+        )
         if kind == "transaction":
             with pytest.raises(HearthError) as refused:
                 bundles.process(bundle, base=BASE, representation=False)
@@ -280,64 +283,36 @@ def test_a_placeholder_naming_no_entry_is_refused(instance: Instance) -> None:
     # A placeholder is found whatever the letter case of its UUID (they are case-insensitive).
     upper = "urn:uuid:C431F773-0000-4000-8000-0000000000AA"
     response = bundles.process(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "fullUrl": upper,
-                    "resource": {"resourceType": "Patient"},
-                    "request": {"method": "POST", "url": "Patient"},
-                },
-                {
-                    "resource": {
-                        "resourceType": "Observation",
-                        "status": "final",
-                        "code": {"text": "x"},
-                        "subject": {"reference": upper.lower()},
-                    },
-                    "request": {"method": "POST", "url": "Observation"},
-                },
-            ],
-        },
+        _bundle(
+            "transaction",
+            _post({"resourceType": "Patient"}, upper),
+            _post(_observation_of(upper.lower())),
+        ),
         base=BASE,
         representation=True,
     )
     patient_id = response["entry"][0]["fullUrl"].rsplit("/", 1)[1]
     assert response["entry"][1]["resource"]["subject"]["reference"] == f"Patient/{patient_id}"
     # A document Bundle stored by a transaction keeps its own placeholders: they name its entries.
-    document = {
-        "resourceType": "Bundle",
-        "type": "document",
-        "entry": [
-            {
-                "fullUrl": "urn:uuid:d0000000-0000-4000-8000-000000000001",
-                "resource": {
-                    "resourceType": "Composition",
-                    "status": "final",
-                    "type": {"text": "note"},
-                    "date": "2026-01-01",
-                    "author": [{"reference": "urn:uuid:d0000000-0000-4000-8000-000000000002"}],
-                    "title": "Note",
-                },
-            },
-            {
-                "fullUrl": "urn:uuid:d0000000-0000-4000-8000-000000000002",
-                "resource": {"resourceType": "Practitioner"},
-            },
-        ],
+    author = "urn:uuid:d0000000-0000-4000-8000-000000000002"
+    composition = {
+        "resourceType": "Composition",
+        "status": "final",
+        "type": {"text": "note"},
+        "date": "2026-01-01",
+        "author": [{"reference": author}],
+        "title": "Note",
     }
+    document = _bundle(
+        "document",
+        {"fullUrl": "urn:uuid:d0000000-0000-4000-8000-000000000001", "resource": composition},
+        {"fullUrl": author, "resource": {"resourceType": "Practitioner"}},
+    )
     response = bundles.process(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [{"resource": document, "request": {"method": "POST", "url": "Bundle"}}],
-        },
-        base=BASE,
-        representation=True,
+        _bundle("transaction", _post(document)), base=BASE, representation=True
     )
     stored = response["entry"][0]["resource"]
-    assert stored["entry"][0]["resource"]["author"] == document["entry"][0]["resource"]["author"]  # type: ignore[index]
+    assert stored["entry"][0]["resource"]["author"] == composition["author"]
     # Immunization.education.reference is a uri, alone in its object (imm-1): any URI.
     immunization = {
         "resourceType": "Immunization",
@@ -348,32 +323,12 @@ def test_a_placeholder_naming_no_entry_is_refused(instance: Instance) -> None:
         "education": [{"reference": stray}],
     }
     response = bundles.process(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {"resource": immunization, "request": {"method": "POST", "url": "Immunization"}}
-            ],
-        },
-        base=BASE,
-        representation=True,
+        _bundle("transaction", _post(immunization)), base=BASE, representation=True
     )
     assert response["entry"][0]["resource"]["education"] == [{"reference": stray}]
     # A uri element named reference may hold any URI, a urn:uuid included.
-    issue = {
-        "resourceType": "DetectedIssue",
-        "status": "final",
-        "reference": stray,
-    }
-    response = bundles.process(
-        {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [{"resource": issue, "request": {"method": "POST", "url": "DetectedIssue"}}],
-        },
-        base=BASE,
-        representation=True,
-    )
+    issue = {"resourceType": "DetectedIssue", "status": "final", "reference": stray}
+    response = bundles.process(_bundle("transaction", _post(issue)), base=BASE, representation=True)
     assert response["entry"][0]["resource"]["reference"] == stray
 
 
