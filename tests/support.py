@@ -14,6 +14,9 @@ from cryptography.x509.oid import NameOID
 
 from hearth.domain import Principal, PrincipalKind
 from hearth.settings import load_settings
+from hearth.storage import RecordRepository
+from hearth.storage.access import AccessControl
+from hearth.storage.repository import SearchBounds
 from hearth.wiring import ADMIN_ROLE, Container, InitResult, init_instance
 
 __all__ = [
@@ -80,6 +83,28 @@ def make_instance(
     result = init_instance(home, database_url=database_url, clock=clock, random=random)
     container = Container(load_settings(home), clock=clock, random=random)
     return Instance(home, result, container)
+
+
+def repository(
+    container: Container,
+    principal: Principal,
+    *,
+    policy: AccessControl | None = None,
+    bounds: SearchBounds | None = None,
+) -> RecordRepository:
+    """A repository on ``container``'s store for ``principal``, under another ``policy`` (a role
+    catalog of the test's own) or other search ``bounds`` than the container's."""
+    return RecordRepository(
+        principal=principal,
+        policy=policy or container.policy,
+        store=container.store,
+        keyring=container.keyring,
+        audit=container.audit,
+        clock=container.clock,
+        random=container.random,
+        keys_current=container.live_keys.ensure_current,
+        bounds=bounds,
+    )
 
 
 def admin(subject: str = "admin") -> Principal:

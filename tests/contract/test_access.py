@@ -39,7 +39,7 @@ from tests.access_world import (
     privacy_consent,
 )
 from tests.conftest import _server_database, requested_engines
-from tests.support import admin, make_instance
+from tests.support import admin, make_instance, repository
 
 pytestmark = [pytest.mark.engines, pytest.mark.xdist_group("access-contract")]
 
@@ -629,16 +629,7 @@ def test_a_kept_scope_is_not_used_under_another_role_catalog(
     policy = AccessControl(c.store, c.keyring, c.clock, RoleStore(c.store))
 
     def visible() -> set[str]:
-        repo = RecordRepository(
-            principal=world.principal("physician"),
-            policy=policy,
-            store=c.store,
-            keyring=c.keyring,
-            audit=c.audit,
-            clock=c.clock,
-            random=c.random,
-            keys_current=c.live_keys.ensure_current,
-        )
+        repo = repository(c, world.principal("physician"), policy=policy)
         return names(world, search(repo, "Observation", ("category", "vital-signs")).matches)
 
     policy.roles.catalog()  # loaded at 1000 s
@@ -799,16 +790,7 @@ def test_the_de_identified_backstops_fail_closed(world: World) -> None:
         roles=frozenset({"leaky"}),
         source="127.0.0.1",
     )
-    repo = RecordRepository(
-        principal=principal,
-        policy=policy,
-        store=c.store,
-        keyring=c.keyring,
-        audit=c.audit,
-        clock=c.clock,
-        random=c.random,
-        keys_current=c.live_keys.ensure_current,
-    )
+    repo = repository(c, principal, policy=policy)
     assert repo.access.profile.deidentified
     with pytest.raises(HearthError) as refused:
         repo.create(observation(world.ids["stranger"]))

@@ -18,7 +18,7 @@ from hearth.fhir.search import Context, parse_search
 from hearth.security import REDACTED, PatientScope, Role, RoleCatalog, default_catalog
 from hearth.storage import RecordRepository
 from hearth.storage.access import AccessControl, RoleStore
-from tests.support import Instance, admin
+from tests.support import Instance, admin, repository
 
 pytestmark = pytest.mark.engines
 
@@ -393,18 +393,8 @@ def test_composite_parameters_and_several_roles(instance: Instance) -> None:
     policy = AccessControl(c.store, c.keyring, c.clock, RoleStore(c.store, defaults=catalog))
 
     def repo(*roles: str) -> RecordRepository:
-        return RecordRepository(
-            principal=Principal(
-                subject="u-values", kind=PrincipalKind.USER, roles=frozenset(roles)
-            ),
-            policy=policy,
-            store=c.store,
-            keyring=c.keyring,
-            audit=c.audit,
-            clock=c.clock,
-            random=c.random,
-            keys_current=c.live_keys.ensure_current,
-        )
+        principal = Principal(subject="u-values", kind=PrincipalKind.USER, roles=frozenset(roles))
+        return repository(c, principal, policy=policy)
 
     masked = repo("no-values")
     for params in (

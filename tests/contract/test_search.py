@@ -9,7 +9,7 @@ import pytest
 from hearth.domain import HearthError, errors
 from hearth.fhir.search import Context, parse_search
 from hearth.storage import RecordRepository
-from tests.support import Instance, admin
+from tests.support import Instance, admin, repository
 
 pytestmark = pytest.mark.engines
 
@@ -466,17 +466,7 @@ def test_past_the_bound_the_search_is_refused(instance: Instance) -> None:
     repo = instance.container.repository(admin())
     for i in range(6):
         repo.create({"resourceType": "Patient", "name": [{"family": f"Bound{i}"}]})
-    tight = RecordRepository(
-        principal=repo.principal,
-        policy=instance.container.policy,
-        store=instance.container.store,
-        keyring=instance.container.keyring,
-        keys_current=instance.container.live_keys.ensure_current,
-        audit=instance.container.audit,
-        clock=instance.container.clock,
-        random=instance.container.random,
-        bounds=SearchBounds(open=3, include=3),
-    )
+    tight = repository(instance.container, repo.principal, bounds=SearchBounds(open=3, include=3))
     request = parse_search(
         "Patient", [("name:contains", "ou")], ctx=Context(now_us=0), default_count=10, max_count=10
     )
