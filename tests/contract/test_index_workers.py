@@ -157,3 +157,41 @@ def test_without_workers_a_large_batch_is_indexed_in_process(instance: Instance)
         assert full_scan(container).ok
     finally:
         container.close()
+
+
+def test_a_version_replaced_in_its_own_batch_leaves_no_rows(workers: Container) -> None:
+    """With workers, a batch's index rows go in a task at a time as the workers answer. A
+    resource written twice in one batch (its first version's entries handed to a worker, then
+    replaced in the batch's pending index) is indexed as its last version only: the full scan,
+    which recomputes every current version's rows, finds no stray row, and a search by the
+    replaced name finds nothing."""
+    repo = workers.repository(admin())
+    with repo.batch() as batch:
+        for n in range(2 * index_workers.CHUNK + 3):
+            batch.create({"resourceType": "Patient", "name": [{"family": f"Filler{n}"}]})
+        batch.update(
+            "Patient",
+            "twice",
+            {"resourceType": "Patient", "id": "twice", "name": [{"family": "Replacedname"}]},
+        )
+        for n in range(index_workers.CHUNK):
+            batch.create({"resourceType": "Patient", "name": [{"family": f"More{n}"}]})
+        batch.update(
+            "Patient",
+            "twice",
+            {"resourceType": "Patient", "id": "twice", "name": [{"family": "Finalname"}]},
+        )
+    report = full_scan(workers)
+    assert report.ok, [str(f) for f in report.findings]
+    search = workers.search(admin())
+
+    def ids(family: str) -> set[str]:
+        bundle = search.search(
+            SearchQuery("Patient", [("family:exact", family)]), base=BASE, url=BASE
+        )
+        return {e["resource"]["id"] for e in bundle.get("entry", ())}
+
+    assert ids("Finalname") == {"twice"}
+    assert ids("Replacedname") == set()
+    assert len(ids("Filler1")) == 1
+    assert len(ids("More0")) == 1

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import IO, Any
@@ -139,11 +139,17 @@ class EntryFinder:
             task = self._workers.submit([(i.res_type, i.body) for i in chunk])
             self._tasks.append((chunk, task))
 
-    def finish(self) -> None:
+    def found(self) -> Iterator[list[Unindexed]]:
+        """The items added, a batch at a time as their entries are found: first those no worker
+        took (found here, while the workers work), then each task's in the order handed out. A
+        caller that writes each batch's rows as it comes overlaps that work with the tasks still
+        running. Whatever is not consumed is dropped."""
         queued, self._queued = self._queued, []
         tasks, self._tasks = self._tasks, []
         for item in queued:
             item.found = extract_body(item.res_type, item.body)
+        if queued:
+            yield queued
         for items, task in tasks:
             found: list[Extracted] | None = None
             if task is not None and self._workers is not None:
@@ -157,6 +163,12 @@ class EntryFinder:
                 found = [extract_body(item.res_type, item.body) for item in items]
             for item, entries in zip(items, found, strict=True):
                 item.found = entries
+            yield items
+
+    def finish(self) -> None:
+        """Find the entries of every item added."""
+        for _items in self.found():
+            pass
 
 
 # -- the framing: a 4-byte length, then a pickle ------------------------------------------------

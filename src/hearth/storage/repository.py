@@ -975,8 +975,9 @@ class RecordRepository:
                 self._store.lock_writers(conn)
                 batch = WriteBatch(self, conn)
                 yield batch
-                batch.flush_index()
+                batch.flush_versions()
                 self._audit.append_in(conn, batch.audit_records)
+                batch.flush_index()
         except Exception as exc:
             # Failures the gate refused are audited already; anything else is recorded here, so
             # that no failed write goes unaudited.
@@ -1111,37 +1112,45 @@ class WriteBatch:
         if self.facts_changed:
             self._repo.access.forget_facts()
 
-    def flush_index(self) -> None:
-        """Write the version counter and the pending index changes (inside this batch's
-        transaction)."""
+    def flush_versions(self) -> None:
+        """Write the held-back first versions and the version counter (inside this batch's
+        transaction). The audit entries record the counter: it is written before them."""
         self._write_first_versions()
         seq = self._seq
         if seq is not None and seq != self._seq_stored:
             self._repo._store.set_seq(self._conn, VERSION_SEQ, seq)
             self._seq_stored = seq
+
+    def flush_index(self) -> None:
+        """Write the versions (``flush_versions``) and the pending index changes (inside this
+        batch's transaction).
+
+        The keys of versions whose entries a worker finds are blinded and inserted a task at
+        a time, as each task is answered: the first task's rows go in while the worker still
+        works on the last."""
+        self.flush_versions()
         if not self._index:
             return
-        self._find_entries()
         pending, self._index = self._index, {}
         indexed = [key for key in pending if key not in self._fresh]
         self._fresh.difference_update(pending)
         old = search_sql.current_index_seqs(self._conn, indexed)
         search_sql.delete_index(self._conn, old)
-        search_sql.insert_index(
-            self._conn,
-            [row for row in pending.values() if isinstance(row, search_sql.IndexRow)],
-        )
-
-    def _find_entries(self) -> None:
-        """Turn every ``Unindexed`` in ``_index`` into its rows."""
-        self._finder.finish()
+        rows = [row for row in pending.values() if isinstance(row, search_sql.IndexRow)]
+        search_sql.insert_hashes(self._conn, rows)
         keys = self._repo._keys
-        for ref, row in self._index.items():
-            if isinstance(row, Unindexed):
-                assert row.found is not None  # noqa: S101 - finish found every item added
-                self._index[ref] = _blinded(
-                    keys, row.seq, row.res_type, row.res_id, row.ts_us, row.found
+        for items in self._finder.found():
+            found = []
+            for item in items:
+                if pending.get((item.res_type, item.res_id)) is not item:
+                    continue  # a later write of the same resource in this batch replaced it
+                assert item.found is not None  # noqa: S101 - found() finds every item it yields
+                found.append(
+                    _blinded(keys, item.seq, item.res_type, item.res_id, item.ts_us, item.found)
                 )
+            search_sql.insert_hashes(self._conn, found)
+            rows += found
+        search_sql.insert_index(self._conn, rows, hashes=False)
 
     def find(self, sub: SubSearch, limit: int = 2) -> list[str]:
         """Ids of up to ``limit`` resources matching ``sub``, as this batch sees them (for
@@ -1665,8 +1674,10 @@ def _together(
                 answers.append(_member(batch, member))
                 if batch.facts_changed:
                     break
-            batch.flush_index()
+            # The audit entries go in first: the last task of the index worker is still running.
+            batch.flush_versions()
             first._audit.append_in(conn, batch.audit_records)
+            batch.flush_index()
             committing = True
     except _Regroup:
         raise

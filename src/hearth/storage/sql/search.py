@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from sqlalchemy import (
     ColumnElement,
@@ -55,6 +55,7 @@ __all__ = [
     "SeqIn",
     "compile_cond",
     "delete_index",
+    "insert_hashes",
     "insert_index",
 ]
 
@@ -135,7 +136,8 @@ def delete_index(conn: Connection, seqs: Sequence[int]) -> None:
 
 def insert_index(conn: Connection, rows: Sequence[IndexRow], *, hashes: bool = True) -> None:
     """The index rows of ``rows``; with ``hashes=False`` all but ``search_hash`` (a bulk load
-    stages those, ``hearth.storage.sql.index_load``)."""
+    stages those, ``hearth.storage.sql.index_load``; a write batch inserts them as the index
+    workers answer, ``insert_hashes``)."""
     if not rows:
         return
     conn.execute(
@@ -145,16 +147,8 @@ def insert_index(conn: Connection, rows: Sequence[IndexRow], *, hashes: bool = T
             for r in rows
         ],
     )
-    keys = [(h, r.seq) for r in rows for h in r.hashes] if hashes else []
-    if keys:
-        # Tens of rows per resource: the driver's executemany directly, without SQLAlchemy's
-        # per-row parameter processing (bytes and integers need none). psycopg and PyMySQL
-        # use the "format" paramstyle, sqlite3 "qmark".
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        conn.exec_driver_sql(
-            f"INSERT INTO search_hash (hash, seq) VALUES ({mark}, {mark})",  # noqa: S608
-            keys,
-        )
+    if hashes:
+        insert_hashes(conn, rows)
     refs = [
         {"seq": r.seq, "param": p, "target_type": tt, "target_id": ti, "res_type": r.res_type}
         for r in rows
@@ -172,6 +166,49 @@ def insert_index(conn: Connection, rows: Sequence[IndexRow], *, hashes: bool = T
     ]
     if links:
         conn.execute(insert(L), links)
+
+
+#: On SQLite, ``search_hash`` rows go in this many to an ``INSERT`` statement (with a statement
+#: of each power of two below it for the rest): a few statements per write group instead of one
+#: execution per row, each of which let go of the GIL and had to win it back.
+SQLITE_HASH_ROWS = 256
+
+
+def insert_hashes(conn: Connection, rows: Sequence[IndexRow]) -> None:
+    """The ``search_hash`` rows of ``rows`` (``insert_index`` writes the others)."""
+    keys = [(h, r.seq) for r in rows for h in r.hashes]
+    if not keys:
+        return
+    if conn.dialect.name == "sqlite":
+        _insert_hashes_sqlite(conn, keys)
+        return
+    # The driver's executemany directly, without SQLAlchemy's per-row parameter processing
+    # (bytes and integers need none): psycopg pipelines the rows, PyMySQL rewrites them into
+    # multi-row statements.
+    conn.exec_driver_sql("INSERT INTO search_hash (hash, seq) VALUES (%s, %s)", keys)
+
+
+def _insert_hashes_sqlite(conn: Connection, keys: list[tuple[bytes, int]]) -> None:
+    """``keys`` in multi-row statements of ``SQLITE_HASH_ROWS`` rows, then of powers of two.
+
+    ``OR ROLLBACK``: a statement that writes many rows and may fail halfway makes SQLite keep a
+    statement journal, the prior image of every page it changes, and with one Patient's keys on
+    a hundred pages that journal spills to a file. A conflict here would be a bug, and fails
+    the whole batch anyway; so it rolls back the transaction and no statement journal is kept
+    (docs/benchmarks.md, "Multi-row inserts of blind keys")."""
+    done, size = 0, SQLITE_HASH_ROWS
+    while done < len(keys):
+        while size > len(keys) - done:
+            size //= 2
+        chunk = keys[done : done + size]
+        conn.exec_driver_sql(_sqlite_hash_insert(size), tuple(v for key in chunk for v in key))
+        done += size
+
+
+@cache
+def _sqlite_hash_insert(rows: int) -> str:
+    marks = ",".join(["(?, ?)"] * rows)  # placeholders only: the values are bound
+    return f"INSERT OR ROLLBACK INTO search_hash (hash, seq) VALUES {marks}"  # noqa: S608
 
 
 def clear_index(conn: Connection) -> None:
