@@ -150,6 +150,66 @@ def test_driver_writes_store_every_value_in_its_column(instance: Instance) -> No
     assert dict(entry._mapping) == {k: v for k, v in asdict(audit).items() if k != "patients"}
 
 
+@pytest.mark.parametrize("count", [2, 3, store.SQLITE_MANY_ROWS, store.SQLITE_MANY_ROWS + 7])
+def test_many_first_versions_store_each_row_once(instance: Instance, count: int) -> None:
+    """Several first versions at once (on SQLite, multi-row statements of up to
+    ``SQLITE_MANY_ROWS`` rows and then of powers of two): each version and current row is
+    stored once, with its own values, in sequence order."""
+    s = instance.container.store
+    rows = [
+        VersionRow(
+            seq=910_000 + n,
+            res_type="Basic",
+            res_id=f"many-{n}",
+            version=1,
+            ts_us=1_700_000_000_000_000 + n,
+            deleted=False,
+            key_id=7,
+            body=f"sealed-{n}".encode(),
+            mac_key_id=8,
+            mac=bytes([n % 256]) * 32,
+        )
+        for n in range(count)
+    ]
+    with s.write() as conn:
+        s.insert_first_versions(conn, rows)
+        versions = conn.execute(
+            select(tables.resource_version)
+            .where(tables.resource_version.c.seq >= 910_000)
+            .order_by(tables.resource_version.c.seq)
+        ).all()
+        current = conn.execute(
+            select(tables.resource_current.c.res_id, tables.resource_current.c.seq).where(
+                tables.resource_current.c.res_id.like("many-%")
+            )
+        ).all()
+        conn.rollback()
+    assert [store._version(v._mapping) for v in versions] == rows
+    assert sorted(current) == sorted((r.res_id, r.seq) for r in rows)
+
+
+def test_a_duplicate_among_many_stores_none_of_them(instance: Instance) -> None:
+    """A conflict inside a multi-row statement fails the write as one row's would, and the
+    transaction stores nothing of it. On SQLite it has ended the transaction (``OR
+    ROLLBACK``), and the connection is invalidated."""
+    s = instance.container.store
+    with s.read() as conn:
+        before = conn.execute(select(func.count()).select_from(tables.audit_entry)).scalar()
+        existing: Any = conn.execute(text("SELECT * FROM audit_entry LIMIT 1")).one()._mapping
+    fresh = [AuditRow(**{**dict(existing), "seq": 920_000 + n, "patients": ()}) for n in range(5)]
+    invalidated: list[bool] = []
+    with pytest.raises(HearthError) as raised, s.write() as conn:
+        try:
+            s.insert_audit(conn, [*fresh, AuditRow(**{**dict(existing), "patients": ()})])
+        finally:
+            invalidated.append(conn.invalidated)
+    assert raised.value.code == errors.CONFLICT
+    # On SQLite, OR ROLLBACK ended the transaction: nothing may run after it.
+    assert invalidated == [s.db.dialect == "sqlite"]
+    with s.read() as conn:
+        assert conn.execute(select(func.count()).select_from(tables.audit_entry)).scalar() == before
+
+
 def test_a_missing_parameter_is_an_error_not_a_null(instance: Instance) -> None:
     with instance.container.store.read() as conn, pytest.raises(KeyError):
         store._CURRENT.first(conn, {"t": "Patient"})

@@ -161,10 +161,9 @@ def test_without_workers_a_large_batch_is_indexed_in_process(instance: Instance)
 
 def test_a_version_replaced_in_its_own_batch_leaves_no_rows(workers: Container) -> None:
     """With workers, a batch's index rows go in a task at a time as the workers answer. A
-    resource written twice in one batch (its first version's entries handed to a worker, then
-    replaced in the batch's pending index) is indexed as its last version only: the full scan,
-    which recomputes every current version's rows, finds no stray row, and a search by the
-    replaced name finds nothing."""
+    resource written twice in one batch, among versions handed to a worker before and after
+    it, is indexed as its last version only: the full scan, which recomputes every current
+    version's rows, finds no stray row, and a search by the replaced name finds nothing."""
     repo = workers.repository(admin())
     with repo.batch() as batch:
         for n in range(2 * index_workers.CHUNK + 3):

@@ -58,14 +58,21 @@ def test_every_row_is_stored_once(instance: Instance, total: int) -> None:
     assert stored(instance) == expected
 
 
-def test_a_duplicate_row_stores_nothing(instance: Instance) -> None:
+def test_a_duplicate_row_stores_nothing(instance: Instance, engine: str) -> None:
     """A conflict inside one multi-row statement (a bug if it ever happened) leaves no row of
-    the transaction behind, on SQLite where the statement rolls the transaction back."""
+    the transaction behind. On SQLite, ``OR ROLLBACK`` has ended the transaction: the
+    connection is invalidated, so no statement after it can run outside a transaction."""
     (row,) = rows(1, [300])
+    # Its key comes first, and the same key of ``row`` is within the first 256 rows.
     duplicate = search_sql.IndexRow(
         seq=1, res_type="Patient", res_id="p1", ts_us=0, hashes={next(iter(row.hashes))}
     )
+    invalidated: list[bool] = []
     with pytest.raises(IntegrityError), instance.container.store.db.write.begin() as conn:
-        search_sql.insert_hashes(conn, [row, duplicate])
+        try:
+            search_sql.insert_hashes(conn, [duplicate, row])
+        finally:
+            invalidated.append(conn.invalidated)
+    assert invalidated == [engine == "sqlite"]
     with instance.container.store.read() as conn:
         assert conn.execute(select(func.count()).select_from(t.search_hash)).scalar() == 0

@@ -110,8 +110,8 @@ def default_processes() -> int:
 
 @dataclass(slots=True)
 class Unindexed:
-    """A version whose index entries are not found yet: ``found`` once ``EntryFinder.finish``
-    has run."""
+    """A version whose index entries are not found yet: ``found`` once ``EntryFinder.found``
+    has yielded it (or ``finish`` has run)."""
 
     seq: int
     res_type: str
@@ -123,8 +123,9 @@ class Unindexed:
 
 class EntryFinder:
     """Finds the entries of the versions added to it. Every ``chunk`` added go to a worker
-    as one task (if there are workers); ``finish`` finds the rest in process, then collects
-    the workers' answers, finding in process any chunk whose worker failed."""
+    as one task (if there are workers); ``found`` (or ``finish``, which consumes it) finds the
+    rest in process, then collects the workers' answers a task at a time, finding in process
+    any chunk whose worker failed."""
 
     def __init__(self, workers: IndexWorkers | None, chunk: int = CHUNK) -> None:
         self._workers = workers

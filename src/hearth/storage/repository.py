@@ -1143,7 +1143,10 @@ class WriteBatch:
             found = []
             for item in items:
                 if pending.get((item.res_type, item.res_id)) is not item:
-                    continue  # a later write of the same resource in this batch replaced it
+                    # Replaced by a later write of the resource in this batch. Writes flush
+                    # first (``_in_scope_current``), so this does not happen; if it ever did,
+                    # the stale entries must not be indexed.
+                    continue
                 assert item.found is not None  # noqa: S101 - found() finds every item it yields
                 found.append(
                     _blinded(keys, item.seq, item.res_type, item.res_id, item.ts_us, item.found)

@@ -29,6 +29,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.exc import IntegrityError
 
 from hearth.fhir.search.conditions import (
     All,
@@ -201,7 +202,13 @@ def _insert_hashes_sqlite(conn: Connection, keys: list[tuple[bytes, int]]) -> No
         while size > len(keys) - done:
             size //= 2
         chunk = keys[done : done + size]
-        conn.exec_driver_sql(_sqlite_hash_insert(size), tuple(v for key in chunk for v in key))
+        try:
+            conn.exec_driver_sql(_sqlite_hash_insert(size), tuple(v for key in chunk for v in key))
+        except IntegrityError:
+            # SQLite has rolled the transaction back: a statement run next on this connection
+            # would commit on its own. It is invalidated, so that none can.
+            conn.invalidate()
+            raise
         done += size
 
 

@@ -7,7 +7,7 @@ functions inside the transactions it owns. All statements are parameterised (ASV
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -156,6 +156,10 @@ class _Form(NamedTuple):
     bound: dict[str, Any]
 
 
+#: Rows of one multi-row insert on SQLite (``_Hot.executemany``): a write group's members, at most.
+SQLITE_MANY_ROWS = 64
+
+
 class _Hot:
     """A statement every request runs, run on the driver's own cursor.
 
@@ -173,10 +177,12 @@ class _Hot:
     unchanged; a lost server connection is invalidated, as SQLAlchemy does, so the pool does
     not hand it out again."""
 
-    __slots__ = ("_forms", "columns", "statement")
+    __slots__ = ("_forms", "_many", "columns", "statement")
 
     def __init__(self, statement: Select[Any] | Insert | Update) -> None:
         self.statement = statement
+        # SQLite texts of this insert for several rows a statement, by row count.
+        self._many: dict[int, str] = {}
         self.columns = tuple(
             c.key for c in getattr(statement, "selected_columns", ()) if c.key is not None
         )
@@ -210,8 +216,42 @@ class _Hot:
         return int(self._driver(conn, [params]))
 
     def executemany(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-        if rows:
+        """Run it for each of ``rows``. An insert on SQLite runs as multi-row statements of up
+        to ``SQLITE_MANY_ROWS`` rows (then of powers of two), not once per row: sqlite3 lets go
+        of the GIL at every execution, and a write group's leader had to win it back from the
+        request threads each time (docs/design.md, "Write order and invariants"). They are
+        ``INSERT OR ROLLBACK``, as the blind-index rows are (``search.insert_hashes``): the rows
+        land on pages all over their tables' random-keyed indexes, and a multi-row statement
+        that may fail halfway would make SQLite keep a statement journal of those pages. A
+        conflict here is a bug or a lost race that fails the whole write anyway; it ends the
+        transaction, and the connection is invalidated so that nothing runs after it outside
+        one."""
+        if not rows:
+            return
+        if (
+            len(rows) == 1
+            or conn.dialect.name != "sqlite"
+            or not isinstance(self.statement, Insert)
+        ):
             self._driver(conn, rows, many=True)
+            return
+        # 999 variables a statement: the limit of SQLite before 3.32.
+        done, size = 0, min(SQLITE_MANY_ROWS, 999 // len(self._form(conn.dialect).names))
+        while done < len(rows):
+            while size > len(rows) - done:
+                size //= 2
+            self._driver(conn, rows[done : done + size], rows_per_statement=size)
+            done += size
+
+    def _many_sql(self, sql: str, rows: int) -> str:
+        text = self._many.get(rows)
+        if text is None:
+            head, _, values = sql.rpartition(" VALUES ")
+            if not (head.startswith("INSERT INTO ") and values.startswith("(")):
+                raise ValueError("not the text of a one-row insert")
+            head = head.replace("INSERT INTO ", "INSERT OR ROLLBACK INTO ", 1)
+            text = self._many[rows] = f"{head} VALUES {', '.join([values] * rows)}"
+        return text
 
     def _driver(
         self,
@@ -220,6 +260,7 @@ class _Hot:
         *,
         many: bool = False,
         fetch: bool = False,
+        rows_per_statement: int = 0,
     ) -> Any:
         """Run on the driver's cursor: the first row if ``fetch`` (sqlite3 steps to it in
         ``fetchone``, which can fail too), else the number of rows changed.
@@ -239,6 +280,9 @@ class _Hot:
             # The driver begins a transaction implicitly: SQLAlchemy must know of it to commit
             # it (a read ending in the pool's ROLLBACK drops psycopg's prepared statements).
             conn.begin()
+        if rows_per_statement:
+            sql = self._many_sql(sql, rows_per_statement)
+            args = [tuple(value for row in args for value in row)]
         raw = conn.connection
         cursor = raw.cursor()
         try:
@@ -249,7 +293,13 @@ class _Hot:
             return cursor.fetchone() if fetch else cursor.rowcount
         except dialect.loaded_dbapi.Error as exc:
             lost = dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+            if rows_per_statement and not getattr(raw.driver_connection, "in_transaction", True):
+                # ``OR ROLLBACK`` has ended the transaction: a statement run next on this
+                # connection would commit on its own. Invalidated, none can.
+                lost = True
             if lost:
+                with suppress(dialect.loaded_dbapi.Error):
+                    cursor.close()  # before its connection closes (sqlite3 refuses after)
                 conn.invalidate(exc)
             raise DBAPIError.instance(
                 sql,
@@ -261,7 +311,8 @@ class _Hot:
                 dialect=dialect,
             ) from exc
         finally:
-            cursor.close()
+            with suppress(dialect.loaded_dbapi.Error):
+                cursor.close()
 
 
 # Hot-path statements are built once: constructing SQLAlchemy expressions per call costs more
