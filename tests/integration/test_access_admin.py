@@ -164,6 +164,27 @@ def test_links_and_care_teams_scope_a_clinician(sqlite_instance: Instance) -> No
     assert not waiting.applied
 
 
+def test_a_mask_names_an_element_its_type_has(sqlite_instance: Instance) -> None:
+    """A misspelt mask would hide nothing: a role whose mask names no top-level element of its
+    type in R4 (a choice is ``value[x]``; for ``*``, no type has it) is refused."""
+    access = sqlite_instance.container.access
+    ann = user(sqlite_instance, "ann", "administrator")
+    scribe = {"patients": "linked", "permissions": ["user/Observation.rs"]}
+    # A mask must name an element its type has: a misspelt one would hide nothing.
+    for masks in (
+        {"Observation": ["value"]},  # a choice is value[x]
+        {"Observation": ["valueQuantity"]},
+        {"Obsrvation": ["note"]},
+        {"*": ["notes"]},
+    ):
+        with pytest.raises(HearthError) as unmasked:
+            access.set_role(ann, "masked", {**scribe, "masks": masks})
+        assert unmasked.value.code is errors.ROLE_INVALID
+    masked = {**scribe, "masks": {"Observation": ["value[x]", "note"], "*": ["text"]}}
+    assert access.set_role(ann, "masked", masked).applied
+    assert access.role("masked").masks_for("Observation") == ("note", "text", "value[x]")
+
+
 def test_the_role_command_line(tmp_path: Path, sqlite_instance: Instance) -> None:
     home = sqlite_instance.home
 

@@ -25,6 +25,7 @@ import orjson
 
 from hearth.audit import AuditRecord
 from hearth.domain import Clock, HearthError, Outcome, Principal, Random, errors
+from hearth.fhir import definitions as fhir_definitions
 from hearth.fhir.search.values import fold
 from hearth.security import (
     BOOTSTRAP_ADMIN,
@@ -225,6 +226,7 @@ class AccessAdmin:
         if name == BOOTSTRAP_ADMIN:
             raise HearthError(errors.ROLE_BUILTIN)
         new = role_from_json(name, definition)
+        _check_masks(new.masks)
         canonical = role_to_json(new)
         old = self.catalog.get(name)
         holds = self._holds(principal, name)
@@ -533,3 +535,25 @@ def scope_label(role: Role) -> str:
         PatientScope.SELF: "the user's own record",
         PatientScope.NONE: "no patient records",
     }[role.patients]
+
+
+def _check_masks(masks: Mapping[str, tuple[str, ...]]) -> None:
+    """Every mask names a top-level element its resource type has (for ``*``, one that some
+    resource type has), as R4 names it: ``value[x]``, not ``value`` or ``valueQuantity``. A
+    misspelt mask would hide nothing, silently."""
+    for res_type, names in sorted(masks.items()):
+        if res_type == "*":
+            types = [fhir_definitions.type_definition(t) for t in fhir_definitions.resource_types()]
+        elif fhir_definitions.is_resource_type(res_type):
+            types = [fhir_definitions.type_definition(res_type)]
+        else:
+            raise HearthError(
+                errors.ROLE_INVALID, f"Masks name a resource type: {res_type!r} is not one."
+            )
+        for name in names:
+            if not any(t is not None and name in t.elements for t in types):
+                where = "any resource type" if res_type == "*" else res_type
+                raise HearthError(
+                    errors.ROLE_INVALID,
+                    f"Mask {name!r} is not an element of {where} (a choice is named value[x]).",
+                )
