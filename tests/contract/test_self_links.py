@@ -206,6 +206,8 @@ def test_nobody_puts_themselves_on_a_patients_care_team(instance: Instance) -> N
     refused(errors.SELF_LINK, lambda: doc.create(team(patient, me)))
     role = f"PractitionerRole/{ids['role_active']}"
     refused(errors.SELF_LINK, lambda: doc.create(team(patient, nurse, role)))
+    # Each refusal names the patient the care team is about (their access report shows it).
+    assert [e.get("patient") for e in denials(world, world.users["physician"])] == [patient] * 2
     theirs = doc.create(team(patient, nurse)).res_id  # a colleague's: allowed
     added = {**team(patient, nurse, me), "id": theirs}
     refused(errors.SELF_LINK, lambda: doc.update("CareTeam", theirs, added))

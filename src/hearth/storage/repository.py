@@ -330,8 +330,10 @@ class RecordRepository:
         version: int | None = None,
         outcome: Outcome | None = None,
         detail: bytes | None = None,
+        patient: str | None = None,
     ) -> HearthError:
-        """Audit a refused or failed call in its own transaction, then hand back the error."""
+        """Audit a refused or failed call in its own transaction, then hand back the error.
+        ``patient``: the patient the refused content is about, when the caller knows it."""
         if outcome is None:
             outcome = {
                 errors.FORBIDDEN.code: Outcome.DENIED,
@@ -353,7 +355,8 @@ class RecordRepository:
             res_id=res_id,
             version=version,
             # A refused Patient read names the patient: their access report shows the attempt.
-            patient=patient_of(res_type, res_id, None) if res_type and res_id else None,
+            patient=patient
+            or (patient_of(res_type, res_id, None) if res_type and res_id else None),
             code=error.code.code,
             detail=detail,
         )
@@ -448,7 +451,9 @@ class RecordRepository:
                 # write group run again one write at a time may raise it twice: the repeat is
                 # counted on the same alarm.
                 self._on_self_link(self.principal, action, res_type, res_id)
-        raise self._fail(action, HearthError(code), res_type=res_type, res_id=res_id)
+        # The patient the relationship is about: their access report shows the attempt.
+        about = patient_of(res_type, res_id, resource if resource is not None else prior)
+        raise self._fail(action, HearthError(code), res_type=res_type, res_id=res_id, patient=about)
 
     def may(self, capability: Capability) -> Decision:
         """Whether the principal holds one of Hearth's own capabilities (audit views,
