@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 from starlette.testclient import TestClient
 
 from tests.support import Instance
@@ -159,9 +160,7 @@ def test_searches_by_masked_elements_are_refused(
             assert "sugar" not in answer.text
     # Each refusal is audited as a denied search.
     c = sqlite_instance.container
-    with c.db.write.begin() as conn:
-        from sqlalchemy import text
-
+    with c.db.read.connect() as conn:
         denied = conn.execute(
             text(
                 "SELECT count(*) FROM audit_entry "

@@ -48,6 +48,7 @@ from hearth.fhir.search.conditions import (
 from hearth.storage.sql import tables as t
 from hearth.storage.sql.access import ScopePredicate
 from hearth.storage.sql.conditions import pairs_in
+from hearth.storage.sql.store import statement_sizes
 
 __all__ = [
     "ROOT",
@@ -197,10 +198,8 @@ def _insert_hashes_sqlite(conn: Connection, keys: list[tuple[bytes, int]]) -> No
     a hundred pages that journal spills to a file. A conflict here would be a bug, and fails
     the whole batch anyway; so it rolls back the transaction and no statement journal is kept
     (docs/benchmarks.md, "Multi-row inserts of blind keys")."""
-    done, size = 0, SQLITE_HASH_ROWS
-    while done < len(keys):
-        while size > len(keys) - done:
-            size //= 2
+    done = 0
+    for size in statement_sizes(len(keys), SQLITE_HASH_ROWS):
         chunk = keys[done : done + size]
         try:
             conn.exec_driver_sql(_sqlite_hash_insert(size), tuple(v for key in chunk for v in key))

@@ -46,6 +46,7 @@ __all__ = [
     "SqlStore",
     "TokenRow",
     "VersionRow",
+    "statement_sizes",
 ]
 
 VERSION_SEQ = "version"
@@ -156,6 +157,18 @@ class _Form(NamedTuple):
     bound: dict[str, Any]
 
 
+def statement_sizes(rows: int, largest: int) -> Iterator[int]:
+    """How many rows each multi-row statement takes, for ``rows`` rows in all: ``largest`` while
+    that many are left, then powers of two below it, so that a handful of statement texts serve
+    every count."""
+    size = largest
+    while rows:
+        while size > rows:
+            size //= 2
+        yield size
+        rows -= size
+
+
 #: Rows of one multi-row insert on SQLite (``_Hot.executemany``): a write group's members, at most.
 SQLITE_MANY_ROWS = 64
 
@@ -236,10 +249,9 @@ class _Hot:
             self._driver(conn, rows, many=True)
             return
         # 999 variables a statement: the limit of SQLite before 3.32.
-        done, size = 0, min(SQLITE_MANY_ROWS, 999 // len(self._form(conn.dialect).names))
-        while done < len(rows):
-            while size > len(rows) - done:
-                size //= 2
+        largest = min(SQLITE_MANY_ROWS, 999 // len(self._form(conn.dialect).names))
+        done = 0
+        for size in statement_sizes(len(rows), largest):
             self._driver(conn, rows[done : done + size], rows_per_statement=size)
             done += size
 
